@@ -1,0 +1,3 @@
+from rtdecode.cli import main
+
+raise SystemExit(main())

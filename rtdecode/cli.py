@@ -1,0 +1,166 @@
+"""The `rtdecode` command line (DESIGN 3.1). Heavy imports happen inside each sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rtdecode.errors import RtdecodeError
+
+EPILOG = """examples:
+  rtdecode demo --headless --out demo_out        the virtual rig, end to end, in ~3 minutes
+  rtdecode simulate --out mouse --neurons 1000   a dataset in the Sensorium 2023 layout
+  rtdecode fit mouse --out model --method ridge  fit a decoder on the 'train' trials
+  rtdecode reconstruct model mouse --out rec     decode the 'oracle' trials, write metrics.json
+  rtdecode view tcp://127.0.0.1:5560             watch a decoded stream
+"""
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtdecode", description="Real-time reconstruction of what a mouse sees, "
+                                "from its visual cortex, during the experiment.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="the whole live path on the virtual rig over loopback ZeroMQ",
+                       description="A virtual rig streams two-photon frames over ZeroMQ; rtdecode fits a decoder "
+                       "on its calibration block, then decodes held-out movies live. With --headless it writes "
+                       "OUT/summary.json (pixel_corr, latency_ms p50/p99, frames, dropped) and a PNG of stimulus "
+                       "and reconstruction side by side.")
+    d.add_argument("--headless", action="store_true", help="no window; write summary.json and a PNG")
+    d.add_argument("--seconds", type=_positive_float, default=40.0, help="length of the live block (default 40)")
+    d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    d.add_argument("--neurons", type=_positive_int, default=1000, help="neurons / ROIs (default 1000)")
+    d.add_argument("--train-trials", type=_positive_int, default=12,
+                   help="10-s movies in the calibration block (default 12)")
+    d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
+    d.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("simulate", help="write a virtual-rig dataset in the Sensorium 2023 layout",
+                       description="Writes OUT/data/{videos,responses,behavior,pupil_center}/{trial}.npy and "
+                       "OUT/meta/... exactly as the Sensorium 2023 data, from a seeded ground-truth V1 population "
+                       "(responses are spike counts per 30 Hz frame).")
+    s.add_argument("--out", required=True, help="dataset folder to create")
+    s.add_argument("--neurons", type=_positive_int, default=1000)
+    s.add_argument("--train-trials", type=_positive_int, default=20)
+    s.add_argument("--test-trials", type=_positive_int, default=4, help="held-out 'oracle' trials (default 4)")
+    s.add_argument("--trial-frames", type=_positive_int, default=300, help="frames per trial (default 300 = 10 s)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--two-photon-trials", type=int, default=0, metavar="K",
+                   help="also render raw 512x512 uint16 two-photon frames of the first K trials to "
+                   "OUT/twophoton/ (a TIFF per trial, suite2p ROIs, ground truth)")
+    s.add_argument("--ephys", action="store_true", help="also write spike times per unit and channel "
+                   "(Kilosort/phy layout) to OUT/ephys/")
+
+    f = sub.add_parser("fit", help="fit a decoder on a dataset's 'train' trials",
+                       description="Fits on the trials whose tier is 'train' (the last 20%% of them choose the "
+                       "ridge penalty) and writes a self-describing model directory: card.json + weights.npz.")
+    f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout")
+    f.add_argument("--out", required=True, help="model directory to write")
+    f.add_argument("--method", default="ridge", help="decoder: ridge (default)")
+    f.add_argument("--neurons-subset", type=_positive_int, default=None, metavar="K", help="use the first K neurons")
+    f.add_argument("--window", type=_positive_int, default=8, help="activity bins per decoded frame (default 8)")
+    f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
+
+    r = sub.add_parser("reconstruct", help="decode held-out trials and score them",
+                       description="Writes OUT/videos/{trial}.npy (same shape as the dataset's videos) and "
+                       "OUT/metrics.json: pixel_corr (mask pixels x frames, first 30 frames dropped, mean over "
+                       "trials), the mean per-frame correlation and the full-frame value.")
+    r.add_argument("model")
+    r.add_argument("dataset")
+    r.add_argument("--out", required=True)
+    r.add_argument("--method", default=None, help="must match the model's method (ridge)")
+    r.add_argument("--tiers", nargs="+", default=["oracle"], help="tiers to reconstruct (default oracle)")
+
+    v = sub.add_parser("view", help="watch a decoded stream (pyqtgraph)")
+    v.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5560")
+    v.add_argument("--seconds", type=_positive_float, default=None, help="close after S seconds")
+    v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    progress = sys.stderr.isatty() or args.verbose > 0
+    try:
+        return COMMANDS[args.command](args, progress)
+    except RtdecodeError as exc:
+        print(f"rtdecode {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_demo(args, progress) -> int:
+    from rtdecode.demo import run_demo
+
+    summary = run_demo(args.out, seconds=args.seconds, headless=args.headless, n_neurons=args.neurons,
+                       n_train=args.train_trials, seed=args.seed, speed=args.speed, progress=True)
+    lat = summary["latency_ms"]
+    print(f"pixel_corr {summary['pixel_corr']:.3f}  latency p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
+          f"frames {summary['frames']}  dropped {summary['dropped']}  ({args.out}/summary.json)")
+    return 0
+
+
+def cmd_simulate(args, progress) -> int:
+    from pathlib import Path
+
+    from rtdecode.rig import VirtualRig
+
+    rig = VirtualRig(args.neurons, args.seed, args.train_trials, args.test_trials, args.trial_frames)
+    root = rig.write_dataset(args.out, progress=True)
+    if args.two_photon_trials or args.ephys:
+        from rtdecode.rig import output
+
+        output.write_extras(rig, Path(args.out), args.two_photon_trials, args.ephys, progress=True)
+    print(f"wrote {len(rig.schedule)} trials of {args.neurons} neurons to {root}")
+    return 0
+
+
+def cmd_fit(args, progress) -> int:
+    from rtdecode.fit import fit_dataset
+
+    card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
+                       lag_min=args.lag_min, progress=True)
+    print(f"wrote {args.out} ({card['method']}, {card['neurons']} neurons, window {card['window']['bins']} bins)")
+    return 0
+
+
+def cmd_reconstruct(args, progress) -> int:
+    from rtdecode.reconstruct import reconstruct
+
+    m = reconstruct(args.model, args.dataset, args.out, args.method, tuple(args.tiers), progress=True)
+    print(json.dumps({k: m[k] for k in ("pixel_corr", "frame_corr", "pixel_corr_full", "trials")}))
+    return 0
+
+
+def cmd_view(args, progress) -> int:
+    from rtdecode.view import run_viewer
+
+    run_viewer(args.address, args.seconds, args.screenshot)
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
+            "view": cmd_view}

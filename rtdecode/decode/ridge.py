@@ -1,0 +1,164 @@
+"""Decoder v0: ridge regression from a window of activity to the frame.
+
+Frame f is decoded from activity bins f+lag_min ... f+lag_min+bins-1 (responses lag the stimulus).
+To keep the problem small at Sensorium scale (~8,000 neurons), each neuron's window is projected on
+a few smooth temporal basis functions, so the features are neurons x basis (not neurons x lags), and
+the normal equations are accumulated trial by trial: memory is features^2 + features x pixels,
+whatever the recording length (8,000 neurons x 3 basis functions: a 4.6 GB Gram matrix).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import scipy.linalg
+
+from rtdecode import metrics
+from rtdecode.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
+
+
+def temporal_basis(bins: int, n_basis: int) -> np.ndarray:
+    """(bins, n_basis) Gaussian bumps evenly spaced over the window."""
+    centres = np.linspace(0, bins - 1, n_basis)
+    width = max((bins - 1) / max(n_basis - 1, 1), 1.0) * 0.6
+    j = np.arange(bins)[:, None]
+    return np.exp(-0.5 * ((j - centres[None, :]) / width) ** 2).astype(np.float32)
+
+
+def window_features(act: np.ndarray, basis: np.ndarray, lag_min: int) -> np.ndarray:
+    """(T, N) z-scored activity -> (T, N * n_basis) features of every frame; bins outside the trial
+    count as 0 (the mean)."""
+    T, N = act.shape
+    bins, nb = basis.shape
+    out = np.zeros((T, N, nb), np.float32)
+    for j in range(bins):
+        lag = lag_min + j
+        lo, hi = max(0, -lag), min(T, T - lag)
+        if hi <= lo:
+            continue
+        shifted = act[lo + lag : hi + lag]
+        for b in range(nb):
+            out[lo:hi, :, b] += basis[j, b] * shifted
+    return out.reshape(T, N * nb)
+
+
+@dataclass
+class RidgeDecoder:
+    """Weights of a fitted decoder. Shapes: act_mean, act_std (N,); basis (bins, nb);
+    weights (N*nb, H*W); pixel_mean (H*W,)."""
+
+    act_mean: np.ndarray
+    act_std: np.ndarray
+    basis: np.ndarray
+    weights: np.ndarray
+    pixel_mean: np.ndarray
+    frame_shape: tuple[int, int]
+    lag_min: int
+
+    def predict_trial(self, responses: np.ndarray) -> np.ndarray:
+        """(N, T) activity of one trial -> (T, H, W) decoded frames."""
+        z = (responses.T - self.act_mean) / self.act_std
+        x = window_features(z.astype(np.float32), self.basis, self.lag_min)
+        return (x @ self.weights + self.pixel_mean).reshape((-1,) + self.frame_shape)
+
+    def predict_window(self, window: np.ndarray, out: np.ndarray) -> None:
+        """Live: (N, bins) window, oldest bin first -> `out` (H, W), written in place."""
+        z = (window - self.act_mean[:, None]) / self.act_std[:, None]
+        feats = (z @ self.basis).ravel()
+        np.matmul(feats, self.weights, out=out.reshape(-1))
+        out.reshape(-1)[:] += self.pixel_mean
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"act_mean": self.act_mean, "act_std": self.act_std, "basis": self.basis,
+                "weights": self.weights, "pixel_mean": self.pixel_mean}
+
+    @classmethod
+    def from_arrays(cls, card: dict, a: dict[str, np.ndarray]) -> "RidgeDecoder":
+        """Rebuild from a model directory, checking every shape against the card."""
+        n, bins = card["neurons"], card["window"]["bins"]
+        h, w = card["frame_shape"]
+        expect = {"act_mean": (n,), "act_std": (n,), "pixel_mean": (h * w,)}
+        for key, shape in expect.items():
+            if key not in a:
+                raise ModelError(f"weights.npz has no '{key}'")
+            if a[key].shape != shape:
+                raise ModelError(f"weights.npz '{key}' has shape {a[key].shape}, the card says {shape}")
+        if a["basis"].shape[0] != bins:
+            raise ModelError(f"weights.npz 'basis' covers {a['basis'].shape[0]} bins, the card's window has {bins}")
+        nb = a["basis"].shape[1]
+        if a["weights"].shape != (n * nb, h * w):
+            raise ModelError(f"weights.npz 'weights' has shape {a['weights'].shape}, expected {(n * nb, h * w)}")
+        return cls(a["act_mean"], a["act_std"], a["basis"], a["weights"], a["pixel_mean"], (h, w),
+                   card["window"]["lag_min"])
+
+
+TrialSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+
+def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins: int = 8,
+        n_basis: int = 3, alphas=ALPHAS, progress: Callable[[str], None] | None = None) -> tuple[RidgeDecoder, dict]:
+    """Fit on `trials` and choose the ridge penalty on `val_trials`, then refit on both.
+
+    Each source is a callable returning an iterable of (responses (N, T), video (T, H, W)) so the data
+    is streamed, never held all at once. The penalty is chosen by the full-frame pixel correlation
+    on the validation trials. Returns the decoder and a dict of training diagnostics.
+    """
+    say = progress or (lambda s: None)
+    # Pass 1: normalisation statistics.
+    n_t, s1, s2, pix = 0, None, None, None
+    for src in (trials, val_trials):
+        for resp, video in src():
+            if s1 is None:
+                s1 = np.zeros(resp.shape[0]); s2 = np.zeros(resp.shape[0]); pix = np.zeros(video[0].size)
+            s1 += resp.sum(1); s2 += (resp.astype(np.float64) ** 2).sum(1)
+            pix += video.reshape(video.shape[0], -1).sum(0); n_t += resp.shape[1]
+    if s1 is None:
+        raise ModelError("no training trials")
+    act_mean = (s1 / n_t).astype(np.float32)
+    act_std = np.sqrt(np.maximum(s2 / n_t - act_mean.astype(np.float64) ** 2, 0)).astype(np.float32)
+    act_std = np.maximum(act_std, 1e-3 * max(float(act_std.max()), 1e-6)).astype(np.float32)
+    pixel_mean = (pix / n_t).astype(np.float32)
+    basis = temporal_basis(bins, n_basis)
+    frame_shape = None
+
+    def normal_equations(src):
+        nonlocal frame_shape
+        G = C = None
+        for resp, video in src():
+            frame_shape = video.shape[1:]
+            x = window_features(((resp.T - act_mean) / act_std).astype(np.float32), basis, lag_min)
+            y = video.reshape(video.shape[0], -1) - pixel_mean
+            if G is None:
+                G = np.zeros((x.shape[1], x.shape[1])); C = np.zeros((x.shape[1], y.shape[1]))
+            G += x.T @ x; C += x.T @ y
+        return G, C
+
+    say("accumulating normal equations")
+    G_tr, C_tr = normal_equations(trials)
+    scale = float(np.mean(np.diag(G_tr)))
+    val = list(val_trials())
+    results, best = [], None
+    for a in alphas:
+        say(f"ridge penalty {a:g}")
+        w = scipy.linalg.solve(G_tr + a * scale * np.eye(G_tr.shape[0]), C_tr, assume_a="pos").astype(np.float32)
+        dec = RidgeDecoder(act_mean, act_std, basis, w, pixel_mean, frame_shape, lag_min)
+        s = metrics.score([(dec.predict_trial(r), v) for r, v in val], None)["pixel_corr_full"]
+        results.append({"alpha": a, "val_pixel_corr_full": s})
+        if best is None or s > best[0]:
+            best = (s, a)
+    alpha = best[1]
+    say("refitting on all training trials")
+    G_va, C_va = normal_equations(val_trials)
+    G, C = G_tr + G_va, C_tr + C_va
+    w = scipy.linalg.solve(G + alpha * scale * np.eye(G.shape[0]), C, assume_a="pos").astype(np.float32)
+    dec = RidgeDecoder(act_mean, act_std, basis, w, pixel_mean, frame_shape, lag_min)
+    info = {"alpha": alpha, "alpha_search": results, "features": int(G.shape[0]), "frames": int(n_t)}
+    log.info("ridge: penalty %g x mean Gram diagonal, %d features", alpha, G.shape[0])
+    return dec, info

@@ -1,0 +1,29 @@
+"""The exception hierarchy. Every message says what went wrong and what the user can do about it."""
+
+
+class RtdecodeError(Exception):
+    """Base class of every error rtdecode raises on purpose."""
+
+
+class ConfigError(RtdecodeError):
+    """A configuration value or command-line option is invalid."""
+
+
+class DatasetError(RtdecodeError):
+    """A dataset on disk is missing files or holds arrays of the wrong shape."""
+
+
+class ModelError(RtdecodeError):
+    """A model directory is missing, damaged, or disagrees with its card."""
+
+
+class WireError(RtdecodeError):
+    """A message does not follow the rtframe v1 wire format (DESIGN 3.4)."""
+
+
+class StageError(RtdecodeError):
+    """A pipeline stage got input it cannot process, or the stage graph does not fit together."""
+
+
+class RoiError(RtdecodeError):
+    """ROI definitions are invalid (empty footprints, pixels outside the frame)."""

@@ -1,0 +1,80 @@
+"""Ingest: subscribe to acquisition publishers, validate `rtframe` messages, count what was lost.
+
+A malformed message is counted under `rejected` (with its reason) and logged, at most once per
+reason per second so a broken sender cannot flood the log; it never stops the pipeline. Gaps in a
+publisher's `seq` (messages dropped by a full queue or a slow subscriber) are counted as `dropped`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import zmq
+
+from rtdecode import wire
+from rtdecode.errors import WireError
+
+log = logging.getLogger(__name__)
+
+
+class Ingest:
+    """A SUB socket on one or more publishers. `receive(timeout_ms)` -> Message or None."""
+
+    def __init__(self, endpoints: list[str], topics: tuple[str, ...] = ("frame", "stim", "stats"),
+                 hwm: int = 1000, context: zmq.Context | None = None):
+        self.ctx = context or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVHWM, hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        for ep in endpoints:
+            self.sock.connect(ep)
+        self.received: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.gaps = wire.GapCounter()
+        self._last_log: dict[str, float] = {}
+
+    @property
+    def dropped(self) -> int:
+        return self.gaps.missing
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def receive(self, timeout_ms: int = 100) -> wire.Message | None:
+        """The next valid message, or None if nothing valid arrived within `timeout_ms`."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            left = max(0, int((deadline - time.monotonic()) * 1000))
+            if not self.sock.poll(left):
+                return None
+            frames = self.sock.recv_multipart(copy=True)
+            received = time.perf_counter()
+            try:
+                msg = wire.decode(frames)
+            except WireError as exc:
+                self._reject(str(exc))
+                continue
+            msg.received = received
+            self.gaps.see(msg.seq)
+            self.received[msg.topic] += 1
+            return msg
+
+    def _reject(self, reason: str) -> None:
+        key = reason.split(":")[0] + ":" + reason.split(":")[1][:40] if ":" in reason else reason[:60]
+        self.rejected[key] += 1
+        now = time.monotonic()
+        if now - self._last_log.get(key, 0.0) > 1.0:
+            self._last_log[key] = now
+            log.warning("rejected message (%d so far of this kind): %s", self.rejected[key], reason)
+
+    def counts(self) -> dict:
+        return {"received": dict(self.received), "rejected": self.n_rejected,
+                "rejected_by_reason": dict(self.rejected), "dropped": self.dropped}
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,82 @@
+"""The virtual rig: a seeded ground-truth mouse that watches movies, for tests, demos and benchmarks.
+
+`VirtualRig(n_neurons, seed).trial(i, tier, source)` gives one trial (movie, behaviour, rates,
+spikes), the same every time for the same seed and index. `write_dataset` writes the Sensorium 2023
+layout; `rtdecode.rig.twophoton` renders raw two-photon frames, `rtdecode.rig.ephys` spike times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtdecode.rig import movies
+from rtdecode.rig.population import Population, behavior, rf_patch_mask
+
+__all__ = ["VirtualRig", "RigTrial", "rf_patch_mask"]
+
+
+@dataclass
+class RigTrial:
+    """movie (T, 36, 64) float32 0-255; behavior (2, T); pupil_center (2, T); rates and spikes (T, N)."""
+
+    index: int
+    tier: str
+    source: str
+    movie: np.ndarray
+    behavior: np.ndarray
+    pupil_center: np.ndarray
+    rates: np.ndarray
+    spikes: np.ndarray
+
+
+class VirtualRig:
+    """A ground-truth population plus a stimulus schedule of `n_train` + `n_oracle` trials."""
+
+    def __init__(self, n_neurons: int = 1000, seed: int = 0, n_train: int = 20, n_oracle: int = 4,
+                 trial_frames: int = 300):
+        self.seed = seed
+        self.trial_frames = trial_frames
+        self.population = Population(n_neurons, seed)
+        self.schedule = movies.trial_sources(n_train, n_oracle, np.random.default_rng([seed, 1]))
+
+    @property
+    def n_neurons(self) -> int:
+        return self.population.n
+
+    def trials(self, tier: str) -> list[int]:
+        return [i for i, (t, _) in enumerate(self.schedule) if t == tier]
+
+    def trial(self, i: int) -> RigTrial:
+        tier, source = self.schedule[i]
+        rng = np.random.default_rng([self.seed, 2, i])
+        movie = movies.make_movie(source, self.trial_frames, rng)
+        beh, centre = behavior(self.trial_frames, rng)
+        rates = self.population.respond(movie, beh, rng)
+        spikes = self.population.spikes(rates, rng)
+        return RigTrial(i, tier, source, movie, beh, centre, rates, spikes)
+
+    def write_dataset(self, out: str | Path, progress: bool = False) -> Path:
+        """Write every trial in the Sensorium 2023 layout; responses are spike counts per frame.
+
+        Also writes `meta/evaluation_mask.npy` (the true receptive-field patch, which rtdecode uses
+        as the evaluation mask when a dataset has one) and `meta/rig/sources.npy` (each trial's
+        stimulus source); neither is part of the Sensorium layout, and readers ignore them.
+        """
+        from tqdm import tqdm
+
+        from rtdecode.dataset import write_meta, write_trial
+
+        root = Path(out)
+        for i in tqdm(range(len(self.schedule)), desc="simulate", unit="trial", disable=not progress):
+            tr = self.trial(i)
+            write_trial(root, str(i), tr.movie, tr.spikes.T, tr.behavior, tr.pupil_center)
+        coords = np.concatenate([self.population.centres * 10, np.zeros((self.n_neurons, 1))], 1)
+        write_meta(root, [t for t, _ in self.schedule], self.n_neurons, coords)
+        rig = root / "meta" / "rig"
+        rig.mkdir(parents=True, exist_ok=True)
+        np.save(root / "meta" / "evaluation_mask.npy", rf_patch_mask())
+        np.save(rig / "sources.npy", np.array([s for _, s in self.schedule], dtype="<U32"))
+        return root

@@ -1,0 +1,90 @@
+"""The virtual rig's sender: publishes what a real rig would, over ZeroMQ, in `rtframe` v1.
+
+For every tick of the 30 Hz clock it sends a `stim` message (which movie frame is on screen, with the
+frame itself as a uint8 36x64 payload) and then a `frame` message (the two-photon frame acquired
+during it, uint16, with ScanImage's fields). At the end a `stats` message with `"end": true`.
+The socket is an XPUB so the sender can wait for the first subscriber instead of losing the start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+
+from rtdecode import wire
+from rtdecode.rig import VirtualRig
+from rtdecode.rig.movies import FPS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SenderConfig:
+    n_neurons: int = 1000
+    seed: int = 0
+    n_train: int = 20
+    n_oracle: int = 4
+    trials: tuple[int, ...] = ()
+    speed: float = 1.0  # 1 = real time (30 Hz); 2 = twice as fast; 0 = as fast as possible
+    frame_shape: tuple[int, int] = (512, 512)
+    endpoint: str = "tcp://127.0.0.1:*"
+    wait_subscriber_s: float = 10.0
+
+
+def run_sender(cfg: SenderConfig, ready=None) -> dict:
+    """Stream the trials; `ready` (a multiprocessing queue) receives the bound endpoint.
+
+    Returns counts of what was sent.
+    """
+    from rtdecode.rig.twophoton import Microscope
+
+    rig = VirtualRig(cfg.n_neurons, cfg.seed, cfg.n_train, cfg.n_oracle)
+    scope = Microscope(cfg.n_neurons, seed=cfg.seed, frame_shape=cfg.frame_shape, fps=FPS)
+    trials = [rig.trial(i) for i in (cfg.trials or rig.trials("oracle"))]
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.XPUB)
+    sock.setsockopt(zmq.SNDHWM, 1000)
+    sock.setsockopt(zmq.LINGER, 2000)
+    sock.bind(cfg.endpoint)
+    endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    if ready is not None:
+        ready.put(endpoint)
+    if not sock.poll(int(cfg.wait_subscriber_s * 1000)):
+        sock.close()
+        raise TimeoutError(f"no subscriber connected to {endpoint} within {cfg.wait_subscriber_s} s")
+    sock.recv()  # the subscription message
+    time.sleep(0.05)  # a second subscriber may still be joining
+    seq = wire.Sequencer()
+    period = 0.0 if cfg.speed <= 0 else 1.0 / (FPS * cfg.speed)
+    t0 = time.perf_counter()
+    frames = 0
+    for tr in trials:
+        stim8 = np.clip(tr.movie + 0.5, 0, 255).astype(np.uint8)
+        for k in range(tr.movie.shape[0]):
+            img = scope.render(tr.spikes[k])  # rendering happens before the tick, like acquisition
+            if period:
+                delay = t0 + frames * period - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            now = time.time()
+            sock.send_multipart(wire.encode("stim", seq(), now, stim8[k], frame=k, trial=tr.index))
+            sock.send_multipart(wire.encode("frame", seq(), now, img, frameNumberAcq=frames + 1,
+                                            frameTimestamp=frames / FPS, channel=1, plane=1))
+            frames += 1
+    sock.send_multipart(wire.encode("stats", seq(), time.time(), None, end=True, frames=frames))
+    sock.close()
+    return {"frames": frames, "trials": len(trials), "endpoint": endpoint}
+
+
+def sender_process(cfg: SenderConfig, ready) -> None:
+    """Entry point of a child process (multiprocessing 'spawn')."""
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        run_sender(cfg, ready)
+    except Exception as exc:  # report to the parent instead of dying silently
+        ready.put(f"error: {exc}")
+        raise

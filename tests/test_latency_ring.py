@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from rtdecode.latency import Histogram
+from rtdecode.ring import ActivityRing
+
+
+def test_histogram_percentiles_within_two_percent(rng):
+    x = rng.exponential(0.002, 20000)
+    h = Histogram()
+    for v in x:
+        h.add(float(v))
+    for q in (50, 99):
+        assert h.percentile(q) == pytest.approx(np.percentile(x, q), rel=0.02)
+    assert h.n == x.size and h.max == pytest.approx(x.max())
+
+
+def test_ring_gives_oldest_bin_first():
+    ring = ActivityRing(3, 4, fill=np.array([9, 9, 9], np.float32))
+    out = ring.out_spec.empty()
+    ring.process(np.array([1, 1, 1], np.float32), out)
+    np.testing.assert_array_equal(out[0], [9, 9, 9, 1])
+    for v in range(2, 7):
+        ring.process(np.full(3, v, np.float32), out)
+    np.testing.assert_array_equal(out[1], [3, 4, 5, 6])
+    ring.reset()
+    ring.process(np.zeros(3, np.float32), out)
+    np.testing.assert_array_equal(out[2], [9, 9, 9, 0])
