@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from rtdecode.dataset import Dataset
 from rtdecode.decode import model as model_dir

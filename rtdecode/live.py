@@ -14,7 +14,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from rtdecode.errors import StageError
 from rtdecode.ingest import Ingest

@@ -1,0 +1,104 @@
+"""dF/F against a running lower-envelope baseline."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from rtdecode.errors import ConfigError, StageError
+from rtdecode.stage import Spec, Stage
+
+log = logging.getLogger(__name__)
+
+
+class DeltaF(Stage):
+    """float32 (n,) fluorescence -> float32 (n,) dF/F = (F - b) / b.
+
+    The baseline b is an asymmetric exponential running average: it follows decreases of F with
+    time constant `tau_down_s` and increases with the much slower `tau_up_s`, so it tracks the
+    lower envelope (resting level and slow drift) and not the calcium transients. dF/F of frame t
+    uses the baseline of frames up to t-1 and then updates it.
+
+    n: number of ROIs. fps: frame rate, Hz. Time constants in s.
+    baseline: (n,) initial baseline, e.g. a low percentile of a calibration block; None starts
+        from the first frame (whose dF/F is then 0). Must be > 0 everywhere (StageError).
+    min_baseline: floor the running baseline is clamped to (counts), so a neuropil-subtracted
+        trace near or below 0 cannot divide by ~0; a warning is logged the first time.
+
+    history = 0: no past frames are kept; the state is the baseline vector, which settles in
+    about `settle_frames` = tau_up_s * fps frames when started from an elevated first frame.
+    """
+
+    name = "dff"
+    history = 0
+
+    def __init__(self, n: int, fps: float = 30.0, tau_down_s: float = 2.0, tau_up_s: float = 60.0,
+                 baseline: np.ndarray | None = None, min_baseline: float = 1.0):
+        if n < 1:
+            raise ConfigError(f"dff: n must be >= 1, got {n}")
+        if not (fps > 0 and tau_down_s > 0 and tau_up_s > 0):
+            raise ConfigError(f"dff: fps and time constants must be > 0, got fps={fps}, "
+                              f"tau_down_s={tau_down_s}, tau_up_s={tau_up_s}")
+        if not min_baseline > 0:
+            raise ConfigError(f"dff: min_baseline must be > 0, got {min_baseline}")
+        self.in_spec = Spec(np.float32, (n,))
+        self.out_spec = Spec(np.float32, (n,))
+        self.a_down = np.float32(1 - math.exp(-1 / (fps * tau_down_s)))
+        self.a_up = np.float32(1 - math.exp(-1 / (fps * tau_up_s)))
+        self.settle_frames = int(round(tau_up_s * fps))
+        self.min_baseline = np.float32(min_baseline)
+        if baseline is not None:
+            b = np.asarray(baseline, dtype=np.float32)
+            if b.shape != (n,):
+                raise StageError(f"dff: baseline must have shape ({n},), got {b.shape}")
+            bad = np.flatnonzero(~(b > 0))  # also catches NaN
+            if bad.size:
+                raise StageError(
+                    f"dff: baseline must be > 0 and finite; {bad.size} ROI(s) are not, first ROI {bad[0]} = "
+                    f"{b[bad[0]]}. Check the neuropil coefficient or drop those ROIs"
+                )
+            self._initial = b.copy()
+        else:
+            self._initial = None
+        self.baseline = np.zeros(n, np.float32)
+        self._step = np.empty(n, np.float32)
+        self._falling = np.empty(n, bool)
+        self._started = False
+        self._warned = False
+
+    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        b = self.baseline
+        if not self._started:
+            np.copyto(b, inp if self._initial is None else self._initial)
+            self._clamp()
+            self._started = True
+        np.subtract(inp, b, out=out)
+        step = self._step
+        np.less(out, 0, out=self._falling)
+        step.fill(self.a_up)
+        np.copyto(step, self.a_down, where=self._falling)
+        step *= out
+        out /= b
+        b += step
+        self._clamp()
+
+    def _clamp(self) -> None:
+        b = self.baseline
+        if not self._warned and np.any(b < self.min_baseline):
+            log.warning("dff: baseline of %d ROI(s) fell below %g and is clamped there; their dF/F is "
+                        "unreliable (F near 0 after neuropil subtraction?)",
+                        int(np.count_nonzero(b < self.min_baseline)), self.min_baseline)
+            self._warned = True
+        np.maximum(b, self.min_baseline, out=b)
+
+    def warm_up(self) -> None:
+        # The default dummy input (zeros) would trip the low-baseline warning; ones are valid F.
+        self.process(np.ones(self.in_spec.shape, np.float32), self.out_spec.empty())
+        self.reset()
+
+    def reset(self) -> None:
+        self.baseline[:] = 0
+        self._started = False
+        self._warned = False

@@ -1,0 +1,184 @@
+"""Rigid motion correction by phase correlation against a reference image.
+
+Shift convention (shared with `rtdecode.rig.twophoton`): a frame whose content moved by (dy, dx)
+relative to the reference, frame[y, x] = reference[y - dy, x - dx], is reported as
+`last_shift = (dy, dx)` and corrected by shifting it back by the rounded (-dy, -dx).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from rtdecode.errors import ConfigError, StageError
+from rtdecode.stage import Spec, Stage
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-5  # keeps spectral whitening finite on empty frequencies
+
+
+class Register(Stage):
+    """uint16 (H, W) raw frame -> float32 (H, W) frame aligned to `reference` (integer shift).
+
+    reference: (H, W) image the frames are aligned to (e.g. `reference_from(calibration frames)`
+        or suite2p's ops['meanImg']).
+    crop: (h, w) centred region used for the estimate, clipped to the frame; default (256, 256).
+    max_shift: largest |shift| searched, px; default a quarter of the crop.
+    smooth_sigma: Gaussian smoothing of the correlation map, px (as suite2p's default).
+
+    After each frame: `last_shift` (dy, dx) float64 px with parabolic sub-pixel refinement,
+    `last_peak` the phase-correlation peak height (drops towards 0 when registration fails).
+    The exposed border after shifting repeats the nearest valid row / column.
+    """
+
+    name = "register"
+    history = 0
+
+    def __init__(self, reference: np.ndarray, crop: tuple[int, int] = (256, 256),
+                 max_shift: int | None = None, smooth_sigma: float = 1.15):
+        ref = np.asarray(reference, dtype=np.float32)
+        if ref.ndim != 2 or min(ref.shape) < 8:
+            raise StageError(
+                f"register: reference must be a 2-D image of at least 8x8, got shape {ref.shape}"
+            )
+        if not np.all(np.isfinite(ref)):
+            raise StageError("register: reference has NaN or inf pixels; rebuild it from valid frames")
+        H, W = ref.shape
+        ch, cw = min(int(crop[0]), H), min(int(crop[1]), W)
+        if ch < 8 or cw < 8:
+            raise ConfigError(f"register: crop must be at least 8x8, got {crop}")
+        m = min(ch, cw) // 4 if max_shift is None else int(max_shift)
+        if not 0 < m < min(ch, cw) // 2:
+            raise ConfigError(
+                f"register: max_shift must be in 1..{min(ch, cw) // 2 - 1} for a {ch}x{cw} crop, got {m}"
+            )
+        if smooth_sigma < 0:
+            raise ConfigError(f"register: smooth_sigma must be >= 0, got {smooth_sigma}")
+
+        self.in_spec = Spec(np.uint16, (H, W))
+        self.out_spec = Spec(np.float32, (H, W))
+        self.max_shift = m
+        self._win = (slice((H - ch) // 2, (H - ch) // 2 + ch), slice((W - cw) // 2, (W - cw) // 2 + cw))
+        self._crop_shape = (ch, cw)
+        self._taper = np.outer(_taper_1d(ch), _taper_1d(cw)).astype(np.float32)
+
+        # Whitened, low-passed conjugate reference spectrum: the per-frame product then only needs
+        # the frame's own whitening (suite2p's recipe).
+        ref_spec = np.fft.rfft2(self._prepare(ref[self._win].copy()))
+        ref_spec = np.conj(ref_spec) / (np.abs(ref_spec) + _EPS)
+        fy = np.fft.fftfreq(ch)[:, None]
+        fx = np.fft.rfftfreq(cw)[None, :]
+        ref_spec *= np.exp(-2 * np.pi**2 * smooth_sigma**2 * (fy**2 + fx**2))
+        self._ref_spec = ref_spec.astype(np.complex64)
+
+        self._crop = np.empty((ch, cw), np.float32)
+        self._mag = np.empty(ref_spec.shape, np.float32)
+        # Rows / columns of the correlation map holding shifts -m..m, in that order.
+        self._rows = (np.arange(-m, m + 1) % ch)[:, None]
+        self._cols = (np.arange(-m, m + 1) % cw)[None, :]
+        self.last_shift = np.zeros(2)
+        self.last_peak = 0.0
+
+    def _prepare(self, crop: np.ndarray) -> np.ndarray:
+        """Remove the mean and taper the edges, in place, so the crop border adds no false peak."""
+        crop -= crop.mean()
+        crop *= self._taper
+        return crop
+
+    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        dy, dx, peak = self.estimate(inp)
+        self.last_shift[0], self.last_shift[1] = dy, dx
+        self.last_peak = peak
+        shift_into(inp, out, -int(round(dy)), -int(round(dx)))
+
+    def estimate(self, frame: np.ndarray) -> tuple[float, float, float]:
+        """(dy, dx, peak) of `frame` relative to the reference, without correcting it."""
+        crop = self._crop
+        np.copyto(crop, frame[self._win], casting="unsafe")
+        self._prepare(crop)
+        X = np.fft.rfft2(crop)
+        np.abs(X, out=self._mag)
+        self._mag += _EPS
+        X /= self._mag
+        X *= self._ref_spec
+        cc = np.fft.irfft2(X, s=self._crop_shape)
+
+        win = cc[self._rows, self._cols]
+        iy, ix = np.unravel_index(int(np.argmax(win)), win.shape)
+        m = self.max_shift
+        ch, cw = self._crop_shape
+        ry, rx = (iy - m) % ch, (ix - m) % cw  # peak position in cc
+        c0 = float(cc[ry, rx])
+        fy = _parabolic(float(cc[ry - 1, rx]), c0, float(cc[(ry + 1) % ch, rx]))
+        fx = _parabolic(float(cc[ry, rx - 1]), c0, float(cc[ry, (rx + 1) % cw]))
+        return iy - m + fy, ix - m + fx, c0
+
+    def reset(self) -> None:
+        self.last_shift[:] = 0
+        self.last_peak = 0.0
+
+
+def shift_into(src: np.ndarray, dst: np.ndarray, dy: int, dx: int) -> None:
+    """dst[y, x] = src[y - dy, x - dx] (integer shift, like np.roll without wrapping).
+
+    The rows / columns left uncovered repeat the nearest valid one. src and dst (H, W), distinct.
+    """
+    H, W = src.shape
+    dy = max(-(H - 1), min(H - 1, dy))
+    dx = max(-(W - 1), min(W - 1, dx))
+    dst[max(dy, 0) : H + min(dy, 0), max(dx, 0) : W + min(dx, 0)] = (
+        src[max(-dy, 0) : H - max(dy, 0), max(-dx, 0) : W - max(dx, 0)]
+    )
+    if dy > 0:
+        dst[:dy] = dst[dy : dy + 1]
+    elif dy < 0:
+        dst[H + dy :] = dst[H + dy - 1 : H + dy]
+    if dx > 0:
+        dst[:, :dx] = dst[:, dx : dx + 1]
+    elif dx < 0:
+        dst[:, W + dx :] = dst[:, W + dx - 1 : W + dx]
+
+
+def reference_from(frames: np.ndarray, n_iter: int = 1, **register_kw) -> np.ndarray:
+    """(T, H, W) frames -> (H, W) float32 reference image.
+
+    Starts from the plain mean (blurred by motion), then `n_iter` times registers every frame to
+    it and averages the corrected frames, which sharpens it. register_kw go to `Register`.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or frames.shape[0] == 0:
+        raise StageError(
+            f"reference_from: expected frames of shape (T, H, W) with T >= 1, got {frames.shape}"
+        )
+    ref = frames.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if frames.dtype != np.uint16:
+        frames = np.clip(np.rint(frames), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    for _ in range(n_iter):
+        reg = Register(ref, **register_kw)
+        acc = np.zeros(ref.shape, np.float64)
+        out = reg.out_spec.empty()
+        for f in frames:
+            reg.process(f, out)
+            acc += out
+        ref = (acc / len(frames)).astype(np.float32)
+    return ref
+
+
+def _taper_1d(n: int) -> np.ndarray:
+    """1 in the middle, raised-cosine ramps over n/8 samples at both ends."""
+    k = max(1, n // 8)
+    w = np.ones(n)
+    ramp = 0.5 * (1 - np.cos(np.pi * (np.arange(k) + 0.5) / k))
+    w[:k] = ramp
+    w[n - k :] = ramp[::-1]
+    return w
+
+
+def _parabolic(left: float, centre: float, right: float) -> float:
+    """Offset (-0.5..0.5) of the vertex of the parabola through three equally spaced samples."""
+    den = left - 2 * centre + right
+    if den >= 0:  # not a maximum (flat or noisy): no refinement
+        return 0.0
+    return float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))

@@ -1,0 +1,69 @@
+"""Ingest over a real ZeroMQ socket on loopback."""
+
+import time
+
+import numpy as np
+import zmq
+
+from rtdecode import wire
+from rtdecode.ingest import Ingest
+
+
+def _pub():
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind("tcp://127.0.0.1:*")
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def _wait_joined(pub, ingest):
+    """PUB/SUB drops messages until the subscription arrives: send probes until one gets through."""
+    for _ in range(100):
+        pub.send_multipart(wire.encode("stats", 0, 0.0, None))
+        if ingest.receive(timeout_ms=20) is not None:
+            ingest.received.clear()
+            ingest.gaps = wire.GapCounter()
+            return
+    raise TimeoutError("subscriber never joined")
+
+
+def test_valid_messages_pass_and_bad_ones_are_counted(caplog):
+    pub, ep = _pub()
+    ingest = Ingest([ep])
+    _wait_joined(pub, ingest)
+    frame = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    good = wire.encode("frame", 0, time.time(), frame, frameNumberAcq=1, channel=1, plane=1)
+    bad = [
+        [b"frame", b"{broken", b""],
+        [b"frame_v2", good[1], good[2]],  # passes the SUB prefix filter, unknown topic
+        [good[0], good[1], good[2][:-2]],
+        [good[0], good[1].replace(b"<u2", b"|O"), good[2]],
+        [b"stim", b"two frames only"],
+    ]
+    for b in bad:
+        pub.send_multipart(b)
+    pub.send_multipart(good)
+    msg = ingest.receive(timeout_ms=2000)
+    assert msg is not None and msg.topic == "frame"
+    np.testing.assert_array_equal(msg.array, frame)
+    assert msg.received > 0
+    assert ingest.n_rejected == len(bad)
+    assert "rejected message" in caplog.text
+    # The pipeline keeps running: later messages still arrive.
+    pub.send_multipart(wire.encode("frame", 1, time.time(), frame, frameNumberAcq=2, channel=1, plane=1))
+    assert ingest.receive(timeout_ms=2000).header["frameNumberAcq"] == 2
+    ingest.close()
+    pub.close()
+
+
+def test_sequence_gaps_are_counted_as_dropped():
+    pub, ep = _pub()
+    ingest = Ingest([ep])
+    _wait_joined(pub, ingest)
+    for seq in [0, 1, 2, 6, 7, 9]:
+        pub.send_multipart(wire.encode("stim", seq, 0.0, None, frame=seq, trial=0))
+    got = [ingest.receive(timeout_ms=2000) for _ in range(6)]
+    assert [m.seq for m in got] == [0, 1, 2, 6, 7, 9]
+    assert ingest.dropped == 3 + 1
+    ingest.close()
+    pub.close()

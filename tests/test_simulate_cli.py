@@ -1,0 +1,24 @@
+"""`rtdecode simulate` with its raw outputs: two-photon TIFFs with suite2p ROIs, and ephys spikes."""
+
+import numpy as np
+import tifffile
+
+from rtdecode.cli import main
+from rtdecode.extract.rois import load_suite2p
+
+
+def test_simulate_writes_dataset_twophoton_and_ephys(tmp_path):
+    out = tmp_path / "mouse"
+    assert main(["simulate", "--out", str(out), "--neurons", "60", "--train-trials", "2", "--test-trials", "1",
+                 "--trial-frames", "40", "--two-photon-trials", "1", "--ephys"]) == 0
+    assert np.load(out / "data" / "videos" / "2.npy").shape == (36, 64, 40)
+    movie = tifffile.imread(out / "twophoton" / "trial_0.tif")
+    assert movie.shape == (40, 512, 512) and movie.dtype == np.uint16
+    assert load_suite2p(out / "twophoton" / "rois").n == 60
+    assert np.load(out / "twophoton" / "truth" / "shifts.npy").shape == (40, 2)
+    spikes = np.concatenate([np.load(out / "data" / "responses" / f"{i}.npy") for i in range(3)], axis=1)
+    times = np.load(out / "ephys" / "spike_times.npy")
+    units = np.load(out / "ephys" / "spike_clusters.npy")
+    assert times.size == spikes.sum() and np.all(np.diff(times.astype(np.int64)) >= 0)
+    np.testing.assert_array_equal(np.bincount(units, minlength=60), spikes.sum(1))
+    assert np.load(out / "ephys" / "cluster_channels.npy").max() < 384
