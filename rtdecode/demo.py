@@ -64,18 +64,19 @@ def calibrate(rig: VirtualRig, scope: Microscope, out: Path, progress: bool, n_r
 
 
 def side_by_side(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, n: int = 6, zoom: int = 4) -> None:
-    """PNG: `n` example frames, stimulus on top, reconstruction below."""
+    """PNG: for every scored trial, `n` evenly spaced frames, stimulus above reconstruction."""
     from PIL import Image
 
-    stim, rec = pairs[0][1], pairs[0][0]
-    idx = np.linspace(metrics.SKIP_FRAMES, stim.shape[0] - 1, n).astype(int)
     gap = 2
-    h, w = stim.shape[1:]
-    canvas = np.full((2 * h + gap, n * (w + gap) - gap), 255, np.uint8)
-    for c, k in enumerate(idx):
-        x0 = c * (w + gap)
-        canvas[:h, x0:x0 + w] = np.clip(stim[k], 0, 255)
-        canvas[h + gap:, x0:x0 + w] = np.clip(rec[k], 0, 255)
+    h, w = pairs[0][1].shape[1:]
+    canvas = np.full((len(pairs) * (2 * h + 2 * gap), n * (w + gap) - gap), 255, np.uint8)
+    for row, (rec, stim) in enumerate(pairs):
+        y0 = row * (2 * h + 2 * gap)
+        idx = np.linspace(metrics.SKIP_FRAMES, stim.shape[0] - 1, n).astype(int)
+        for c, k in enumerate(idx):
+            x0 = c * (w + gap)
+            canvas[y0:y0 + h, x0:x0 + w] = np.clip(stim[k], 0, 255)
+            canvas[y0 + h + gap:y0 + 2 * h + gap, x0:x0 + w] = np.clip(rec[k], 0, 255)
     Image.fromarray(canvas).resize((canvas.shape[1] * zoom, canvas.shape[0] * zoom), Image.NEAREST).save(path)
 
 
@@ -93,7 +94,8 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()
     cfg = SenderConfig(n_neurons=n_neurons, seed=seed, n_train=n_train, n_oracle=n_oracle,
-                       speed=speed, frame_shape=frame_shape, wait_subscriber_s=600)
+                       speed=speed, frame_shape=frame_shape, wait_subscriber_s=600,
+                       max_frames=int(round(seconds * FPS)))
     sender = ctx.Process(target=sender_process, args=(cfg, ready), daemon=True)
     sender.start()
 

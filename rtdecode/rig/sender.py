@@ -30,6 +30,7 @@ class SenderConfig:
     n_oracle: int = 4
     trials: tuple[int, ...] = ()
     speed: float = 1.0  # 1 = real time (30 Hz); 2 = twice as fast; 0 = as fast as possible
+    max_frames: int | None = None  # stop after this many frames (None: every frame of every trial)
     frame_shape: tuple[int, int] = (512, 512)
     endpoint: str = "tcp://127.0.0.1:*"
     wait_subscriber_s: float = 10.0
@@ -62,9 +63,10 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     period = 0.0 if cfg.speed <= 0 else 1.0 / (FPS * cfg.speed)
     t0 = time.perf_counter()
     frames = 0
+    limit = cfg.max_frames if cfg.max_frames is not None else sum(tr.movie.shape[0] for tr in trials)
     for tr in trials:
         stim8 = np.clip(tr.movie + 0.5, 0, 255).astype(np.uint8)
-        for k in range(tr.movie.shape[0]):
+        for k in range(min(tr.movie.shape[0], limit - frames)):
             img = scope.render(tr.spikes[k])  # rendering happens before the tick, like acquisition
             if period:
                 delay = t0 + frames * period - time.perf_counter()
