@@ -17,7 +17,7 @@ FIT_METHODS = ("ridge",)
 
 
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
-                bins: int = 8, lag_min: int = 0, n_basis: int = 3, val_fraction: float = 0.2,
+                bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
                 progress: bool = True) -> dict:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card."""
     from tqdm import tqdm

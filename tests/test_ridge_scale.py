@@ -20,6 +20,6 @@ def test_ridge_fits_8000_neurons_within_memory():
         return it
 
     dec, info = ridge.fit(trials(4, 1), trials(1, 2), alphas=(1.0,))
-    assert info["features"] == n * 3 and dec.weights.shape == (n * 3, 36 * 64)
+    assert info["features"] == n * 2 and dec.weights.shape == (n * 2, 36 * 64)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: kB
     assert peak_gb < 20, f"peak RSS {peak_gb:.1f} GB"

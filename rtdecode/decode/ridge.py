@@ -4,7 +4,7 @@ Frame f is decoded from activity bins f+lag_min ... f+lag_min+bins-1 (responses 
 To keep the problem small at Sensorium scale (~8,000 neurons), each neuron's window is projected on
 a few smooth temporal basis functions, so the features are neurons x basis (not neurons x lags), and
 the normal equations are accumulated trial by trial: memory is features^2 + features x pixels,
-whatever the recording length (8,000 neurons x 3 basis functions: a 4.6 GB Gram matrix).
+whatever the recording length (8,000 neurons x 2 basis functions: a 2 GB Gram matrix).
 """
 
 from __future__ import annotations
@@ -17,11 +17,22 @@ import numpy as np
 import scipy.linalg
 
 from rtdecode import metrics
-from rtdecode.errors import ModelError
+from rtdecode.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
+# OpenBLAS's Cholesky (numpy's and scipy's wheels) segfaults on this machine at 24,000 x 24,000 and
+# works at 16,000 (measured); the temporal basis shrinks so the features stay within this.
+MAX_FEATURES = 16_000
+
+
+def default_n_basis(n_neurons: int) -> int:
+    """3 temporal basis functions, fewer when neurons x basis would exceed MAX_FEATURES."""
+    if n_neurons > MAX_FEATURES:
+        raise ConfigError(f"ridge handles at most {MAX_FEATURES} neurons ({n_neurons} given); "
+                          "use --neurons-subset")
+    return max(1, min(3, MAX_FEATURES // n_neurons))
 
 
 def temporal_basis(bins: int, n_basis: int) -> np.ndarray:
@@ -101,7 +112,7 @@ class RidgeDecoder:
 
 def _solve(G: np.ndarray, C: np.ndarray, penalty: float, keep: bool) -> np.ndarray:
     """(G + penalty I)^-1 C by Cholesky. With keep=False, G is overwritten: at Sensorium scale
-    (24,000 features) each copy of G is 4.6 GB, so the final solve makes none."""
+    (16,000 features) each copy of G is 2 GB, so the final solve makes none."""
     A = G.copy() if keep else G
     A[np.diag_indices_from(A)] += penalty
     factor = scipy.linalg.cho_factor(A, overwrite_a=True, check_finite=False)
@@ -112,12 +123,13 @@ TrialSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
 def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins: int = 8,
-        n_basis: int = 3, alphas=ALPHAS, progress: Callable[[str], None] | None = None) -> tuple[RidgeDecoder, dict]:
+        n_basis: int | None = None, alphas=ALPHAS, progress: Callable[[str], None] | None = None) -> tuple[RidgeDecoder, dict]:
     """Fit on `trials` and choose the ridge penalty on `val_trials`, then refit on both.
 
     Each source is a callable returning an iterable of (responses (N, T), video (T, H, W)) so the data
     is streamed, never held all at once. The penalty is chosen by the full-frame pixel correlation
-    on the validation trials. Returns the decoder and a dict of training diagnostics.
+    on the validation trials. `n_basis` None picks `default_n_basis`. Returns the decoder and a dict
+    of training diagnostics.
     """
     say = progress or (lambda s: None)
     # Pass 1: normalisation statistics.
@@ -134,7 +146,7 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     act_std = np.sqrt(np.maximum(s2 / n_t - act_mean.astype(np.float64) ** 2, 0)).astype(np.float32)
     act_std = np.maximum(act_std, 1e-3 * max(float(act_std.max()), 1e-6)).astype(np.float32)
     pixel_mean = (pix / n_t).astype(np.float32)
-    basis = temporal_basis(bins, n_basis)
+    basis = temporal_basis(bins, default_n_basis(len(act_mean)) if n_basis is None else n_basis)
     frame_shape = None
 
     def normal_equations(src):
