@@ -1,0 +1,17 @@
+"""Open Ephys GUI acquisition side, in the GUI's own protocols (REFERENCES C, DESIGN 3.4).
+
+- `zmq_interface`: client of the ZMQ Interface plugin (continuous data, TTL events, spikes).
+- `event_broadcaster`: client of the Event Broadcaster plugin (JSON mode).
+- `network_events`: trigger sink / remote control through the Network Events plugin.
+- `recording`: reader of an Open Ephys Binary recording folder (`structure.oebin`).
+- `emulator`: replays a Binary recording in the ZMQ Interface and Event Broadcaster protocols
+  (CLI wrapper: `drivers/openephys/emulator.py`).
+
+Nothing here needs anything installed in the GUI beyond its standard plugins.
+"""
+
+from rtdecode.errors import WireError
+
+
+class OpenEphysProtocolError(WireError):
+    """A message does not follow the Open Ephys plugin protocol it claims to come from."""

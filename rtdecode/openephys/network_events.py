@@ -1,0 +1,125 @@
+"""Network Events plugin as a trigger sink (closed-loop output into the Open Ephys GUI), REFERENCES C.
+
+The plugin is a REP socket (default `tcp://*:5556`, collides with the ZMQ Interface: set both ports).
+Text commands, first token the command then `key=value`:
+`TTL Line=<1-256> State=<0|1>` -> `TTLHandled: Line=N State=S`; `StartAcquisition`,
+`StopAcquisition`, `StartRecord`, `StopRecord`, `IsAcquiring` (-> "1" or "0"). The GUI stamps a TTL
+at the first sample of its next processing block.
+
+A REQ socket whose request gets no reply cannot send again, so on a timeout the socket is closed and
+reopened, the error counted and None returned; the caller is never blocked longer than `timeout_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import zmq
+
+from rtdecode.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class NetworkEventsClient:
+    def __init__(self, host: str = "127.0.0.1", port: int = 5556, timeout_s: float = 0.5,
+                 context: zmq.Context | None = None):
+        if timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be > 0, got {timeout_s}")
+        self.ctx = context or zmq.Context.instance()
+        self.url = f"tcp://{host}:{port}"
+        self.timeout_s = timeout_s
+        self.sock: zmq.Socket | None = None
+        self.errors: Counter[str] = Counter()
+        self.sent = 0
+        self.resets = 0
+        self._open()
+
+    def _open(self) -> None:
+        self.sock = self.ctx.socket(zmq.REQ)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(self.url)
+
+    def _reset(self) -> None:
+        self.sock.close(linger=0)
+        self.resets += 1
+        self._open()
+
+    @property
+    def n_errors(self) -> int:
+        return sum(self.errors.values())
+
+    def request(self, command: str) -> str | None:
+        """Send one command; its reply, or None after `timeout_s` (socket reset, error counted)."""
+        self.sock.send_string(command)
+        self.sent += 1
+        if not self.sock.poll(int(self.timeout_s * 1000)):
+            self.errors["timeout"] += 1
+            log.warning("Network Events at %s: no reply to %r within %.3f s; socket reset",
+                        self.url, command, self.timeout_s)
+            self._reset()
+            return None
+        return self.sock.recv().decode("utf-8", "replace")
+
+    def ttl(self, line: int, state: int) -> bool:
+        """Set TTL `line` (1-256) to `state` (0/1); True if the GUI confirmed it."""
+        if not isinstance(line, int) or isinstance(line, bool) or not 1 <= line <= 256:
+            raise ConfigError(f"TTL line must be an integer 1-256, got {line!r}")
+        state = 1 if state else 0
+        reply = self.request(f"TTL Line={line} State={state}")
+        if reply is None:
+            return False
+        expected = f"TTLHandled: Line={line} State={state}"
+        if reply.strip() != expected:
+            self.errors["bad reply"] += 1
+            log.warning("Network Events: expected %r, got %r", expected, reply[:80])
+            return False
+        return True
+
+    def pulse(self, line: int, width_s: float = 0.01) -> bool:
+        """TTL `line` high, wait `width_s`, low. True if both edges were confirmed."""
+        on = self.ttl(line, 1)
+        time.sleep(max(0.0, width_s))
+        off = self.ttl(line, 0)
+        return on and off
+
+    def _simple(self, command: str, *accepted: str) -> bool:
+        reply = self.request(command)
+        if reply is None:
+            return False
+        if accepted and reply.strip() not in accepted:
+            self.errors["bad reply"] += 1
+            log.warning("Network Events: %s answered %r", command, reply[:80])
+            return False
+        return True
+
+    def start_acquisition(self) -> bool:
+        return self._simple("StartAcquisition", "StartedAcquisition")
+
+    def stop_acquisition(self) -> bool:
+        return self._simple("StopAcquisition", "StoppedAcquisition")
+
+    def start_record(self) -> bool:
+        return self._simple("StartRecord", "StartedRecording")
+
+    def stop_record(self) -> bool:
+        return self._simple("StopRecord", "StoppedRecording")
+
+    def is_acquiring(self) -> bool | None:
+        """True/False, or None if the GUI did not answer or answered something else."""
+        reply = self.request("IsAcquiring")
+        if reply is None:
+            return None
+        r = reply.strip()
+        if r in ("1", "0"):
+            return r == "1"
+        self.errors["bad reply"] += 1
+        log.warning("Network Events: IsAcquiring answered %r", reply[:80])
+        return None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(linger=0)
+            self.sock = None
