@@ -9,9 +9,10 @@ import logging
 
 import numpy as np
 
-from rtdecode.errors import StageError
+from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract.deconv import Deconvolve, estimate_noise
 from rtdecode.extract.dff import DeltaF
+from rtdecode.extract.kernels import warm_up_kernels
 from rtdecode.extract.register import Register, reference_from
 from rtdecode.extract.rois import Rois, from_footprints, load_suite2p
 from rtdecode.extract.traces import Traces
@@ -41,6 +42,7 @@ def build_chain(
     k_sigma: float = 2.0,
     noise: np.ndarray | None = None,
     noise_tau_s: float = 30.0,
+    backend: str = "fast",
 ) -> Chain:
     """uint16 (H, W) raw frame -> float32 (n,) activity: Register, Traces, DeltaF, Deconvolve.
 
@@ -48,18 +50,28 @@ def build_chain(
     Options go to the stage of the same parameter: crop, max_shift (Register); r (Traces);
     tau_down_s, tau_up_s, baseline, min_baseline (DeltaF); tau_s, k_sigma, noise, noise_tau_s
     (Deconvolve; tau_s is the indicator's decay time, s).
+    backend: "fast" (default: the fastest measured implementation of each stage: Numba kernels for
+    Register, DeltaF, Deconvolve; scipy's CSR kernel into a preallocated buffer for Traces) or
+    "numpy" (the straightforward NumPy/SciPy reference of every stage).
+    Call `.warm_up()` on the result before acquisition: it compiles every Numba kernel.
     """
+    if backend not in ("fast", "numpy"):
+        raise ConfigError(f"build_chain: backend must be 'fast' or 'numpy', got {backend!r}")
+    fast = backend == "fast"
     ref = np.asarray(reference)
     if ref.shape != tuple(rois.frame_shape):
         raise StageError(f"reference is {ref.shape} but the ROIs are on a {tuple(rois.frame_shape)} frame; "
                          "use the reference of the same field of view")
     stages = [
-        Register(ref, crop=crop, max_shift=max_shift),
-        Traces(rois, r=r),
+        Register(ref, crop=crop, max_shift=max_shift, backend="numba" if fast else "numpy"),
+        Traces(rois, r=r, backend="scipy" if fast else "numpy"),
         DeltaF(rois.n, fps=fps, tau_down_s=tau_down_s, tau_up_s=tau_up_s, baseline=baseline,
-               min_baseline=min_baseline),
-        Deconvolve(rois.n, fps=fps, tau_s=tau_s, k_sigma=k_sigma, noise=noise, noise_tau_s=noise_tau_s),
+               min_baseline=min_baseline, backend="numba" if fast else "numpy"),
+        Deconvolve(rois.n, fps=fps, tau_s=tau_s, k_sigma=k_sigma, noise=noise, noise_tau_s=noise_tau_s,
+                   backend="numba" if fast else "numpy"),
     ]
+    if fast:
+        warm_up_kernels()  # compile / load every kernel now, not on the first frame
     return Chain(stages)
 
 

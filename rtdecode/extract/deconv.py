@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from rtdecode.errors import ConfigError, StageError
+from rtdecode.extract import kernels as _k
 from rtdecode.stage import Spec, Stage
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ class Deconvolve(Stage):
     running median (multiplicative steps of 1 / k after k frames, but at least 1 / (fps *
     noise_tau_s)), scaled by 1 / 0.6745.
 
+    Non-finite input of a ROI is rejected: activity 0, its previous y kept, counted in `rejected`.
+    backend: "numba" (default) or "numpy" (the reference).
+
     history = 1: keeps y of the previous frame; the first frame after reset gives 0.
     """
 
@@ -47,7 +51,11 @@ class Deconvolve(Stage):
     history = 1
 
     def __init__(self, n: int, fps: float = 30.0, tau_s: float = 0.7, k_sigma: float = 2.0,
-                 noise: np.ndarray | None = None, noise_tau_s: float = 30.0, warmup: int = 30):
+                 noise: np.ndarray | None = None, noise_tau_s: float = 30.0, warmup: int = 30,
+                 backend: str = "numba"):
+        if backend not in ("numba", "numpy"):
+            raise ConfigError(f"deconv: backend must be 'numba' or 'numpy', got {backend!r}")
+        self.backend = backend
         if n < 1:
             raise ConfigError(f"deconv: n must be >= 1, got {n}")
         if not (fps > 0 and tau_s > 0 and noise_tau_s > 0 and k_sigma >= 0 and warmup >= 1):
@@ -77,18 +85,41 @@ class Deconvolve(Stage):
         self._above = np.empty(n, bool)
         self._factor = np.empty(n, np.float32)
         self._warm = np.empty((self.warmup, n), np.float32)
+        self._scratch = np.empty(self.warmup, np.float32)
+        self._k32 = np.float32(self.k_sigma)
         self.t = 0
+        self.rejected = 0
         self.reset()
+
+    def _reject_log(self, k: int) -> None:
+        if k and self.rejected == 0:
+            log.warning("deconv: %d ROI(s) gave NaN/inf input; rejected (activity 0), counted in "
+                        "Deconvolve.rejected", k)
+        self.rejected += k
 
     def process(self, inp: np.ndarray, out: np.ndarray) -> None:
         if self.t == 0:
             np.copyto(self._prev, inp)
+            bad = ~np.isfinite(self._prev)
+            if bad.any():
+                self._reject_log(int(bad.sum()))
+                self._prev[bad] = 0
             out.fill(0)
             self.t = 1
             return
+        if self.backend == "numba":
+            self._process_numba(inp, out)
+            return
         d = self._d
+        bad = None
+        if not np.isfinite(inp).all():
+            bad = ~np.isfinite(inp)
+            self._reject_log(int(bad.sum()))
+            inp = np.where(bad, self._prev, inp)
         np.multiply(self._prev, -self.gamma, out=d)
         d += inp
+        if bad is not None:
+            d[bad] = 0
         np.copyto(self._prev, inp)
         if self._fixed is None:
             self._track_noise(d)
@@ -97,6 +128,22 @@ class Deconvolve(Stage):
         out.fill(0)
         np.copyto(out, d, where=self._above)
         np.maximum(out, 0, out=out)  # k_sigma = 0 and sigma = 0 would let d = 0 through; keep >= 0
+        self.t += 1
+
+    def _process_numba(self, inp: np.ndarray, out: np.ndarray) -> None:
+        d = self._d
+        rej = _k.ar1_innovation(inp, self._prev, self.gamma, d)
+        if rej:
+            self._reject_log(rej)
+        if self._fixed is None:
+            k = self.t - 1
+            if k < self.warmup:
+                _k.noise_warm(d, self._warm, k, self._scratch, self._mad)
+            else:
+                eta = max(self.eta, 1.0 / (k + 1))
+                _k.noise_track(d, self._mad, np.float32(1 + eta), np.float32(1 - eta))
+            _k.noise_finish(self._mad, np.float32(_NOISE_FLOOR), np.float32(_MAD_TO_STD), self.sigma)
+        _k.threshold_activity(d, self.sigma, self._k32, out)
         self.t += 1
 
     def _track_noise(self, d: np.ndarray) -> None:
@@ -122,6 +169,7 @@ class Deconvolve(Stage):
 
     def reset(self) -> None:
         self.t = 0
+        self.rejected = 0
         self._prev[:] = 0
         self._mad[:] = 0
         if self._fixed is not None:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from rtdecode.errors import ConfigError, StageError
+from rtdecode.extract import kernels as _k
 from rtdecode.stage import Spec, Stage
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,10 @@ class DeltaF(Stage):
     min_baseline: floor the running baseline is clamped to (counts), so a neuropil-subtracted
         trace near or below 0 cannot divide by ~0; a warning is logged the first time.
 
+    Non-finite input (NaN / inf) of a ROI is rejected: its dF/F is 0 for that frame, its baseline
+    is left as it was, and `rejected` counts such values (a warning is logged the first time).
+    backend: "numba" (default) or "numpy" (the reference).
+
     history = 0: no past frames are kept; the state is the baseline vector, which settles in
     about `settle_frames` = tau_up_s * fps frames when started from an elevated first frame.
     """
@@ -35,7 +40,10 @@ class DeltaF(Stage):
     history = 0
 
     def __init__(self, n: int, fps: float = 30.0, tau_down_s: float = 2.0, tau_up_s: float = 60.0,
-                 baseline: np.ndarray | None = None, min_baseline: float = 1.0):
+                 baseline: np.ndarray | None = None, min_baseline: float = 1.0, backend: str = "numba"):
+        if backend not in ("numba", "numpy"):
+            raise ConfigError(f"dff: backend must be 'numba' or 'numpy', got {backend!r}")
+        self.backend = backend
         if n < 1:
             raise ConfigError(f"dff: n must be >= 1, got {n}")
         if not (fps > 0 and tau_down_s > 0 and tau_up_s > 0):
@@ -67,13 +75,48 @@ class DeltaF(Stage):
         self._falling = np.empty(n, bool)
         self._started = False
         self._warned = False
+        self.rejected = 0
+
+    def _start(self, inp: np.ndarray) -> None:
+        b = self.baseline
+        if self._initial is None:
+            np.copyto(b, inp)
+            bad = ~np.isfinite(b)
+            if bad.any():  # no baseline yet for these ROIs: start them at the floor
+                b[bad] = self.min_baseline
+        else:
+            np.copyto(b, self._initial)
+        self._clamp()
+        self._started = True
+
+    def _reject_log(self, k: int) -> None:
+        if k and self.rejected == 0:
+            log.warning("dff: %d ROI(s) gave NaN/inf fluorescence; rejected (dF/F 0, baseline kept), "
+                        "counted in DeltaF.rejected", k)
+        self.rejected += k
 
     def process(self, inp: np.ndarray, out: np.ndarray) -> None:
-        b = self.baseline
         if not self._started:
-            np.copyto(b, inp if self._initial is None else self._initial)
-            self._clamp()
-            self._started = True
+            self._start(inp)
+        if self.backend == "numba":
+            rej, low = _k.dff_step(inp, self.baseline, out, self.a_down, self.a_up, self.min_baseline)
+            if rej:
+                self._reject_log(rej)
+            if low and not self._warned:
+                log.warning("dff: baseline of %d ROI(s) fell below %g and is clamped there; their dF/F "
+                            "is unreliable (F near 0 after neuropil subtraction?)", low, self.min_baseline)
+                self._warned = True
+            return
+        self._process_numpy(inp, out)
+
+    def _process_numpy(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """The NumPy reference (allocates only when non-finite values arrive)."""
+        b = self.baseline
+        bad = None
+        if not np.isfinite(inp).all():
+            bad = ~np.isfinite(inp)
+            self._reject_log(int(bad.sum()))
+            inp = np.where(bad, b, inp)
         np.subtract(inp, b, out=out)
         step = self._step
         np.less(out, 0, out=self._falling)
@@ -83,6 +126,8 @@ class DeltaF(Stage):
         out /= b
         b += step
         self._clamp()
+        if bad is not None:
+            out[bad] = 0
 
     def _clamp(self) -> None:
         b = self.baseline
@@ -102,3 +147,4 @@ class DeltaF(Stage):
         self.baseline[:] = 0
         self._started = False
         self._warned = False
+        self.rejected = 0

@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from scipy import fft as _fft
 
 from rtdecode.errors import ConfigError, StageError
+from rtdecode.extract import kernels as _k
 from rtdecode.stage import Spec, Stage
+
+BACKENDS = ("numba", "numpy")
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +35,18 @@ class Register(Stage):
     After each frame: `last_shift` (dy, dx) float64 px with parabolic sub-pixel refinement,
     `last_peak` the phase-correlation peak height (drops towards 0 when registration fails).
     The exposed border after shifting repeats the nearest valid row / column.
+    backend: "numba" (default; scipy.fft with Numba kernels for whitening and peak search; the
+        only per-frame allocations are the FFT outputs) or "numpy" (the NumPy reference: np.fft and array expressions).
     """
 
     name = "register"
     history = 0
 
     def __init__(self, reference: np.ndarray, crop: tuple[int, int] = (256, 256),
-                 max_shift: int | None = None, smooth_sigma: float = 1.15):
+                 max_shift: int | None = None, smooth_sigma: float = 1.15, backend: str = "numba"):
+        if backend not in BACKENDS:
+            raise ConfigError(f"register: backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
         ref = np.asarray(reference, dtype=np.float32)
         if ref.ndim != 2 or min(ref.shape) < 8:
             raise StageError(
@@ -80,6 +89,8 @@ class Register(Stage):
         self._cols = (np.arange(-m, m + 1) % cw)[None, :]
         self.last_shift = np.zeros(2)
         self.last_peak = 0.0
+        self._res = np.zeros(3)
+        self._eps32 = np.float32(_EPS)
 
     def _prepare(self, crop: np.ndarray) -> np.ndarray:
         """Remove the mean and taper the edges, in place, so the crop border adds no false peak."""
@@ -88,13 +99,35 @@ class Register(Stage):
         return crop
 
     def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        self.in_spec.check(inp, "register input")
         dy, dx, peak = self.estimate(inp)
         self.last_shift[0], self.last_shift[1] = dy, dx
         self.last_peak = peak
+        # NumPy slice copies (3 per frame) measured ~3x faster than the Numba shift kernel
+        # (42 vs 120 us at 512x512): both backends use them.
         shift_into(inp, out, -int(round(dy)), -int(round(dx)))
 
     def estimate(self, frame: np.ndarray) -> tuple[float, float, float]:
         """(dy, dx, peak) of `frame` relative to the reference, without correcting it."""
+        if self.backend == "numba":
+            return self._estimate_numba(frame)
+        return self._estimate_numpy(frame)
+
+    def _estimate_numba(self, frame: np.ndarray) -> tuple[float, float, float]:
+        crop = self._crop
+        # NumPy copy + mean + taper measured faster than the fused Numba kernel (46 vs 93 us at
+        # 256x256: the kernel's serial float64 sum); Numba wins the spectral whitening (95 vs
+        # 147 us) and the peak search (38 vs 57 us); scipy.fft is 2-4x faster than np.fft.
+        np.copyto(crop, frame[self._win], casting="unsafe")
+        self._prepare(crop)
+        X = _fft.rfft2(crop, workers=1)
+        _k.whiten_multiply(X, self._ref_spec, self._eps32)
+        cc = _fft.irfft2(X, s=self._crop_shape, workers=1, overwrite_x=True)
+        _k.find_peak(cc, self.max_shift, self._res)
+        return float(self._res[0]), float(self._res[1]), float(self._res[2])
+
+    def _estimate_numpy(self, frame: np.ndarray) -> tuple[float, float, float]:
+        """The NumPy reference of `estimate`."""
         crop = self._crop
         np.copyto(crop, frame[self._win], casting="unsafe")
         self._prepare(crop)

@@ -9,10 +9,18 @@ import numpy as np
 from scipy import sparse
 
 from rtdecode.errors import ConfigError
+from rtdecode.extract import kernels as _k
 from rtdecode.extract.rois import Rois
 from rtdecode.stage import Spec, Stage
 
 log = logging.getLogger(__name__)
+
+try:  # scipy's own C++ CSR mat-vec, accumulating into a buffer we own (no per-frame allocation)
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover - private module moved: fall back to the public product
+    _csr_matvec = None
+
+BACKENDS = ("scipy", "numba", "numpy")
 
 
 class Traces(Stage):
@@ -21,12 +29,21 @@ class Traces(Stage):
     F_roi is the lam-weighted mean over each footprint and F_neu the mean over its neuropil
     annulus, in frame counts. After each frame `F` and `Fneu` (n,) hold those two of that frame
     (overwritten next frame; copy them to keep them).
+
+    backend: "scipy" (default, fastest measured: scipy's CSR kernel writing into a preallocated
+    buffer), "numba" (a Numba CSR loop: measured ~2x slower, kept for comparison, as REFERENCES E
+    found) or "numpy" (the reference: `weights @ frame`, which allocates its result).
     """
 
     name = "traces"
     history = 0
 
-    def __init__(self, rois: Rois, r: float = 0.7):
+    def __init__(self, rois: Rois, r: float = 0.7, backend: str = "scipy"):
+        if backend not in BACKENDS:
+            raise ConfigError(f"traces: backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "scipy" and _csr_matvec is None:
+            backend = "numpy"
+        self.backend = backend
         if not (math.isfinite(r) and r >= 0):
             raise ConfigError(f"traces: neuropil coefficient r must be finite and >= 0, got {r}")
         self.r = float(r)
@@ -37,8 +54,30 @@ class Traces(Stage):
         self._weights = sparse.vstack([rois.footprints, rois.neuropil], format="csr").astype(np.float32)
         self.F = np.zeros(self.n, np.float32)
         self.Fneu = np.zeros(self.n, np.float32)
+        w = self._weights
+        self._indptr = w.indptr.astype(np.int32)
+        self._indices = w.indices.astype(np.int32)
+        self._data = np.ascontiguousarray(w.data, np.float32)
+        self._both = np.zeros(2 * self.n, np.float32)
+        self._r32 = np.float32(self.r)
 
     def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        if self.backend == "numpy":
+            self._process_numpy(inp, out)
+            return
+        both = self._both
+        x = inp.reshape(-1)
+        if self.backend == "scipy":
+            both.fill(0)
+            _csr_matvec(2 * self.n, x.shape[0], self._indptr, self._indices, self._data, x, both)
+        else:
+            _k.csr_matvec(self._indptr, self._indices, self._data, x, both)
+        self.F[:] = both[: self.n]
+        self.Fneu[:] = both[self.n :]
+        _k.combine_traces(self.F, self.Fneu, self._r32, out)
+
+    def _process_numpy(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """The NumPy/SciPy reference."""
         both = self._weights @ inp.reshape(-1)  # scipy allocates this (2n,) result
         np.copyto(self.F, both[: self.n])
         np.copyto(self.Fneu, both[self.n :])

@@ -1,0 +1,178 @@
+"""Streaming ephys chain: band-pass -> common reference -> threshold crossings -> binned counts.
+
+Chunks of (samples, channels) int16 (as Open Ephys streams them) go in; the filter state, the last
+sample and each channel's last event carry across chunks, so chunked processing equals processing
+the whole signal at once. Numba kernels in `kernels.py`; the NumPy/SciPy reference is
+`reference_detect` (scipy.signal.sosfilt over the whole signal).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy import signal
+
+from rtdecode.errors import ConfigError, StageError
+from rtdecode.extract import kernels as _k
+
+log = logging.getLogger(__name__)
+
+_MAD_TO_STD = 1 / 0.6745
+
+
+def bandpass_sos(fs: float, band=(300.0, 6000.0), order: int = 3) -> np.ndarray:
+    """Butterworth band-pass as second-order sections (float64 (S, 6))."""
+    lo, hi = float(band[0]), float(band[1])
+    if not (0 < lo < hi < fs / 2):
+        raise ConfigError(f"ephys: band must satisfy 0 < low < high < fs/2 = {fs / 2}, got {band}")
+    return signal.butter(order, [lo, hi], btype="bandpass", fs=fs, output="sos")
+
+
+def robust_noise(x: np.ndarray) -> np.ndarray:
+    """(T, C) filtered signal -> (C,) float32 noise std, median(|x|) / 0.6745 (Quiroga 2004)."""
+    return (np.median(np.abs(x), axis=0) * _MAD_TO_STD).astype(np.float32)
+
+
+class EphysChain:
+    """Band-pass, common reference and threshold crossings for up to 384 (any) channels.
+
+    n_channels, fs (Hz). band: pass band, Hz, or None for no filter (data already filtered).
+    reference: "mean" (common average), "median" or None.
+    k: threshold in units of the per-channel robust noise; or `threshold_uv` (an absolute level,
+    negative crossings at -|threshold_uv|, like the Open Ephys Spike Detector's "absolute").
+    noise: (C,) noise std in the units of the scaled input; None estimates it from the first
+    `noise_s` seconds that pass through (no events are detected before then).
+    refractory_ms: minimum time between two events of one channel.
+    scale: multiplies the raw samples (e.g. bit_volts, for µV).
+    t0: sample number of the first sample (Open Ephys sample numbers are absolute).
+    max_chunk: largest chunk (samples) `process` takes; buffers are allocated once for it.
+    """
+
+    def __init__(self, n_channels: int, fs: float, *, band=(300.0, 6000.0), order: int = 3,
+                 reference: str | None = "mean", k: float = 4.5, threshold_uv: float | None = None,
+                 noise: np.ndarray | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0,
+                 scale: float = 1.0, t0: int = 0, max_chunk: int = 4096, max_events: int | None = None):
+        if n_channels < 1 or fs <= 0:
+            raise ConfigError(f"ephys: need n_channels >= 1 and fs > 0, got {n_channels}, {fs}")
+        if reference not in ("mean", "median", None):
+            raise ConfigError(f"ephys: reference must be 'mean', 'median' or None, got {reference!r}")
+        if refractory_ms < 0 or k <= 0 or max_chunk < 1:
+            raise ConfigError("ephys: need refractory_ms >= 0, k > 0, max_chunk >= 1")
+        self.C, self.fs = int(n_channels), float(fs)
+        self.sos = bandpass_sos(fs, band, order) if band is not None else np.array([[1.0, 0, 0, 1, 0, 0]])
+        self.reference = reference
+        self.k = float(k)
+        self.threshold_uv = threshold_uv
+        self.scale = float(scale)
+        self.refractory = int(round(refractory_ms * 1e-3 * fs))
+        self.max_chunk = int(max_chunk)
+        self._noise_n = int(round(noise_s * fs))
+        self._fixed_noise = None if noise is None else np.asarray(noise, np.float32)
+        if self._fixed_noise is not None and self._fixed_noise.shape != (self.C,):
+            raise ConfigError(f"ephys: noise must have shape ({self.C},)")
+        self.y = np.zeros((self.max_chunk, self.C), np.float32)
+        cap = max_events or self.max_chunk * self.C // 4 + 16
+        self.ev_t = np.zeros(cap, np.int64)
+        self.ev_c = np.zeros(cap, np.int64)
+        self._scratch = np.empty(self.C, np.float32)
+        self._t0 = int(t0)
+        self.reset()
+
+    def reset(self) -> None:
+        self.zi = np.zeros((self.sos.shape[0], 2, self.C))
+        self.t = self._t0
+        self.prev = np.zeros(self.C, np.float32)
+        self.last = np.full(self.C, -(2**62), np.int64)
+        self.lost = 0
+        self._calib = [] if self._fixed_noise is None and self.threshold_uv is None else None
+        self._calib_n = 0
+        if self.threshold_uv is not None:
+            self.thr = np.full(self.C, abs(float(self.threshold_uv)), np.float32)
+        elif self._fixed_noise is not None:
+            self.thr = (self._fixed_noise * self.k).astype(np.float32)
+        else:
+            self.thr = np.full(self.C, np.inf, np.float32)  # no events until the noise is known
+
+    def warm_up(self) -> None:
+        _k.warm_up_kernels()
+
+    def process(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(T, C) chunk -> (sample numbers, channels) of the events in it (views, valid until the
+        next call). Raises StageError on a chunk of the wrong shape."""
+        if chunk.ndim != 2 or chunk.shape[1] != self.C or chunk.shape[0] > self.max_chunk:
+            raise StageError(f"ephys: expected a (<= {self.max_chunk}, {self.C}) chunk, got {chunk.shape}")
+        if chunk.dtype.kind not in "iuf":
+            raise StageError(f"ephys: expected integer or float samples, got {chunk.dtype}")
+        T = chunk.shape[0]
+        y = self.y[:T]
+        _k.sos_filter_chunk(chunk, self.scale, self.sos, self.zi, y)
+        if self.reference == "mean":
+            _k.common_average(y)
+        elif self.reference == "median":
+            _k.common_median(y, self._scratch)
+        if self._calib is not None:  # still learning the noise: keep the filtered samples
+            self._calib.append(y.copy())
+            self._calib_n += T
+            if self._calib_n >= self._noise_n:
+                noise = robust_noise(np.concatenate(self._calib))
+                self.thr = (noise * self.k).astype(np.float32)
+                self._calib = None
+                log.info("ephys: noise estimated from %d samples; median %.3g", self._calib_n,
+                         float(np.median(noise)))
+        n = _k.detect_crossings(y, self.thr, self.prev, self.last, self.refractory, self.t,
+                                self.ev_t, self.ev_c)
+        if n == self.ev_t.shape[0]:
+            self.lost += 1
+            log.warning("ephys: event buffer full in one chunk; raise max_events")
+        self.t += T
+        return self.ev_t[:n], self.ev_c[:n]
+
+
+def bin_counts(ev_t: np.ndarray, ev_c: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:
+    """Add events (sample numbers, channels) into counts[b, c] for edges[b] <= t < edges[b+1]."""
+    edges = np.asarray(edges, np.int64)
+    if counts.shape[0] != edges.shape[0] - 1:
+        raise StageError(f"ephys: counts has {counts.shape[0]} bins but edges give {edges.shape[0] - 1}")
+    _k.bin_events(ev_t, ev_c, ev_t.shape[0], edges, counts)
+
+
+def reference_detect(x: np.ndarray, fs: float, *, band=(300.0, 6000.0), order: int = 3,
+                     reference="mean", k: float = 4.5, threshold_uv=None, noise=None,
+                     noise_s: float = 1.0, refractory_ms: float = 1.0, scale: float = 1.0, t0: int = 0):
+    """NumPy/SciPy reference of the whole chain over a whole (T, C) signal: (times, channels)."""
+    y = x.astype(np.float64) * scale
+    if band is not None:
+        y = signal.sosfilt(bandpass_sos(fs, band, order), y, axis=0)
+    y = y.astype(np.float32)
+    if reference == "mean":
+        y = y - y.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    elif reference == "median":
+        y = y - np.median(y, axis=1, keepdims=True)
+    C = y.shape[1]
+    n_cal = 0
+    if threshold_uv is not None:
+        thr = np.full(C, abs(threshold_uv), np.float32)
+    elif noise is not None:
+        thr = np.asarray(noise, np.float32) * np.float32(k)
+    else:
+        n_cal = int(round(noise_s * fs))
+        thr = robust_noise(y[:n_cal]) * np.float32(k)
+    refr = int(round(refractory_ms * 1e-3 * fs))
+    below = y < -thr
+    cross = below.copy()
+    cross[1:] &= ~below[:-1]
+    cross[0] &= ~(0 < -thr)
+    ts, cs = [], []
+    for c in range(C):
+        last = -(2**62)
+        for t in np.flatnonzero(cross[:, c]):
+            if t < n_cal:
+                continue
+            if t - last >= refr:
+                ts.append(t + t0)
+                cs.append(c)
+                last = t
+    order_ = np.lexsort((np.array(cs, np.int64), np.array(ts, np.int64)))
+    return np.array(ts, np.int64)[order_], np.array(cs, np.int64)[order_]
+
