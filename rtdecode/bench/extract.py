@@ -176,17 +176,6 @@ def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: i
     return out
 
 
-def add_bench_extract_parser(sub) -> None:
-    """Register `bench-extract` (or nest it under `bench` as `extract`) on an argparse subparsers."""
-    p = sub.add_parser("extract", help="benchmark the extraction chains (writes JSON)")
-    p.add_argument("--out", default="bench_extract.json", help="JSON file to write")
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--rois", type=int, default=1000)
-    p.add_argument("--shape", type=int, nargs=2, default=(512, 512))
-    p.add_argument("--ephys-seconds", type=float, default=2.0)
-    p.set_defaults(func=cmd_bench_extract)
-
-
 def cmd_bench_extract(args) -> int:
     run(args.out, frames=args.frames, rois=args.rois, shape=tuple(args.shape),
         ephys_seconds=args.ephys_seconds)

@@ -107,20 +107,6 @@ def extract_to_folder(movie, rois_dir, out_dir, *, fps: float = 30.0, r: float =
     return summary
 
 
-def add_extract_parser(sub) -> None:
-    """Add the `extract` sub-command to an argparse sub-parsers object."""
-    p = sub.add_parser("extract", help="run the live extraction chain offline over a movie")
-    p.add_argument("movie", help="TIFF, .npy (T, H, W) or a folder of TIFFs (e.g. the rig's twophoton/)")
-    p.add_argument("--rois", required=True, help="suite2p plane folder (stat.npy, iscell.npy, ops.npy)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--r", type=float, default=0.7, help="neuropil coefficient")
-    p.add_argument("--tau", type=float, default=0.7, help="indicator decay time, s")
-    p.add_argument("--crop", type=int, nargs=2, default=(256, 256), help="registration crop h w")
-    p.add_argument("--backend", choices=("fast", "numpy"), default="fast")
-    p.set_defaults(func=cmd_extract)
-
-
 def cmd_extract(args) -> int:
     extract_to_folder(args.movie, args.rois, args.out, fps=args.fps, r=args.r, tau_s=args.tau,
                       crop=tuple(args.crop), backend=args.backend)

@@ -1,13 +1,12 @@
 """`rtdecode extract` offline: a rig movie on disk through the live chain into .npy files."""
 
-import argparse
-
 import numpy as np
 import pytest
 import tifffile
 
 from rtdecode.errors import ConfigError, RoiError, StageError
-from rtdecode.extract.offline import add_extract_parser, load_movie
+from rtdecode.cli import main
+from rtdecode.extract.offline import load_movie
 from rtdecode.rig.twophoton import Microscope
 
 
@@ -18,11 +17,8 @@ def test_extract_command_writes_the_documented_files(tmp_path):
     tifffile.imwrite(tmp_path / "tp" / "trial_0.tif", movie[:40])
     tifffile.imwrite(tmp_path / "tp" / "trial_1.tif", movie[40:])
     m.save_rois(tmp_path / "rois")
-    p = argparse.ArgumentParser()
-    add_extract_parser(p.add_subparsers())
-    args = p.parse_args(["extract", str(tmp_path / "tp"), "--rois", str(tmp_path / "rois"),
-                         "--out", str(tmp_path / "out"), "--crop", "64", "64"])
-    assert args.func(args) == 0
+    assert main(["extract", str(tmp_path / "tp"), "--rois", str(tmp_path / "rois"),
+                 "--out", str(tmp_path / "out"), "--crop", "64", "64"]) == 0
     for k in ("F", "Fneu", "dff", "activity"):
         a = np.load(tmp_path / "out" / f"{k}.npy")
         assert a.shape == (30, 80) and a.dtype == np.float32 and np.all(np.isfinite(a))
