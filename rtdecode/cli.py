@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5560")
     v.add_argument("--seconds", type=_positive_float, default=None, help="close after S seconds")
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
+    i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
+                       description="Prints a session's duration, frames, triggers and sequence gaps, and whether "
+                       "it stopped cleanly. Exits 1 if any chunk or trigger record is damaged.")
+    i.add_argument("session", help="a session folder written by 'rtdecode demo' or 'rtdecode run --record'")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
     x = sub.add_parser("extract", help="run the live extraction chain offline over a two-photon movie",
                        description="Runs the exact live chain (registration, ROI + neuropil traces, dF/F, "
                        "deconvolution) over a movie and writes F.npy, Fneu.npy, dff.npy, activity.npy "
@@ -188,6 +194,21 @@ def cmd_view(args, progress) -> int:
     return 0
 
 
+def cmd_inspect(args, progress) -> int:
+    from rtdecode.record import read_session, summarize
+
+    s = summarize(read_session(args.session))
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{args.session}: {s['frames']} frames over {s['duration_s']:.1f} s, {s['neurons']} neurons, "
+              f"{s['triggers']} triggers, {s['gaps']} missing frames (sequence gaps), "
+              f"{'stopped cleanly' if s['clean_stop'] else 'did not stop cleanly (killed?)'}")
+        for problem in s["damaged"]:
+            print(f"  damaged: {problem}")
+    return 0 if s["ok"] else 1
+
+
 def cmd_extract(args, progress) -> int:
     from rtdecode.extract.offline import cmd_extract as run
 
@@ -201,4 +222,5 @@ def cmd_bench(args, progress) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
-            "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench}
+            "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
+            "inspect": cmd_inspect}

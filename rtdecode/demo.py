@@ -27,6 +27,7 @@ from rtdecode.extract.rois import load_suite2p
 from rtdecode.ingest import Ingest
 from rtdecode.live import LiveSession
 from rtdecode.publish import Publisher
+from rtdecode.record import Recorder
 from rtdecode.rig import VirtualRig, rf_patch_mask
 from rtdecode.rig.movies import FPS
 from rtdecode.rig.sender import SenderConfig, sender_process
@@ -120,12 +121,22 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         import sys
 
         viewer = subprocess.Popen([sys.executable, "-m", "rtdecode", "view", pub.endpoint])
+    session_dir = out / "session"
+    if session_dir.exists():  # the demo's output folder is rewritten on every run
+        import shutil
+
+        shutil.rmtree(session_dir)
+    recorder = Recorder(session_dir, n_neurons, tuple(card["frame_shape"]),
+                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card})
     ring = ActivityRing(n_neurons, card["window"]["bins"], fill=dec.act_mean)
     chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])
     ring.warm_up()
-    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], collect=True)
+    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], collect=True, recorder=recorder)
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
-    res = session.run(seconds=seconds + 30)
+    try:
+        res = session.run(seconds=seconds + 30)
+    finally:
+        recorder.close(session.stats())
     sender.join(timeout=10)
     counts = ingest.counts()
     ingest.close()
@@ -165,6 +176,8 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         "live_s": round(res.wall_s, 1),
         "total_s": round(time.monotonic() - t_start, 1),
         "sender_ended": res.ended,
+        "session": str(session_dir),
+        "recorded_frames": recorder.written,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if pairs:

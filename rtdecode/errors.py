@@ -27,3 +27,7 @@ class StageError(RtdecodeError):
 
 class RoiError(RtdecodeError):
     """ROI definitions are invalid (empty footprints, pixels outside the frame)."""
+
+
+class RecordError(RtdecodeError):
+    """A session folder cannot be written or read."""

@@ -19,6 +19,8 @@ from rtdecode.errors import StageError
 from rtdecode.ingest import Ingest
 from rtdecode.latency import Histogram
 from rtdecode.publish import Publisher
+from rtdecode.record import Recorder
+from rtdecode.ring import ActivityRing
 from rtdecode.stage import Chain
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,17 @@ class LiveSession:
     """Runs `chain` (extraction stages + ring + decode) on every `frame` message of `ingest`."""
 
     def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
-                 collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0):
+                 collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
+                 recorder: Recorder | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
-        bins = chain.stages[-2].history  # the ring's window
+        rings = [i for i, s in enumerate(chain.stages) if isinstance(s, ActivityRing)]
+        if len(rings) != 1:
+            raise StageError(f"the live chain needs exactly one activity ring, found {len(rings)}")
+        ring = rings[0]
+        bins = chain.stages[ring].history
+        # The activity vector of the current frame: the ring's input.
+        self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
+        self.recorder = recorder
         self.target_back = bins - 1 + lag_min  # bins between the newest bin and the decoded frame
         self.frame_times: deque[float] = deque(maxlen=max(self.target_back, 0) + 1)
         self.stim = StimulusLog()
@@ -123,19 +133,24 @@ class LiveSession:
         out = self.chain.process(msg.array)
         self.frame_times.append(msg.t)
         res.frames += 1
-        if len(self.frame_times) <= self.target_back:
-            return  # the window does not reach back to a decodable frame yet
-        target_t = self.frame_times[0]
-        shown = self.stim.at(target_t)
-        trial, frame = shown if shown is not None else (-1, -1)
-        self.pub.send("decoded", out, t=time.time(), trial=trial, frame=frame, target_t=target_t,
-                      frameNumberAcq=msg.header.get("frameNumberAcq"))
-        done = time.perf_counter()
-        res.published += 1
-        res.latency.add(done - msg.received)
-        res.e2e.add(max(time.time() - msg.t, 0.0))
-        if self.collect and shown is not None:
-            res.decoded[shown] = out.copy()
+        decodable = len(self.frame_times) > self.target_back
+        target = (-1, -1)
+        if decodable:
+            target_t = self.frame_times[0]
+            target = self.stim.at(target_t) or (-1, -1)
+            self.pub.send("decoded", out, t=time.time(), trial=target[0], frame=target[1], target_t=target_t,
+                          frameNumberAcq=msg.header.get("frameNumberAcq"))
+            done = time.perf_counter()
+            res.published += 1
+            res.latency.add(done - msg.received)
+            res.e2e.add(max(time.time() - msg.t, 0.0))
+            if self.collect and target[0] >= 0:
+                res.decoded[target] = out.copy()
+        if self.recorder is not None:
+            activity = self.activity_buffer if self.activity_buffer is not None else msg.array
+            # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
+            self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
+                              self.stim.at(msg.t) or (-1, -1), target, time.perf_counter() - msg.received)
 
     def stats(self) -> dict:
         r = self.result
