@@ -34,6 +34,8 @@ from rtdecode.rig.sender import SenderConfig, sender_process
 from rtdecode.rig.twophoton import Microscope
 from rtdecode.ring import ActivityRing
 from rtdecode.stage import Chain
+from rtdecode.triggers import LuminanceRule, TriggerEngine
+from rtdecode.triggers.sinks import ZmqSink
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +133,17 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
     ring = ActivityRing(n_neurons, card["window"]["bins"], fill=dec.act_mean)
     chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])
     ring.warm_up()
-    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], collect=True, recorder=recorder)
+    # An example closed-loop rule: the reconstruction is bright inside the receptive-field patch.
+    triggers = TriggerEngine([LuminanceRule("bright_patch", 170.0, tuple(card["frame_shape"]), rf_patch_mask(),
+                                            consecutive=3, refractory_s=1.0)],
+                             [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
+    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], collect=True, recorder=recorder,
+                          triggers=triggers)
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
     try:
         res = session.run(seconds=seconds + 30)
     finally:
+        triggers.close()
         recorder.close(session.stats())
     sender.join(timeout=10)
     counts = ingest.counts()
@@ -178,6 +186,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         "sender_ended": res.ended,
         "session": str(session_dir),
         "recorded_frames": recorder.written,
+        "triggers": triggers.stats(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if pairs:

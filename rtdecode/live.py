@@ -64,7 +64,7 @@ class LiveSession:
 
     def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
-                 recorder: Recorder | None = None):
+                 recorder: Recorder | None = None, triggers=None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         rings = [i for i, s in enumerate(chain.stages) if isinstance(s, ActivityRing)]
         if len(rings) != 1:
@@ -74,6 +74,7 @@ class LiveSession:
         # The activity vector of the current frame: the ring's input.
         self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
         self.recorder = recorder
+        self.triggers = triggers  # a rtdecode.triggers.TriggerEngine, or None
         self.target_back = bins - 1 + lag_min  # bins between the newest bin and the decoded frame
         self.frame_times: deque[float] = deque(maxlen=max(self.target_back, 0) + 1)
         self.stim = StimulusLog()
@@ -119,6 +120,8 @@ class LiveSession:
                     log.warning("frame %s rejected: %s", msg.header.get("frameNumberAcq"), exc)
                 except Exception:
                     res.errors += 1
+                    if self.triggers is not None:
+                        self.triggers.disable("a stage raised an error")
                     consecutive_errors += 1
                     log.exception("error processing a frame (%d in a row)", consecutive_errors)
                     if consecutive_errors >= self.max_errors:
@@ -131,6 +134,7 @@ class LiveSession:
     def on_frame(self, msg) -> None:
         res = self.result
         out = self.chain.process(msg.array)
+        ready = time.perf_counter()
         self.frame_times.append(msg.t)
         res.frames += 1
         decodable = len(self.frame_times) > self.target_back
@@ -144,6 +148,9 @@ class LiveSession:
             res.published += 1
             res.latency.add(done - msg.received)
             res.e2e.add(max(time.time() - msg.t, 0.0))
+            if self.triggers is not None:
+                self.triggers.on_decoded(out, target_t, done - msg.received, ready, trial=target[0],
+                                         frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"))
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
         if self.recorder is not None:
@@ -154,8 +161,14 @@ class LiveSession:
 
     def stats(self) -> dict:
         r = self.result
-        return {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
-                "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts()}
+        out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
+               "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts()}
+        if self.triggers is not None:
+            out["triggers"] = self.triggers.stats()
+        if self.recorder is not None:
+            out["recorded"] = self.recorder.written
+            out["record_errors"] = self.recorder.errors
+        return out
 
     def publish_stats(self) -> None:
         self.pub.send("stats", None, **self.stats())

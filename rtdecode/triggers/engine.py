@@ -1,0 +1,97 @@
+"""The trigger engine: rules evaluated on every decoded frame, events to the sinks, fail-safe.
+
+Fail safe: when the pipeline falls behind (a frame's processing latency above `max_lag_s`) or a
+stage errors, triggers are disabled and stay disabled until `enable()`; the stats say why. Events
+are never dropped: fast sinks fire on the live thread, slow ones through an unbounded queue on a
+worker thread, and every event is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+
+from rtdecode.latency import Histogram
+
+log = logging.getLogger(__name__)
+
+
+class TriggerEngine:
+    def __init__(self, rules: list, sinks: list, max_lag_s: float = 0.1, record=None):
+        self.rules, self.max_lag_s, self.record = rules, max_lag_s, record
+        self.fast = [s for s in sinks if not s.slow]
+        self.slow = [s for s in sinks if s.slow]
+        self.enabled = True
+        self.disabled_reason: str | None = None
+        self.fired = 0
+        self.sink_failures = 0
+        self.to_wire = Histogram()  # decoded frame ready -> trigger sent by the fast sinks
+        self._queue: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="triggers", daemon=True)
+        if self.slow:
+            self._worker.start()
+
+    def disable(self, reason: str) -> None:
+        if self.enabled:
+            log.error("triggers disabled: %s", reason)
+        self.enabled, self.disabled_reason = False, reason
+
+    def enable(self) -> None:
+        self.enabled, self.disabled_reason = True, None
+        for r in self.rules:
+            r.reset()
+
+    def on_decoded(self, image: np.ndarray, t: float, lag_s: float, ready: float, **context) -> int:
+        """Evaluate the rules on a decoded frame `image` (H, W) for stimulus time `t`; `context` (trial,
+        frame, ...) goes into every event; `ready` is time.perf_counter() when it was ready.
+        Returns the number of triggers fired."""
+        if lag_s > self.max_lag_s:
+            self.disable(f"pipeline behind: a frame took {lag_s * 1e3:.1f} ms (limit {self.max_lag_s * 1e3:.0f} ms)")
+        if not self.enabled:
+            return 0
+        n = 0
+        for rule in self.rules:
+            if not rule.update(image, t):
+                continue
+            event = {"rule": rule.name, "score": rule.last_score, "t_frame": t, "t": time.time(), **context}
+            for sink in self.fast:
+                self._fire(sink, event)
+            self.to_wire.add(time.perf_counter() - ready)
+            for _ in self.slow:
+                self._queue.put(event)
+            if self.record is not None:
+                self.record(event)
+            self.fired += 1
+            n += 1
+        return n
+
+    def _fire(self, sink, event) -> None:
+        try:
+            ok = sink.fire(event)
+        except Exception as exc:  # a sink that raises must not take the live loop down
+            ok = False
+            log.error("trigger sink %s failed: %s", type(sink).__name__, exc)
+        if not ok:
+            self.sink_failures += 1
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            for sink in self.slow:
+                self._fire(sink, event)
+
+    def stats(self) -> dict:
+        return {"enabled": self.enabled, "disabled_reason": self.disabled_reason, "fired": self.fired,
+                "sink_failures": self.sink_failures, "pending": self._queue.qsize(),
+                "to_wire_ms": self.to_wire.summary_ms()}
+
+    def close(self) -> None:
+        if self.slow:
+            self._queue.put(None)
+            self._worker.join(timeout=5)
