@@ -15,6 +15,7 @@ EPILOG = """examples:
   rtdecode fit mouse --out model --method ridge  fit a decoder on the 'train' trials
   rtdecode reconstruct model mouse --out rec     decode the 'oracle' trials, write metrics.json
   rtdecode view tcp://127.0.0.1:5560             watch a decoded stream
+  rtdecode probe 5556 --protocol openephys       what an Open Ephys GUI (or the emulator) sends
 """
 
 
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="10-s movies in the calibration block (default 12)")
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--screenshot", default=None, metavar="PNG",
+                   help="also run the viewer offscreen and save a PNG of it near the end")
 
     s = sub.add_parser("simulate", help="write a virtual-rig dataset in the Sensorium 2023 layout",
                        description="Writes OUT/data/{videos,responses,behavior,pupil_center}/{trial}.npy and "
@@ -89,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--method", default=None, help="must match the model's method (ridge)")
     r.add_argument("--tiers", nargs="+", default=["oracle"], help="tiers to reconstruct (default oracle)")
 
-    v = sub.add_parser("view", help="watch a decoded stream (pyqtgraph)")
-    v.add_argument("address", help="the publisher, e.g. tcp://127.0.0.1:5560")
+    v = sub.add_parser("view", help="watch a decoded stream (pyqtgraph)",
+                       description="Shows the reconstruction, the stimulus beside it (when a stimulus stream is "
+                       "given), an activity raster, latency, dropped/rejected counters, a rolling pixel_corr and "
+                       "trigger markers. It only subscribes: it can never slow the rig down.")
+    v.add_argument("address", nargs="+", help="publishers: rtdecode's (e.g. tcp://127.0.0.1:5560) and optionally "
+                   "the stimulus stream's")
     v.add_argument("--seconds", type=_positive_float, default=None, help="close after S seconds")
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
     i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
@@ -98,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "it stopped cleanly. Exits 1 if any chunk or trigger record is damaged.")
     i.add_argument("session", help="a session folder written by 'rtdecode demo' or 'rtdecode run --record'")
     i.add_argument("--json", action="store_true", help="print JSON")
+
+    from rtdecode.probe import add_probe_parser  # light: zmq and json only
+
+    add_probe_parser(sub)
 
     x = sub.add_parser("extract", help="run the live extraction chain offline over a two-photon movie",
                        description="Runs the exact live chain (registration, ROI + neuropil traces, dF/F, "
@@ -148,7 +159,8 @@ def cmd_demo(args, progress) -> int:
     from rtdecode.demo import run_demo
 
     summary = run_demo(args.out, seconds=args.seconds, headless=args.headless, n_neurons=args.neurons,
-                       n_train=args.train_trials, seed=args.seed, speed=args.speed, progress=True)
+                       n_train=args.train_trials, seed=args.seed, speed=args.speed, progress=True,
+                       screenshot=args.screenshot)
     lat = summary["latency_ms"]
     print(f"pixel_corr {summary['pixel_corr']:.3f}  latency p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
           f"frames {summary['frames']}  dropped {summary['dropped']}  ({args.out}/summary.json)")
@@ -194,6 +206,12 @@ def cmd_view(args, progress) -> int:
     return 0
 
 
+def cmd_probe(args, progress) -> int:
+    from rtdecode.probe import cmd_probe as run
+
+    return run(args, progress)
+
+
 def cmd_inspect(args, progress) -> int:
     from rtdecode.record import read_session, summarize
 
@@ -223,4 +241,4 @@ def cmd_bench(args, progress) -> int:
 
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
-            "inspect": cmd_inspect}
+            "inspect": cmd_inspect, "probe": cmd_probe}

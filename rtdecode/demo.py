@@ -85,7 +85,10 @@ def side_by_side(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, n: int 
 
 def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool = True,
              n_neurons: int = 1000, n_train: int = 12, seed: int = 0, speed: float = 1.0,
-             frame_shape: tuple[int, int] = (512, 512), progress: bool = True) -> dict:
+             frame_shape: tuple[int, int] = (512, 512), progress: bool = True,
+             screenshot: str | Path | None = None) -> dict:
+    """Run the demo; returns the summary (also written to out/summary.json). `screenshot`: a PNG the
+    viewer renders offscreen near the end of the live block."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
@@ -118,11 +121,16 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
     ingest = Ingest([endpoint])
     pub = Publisher()
     viewer = None
-    if not headless and os.environ.get("DISPLAY"):
+    if screenshot is not None or (not headless and os.environ.get("DISPLAY")):
         import subprocess
         import sys
 
-        viewer = subprocess.Popen([sys.executable, "-m", "rtdecode", "view", pub.endpoint])
+        cmd = [sys.executable, "-m", "rtdecode", "view", pub.endpoint, endpoint]
+        env = dict(os.environ)
+        if screenshot is not None:
+            cmd += ["--seconds", str(max(seconds / speed - 1.0, 1.0)), "--screenshot", str(screenshot)]
+            env["QT_QPA_PLATFORM"] = "offscreen"
+        viewer = subprocess.Popen(cmd, env=env)
     session_dir = out / "session"
     if session_dir.exists():  # the demo's output folder is rewritten on every run
         import shutil
@@ -150,7 +158,10 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
     ingest.close()
     pub.close()
     if viewer is not None:
-        viewer.terminate()
+        if screenshot is not None:
+            viewer.wait(timeout=60)
+        else:
+            viewer.terminate()
 
     # Group the decoded stream by trial and score it against the stimulus stream.
     pairs = []

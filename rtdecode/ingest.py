@@ -3,6 +3,8 @@
 A malformed message is counted under `rejected` (with its reason) and logged, at most once per
 reason per second so a broken sender cannot flood the log; it never stops the pipeline. Gaps in a
 publisher's `seq` (messages dropped by a full queue or a slow subscriber) are counted as `dropped`.
+A publisher that restarts (its `seq` goes back, e.g. to 0) is counted under `restarts`, logged, and
+followed: the messages after the restart are accepted and no gap is counted across it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class Ingest:
         return self.gaps.missing
 
     @property
+    def restarts(self) -> int:
+        return self.gaps.restarts
+
+    @property
     def n_rejected(self) -> int:
         return sum(self.rejected.values())
 
@@ -60,7 +66,12 @@ class Ingest:
                 self._reject(str(exc))
                 continue
             msg.received = received
+            restarts = self.gaps.restarts
+            last = self.gaps.last
             self.gaps.see(msg.seq)
+            if self.gaps.restarts != restarts:
+                log.warning("publisher restarted: seq went back from %s to %d (%d restart(s) so far); following it",
+                            last, msg.seq, self.gaps.restarts)
             self.received[msg.topic] += 1
             return msg
 
@@ -74,7 +85,8 @@ class Ingest:
 
     def counts(self) -> dict:
         return {"received": dict(self.received), "rejected": self.n_rejected,
-                "rejected_by_reason": dict(self.rejected), "dropped": self.dropped}
+                "rejected_by_reason": dict(self.rejected), "dropped": self.dropped,
+                "restarts": self.restarts}
 
     def close(self) -> None:
         self.sock.close()

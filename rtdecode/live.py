@@ -153,8 +153,9 @@ class LiveSession:
                                          frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"))
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
+        activity = self.activity_buffer if self.activity_buffer is not None else msg.array
+        self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
         if self.recorder is not None:
-            activity = self.activity_buffer if self.activity_buffer is not None else msg.array
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
                               self.stim.at(msg.t) or (-1, -1), target, time.perf_counter() - msg.received)

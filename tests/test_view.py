@@ -41,3 +41,18 @@ def test_viewer_shows_the_decoded_stream_and_saves_a_screenshot(tmp_path):
 
     img = np.asarray(Image.open(png).convert("L"), float)
     assert img.shape[0] > 100 and img.std() > 10  # something was drawn
+
+
+def test_view_state_pairs_decoded_with_stimulus_and_counts_triggers():
+    from rtdecode import wire
+    from rtdecode.view import ViewState
+
+    st = ViewState()
+    rng = np.random.default_rng(0)
+    for k in range(20):
+        img = rng.uniform(0, 255, (36, 64)).astype(np.uint8)
+        st.take(wire.decode(wire.encode("stim", 2 * k, 0.0, img, trial=1, frame=k)))
+        st.take(wire.decode(wire.encode("decoded", k, 0.0, img.astype(np.float32), trial=1, frame=k)))
+    st.take(wire.decode(wire.encode("trigger", 0, 0.0, None, rule="x")))
+    st.take(wire.decode(wire.encode("activity", 0, 0.0, np.ones(500, np.float32))))
+    assert st.rolling_corr() > 0.999 and st.triggers == 1 and st.raster[-1].sum() == 200

@@ -72,6 +72,7 @@ class Emulator:
                 self.broadcaster_port = broadcaster_port
         self.heartbeats: dict[str, dict] = {}  # uuid -> {"application", "last", "count"}
         self.stats: dict = {}
+        self.blocks_sent = 0  # blocks published so far by the current run (progress, for tests and UIs)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
@@ -167,6 +168,7 @@ class Emulator:
         first = int(c.sample_numbers[0])
         msg_num = 0
         counts = {"data": 0, "ttl": 0, "spike": 0, "broadcast": 0, "blocks": 0}
+        self.blocks_sent = 0
         t0 = time.perf_counter()
         period = 0.0 if self.speed <= 0 else 1.0 / (c.sample_rate * self.speed)
         for b0 in range(0, n, self.block_size):
@@ -210,6 +212,7 @@ class Emulator:
                 counts[kind] += 1
                 counts["broadcast"] += self.eb_sock is not None
             counts["blocks"] += 1
+            self.blocks_sent = counts["blocks"]
         wall = time.perf_counter() - t0
         recorded = n / c.sample_rate
         self.stats = {**counts, "messages": msg_num, "wall_s": wall, "recording_s": recorded,

@@ -18,6 +18,13 @@ one per processing block and stream, reassembled from the per-channel messages, 
 (`sample_num` gaps per stream) are counted. A malformed message is counted under `rejected` with its
 reason and logged (at most once per reason per second), never raised.
 
+A plugin (or GUI) restart is followed without restarting the client: when `message_num` goes back
+(the plugin counts again from 1) the client counts a restart (`message_restarts`), logs it, hands
+out the blocks still waiting for channels and forgets what it learnt of every stream (channel
+counts, next sample), so neither a bogus message gap nor a bogus sample gap is counted. A stream
+whose `sample_num` goes back without a `message_num` reset (acquisition stopped and started again)
+is counted under `sample_restarts[stream]`, also without a gap.
+
 The encoders `encode_data`, `encode_ttl`, `encode_spike` build the plugin's exact bytes; the emulator
 and the tests use them.
 """
@@ -275,6 +282,7 @@ class ZmqInterfaceClient:
         self.last_message_num: int | None = None
         self.missing_messages = 0
         self.message_restarts = 0
+        self.sample_restarts: Counter[str] = Counter()
         self.missing_samples: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
@@ -355,23 +363,34 @@ class ZmqInterfaceClient:
         except OpenEphysProtocolError as exc:
             self._reject(str(exc))
             return
-        self._see_message_num(num)
+        if self._see_message_num(num):
+            self._restart(out)
         self.received[kind] += 1
         if kind == "data":
             self._add_data(item, out)
         elif kind in ("ttl", "spike"):
             out.append(item)
 
-    def _see_message_num(self, num: int) -> None:
+    def _see_message_num(self, num: int) -> bool:
+        """Count lost messages; True if `num` went back (the plugin restarted its counter)."""
         last = self.last_message_num
+        self.last_message_num = num
         if last is not None:
             if num > last + 1:
                 self.missing_messages += num - last - 1
                 log.warning("ZMQ Interface: %d message(s) lost before message_num %d", num - last - 1, num)
             elif num <= last:
                 self.message_restarts += 1
-                log.info("ZMQ Interface: message_num went back from %d to %d (plugin restarted)", last, num)
-        self.last_message_num = num
+                log.warning("ZMQ Interface: message_num went back from %d to %d: the plugin restarted "
+                            "(%d restart(s) so far); following the new stream", last, num, self.message_restarts)
+                return True
+        return False
+
+    def _restart(self, out: list) -> None:
+        """The sender restarted: hand out what was pending, forget the streams' state."""
+        for stream, st in self.streams.items():
+            self._flush_stream(stream, st, out)
+        self.streams.clear()
 
     def _add_data(self, d: dict, out: list) -> None:
         st = self.streams.setdefault(d["stream"], _StreamState())
@@ -412,8 +431,9 @@ class ZmqInterfaceClient:
                 log.warning("ZMQ Interface: stream %s skipped %d samples before sample %d",
                             stream, p.sample_num - st.next_sample, p.sample_num)
             elif p.sample_num < st.next_sample:
-                log.info("ZMQ Interface: stream %s went back to sample %d (acquisition restarted?)",
-                         stream, p.sample_num)
+                self.sample_restarts[stream] += 1
+                log.warning("ZMQ Interface: stream %s went back from sample %d to %d (acquisition restarted); "
+                            "following it", stream, st.next_sample, p.sample_num)
         st.next_sample = p.sample_num + p.num_samples
         out.append(ContinuousChunk(stream, p.sample_num, p.sample_rate, nums,
                                    [p.channels[c][0] for c in nums], data, p.timestamp_ms, complete))
@@ -440,7 +460,8 @@ class ZmqInterfaceClient:
     def counts(self) -> dict:
         return {"received": dict(self.received), "rejected": self.n_rejected,
                 "rejected_by_reason": dict(self.rejected), "missing_messages": self.missing_messages,
-                "missing_samples": dict(self.missing_samples), "incomplete_chunks": self.incomplete_chunks,
+                "missing_samples": dict(self.missing_samples), "message_restarts": self.message_restarts,
+                "sample_restarts": dict(self.sample_restarts), "incomplete_chunks": self.incomplete_chunks,
                 "heartbeats_sent": self.heartbeats_sent, "heartbeats_answered": self.heartbeats_answered,
                 "heartbeat_resets": self.heartbeat_resets}
 
