@@ -22,30 +22,46 @@ log = logging.getLogger(__name__)
 
 
 class Ingest:
-    """A SUB socket on one or more publishers. `receive(timeout_ms)` -> Message or None."""
+    """One SUB socket per publisher (each has its own `seq` counter, so gaps are counted per
+    publisher: e.g. ScanImage and the stimulus PC). `receive(timeout_ms)` -> Message or None."""
 
     def __init__(self, endpoints: list[str], topics: tuple[str, ...] = ("frame", "stim", "stats"),
                  hwm: int = 1000, context: zmq.Context | None = None):
         self.ctx = context or zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, hwm)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        for topic in topics:
-            self.sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.poller = zmq.Poller()
+        self.socks: list[zmq.Socket] = []
+        self.gap_counters: dict[zmq.Socket, wire.GapCounter] = {}
         for ep in endpoints:
-            self.sock.connect(ep)
+            sock = self.ctx.socket(zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, hwm)
+            sock.setsockopt(zmq.LINGER, 0)
+            for topic in topics:
+                sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            sock.connect(ep)
+            self.poller.register(sock, zmq.POLLIN)
+            self.socks.append(sock)
+            self.gap_counters[sock] = wire.GapCounter()
         self.received: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
-        self.gaps = wire.GapCounter()
         self._last_log: dict[str, float] = {}
+        self._ready: list[zmq.Socket] = []
+
+    @property
+    def gaps(self) -> wire.GapCounter:
+        """The gap counter of the first publisher (the acquisition source)."""
+        return self.gap_counters[self.socks[0]]
+
+    @gaps.setter
+    def gaps(self, counter: wire.GapCounter) -> None:
+        self.gap_counters[self.socks[0]] = counter
 
     @property
     def dropped(self) -> int:
-        return self.gaps.missing
+        return sum(g.missing for g in self.gap_counters.values())
 
     @property
     def restarts(self) -> int:
-        return self.gaps.restarts
+        return sum(g.restarts for g in self.gap_counters.values())
 
     @property
     def n_rejected(self) -> int:
@@ -55,10 +71,13 @@ class Ingest:
         """The next valid message, or None if nothing valid arrived within `timeout_ms`."""
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
-            left = max(0, int((deadline - time.monotonic()) * 1000))
-            if not self.sock.poll(left):
-                return None
-            frames = self.sock.recv_multipart(copy=True)
+            if not self._ready:
+                left = max(0, int((deadline - time.monotonic()) * 1000))
+                self._ready = [s for s, _ in self.poller.poll(left)]
+                if not self._ready:
+                    return None
+            sock = self._ready.pop(0)
+            frames = sock.recv_multipart(copy=True)
             received = time.perf_counter()
             try:
                 msg = wire.decode(frames)
@@ -66,12 +85,12 @@ class Ingest:
                 self._reject(str(exc))
                 continue
             msg.received = received
-            restarts = self.gaps.restarts
-            last = self.gaps.last
-            self.gaps.see(msg.seq)
-            if self.gaps.restarts != restarts:
+            gaps = self.gap_counters[sock]
+            restarts, last = gaps.restarts, gaps.last
+            gaps.see(msg.seq)
+            if gaps.restarts != restarts:
                 log.warning("publisher restarted: seq went back from %s to %d (%d restart(s) so far); following it",
-                            last, msg.seq, self.gaps.restarts)
+                            last, msg.seq, gaps.restarts)
             self.received[msg.topic] += 1
             return msg
 
@@ -89,4 +108,5 @@ class Ingest:
                 "restarts": self.restarts}
 
     def close(self) -> None:
-        self.sock.close()
+        for sock in self.socks:
+            sock.close()

@@ -67,3 +67,28 @@ def test_sequence_gaps_are_counted_as_dropped():
     assert ingest.dropped == 3 + 1
     ingest.close()
     pub.close()
+
+
+def test_two_publishers_keep_separate_sequence_counters():
+    """ScanImage and the stimulus PC each count seq from 0: interleaving them is not a gap."""
+    pub_a, ep_a = _pub()
+    pub_b, ep_b = _pub()
+    ingest = Ingest([ep_a, ep_b])
+    for pub in (pub_a, pub_b):
+        for _ in range(100):
+            pub.send_multipart(wire.encode("stats", 0, 0.0, None))
+            if ingest.receive(timeout_ms=20) is not None:
+                break
+    while ingest.receive(timeout_ms=50) is not None:
+        pass
+    for g in ingest.gap_counters.values():
+        g.last, g.missing, g.restarts = None, 0, 0
+    for seq in range(5):
+        pub_a.send_multipart(wire.encode("stim", seq, 0.0, None, frame=seq, trial=0))
+        pub_b.send_multipart(wire.encode("stim", seq + (2 if seq >= 3 else 0), 0.0, None, frame=seq, trial=1))
+    got = [ingest.receive(timeout_ms=2000) for _ in range(10)]
+    assert all(m is not None for m in got)
+    assert ingest.dropped == 2 and ingest.restarts == 0  # only publisher b skipped two messages
+    ingest.close()
+    pub_a.close()
+    pub_b.close()
