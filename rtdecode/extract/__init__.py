@@ -14,12 +14,12 @@ from rtdecode.extract.deconv import Deconvolve, estimate_noise
 from rtdecode.extract.dff import DeltaF
 from rtdecode.extract.kernels import warm_up_kernels
 from rtdecode.extract.register import Register, reference_from
-from rtdecode.extract.rois import Rois, from_footprints, load_suite2p
+from rtdecode.extract.rois import Rois, cap_neuropil, from_footprints, load_suite2p
 from rtdecode.extract.traces import Traces
 from rtdecode.stage import Chain
 
 __all__ = [
-    "Deconvolve", "DeltaF", "Register", "Rois", "Traces", "build_chain", "estimate_noise",
+    "Deconvolve", "DeltaF", "Register", "Rois", "Traces", "build_chain", "cap_neuropil", "estimate_noise",
     "extract_movie", "from_footprints", "load_suite2p", "reference_from",
 ]
 
@@ -34,6 +34,7 @@ def build_chain(
     crop: tuple[int, int] = (256, 256),
     max_shift: int | None = None,
     r: float = 0.7,
+    max_neuropil_px: int | None = None,
     tau_s: float = 0.7,
     tau_down_s: float = 2.0,
     tau_up_s: float = 60.0,
@@ -42,14 +43,21 @@ def build_chain(
     k_sigma: float = 2.0,
     noise: np.ndarray | None = None,
     noise_tau_s: float = 30.0,
+    deconv: str = "threshold",
+    lag: int = 3,
     backend: str = "fast",
 ) -> Chain:
     """uint16 (H, W) raw frame -> float32 (n,) activity: Register, Traces, DeltaF, Deconvolve.
 
     reference: (H, W) image matching `rois.frame_shape` (the ROIs must be in its coordinates).
     Options go to the stage of the same parameter: crop, max_shift (Register); r (Traces);
+    max_neuropil_px: each ROI's neuropil annulus is sampled down to at most this many pixels for
+    the live product (`cap_neuropil`: evenly spaced, deterministic; None uses every pixel of
+    `rois.neuropil`, the default). 64 brings the 1,000-ROI 512x512 product to ~0.2 ms p50 but costs
+    some accuracy on the virtual rig (benchmarks/README.md), so it is opt-in;
     tau_down_s, tau_up_s, baseline, min_baseline (DeltaF); tau_s, k_sigma, noise, noise_tau_s
-    (Deconvolve; tau_s is the indicator's decay time, s).
+    (Deconvolve; tau_s is the indicator's decay time, s); deconv, lag: Deconvolve's method and lag
+    ("threshold": no delay; "oasis": online OASIS, more accurate, activity `lag` frames late).
     backend: "fast" (default: the fastest measured implementation of each stage: Numba kernels for
     Register, DeltaF, Deconvolve; scipy's CSR kernel into a preallocated buffer for Traces) or
     "numpy" (the straightforward NumPy/SciPy reference of every stage).
@@ -64,11 +72,12 @@ def build_chain(
                          "use the reference of the same field of view")
     stages = [
         Register(ref, crop=crop, max_shift=max_shift, backend="numba" if fast else "numpy"),
-        Traces(rois, r=r, backend="scipy" if fast else "numpy"),
+        Traces(rois if max_neuropil_px is None else cap_neuropil(rois, max_neuropil_px), r=r,
+               backend="scipy" if fast else "numpy"),
         DeltaF(rois.n, fps=fps, tau_down_s=tau_down_s, tau_up_s=tau_up_s, baseline=baseline,
                min_baseline=min_baseline, backend="numba" if fast else "numpy"),
         Deconvolve(rois.n, fps=fps, tau_s=tau_s, k_sigma=k_sigma, noise=noise, noise_tau_s=noise_tau_s,
-                   backend="numba" if fast else "numpy"),
+                   method=deconv, lag=lag, backend="numba" if fast else "numpy"),
     ]
     if fast:
         warm_up_kernels()  # compile / load every kernel now, not on the first frame

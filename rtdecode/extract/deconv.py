@@ -1,4 +1,18 @@
-"""Online AR(1) deconvolution: calcium-like traces -> non-negative activity."""
+"""Online AR(1) deconvolution: calcium-like traces -> non-negative activity.
+
+Two methods, both per ROI, both in the units of the input (dF/F):
+
+- "threshold" (zero delay): the innovation d_t = y_t - gamma * y_(t-1), kept where it exceeds
+  k_sigma noise std's. Cheapest; activity of frame t is known at frame t.
+- "oasis" (fixed lag): OASIS for AR(1) (Friedrich, Zhou & Paninski 2017) with the minimum spike
+  size s_min = k_sigma * sigma (their thresholded, L0-like variant) run online: each frame adds one
+  pool and merges backwards while the spike it implies is below s_min. The activity of frame
+  t - lag is read from the pools at frame t, so the output lags the input by `lag` frames
+  (lag / fps seconds); the pools at most lag + 3 back are kept (older ones are final for the
+  output). More accurate than "threshold" on the Cascade ground truth (benchmarks/README.md).
+
+The noise std sigma is either fixed or tracked online from |d| (see `Deconvolve`).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +28,21 @@ from rtdecode.stage import Spec, Stage
 log = logging.getLogger(__name__)
 
 _MAD_TO_STD = 1 / 0.6745  # std of a Gaussian from the median of its absolute value
+_MEAN_TO_MAD = 0.6745 * math.sqrt(math.pi / 2)  # median |x| from mean |x| of a Gaussian (0.8453)
 _NOISE_FLOOR = 1e-6  # keeps the multiplicative noise tracker able to grow again
+METHODS = ("threshold", "oasis")
 
 
 def gamma_of(tau_s: float, fps: float) -> float:
     """AR(1) decay per frame of an exponential with time constant tau_s at fps."""
     return math.exp(-1 / (fps * tau_s))
+
+
+def decay_table(gamma: float) -> np.ndarray:
+    """float64 gamma ** k for k = 0 .. K - 1, where gamma ** (K - 1) < 1e-12 (or K = 2**20); the
+    OASIS kernels read gamma ** min(k, K - 1) from it."""
+    K = 2**20 if gamma >= 1 else int(min(2**20, math.ceil(math.log(1e-12) / math.log(gamma)) + 2))
+    return gamma ** np.arange(max(K, 2), dtype=np.float64)
 
 
 def estimate_noise(y: np.ndarray, fps: float = 30.0, tau_s: float = 0.7) -> np.ndarray:
@@ -33,18 +56,25 @@ def estimate_noise(y: np.ndarray, fps: float = 30.0, tau_s: float = 0.7) -> np.n
 
 
 class Deconvolve(Stage):
-    """float32 (n,) trace -> float32 (n,) activity s_t = d_t if d_t > k_sigma * sigma else 0, where
-    d_t = y_t - gamma * y_(t-1) and gamma = exp(-1 / (fps * tau_s)); always >= 0.
+    """float32 (n,) trace -> float32 (n,) activity, always >= 0; gamma = exp(-1 / (fps * tau_s)).
 
-    sigma (per ROI, in the units of y) is either fixed (`noise`, e.g. from `estimate_noise` on a
-    calibration block) or tracked online: the median of |d| over the first `warmup` frames, then a
+    method "threshold" (default): s_t = d_t if d_t > k_sigma * sigma else 0, d_t = y_t - gamma *
+    y_(t-1); no delay. method "oasis": online OASIS AR(1) with minimum spike size k_sigma * sigma;
+    the output of frame t is the activity of frame t - `lag` (delay lag / fps s; 0 for the first
+    `lag` frames). See the module docstring.
+
+    sigma (per ROI, the noise std of d, in the units of y) is either fixed (`noise`, e.g. from
+    `estimate_noise` on a calibration block) or tracked online: during the first `warmup` frames
+    the running mean of |d| (converted to a median for Gaussian noise: O(1) per frame), then a
     running median (multiplicative steps of 1 / k after k frames, but at least 1 / (fps *
     noise_tau_s)), scaled by 1 / 0.6745.
 
-    Non-finite input of a ROI is rejected: activity 0, its previous y kept, counted in `rejected`.
-    backend: "numba" (default) or "numpy" (the reference).
+    Non-finite input of a ROI is rejected and counted in `rejected`: "threshold" gives activity 0
+    and keeps its previous y; "oasis" treats the frame as unobserved (the current pool extends
+    over it).
+    backend: "numba" (default) or "numpy" (the reference). No allocation per frame with "numba".
 
-    history = 1: keeps y of the previous frame; the first frame after reset gives 0.
+    history = 1 ("threshold": the first frame after reset gives 0) or lag + 3 ("oasis": pools).
     """
 
     name = "deconv"
@@ -52,10 +82,13 @@ class Deconvolve(Stage):
 
     def __init__(self, n: int, fps: float = 30.0, tau_s: float = 0.7, k_sigma: float = 2.0,
                  noise: np.ndarray | None = None, noise_tau_s: float = 30.0, warmup: int = 30,
-                 backend: str = "numba"):
+                 method: str = "threshold", lag: int = 3, backend: str = "numba"):
         if backend not in ("numba", "numpy"):
             raise ConfigError(f"deconv: backend must be 'numba' or 'numpy', got {backend!r}")
+        if method not in METHODS:
+            raise ConfigError(f"deconv: method must be one of {METHODS}, got {method!r}")
         self.backend = backend
+        self.method = method
         if n < 1:
             raise ConfigError(f"deconv: n must be >= 1, got {n}")
         if not (fps > 0 and tau_s > 0 and noise_tau_s > 0 and k_sigma >= 0 and warmup >= 1):
@@ -63,8 +96,11 @@ class Deconvolve(Stage):
                 "deconv: need fps, tau_s, noise_tau_s > 0, k_sigma >= 0, warmup >= 1; got "
                 f"fps={fps}, tau_s={tau_s}, noise_tau_s={noise_tau_s}, k_sigma={k_sigma}, warmup={warmup}"
             )
+        if int(lag) != lag or lag < 0:
+            raise ConfigError(f"deconv: lag must be a whole number of frames >= 0, got {lag}")
         self.in_spec = Spec(np.float32, (n,))
         self.out_spec = Spec(np.float32, (n,))
+        self.fps = float(fps)
         self.gamma = np.float32(gamma_of(tau_s, fps))
         self.k_sigma = float(k_sigma)
         self.eta = 1 / (fps * noise_tau_s)
@@ -84,12 +120,26 @@ class Deconvolve(Stage):
         self._thr = np.empty(n, np.float32)
         self._above = np.empty(n, bool)
         self._factor = np.empty(n, np.float32)
-        self._warm = np.empty((self.warmup, n), np.float32)
-        self._scratch = np.empty(self.warmup, np.float32)
         self._k32 = np.float32(self.k_sigma)
+        self.lag = int(lag) if method == "oasis" else 0
+        if method == "oasis":
+            self.history = self.lag + 3
+            P = self.lag + 3  # the pool holding frame t - lag and the one before it are always kept
+            self._gpow = decay_table(gamma_of(tau_s, fps))
+            self._v = np.zeros((n, P))  # pool value (calcium at the pool's first frame)
+            self._w = np.zeros((n, P))  # pool weight
+            self._len = np.zeros((n, P), np.int64)  # pool length, frames
+            self._start = np.zeros((n, P), np.int64)  # pool's first frame
+            self._top = np.zeros(n, np.int64)  # ring index of the newest pool
+            self._m = np.zeros(n, np.int64)  # pools held
         self.t = 0
         self.rejected = 0
         self.reset()
+
+    @property
+    def delay_s(self) -> float:
+        """How late the activity of a frame comes out, seconds (lag / fps)."""
+        return self.lag / self.fps
 
     def _reject_log(self, k: int) -> None:
         if k and self.rejected == 0:
@@ -104,7 +154,10 @@ class Deconvolve(Stage):
             if bad.any():
                 self._reject_log(int(bad.sum()))
                 self._prev[bad] = 0
-            out.fill(0)
+            if self.method == "oasis":
+                self._oasis(inp, out)
+            else:
+                out.fill(0)
             self.t = 1
             return
         if self.backend == "numba":
@@ -112,22 +165,26 @@ class Deconvolve(Stage):
             return
         d = self._d
         bad = None
+        x = inp
         if not np.isfinite(inp).all():
             bad = ~np.isfinite(inp)
             self._reject_log(int(bad.sum()))
-            inp = np.where(bad, self._prev, inp)
+            x = np.where(bad, self._prev, inp)
         np.multiply(self._prev, -self.gamma, out=d)
-        d += inp
+        d += x
         if bad is not None:
             d[bad] = 0
-        np.copyto(self._prev, inp)
+        np.copyto(self._prev, x)
         if self._fixed is None:
             self._track_noise(d)
-        np.multiply(self.sigma, self.k_sigma, out=self._thr)
-        np.greater(d, self._thr, out=self._above)
-        out.fill(0)
-        np.copyto(out, d, where=self._above)
-        np.maximum(out, 0, out=out)  # k_sigma = 0 and sigma = 0 would let d = 0 through; keep >= 0
+        if self.method == "oasis":
+            self._oasis(inp, out)
+        else:
+            np.multiply(self.sigma, self.k_sigma, out=self._thr)
+            np.greater(d, self._thr, out=self._above)
+            out.fill(0)
+            np.copyto(out, d, where=self._above)
+            np.maximum(out, 0, out=out)  # k_sigma = 0 and sigma = 0 would let d = 0 through; keep >= 0
         self.t += 1
 
     def _process_numba(self, inp: np.ndarray, out: np.ndarray) -> None:
@@ -138,22 +195,78 @@ class Deconvolve(Stage):
         if self._fixed is None:
             k = self.t - 1
             if k < self.warmup:
-                _k.noise_warm(d, self._warm, k, self._scratch, self._mad)
+                _k.noise_warm(d, self._mad, np.float32(k), np.float32(_MEAN_TO_MAD))
             else:
                 eta = max(self.eta, 1.0 / (k + 1))
                 _k.noise_track(d, self._mad, np.float32(1 + eta), np.float32(1 - eta))
             _k.noise_finish(self._mad, np.float32(_NOISE_FLOOR), np.float32(_MAD_TO_STD), self.sigma)
-        _k.threshold_activity(d, self.sigma, self._k32, out)
+        if self.method == "oasis":
+            self._oasis(inp, out)
+        else:
+            _k.threshold_activity(d, self.sigma, self._k32, out)
         self.t += 1
+
+    def _oasis(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """One OASIS frame (t = self.t) on the raw input; writes the activity of frame t - lag."""
+        if self.backend == "numba":
+            _k.oasis_step(inp, self.t, self.lag, self.k_sigma, self.sigma, self._gpow, self._v,
+                          self._w, self._len, self._start, self._top, self._m, out)
+            return
+        # NumPy reference: the same arithmetic, vectorised over ROIs (allocates; reference only).
+        v, w, ln, st, top, m, gp = self._v, self._w, self._len, self._start, self._top, self._m, self._gpow
+        P, K, t = v.shape[1], gp.shape[0], self.t
+        r = np.arange(v.shape[0])
+        y = inp.astype(np.float64)
+        fin = np.isfinite(y)
+        ext = ~fin & (m > 0)  # unobserved frame: the newest pool extends over it
+        ln[r[ext], top[ext]] += 1
+        pi = r[fin | (m == 0)]
+        m[pi[m[pi] == P]] -= 1  # full: forget the oldest pool
+        top[pi] = (top[pi] + 1) % P
+        v[pi, top[pi]] = np.where(fin[pi], y[pi], 0.0)
+        w[pi, top[pi]] = np.where(fin[pi], 1.0, 0.0)
+        ln[pi, top[pi]] = 1
+        st[pi, top[pi]] = t
+        m[pi] += 1
+        smin = self.k_sigma * self.sigma.astype(np.float64)
+        while True:  # merge while the newest pool implies a spike below s_min
+            j = (top - 1) % P
+            f = gp[np.minimum(ln[r, j], K - 1)]
+            idx = r[(m > 1) & (v[r, j] * f + smin > v[r, top])]
+            if idx.size == 0:
+                break
+            jj, tt, ff = j[idx], top[idx], f[idx]
+            z = w[idx, jj] + w[idx, tt] * ff * ff
+            v[idx, jj] = (v[idx, jj] * w[idx, jj] + v[idx, tt] * w[idx, tt] * ff) / z
+            w[idx, jj] = z
+            ln[idx, jj] += ln[idx, tt]
+            top[idx] = jj
+            m[idx] -= 1
+        out.fill(0)
+        u = t - self.lag
+        if u < 0:
+            return
+        k = top.copy()  # find the pool holding frame u: at most lag pools below the newest
+        q = np.zeros_like(k)
+        for _ in range(self.lag):
+            move = st[r, k] > u
+            k[move] = (k[move] - 1) % P
+            q[move] += 1
+        j = (k - 1) % P
+        spike = (st[r, k] == u) & (q + 1 < m)
+        s = np.maximum(v[r, k], 0.0) - np.maximum(v[r, j], 0.0) * gp[np.minimum(ln[r, j], K - 1)]
+        np.copyto(out, np.maximum(s, 0.0), where=spike, casting="same_kind")
 
     def _track_noise(self, d: np.ndarray) -> None:
         absd = self._absd
         np.abs(d, out=absd)
         k = self.t - 1  # innovations seen before this one
         if k < self.warmup:
-            self._warm[k] = absd
-            # Only during warm-up: the exact median of the few innovations so far.
-            self._mad[:] = np.median(self._warm[: k + 1], axis=0)
+            # Warm-up: running mean of |d|, as a median of |d| for Gaussian noise (O(1) per frame).
+            self._mad *= np.float32(k)
+            absd *= np.float32(_MEAN_TO_MAD)
+            self._mad += absd
+            self._mad /= np.float32(k + 1)
         else:
             # Running median: step up when |d| is above it, down when below; equal rates settle
             # where half the |d| lie on each side. Multiplicative, so it is scale-free. The step
@@ -176,3 +289,6 @@ class Deconvolve(Stage):
             np.copyto(self.sigma, self._fixed)
         else:
             self.sigma[:] = 0
+        if self.method == "oasis":
+            for a in (self._v, self._w, self._len, self._start, self._top, self._m):
+                a[...] = 0

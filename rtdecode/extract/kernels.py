@@ -165,24 +165,12 @@ def ar1_innovation(inp, prev, gamma, d):
 
 
 @nb.njit(**_JIT)
-def noise_warm(d, warm, k, scratch, mad):
-    """Warm-up noise tracking: warm[k] = |d|; mad = median over warm[:k+1] per ROI (exact)."""
-    n = d.shape[0]
-    for i in range(n):
-        warm[k, i] = abs(d[i])
-        # insertion sort of k+1 values (k < warm-up length, ~30)
-        for j in range(k + 1):
-            v = warm[j, i]
-            q = j - 1
-            while q >= 0 and scratch[q] > v:
-                scratch[q + 1] = scratch[q]
-                q -= 1
-            scratch[q + 1] = v
-        m = k + 1
-        if m % 2 == 1:
-            mad[i] = scratch[m // 2]
-        else:
-            mad[i] = (scratch[m // 2 - 1] + scratch[m // 2]) / np.float32(2.0)
+def noise_warm(d, mad, k, mean_to_mad):
+    """Warm-up noise tracking after k (float32) innovations: mad <- running mean of |d| * mean_to_mad
+    (the median of |d| for Gaussian noise); O(1) per ROI and frame."""
+    k1 = k + np.float32(1.0)
+    for i in range(d.shape[0]):
+        mad[i] = (mad[i] * k + abs(d[i]) * mean_to_mad) / k1
 
 
 @nb.njit(**_JIT)
@@ -211,19 +199,87 @@ def threshold_activity(d, sigma, k_sigma, out):
         out[i] = v if v > 0 else np.float32(0.0)
 
 
+@nb.njit(**_JIT)
+def oasis_step(y, t, lag, k_sigma, sigma, gpow, v, w, ln, start, top, m, out):
+    """One frame t of online AR(1) OASIS with minimum spike size k_sigma * sigma (see deconv.py).
+
+    Per ROI i a ring of pools (value v, weight w, length ln, first frame start; (n, P) arrays),
+    top[i] the newest, m[i] how many are held. A finite y[i] adds a pool (forgetting the oldest if
+    P are held); a non-finite one extends the newest pool over an unobserved frame. Then pools
+    merge backwards while the newest implies a spike below s_min. out[i] = the spike at frame
+    t - lag (the jump at the start of the pool that starts there), else 0.
+    gpow: gamma ** k table (float64), read at min(k, len - 1).
+    """
+    n = y.shape[0]
+    P = v.shape[1]
+    K = gpow.shape[0]
+    u = t - lag
+    for i in range(n):
+        x = y[i]
+        tp = top[i]
+        if math.isfinite(x) or m[i] == 0:
+            if m[i] == P:
+                m[i] -= 1
+            tp = (tp + 1) % P
+            if math.isfinite(x):
+                v[i, tp] = x
+                w[i, tp] = 1.0
+            else:
+                v[i, tp] = 0.0
+                w[i, tp] = 0.0
+            ln[i, tp] = 1
+            start[i, tp] = t
+            m[i] += 1
+        else:
+            ln[i, tp] += 1
+        smin = k_sigma * np.float64(sigma[i])
+        while m[i] > 1:
+            j = (tp - 1) % P
+            f = gpow[min(ln[i, j], K - 1)]
+            if v[i, j] * f + smin > v[i, tp]:
+                z = w[i, j] + w[i, tp] * f * f
+                v[i, j] = (v[i, j] * w[i, j] + v[i, tp] * w[i, tp] * f) / z
+                w[i, j] = z
+                ln[i, j] += ln[i, tp]
+                tp = j
+                m[i] -= 1
+            else:
+                break
+        top[i] = tp
+        out[i] = 0.0
+        if u >= 0:
+            k = tp
+            q = 0
+            while start[i, k] > u:  # at most lag pools start after frame u
+                k = (k - 1) % P
+                q += 1
+            if start[i, k] == u and q + 1 < m[i]:
+                j = (k - 1) % P
+                s = max(v[i, k], 0.0) - max(v[i, j], 0.0) * gpow[min(ln[i, j], K - 1)]
+                if s > 0.0:
+                    out[i] = s
+
+
 # ------------------------------------------------------------------------------ ephys
 @nb.njit(**_JIT)
 def sos_filter_chunk(x, scale, sos, zi, y):
     """Cascaded biquads (transposed direct form II, scipy.signal.sosfilt), state zi kept.
 
     x: (T, C) int16 or float samples (time-major, as Open Ephys streams them); scale: multiplies
-    x (e.g. bit_volts); sos: (S, 6) float64; zi: (S, 2, C) float64 state, updated in place
-    (channel-contiguous, so the channel loop vectorises);
+    x (e.g. bit_volts); sos: (S, 6) float64; zi: (S, 2, C) float64 state, updated in place;
     y: (T, C) float32 output.
+
+    Layout: for each sample, one pass over the channels per section (channel-contiguous, so the
+    channel loop vectorises). The state is copied into an array local to the call for the chunk:
+    then LLVM knows it aliases neither the row buffer nor the output and vectorises the channel
+    loop (measured 384 ch: 3.4x faster than updating views of `zi` in place, identical results).
+    The two small arrays (S*2*C + C float64) are allocated once per chunk, not per sample.
     """
     T, C = x.shape
     S = sos.shape[0]
-    buf = np.empty(C, np.float64)  # one channel row; allocated once per chunk, not per sample
+    z = np.empty((S, 2, C), np.float64)
+    z[:] = zi
+    buf = np.empty(C, np.float64)  # one channel row
     for t in range(T):
         for c in range(C):
             buf[c] = x[t, c] * scale
@@ -233,16 +289,15 @@ def sos_filter_chunk(x, scale, sos, zi, y):
             b2 = sos[s, 2]
             a1 = sos[s, 4]
             a2 = sos[s, 5]
-            z0 = zi[s, 0]
-            z1 = zi[s, 1]
             for c in range(C):
                 xi = buf[c]
-                yi = b0 * xi + z0[c]
-                z0[c] = b1 * xi - a1 * yi + z1[c]
-                z1[c] = b2 * xi - a2 * yi
+                yi = b0 * xi + z[s, 0, c]
+                z[s, 0, c] = b1 * xi - a1 * yi + z[s, 1, c]
+                z[s, 1, c] = b2 * xi - a2 * yi
                 buf[c] = yi
         for c in range(C):
             y[t, c] = buf[c]
+    zi[:] = z
 
 
 @nb.njit(**_JIT)
@@ -358,7 +413,11 @@ def warm_up_kernels() -> float:
     dff_step(o, b, o.copy(), f32(0.1), f32(0.01), f32(1.0))
     d = np.empty(2, f32)
     ar1_innovation(o, o.copy(), f32(0.9), d)
-    noise_warm(d, np.zeros((3, 2), f32), 1, np.empty(3, f32), o.copy())
+    noise_warm(d, o.copy(), f32(1.0), f32(0.8453))
+    P = 4
+    i64 = np.int64
+    oasis_step(o, 1, 2, 2.0, o, 0.9 ** np.arange(8.0), np.zeros((2, P)), np.zeros((2, P)),
+               np.zeros((2, P), i64), np.zeros((2, P), i64), np.zeros(2, i64), np.zeros(2, i64), o.copy())
     noise_track(d, o.copy(), f32(1.01), f32(0.99))
     noise_finish(o.copy(), f32(1e-6), f32(1.48), o.copy())
     threshold_activity(d, o, f32(2.0), o.copy())

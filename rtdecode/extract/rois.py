@@ -47,6 +47,7 @@ def from_footprints(
     inner_px: int = 2,
     outer_px: float = 15.0,
     min_neuropil_px: int = 150,
+    max_neuropil_px: int | None = None,
     index=None,
 ) -> Rois:
     """Build `Rois` from per-ROI pixel lists (suite2p's ypix, xpix, lam).
@@ -54,6 +55,10 @@ def from_footprints(
     The neuropil of ROI i is every pixel within `outer_px` of its centre (lam-weighted mean pixel)
     that is farther than `inner_px` from every ROI's pixels; the radius grows in 5 px steps until
     the annulus holds `min_neuropil_px` pixels (or reaches the frame size).
+    max_neuropil_px: None keeps every annulus pixel; a number keeps at most that many, evenly
+    spaced through the annulus in raster order (deterministic; see `cap_neuropil`). The neuropil is
+    spatially smooth, so a sample of it estimates the annulus mean; fewer pixels make the per-frame
+    ROI+neuropil product cheaper, at some cost in accuracy (`build_chain` takes the same option).
     index: ROI numbers used in error messages (default 0..n-1).
     Raises RoiError naming the ROI if a footprint is empty, out of the frame, or has bad weights.
     """
@@ -97,7 +102,36 @@ def from_footprints(
         np_w.append(np.full(pix.size, 1.0 / pix.size))
     neuropil = _rows_to_csr(np_flat, np_w, H * W)
     log.debug("built %d ROIs on a %dx%d frame", n, H, W)
-    return Rois(footprints, neuropil, (H, W), index)
+    rois = Rois(footprints, neuropil, (H, W), index)
+    return rois if max_neuropil_px is None else cap_neuropil(rois, max_neuropil_px)
+
+
+def cap_neuropil(rois: Rois, max_px: int) -> Rois:
+    """The same ROIs with each neuropil row cut to at most `max_px` pixels, uniformly weighted.
+
+    A row with more pixels keeps `max_px` of them evenly spaced through its (raster-ordered) pixel
+    list: every (size / max_px)-th pixel, so the sample spreads over the whole annulus, rows by
+    rows. Deterministic; rows already within the cap are kept as they are.
+    Raises RoiError if max_px < 1.
+    """
+    if int(max_px) != max_px or max_px < 1:
+        raise RoiError(f"max_neuropil_px must be a whole number >= 1, got {max_px}")
+    max_px = int(max_px)
+    npl = rois.neuropil
+    sizes = np.diff(npl.indptr)
+    if sizes.max(initial=0) <= max_px:
+        return rois
+    cols, vals = [], []
+    for i in range(rois.n):
+        pix = npl.indices[npl.indptr[i] : npl.indptr[i + 1]].astype(np.int64)  # sorted (canonical CSR)
+        if pix.size > max_px:
+            pix = pix[(np.arange(max_px) * pix.size) // max_px]  # evenly spaced, distinct
+        cols.append(pix)
+        vals.append(np.full(pix.size, 1.0 / pix.size))
+    H, W = rois.frame_shape
+    log.debug("neuropil capped at %d px per ROI (%d -> %d weighted pixels)", max_px, npl.nnz,
+              sum(c.size for c in cols))
+    return Rois(rois.footprints, _rows_to_csr(cols, vals, H * W), rois.frame_shape, rois.index)
 
 
 def load_suite2p(
@@ -107,7 +141,7 @@ def load_suite2p(
 
     frame_shape: (H, W); None takes ops['Ly'], ops['Lx'].
     only_cells: keep the ROIs that iscell.npy marks as cells (column 0 > 0.5).
-    kwargs: passed to `from_footprints` (inner_px, outer_px, min_neuropil_px).
+    kwargs: passed to `from_footprints` (inner_px, outer_px, min_neuropil_px, max_neuropil_px).
     Raises RoiError if files are missing or disagree, or if a kept ROI is invalid (named by its
     index in stat.npy).
     """

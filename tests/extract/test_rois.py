@@ -83,3 +83,26 @@ def test_invalid_footprints_raise_naming_the_roi(break_it, message):
     ys[2], xs[2], lams[2] = break_it(ys[2], xs[2], lams[2])
     with pytest.raises(RoiError, match=message):
         from_footprints(ys, xs, lams, SHAPE)
+
+
+def test_neuropil_cap_keeps_an_evenly_spread_uniform_sample():
+    from rtdecode.extract.rois import cap_neuropil
+
+    ys, xs, lams = three_rois()
+    full = from_footprints(ys, xs, lams, SHAPE)
+    capped = from_footprints(ys, xs, lams, SHAPE, max_neuropil_px=40)
+    again = cap_neuropil(full, 40)
+    assert (capped.footprints != full.footprints).nnz == 0
+    for i in range(3):
+        pix_full = full.neuropil[[i], :].indices
+        pix = capped.neuropil[[i], :].indices
+        assert pix.size == 40 and np.isin(pix, pix_full).all()
+        np.testing.assert_array_equal(pix, again.neuropil[[i], :].indices)  # deterministic
+        w = capped.neuropil[[i], :].data
+        np.testing.assert_allclose(w, 1 / 40, rtol=1e-6)
+        rows = pix // SHAPE[1]  # spread over the annulus, not bunched at one end
+        full_rows = pix_full // SHAPE[1]
+        assert rows.min() - full_rows.min() <= 2 and full_rows.max() - rows.max() <= 2
+    assert cap_neuropil(full, 10_000) is full
+    with pytest.raises(RoiError, match="max_neuropil_px"):
+        cap_neuropil(full, 0)

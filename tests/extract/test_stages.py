@@ -109,3 +109,21 @@ def test_chain_rejects_wrong_frames():
         build_chain(rois(), np.ones((32, 32)))
     with pytest.raises(StageError):
         extract_movie(chain, np.zeros((3, 32, 32), np.uint16))
+
+
+@pytest.mark.parametrize("lag", [0, 3])
+def test_oasis_finds_the_spikes_lag_frames_late(lag):
+    s, y = ar1_traces(seed=1)
+    st = Deconvolve(20, k_sigma=3.0, method="oasis", lag=lag)
+    out = st.out_spec.empty()
+    act = np.zeros_like(y)
+    for t in range(y.shape[1]):
+        st.process(y[:, t], out)
+        if t >= lag:
+            act[:, t - lag] = out  # the output of frame t is the activity of frame t - lag
+    s, act = s[:, 30:-lag or None], act[:, 30:-lag or None]  # past the noise warm-up
+    assert act.min() >= 0
+    assert ((act > 0) & (s > 0)).sum() / (s > 0).sum() > 0.95
+    assert ((act > 0) & (s == 0)).sum() / (s == 0).sum() < 0.01
+    hit = (act > 0) & (s > 0)
+    np.testing.assert_allclose(np.median(act[hit] / s[hit]), 1, atol=0.1)  # spike sizes, not just times

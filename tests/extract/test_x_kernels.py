@@ -166,3 +166,38 @@ def test_ephys_noise_is_estimated_from_the_first_second():
     for a in range(0, 40000, 5000):
         ch.process(x[a:a + 5000])
     assert np.all(np.isfinite(ch.thr)) and np.all(ch.thr > 0)
+
+
+@pytest.mark.parametrize("lag, fixed", [(0, False), (2, False), (5, True)])
+def test_oasis_backends_agree_including_nans(lag, fixed):
+    rng = np.random.default_rng(8)
+    n, T = 30, 400
+    y = (rng.standard_normal((T, n)).cumsum(0) / 20 + rng.exponential(0.3, (T, n))).astype(np.float32)
+    y[0, 4] = np.nan  # no observation at all on the first frame
+    y[1, 4] = np.nan
+    y[60, 3] = np.nan
+    y[200, 7:9] = np.inf
+    noise = np.full(n, 0.2, np.float32) if fixed else None
+    a = Deconvolve(n, method="oasis", lag=lag, noise=noise, warmup=20, backend="numba")
+    b = Deconvolve(n, method="oasis", lag=lag, noise=noise, warmup=20, backend="numpy")
+    o1, o2 = a.out_spec.empty(), b.out_spec.empty()
+    outs1, outs2 = [], []
+    for t in range(T):
+        a.process(y[t], o1)
+        b.process(y[t], o2)
+        outs1.append(o1.copy())
+        outs2.append(o2.copy())
+    A, B = np.array(outs1), np.array(outs2)
+    assert np.all(np.isfinite(A)) and A.min() >= 0 and (A > 0).sum() > 50  # not trivially all 0
+    np.testing.assert_allclose(A, B, rtol=1e-6, atol=1e-7)
+    assert a.rejected == b.rejected == 5
+    np.testing.assert_array_equal(A[:lag], 0)  # nothing is known about frames before 0
+
+
+def test_deconvolve_rejects_bad_method_and_lag():
+    with pytest.raises(ConfigError, match="method"):
+        Deconvolve(3, method="foopsi")
+    with pytest.raises(ConfigError, match="lag"):
+        Deconvolve(3, method="oasis", lag=-1)
+    assert Deconvolve(3, fps=30.0, method="oasis", lag=3).delay_s == pytest.approx(0.1)
+    assert Deconvolve(3, lag=3).delay_s == 0  # "threshold" has no delay
