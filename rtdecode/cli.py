@@ -125,6 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--backend", choices=("fast", "numpy"), default="fast",
                    help="fast: Numba/SciPy kernels (default); numpy: the reference implementation")
 
+    c = sub.add_parser("compile", help="export the decoder to ONNX, build and warm the fastest backend here",
+                       description="Exports MODEL/decoder.onnx if missing (opset 17, static batch 1, checked against "
+                       "torch) and records it in card.json; loads the first backend of --backend that runs here, "
+                       "warms it, prints what runs and why the others were skipped.")
+    c.add_argument("model", help="model directory (card.json + weights.npz)")
+    c.add_argument("--backend", action="extend", nargs="+", default=None, metavar="NAME",
+                   help="preference order among tensorrt, onnxruntime, torch (default: that order)")
+    c.add_argument("--threads", type=_positive_int, default=1, help="CPU intra-op threads (default 1)")
+    c.add_argument("--force-export", action="store_true", help="re-export decoder.onnx even if up to date")
+    c.add_argument("--fp16", action="store_true",
+                   help="TensorRT 10: FP16 engine (TensorRT 11 follows the graph's types)")
+    c.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild the cached engine")
+
     b = sub.add_parser("bench", help="benchmarks, each writing JSON (DESIGN 3.5)")
     bsub = b.add_subparsers(dest="bench", metavar="BENCH", required=True)
     be = bsub.add_parser("extract", help="the extraction chains, optimised vs NumPy reference, same frames",
@@ -136,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--rois", type=_positive_int, default=1000)
     be.add_argument("--shape", type=_positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
     be.add_argument("--ephys-seconds", type=_positive_float, default=2.0)
+    bd = bsub.add_parser("decode", help="batch-1 decoder latency of every available backend vs torch eager",
+                         description="Times each backend that loads here (batch 1, p50/p99) on a stand-in "
+                         "amortized network and the ridge decoder at each --neurons, side by side in one run, "
+                         "with the speed-up over torch eager.")
+    bd.add_argument("--json", "--out", dest="out", default="bench_decode.json", help="JSON file to write")
+    bd.add_argument("--neurons", type=_positive_int, nargs="+", default=[1000, 4000, 8000])
+    bd.add_argument("--bins", type=_positive_int, default=8)
+    bd.add_argument("--threads", type=_positive_int, default=1)
+    bd.add_argument("--runs", type=_positive_int, default=1000)
+    bd.add_argument("--budget", type=_positive_float, default=5.0, help="max seconds timed per backend per model")
     return p
 
 
@@ -234,11 +257,22 @@ def cmd_extract(args, progress) -> int:
 
 
 def cmd_bench(args, progress) -> int:
+    if args.bench == "decode":
+        from rtdecode.bench.decode import cmd_bench_decode
+
+        return cmd_bench_decode(args, progress)
     from rtdecode.bench.extract import cmd_bench_extract
 
-    return {"extract": cmd_bench_extract}[args.bench](args)
+    return cmd_bench_extract(args)
+
+
+def cmd_compile(args, progress) -> int:
+    from rtdecode.backends.compile import cmd_compile as run
+
+    return run(args, progress)
 
 
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
-            "inspect": cmd_inspect, "probe": cmd_probe}
+            "inspect": cmd_inspect, "probe": cmd_probe,
+            "compile": cmd_compile}

@@ -86,6 +86,13 @@ class RidgeDecoder:
         np.matmul(feats, self.weights, out=out.reshape(-1))
         out.reshape(-1)[:] += self.pixel_mean
 
+    def as_torch_module(self):
+        """This decoder as a torch module, (1, N, bins) float32 window -> (1, H, W) frame: the same
+        operations as `predict_window` (for ONNX export and the torch backend; imports torch)."""
+        from rtdecode.decode.export import ridge_module
+
+        return ridge_module(self)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"act_mean": self.act_mean, "act_std": self.act_std, "basis": self.basis,
                 "weights": self.weights, "pixel_mean": self.pixel_mean}
