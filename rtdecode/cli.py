@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "the stimulus stream's")
     v.add_argument("--seconds", type=_positive_float, default=None, help="close after S seconds")
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
+    rn = sub.add_parser("run", help="a live session on a rig, from a YAML rig file (configs/)",
+                        description="Builds extraction -> activity ring -> decoder from the rig file, checks the "
+                        "stage graph, warms every stage, then decodes every frame the source sends and publishes "
+                        "it, until the source ends, --seconds pass or Ctrl-C. The decoder runs on the first of "
+                        "decoder.backends that loads here.")
+    rn.add_argument("config", help="rig file, e.g. configs/scanimage_2p.yaml")
+    rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder")
+    rn.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+
     i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
                        description="Prints a session's duration, frames, triggers and sequence gaps, and whether "
                        "it stopped cleanly. Exits 1 if any chunk or trigger record is damaged.")
@@ -235,6 +244,16 @@ def cmd_probe(args, progress) -> int:
     return run(args, progress)
 
 
+def cmd_run(args, progress) -> int:
+    from rtdecode.run import run_session
+
+    st = run_session(args.config, args.record, args.seconds)
+    lat = st["latency_ms"]
+    print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
+          f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}")
+    return 0
+
+
 def cmd_inspect(args, progress) -> int:
     from rtdecode.record import read_session, summarize
 
@@ -275,4 +294,4 @@ def cmd_compile(args, progress) -> int:
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
             "inspect": cmd_inspect, "probe": cmd_probe,
-            "compile": cmd_compile}
+            "compile": cmd_compile, "run": cmd_run}
