@@ -125,6 +125,7 @@ class TwoPhoton(_Model):
     neuropil_r: float = Field(0.7, ge=0.0, le=1.0)
     tau_s: float = Field(0.7, gt=0.0, le=10.0)  # indicator decay time
     fps: float = Field(30.0, gt=0.0, le=2000.0)
+    frame_dtype: Literal["uint16", "int16"] = "uint16"  # ScanImage acquires int16
 
 
 class Ephys(_Model):

@@ -66,7 +66,7 @@ def extraction_stages(cfg: RigConfig) -> list:
             raise ConfigError(f"extraction.two_photon: no reference image: {tp.rois}/ops.npy has no meanImg; "
                               "set extraction.two_photon.reference to a .npy image")
     chain = build_chain(rois, reference, fps=tp.fps, crop=tuple(tp.crop), max_shift=tp.max_shift,
-                        r=tp.neuropil_r, tau_s=tp.tau_s)
+                        r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype))
     return chain.stages
 
 

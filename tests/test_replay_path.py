@@ -42,8 +42,9 @@ def rig(tmp_path_factory):
     return tmp, frames
 
 
-def _chain(tmp, frames):
-    extract = build_chain(load_suite2p(tmp / "rois"), reference_from(frames[:20]), crop=(64, 64))
+def _chain(tmp, frames, frame_dtype=np.uint16):
+    extract = build_chain(load_suite2p(tmp / "rois"), reference_from(frames[:20]), crop=(64, 64),
+                          frame_dtype=frame_dtype)
     card, dec = decode.load(tmp / "m")
     chain = Chain(extract.stages + [ActivityRing(N, BINS), decode.DecodeStage(card, dec)])
     chain.warm_up()
@@ -74,34 +75,28 @@ def _run(chain, ingest, send):
     return res, got, session.target_back
 
 
-class ScanImageIngest(Ingest):
-    """What the real path needs for ScanImage today: its driver sends int16 ('<i2') frames but the
-    extraction chain's first stage (Register) takes uint16 only. Negative values (ADC offset) are
-    clipped to 0 before the cast."""
-
-    def receive(self, timeout_ms: int = 100):
-        msg = super().receive(timeout_ms)
-        if msg is not None and msg.topic == "frame" and msg.array.dtype == np.int16:
-            msg.array = np.clip(msg.array, 0, None).astype(np.uint16)
-        return msg
-
-
-def test_register_rejects_int16_frames(rig):
+def test_frame_type_is_part_of_the_contract(rig):
+    """A chain set up for uint16 rejects ScanImage's int16 frames with a clear message; one set up
+    for int16 (extraction.two_photon.frame_dtype) takes them and gives the same activity."""
     tmp, frames = rig
     chain = _chain(tmp, frames)
     with pytest.raises(StageError, match="expected <u2 .* got <i2"):
         chain.process(frames[0].astype(np.int16))
+    a = _chain(tmp, frames)
+    b = _chain(tmp, frames, np.int16)
+    for f in frames[:10]:
+        np.testing.assert_allclose(b.process(f.astype(np.int16)), a.process(f), rtol=1e-5, atol=1e-5)
 
 
 def test_scanimage_stream_reaches_the_decoder(rig):
     tmp, frames = rig
-    chain = _chain(tmp, frames)
+    chain = _chain(tmp, frames, np.int16)
     ctx = zmq.Context.instance()
     pub = ctx.socket(zmq.XPUB)
     pub.setsockopt(zmq.SNDHWM, 0)
     pub.setsockopt(zmq.LINGER, 1000)
     pub.bind("tcp://127.0.0.1:*")
-    ingest = ScanImageIngest([pub.getsockopt_string(zmq.LAST_ENDPOINT)])
+    ingest = Ingest([pub.getsockopt_string(zmq.LAST_ENDPOINT)])
 
     def send():
         assert pub.poll(5000)

@@ -46,9 +46,11 @@ def build_chain(
     deconv: str = "threshold",
     lag: int = 3,
     backend: str = "fast",
+    frame_dtype=np.uint16,
 ) -> Chain:
     """uint16 (H, W) raw frame -> float32 (n,) activity: Register, Traces, DeltaF, Deconvolve.
 
+    frame_dtype: the raw frames' type, uint16 (default) or int16 (what ScanImage acquires).
     reference: (H, W) image matching `rois.frame_shape` (the ROIs must be in its coordinates).
     Options go to the stage of the same parameter: crop, max_shift (Register); r (Traces);
     max_neuropil_px: each ROI's neuropil annulus is sampled down to at most this many pixels for
@@ -71,7 +73,7 @@ def build_chain(
         raise StageError(f"reference is {ref.shape} but the ROIs are on a {tuple(rois.frame_shape)} frame; "
                          "use the reference of the same field of view")
     stages = [
-        Register(ref, crop=crop, max_shift=max_shift, backend="numba" if fast else "numpy"),
+        Register(ref, crop=crop, max_shift=max_shift, backend="numba" if fast else "numpy", dtype=frame_dtype),
         Traces(rois if max_neuropil_px is None else cap_neuropil(rois, max_neuropil_px), r=r,
                backend="scipy" if fast else "numpy"),
         DeltaF(rois.n, fps=fps, tau_down_s=tau_down_s, tau_up_s=tau_up_s, baseline=baseline,

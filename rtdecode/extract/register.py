@@ -24,7 +24,7 @@ _EPS = 1e-5  # keeps spectral whitening finite on empty frequencies
 
 
 class Register(Stage):
-    """uint16 (H, W) raw frame -> float32 (H, W) frame aligned to `reference` (integer shift).
+    """uint16 or int16 (ScanImage's raw type; `dtype`) (H, W) raw frame -> float32 (H, W) frame aligned to `reference` (integer shift).
 
     reference: (H, W) image the frames are aligned to (e.g. `reference_from(calibration frames)`
         or suite2p's ops['meanImg']).
@@ -43,7 +43,10 @@ class Register(Stage):
     history = 0
 
     def __init__(self, reference: np.ndarray, crop: tuple[int, int] = (256, 256),
-                 max_shift: int | None = None, smooth_sigma: float = 1.15, backend: str = "numba"):
+                 max_shift: int | None = None, smooth_sigma: float = 1.15, backend: str = "numba",
+                 dtype=np.uint16):
+        if np.dtype(dtype) not in (np.dtype(np.uint16), np.dtype(np.int16)):
+            raise ConfigError(f"register: frame dtype must be uint16 or int16 (ScanImage), got {np.dtype(dtype)}")
         if backend not in BACKENDS:
             raise ConfigError(f"register: backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -66,7 +69,7 @@ class Register(Stage):
         if smooth_sigma < 0:
             raise ConfigError(f"register: smooth_sigma must be >= 0, got {smooth_sigma}")
 
-        self.in_spec = Spec(np.uint16, (H, W))
+        self.in_spec = Spec(dtype, (H, W))
         self.out_spec = Spec(np.float32, (H, W))
         self.max_shift = m
         self._win = (slice((H - ch) // 2, (H - ch) // 2 + ch), slice((W - cw) // 2, (W - cw) // 2 + cw))
