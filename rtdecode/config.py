@@ -11,7 +11,12 @@ Sections:
 - source: protocol (rtframe | openephys | eventbroadcaster), address (one or a list; rtframe may
   list several publishers, e.g. ScanImage and the stimulus PC), heartbeat (openephys only: port,
   default data port + 1, and interval_s), event_broadcaster (openephys: optional address of the
-  Event Broadcaster for TTLs / spikes), stream and channels (which Open Ephys stream and channels).
+  Event Broadcaster for TTLs / spikes), stream and channels (which Open Ephys stream and channels),
+  stim_address (openephys / eventbroadcaster: an rtframe publisher of 'stim' messages, e.g. the
+  stimulus PC, passed through to the live loop), idle_end_s (end the session once the source has
+  been silent this long, e.g. after a replay; default: wait), group_by (eventbroadcaster: electrode
+  or unit) and units (eventbroadcaster: the electrode / "ELECTRODE:SORTED_ID" names in the model's
+  input order; their number must equal the model's neurons).
 - extraction: two_photon (rois, reference, crop, max_shift, neuropil_r, tau_s, fps) or ephys
   (band_hz, threshold, threshold_uv, reference, bin_ms) — the one that matches the protocol.
 - decoder: model (directory), backends (preference list of tensorrt, onnxruntime, torch, numpy).
@@ -81,6 +86,10 @@ class Source(_Model):
     event_broadcaster: str | None = None
     stream: str | None = None
     channels: list[Annotated[int, Field(ge=0, le=4095)]] | None = Field(None, min_length=1)
+    stim_address: str | None = None  # openephys / eventbroadcaster: rtframe publisher of 'stim' messages
+    idle_end_s: float | None = Field(None, gt=0.0, le=3600.0)  # end when the source is silent this long
+    group_by: Literal["electrode", "unit"] | None = None  # eventbroadcaster: one input per electrode or unit
+    units: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)  # eventbroadcaster
 
     @field_validator("address", mode="before")
     @classmethod
@@ -92,17 +101,26 @@ class Source(_Model):
     def _endpoints(cls, v):
         return [_check_endpoint(a) for a in v]
 
-    @field_validator("event_broadcaster")
+    @field_validator("event_broadcaster", "stim_address")
     @classmethod
     def _eb(cls, v):
         return None if v is None else _check_endpoint(v)
+
+    @field_validator("units")
+    @classmethod
+    def _units(cls, v):
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"{sorted(u for u in set(v) if v.count(u) > 1)} listed more than once")
+        return v
 
     @model_validator(mode="after")
     def _protocol_fields(self):
         if self.protocol != "rtframe" and len(self.address) != 1:
             raise ValueError(f"address: {self.protocol} takes one address, got {len(self.address)}")
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-                "stream": ("openephys", "eventbroadcaster")}
+                "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster"),
+                "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
+                "units": ("eventbroadcaster",)}
         for key, protocols in only.items():
             if getattr(self, key) is not None and self.protocol not in protocols:
                 raise ValueError(f"{key}: only used with protocol {' or '.join(protocols)}, not {self.protocol}")
@@ -224,6 +242,8 @@ class RigConfig(_Model):
                 claim(self.source.event_broadcaster, "source.event_broadcaster")
         elif self.source.protocol == "eventbroadcaster":
             claim(self.source.address[0], "source.address")
+        if self.source.stim_address:
+            claim(self.source.stim_address, "source.stim_address")
         for i, t in enumerate(self.triggers):
             if t.kind == "network_events":
                 claim(t.address, f"triggers.{i}.address")

@@ -2,7 +2,9 @@
 
 Builds the stage graph (extraction -> activity ring -> decoder backend), checks it, warms every
 stage, then runs the live loop until the source ends, `--seconds` pass or Ctrl-C; records the
-session when asked. The decoder runs on the first backend of `decoder.backends` that loads here
+session when asked. Ephys sources (openephys, eventbroadcaster) go through the Open Ephys adapter
+(rtdecode.openephys.activity), which bins threshold crossings or sorted spikes into activity
+vectors: their chain is [activity ring, decoder]. The decoder runs on the first backend of `decoder.backends` that loads here
 ('numpy' is the model's own reference implementation).
 """
 
@@ -48,11 +50,13 @@ def decoder_stage(cfg: RigConfig):
 
 
 def extraction_stages(cfg: RigConfig) -> list:
+    """The stages before the activity ring: two-photon extraction, or none for ephys (the Open Ephys
+    adapter hands out activity vectors already: rtdecode.openephys.activity)."""
     tp = cfg.extraction.two_photon
-    if cfg.source.protocol != "rtframe" or tp is None:
-        raise ConfigError(f"source.protocol {cfg.source.protocol} with "
-                          f"{'two_photon' if tp else 'ephys'} extraction: 'rtdecode run' drives rtframe two-photon "
-                          "sources so far; ephys sessions are not wired into the live loop yet")
+    if cfg.source.protocol != "rtframe":
+        return []
+    if tp is None:
+        raise ConfigError("source.protocol rtframe needs extraction.two_photon")
     from rtdecode.extract import build_chain
     from rtdecode.extract.offline import suite2p_reference
     from rtdecode.extract.rois import load_suite2p
@@ -70,6 +74,23 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chain.stages
 
 
+def make_ingest(cfg: RigConfig, card: dict):
+    """The message source of the live loop: rtframe subscribers, or the Open Ephys adapter, whose
+    input count (channels, or units) must equal the model's neurons."""
+    if cfg.source.protocol == "rtframe":
+        return Ingest(cfg.source.address)
+    from rtdecode.openephys.activity import make_activity_ingest
+
+    n = int(card["neurons"])
+    src = cfg.source
+    given = src.channels if src.protocol == "openephys" else src.units
+    if given is not None and len(given) != n:
+        key = "source.channels" if src.protocol == "openephys" else "source.units"
+        raise ConfigError(f"{key} lists {len(given)} {'channels' if key.endswith('channels') else 'units'} but "
+                          f"the model card of {cfg.decoder.model} has {n} neurons; they must be equal")
+    return make_activity_ingest(cfg, n)
+
+
 def run_session(config: str | Path, record: str | Path | None = None, seconds: float | None = None) -> dict:
     """Run a live session; returns its stats (also in the session's end.json when recording)."""
     cfg = load_config(config)
@@ -84,12 +105,18 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     chain.warm_up()
     log.info("stages warmed up in %.0f ms; decoder backend %s", (time.perf_counter() - t0) * 1e3, backend)
     record = record if record is not None else cfg.outputs.record
+    ingest = make_ingest(cfg, card)  # before the session folder: it may refuse the model (neurons)
     recorder = None
-    if record is not None:
-        recorder = Recorder(record, card["neurons"], tuple(card["frame_shape"]),
-                            meta={"config": cfg.model_dump(mode="json"), "model_card": card, "backend": backend})
-    ingest = Ingest(cfg.source.address)
-    pub = Publisher(cfg.outputs.publish)
+    try:
+        if record is not None:
+            recorder = Recorder(record, card["neurons"], tuple(card["frame_shape"]),
+                                meta={"config": cfg.model_dump(mode="json"), "model_card": card, "backend": backend})
+        pub = Publisher(cfg.outputs.publish)
+    except BaseException:
+        ingest.close()
+        if recorder is not None:
+            recorder.close({"error": "could not start"})
+        raise
     session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
     try:

@@ -97,6 +97,30 @@ class EphysChain:
     def warm_up(self) -> None:
         _k.warm_up_kernels()
 
+    @property
+    def calibrated(self) -> bool:
+        """True once the thresholds are known (fixed, absolute, or the noise estimate is done)."""
+        return self._calib is None
+
+    def skip(self, n_samples: int) -> None:
+        """Samples were lost (a gap in the stream): move the sample clock on by `n_samples`.
+
+        The filter state, the last sample and the refractory memory are kept, so the only artefact
+        is the step between the samples on either side of the gap (the filter is not restarted,
+        which would add a much larger transient)."""
+        if n_samples < 0:
+            raise StageError(f"ephys: cannot skip a negative number of samples ({n_samples})")
+        self.t += int(n_samples)
+
+    def restart(self, t0: int) -> None:
+        """The acquisition restarted at sample `t0` (sample numbers went back): clear the filter
+        state and the refractory memory; thresholds already learnt are kept."""
+        thr, calib, calib_n = self.thr, self._calib, self._calib_n
+        self._t0 = int(t0)
+        self.reset()
+        if calib is None:  # the noise was known: keep it rather than go blind for noise_s again
+            self.thr, self._calib, self._calib_n = thr, None, calib_n
+
     def process(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, C) chunk -> (sample numbers, channels) of the events in it (views, valid until the
         next call). Raises StageError on a chunk of the wrong shape."""
