@@ -168,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--threads", type=_positive_int, default=1)
     bd.add_argument("--runs", type=_positive_int, default=1000)
     bd.add_argument("--budget", type=_positive_float, default=5.0, help="max seconds timed per backend per model")
+    bx = bsub.add_parser("e2e", help="end-to-end latency of the live path on the virtual rig (30 Hz and fastest "
+                         "sustainable)",
+                         description="Streams prerendered virtual-rig frames from a sender process into the live "
+                         "session (extraction -> ring -> ridge decoder -> publish; a trigger rule firing on every "
+                         "frame) and reports arrival->published and decoded->trigger p50/p99 and per-stage times, at "
+                         "30 Hz and at speed factors 1, 2, 4, ... until frames drop or latency builds up.")
+    bx.add_argument("--json", "--out", dest="out", default="bench_e2e.json", help="JSON file to write")
+    bx.add_argument("--neurons", type=_positive_int, default=1000)
+    bx.add_argument("--shape", type=_positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    bx.add_argument("--seconds", type=_positive_float, default=20.0, help="length of the 30 Hz run")
+    bx.add_argument("--step-seconds", type=_positive_float, default=4.0, help="sending time per speed factor")
+    bx.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads in the pipeline process (0: leave the default)")
     return p
 
 
@@ -276,6 +289,10 @@ def cmd_extract(args, progress) -> int:
 
 
 def cmd_bench(args, progress) -> int:
+    if args.bench == "e2e":
+        from rtdecode.bench.e2e import cmd_bench_e2e
+
+        return cmd_bench_e2e(args, progress)
     if args.bench == "decode":
         from rtdecode.bench.decode import cmd_bench_decode
 

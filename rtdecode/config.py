@@ -174,6 +174,8 @@ class Extraction(_Model):
 
 class Decoder(_Model):
     model: Path
+    # BLAS threads of the live process: 1 keeps the per-frame mat-vec from fighting acquisition for cores
+    blas_threads: int = Field(1, ge=1, le=256)
     backends: list[Literal["tensorrt", "onnxruntime", "torch", "numpy"]] = Field(
         default_factory=lambda: ["tensorrt", "onnxruntime", "torch"], min_length=1)
 

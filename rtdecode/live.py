@@ -2,8 +2,21 @@
 
 The whole stage graph is checked before the first frame. Latency is measured from the arrival of a
 frame message (when the socket handed it over) to the moment its decoded frame was published, and
-kept as a histogram. A frame a stage rejects (wrong shape or dtype) is counted and skipped; repeated
-unexpected errors stop the session rather than logging forever.
+kept as a histogram, as is each stage's time per frame. A frame a stage rejects (wrong shape or
+dtype) is counted and skipped; repeated unexpected errors stop the session rather than logging forever.
+
+Queues and what they do when the pipeline falls behind (nothing grows without bound):
+- ingest: the SUB socket's receive high-water mark; beyond it ZeroMQ drops at the sender, and the
+  drop shows up as `dropped` (messages, from `seq` gaps) and `lost_frames` (from frameNumberAcq gaps);
+- display (the publisher): its send high-water mark; a slow viewer loses old frames (it counts them
+  from `seq` gaps on its side), the live loop never waits for it;
+- recording: never drops; a bounded chunk queue, and when it is full the live loop waits for the
+  disk (backpressure, so any loss happens at ingest, where it is counted); `record_backlog`;
+- triggers: never drop; slow sinks have a queue, and when it backs up past its limit the engine
+  disables triggers (fail-safe, with the reason) instead of firing late; `triggers.pending`.
+
+The source may go quiet and come back (a restarted acquisition PC): silences longer than
+`silence_s` are logged and counted, a frame counter that goes back is counted as a restart.
 """
 
 from __future__ import annotations
@@ -14,7 +27,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-
 from rtdecode.errors import StageError
 from rtdecode.ingest import Ingest
 from rtdecode.latency import Histogram
@@ -24,6 +36,21 @@ from rtdecode.ring import ActivityRing
 from rtdecode.stage import Chain
 
 log = logging.getLogger(__name__)
+
+
+def limit_blas_threads(n: int | None) -> int | None:
+    """Set the BLAS thread count of this process (None: leave it); returns the count before.
+
+    On a small rig PC the live loop shares cores with acquisition: two OpenBLAS threads made the
+    ridge decoder's mat-vec 4-8x slower than one on 2 cores (they spin and get descheduled every
+    frame; benchmarks/results/bench_e2e.json), so live sessions run with 1.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=None)
+    if n is not None:
+        threadpool_limits(n, user_api="blas")
+    return before
 
 
 @dataclass
@@ -40,6 +67,10 @@ class LiveResult:
     stimuli: dict = field(default_factory=dict)  # (trial, stim frame) -> (H, W) uint8
     ended: bool = False
     wall_s: float = 0.0
+    lost_frames: int = 0  # gaps in the acquisition frame counter (frameNumberAcq)
+    source_restarts: int = 0  # the frame counter went back (the source restarted)
+    silences: int = 0  # times the source sent no frame for longer than `silence_s`
+    longest_silence_s: float = 0.0
 
 
 class StimulusLog:
@@ -64,8 +95,15 @@ class LiveSession:
 
     def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
-                 recorder: Recorder | None = None, triggers=None):
+                 recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
+                 time_stages: bool = True):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
+        if time_stages:
+            chain.time_stages()
+        self.silence_s = silence_s
+        self._last_acq: int | None = None
+        self._last_frame: float | None = None  # time.monotonic() of the last frame message
+        self._silent = False
         rings = [i for i, s in enumerate(chain.stages) if isinstance(s, ActivityRing)]
         if len(rings) != 1:
             raise StageError(f"the live chain needs exactly one activity ring, found {len(rings)}")
@@ -100,6 +138,10 @@ class LiveSession:
             if now - last_stats >= self.stats_every_s:
                 self.publish_stats()
                 last_stats = now
+            if (self._last_frame is not None and not self._silent
+                    and now - self._last_frame > self.silence_s):
+                self._silent = True
+                log.warning("no frame from the source for %.1f s; waiting for it", now - self._last_frame)
             msg = self.ingest.receive(timeout_ms=50)
             if msg is None:
                 continue
@@ -110,8 +152,13 @@ class LiveSession:
                     res.stimuli[(int(msg.header["trial"]), int(msg.header["frame"]))] = msg.array.copy()
             elif msg.topic == "stats" and msg.header.get("end"):
                 res.ended = True
+                sent = msg.header.get("frames")  # the sender's count: frames lost at the very end show too
+                if isinstance(sent, int) and not isinstance(sent, bool) and sent > (self._last_acq or 0):
+                    res.lost_frames += sent - (self._last_acq or 0)
+                    self._last_acq = sent
                 break
             elif msg.topic == "frame":
+                self._account(msg)
                 try:
                     self.on_frame(msg)
                     consecutive_errors = 0
@@ -130,6 +177,29 @@ class LiveSession:
         res.wall_s = time.monotonic() - start
         self.publish_stats()
         return res
+
+    def _account(self, msg) -> None:
+        """Count lost frames (frameNumberAcq gaps), source restarts and silences."""
+        res = self.result
+        now = time.monotonic()
+        if self._last_frame is not None:
+            quiet = now - self._last_frame
+            if quiet > self.silence_s:
+                res.silences += 1
+                res.longest_silence_s = max(res.longest_silence_s, quiet)
+                log.warning("frames resumed after %.1f s of silence (%d silence(s) so far)", quiet, res.silences)
+        self._last_frame, self._silent = now, False
+        acq = msg.header.get("frameNumberAcq")
+        if not isinstance(acq, int) or isinstance(acq, bool):
+            return
+        last = self._last_acq
+        if last is not None:
+            if acq > last + 1:
+                res.lost_frames += acq - last - 1
+            elif acq < last:
+                res.source_restarts += 1
+                log.warning("the source restarted: frameNumberAcq went back from %d to %d; following it", last, acq)
+        self._last_acq = acq
 
     def on_frame(self, msg) -> None:
         res = self.result
@@ -163,12 +233,20 @@ class LiveSession:
     def stats(self) -> dict:
         r = self.result
         out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
-               "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts()}
+               "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts(),
+               "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.chain.stage_summary_ms(),
+               "lost_frames": r.lost_frames, "source_restarts": r.source_restarts, "silences": r.silences,
+               "longest_silence_s": round(r.longest_silence_s, 3)}
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
         if self.recorder is not None:
-            out["recorded"] = self.recorder.written
-            out["record_errors"] = self.recorder.errors
+            rec = self.recorder
+            out["recorded"] = rec.written
+            out["record_errors"] = rec.errors
+            out["records_lost"] = rec.lost
+            out["record_backlog"] = rec.backlog
+            out["record_backlog_max"] = rec.backlog_max
+            out["record_wait_s"] = round(rec.blocked_s, 4)
         return out
 
     def publish_stats(self) -> None:

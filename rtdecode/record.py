@@ -9,8 +9,11 @@ A session is a folder:
 
 Each chunk is written to a temporary file, fsynced and renamed, so a chunk on disk is always whole:
 after `kill -9` at most the last second (the chunk being gathered) is missing. Writing happens on a
-background thread; the live loop only copies a frame's arrays into the open chunk. Nothing is
-pickled: chunks are plain .npz, read with allow_pickle=False.
+background thread; the live loop only copies a frame's arrays into the open chunk. The queue of
+chunks waiting for the disk is bounded (`max_backlog`): when it is full the live loop waits (records
+are never dropped to keep up; the time waited is `blocked_s`). A chunk that cannot be written (disk
+full, folder gone) is logged and its records counted in `lost`, so nothing is lost silently. Nothing
+is pickled: chunks are plain .npz, read with allow_pickle=False.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class Recorder:
     """
 
     def __init__(self, folder: str | Path, n_neurons: int, frame_shape: tuple[int, int],
-                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0):
+                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30):
         self.folder = Path(folder)
         try:
             (self.folder / "chunks").mkdir(parents=True, exist_ok=False)
@@ -72,8 +75,12 @@ class Recorder:
         self.chunk_s = chunk_s
         self.records = 0
         self.written = 0
-        self.errors = 0
-        self._queue: queue.Queue = queue.Queue()
+        self.errors = 0  # write errors (chunks and trigger lines)
+        self.lost = 0  # records in chunks that could not be written
+        self.lost_triggers = 0
+        self.blocked_s = 0.0  # time the live loop waited for a full queue
+        self.backlog_max = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_backlog))
         self._triggers = open(self.folder / "triggers.jsonl", "ab")
         self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
         self._thread.start()
@@ -106,7 +113,14 @@ class Recorder:
     def flush(self) -> None:
         """Hand the open chunk to the writer thread and start a new one."""
         if self.fill:
-            self._queue.put((self.chunk_index, {k: v[: self.fill] for k, v in self.buf.items()}))
+            item = (self.chunk_index, {k: v[: self.fill] for k, v in self.buf.items()})
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:  # the disk is behind: wait for it rather than drop records
+                t0 = time.perf_counter()
+                self._queue.put(item)
+                self.blocked_s += time.perf_counter() - t0
+            self.backlog_max = max(self.backlog_max, self._queue.qsize())
             self.chunk_index += 1
             self._new_chunk()
         self.chunk_started = time.monotonic()
@@ -119,6 +133,7 @@ class Recorder:
             os.fsync(self._triggers.fileno())
         except OSError as exc:
             self.errors += 1
+            self.lost_triggers += 1
             log.error("could not record trigger %s: %s", event, exc)
 
     def _writer(self) -> None:
@@ -131,8 +146,10 @@ class Recorder:
             try:
                 _atomic_write(path, lambda fh: np.savez(fh, **arrays))
                 self.written += len(arrays["number"])
-            except OSError as exc:  # disk full, folder removed: say so loudly, keep the session alive
+            except Exception as exc:  # noqa: BLE001 -- disk full, folder removed, anything: the writer must
+                # live on (the live loop waits for its bounded queue); say so loudly, count what was lost
                 self.errors += 1
+                self.lost += len(arrays["number"])
                 log.error("could not write %s (%d records lost): %s", path, len(arrays["number"]), exc)
 
     @property
@@ -144,8 +161,13 @@ class Recorder:
         self._queue.put(None)
         self._thread.join()
         self._triggers.close()
-        end = {"stopped": time.time(), "records": self.records, "written": self.written,
-               "write_errors": self.errors, **(stats or {})}
+        end = {**(stats or {}), "stopped": time.time(), "records": self.records, "written": self.written,
+               "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers}
+        if stats is not None and "recorded" in stats:  # the session's stats were taken before this last flush
+            end.update(recorded=self.written, record_errors=self.errors, records_lost=self.lost, record_backlog=0)
+        if self.lost or self.lost_triggers:
+            log.error("session %s: %d of %d records and %d trigger lines could not be written", self.folder,
+                      self.lost, self.records, self.lost_triggers)
         _atomic_write(self.folder / "end.json", lambda fh: fh.write(json.dumps(end, indent=2).encode()))
 
 

@@ -21,7 +21,7 @@ from rtdecode.config import RigConfig, load_config
 from rtdecode.decode import model as model_dir
 from rtdecode.errors import ConfigError
 from rtdecode.ingest import Ingest
-from rtdecode.live import LiveSession
+from rtdecode.live import LiveSession, limit_blas_threads
 from rtdecode.publish import Publisher
 from rtdecode.record import Recorder
 from rtdecode.ring import ActivityRing
@@ -101,6 +101,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     card, dec_stage, fill, backend = decoder_stage(cfg)
     ring = ActivityRing(card["neurons"], card["window"]["bins"], fill=fill)
     chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
+    limit_blas_threads(cfg.decoder.blas_threads)
     t0 = time.perf_counter()
     chain.warm_up()
     log.info("stages warmed up in %.0f ms; decoder backend %s", (time.perf_counter() - t0) * 1e3, backend)

@@ -7,11 +7,13 @@ whole graph before the first frame arrives instead of failing mid-session.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from rtdecode.errors import StageError
+from rtdecode.latency import Histogram
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,35 @@ def check_graph(stages: list[Stage]) -> None:
 
 
 class Chain:
-    """Stages run in order, each writing into its own preallocated buffer."""
+    """Stages run in order, each writing into its own preallocated buffer.
+
+    With `timing` on (`time_stages()`), each stage's time per frame goes into its own Histogram
+    (`stage_latency`, one per stage, in order; `stage_summary_ms()` names them).
+    """
 
     def __init__(self, stages: list[Stage]):
         check_graph(stages)
         self.stages = stages
         self.buffers = [s.out_spec.empty() for s in stages]
+        self.timing = False
+        self.stage_latency = [Histogram() for _ in stages]
+
+    def time_stages(self, on: bool = True) -> None:
+        """Start (or stop) timing each stage; the histograms are kept."""
+        self.timing = on
+
+    def stage_names(self) -> list[str]:
+        """Stage names, made unique with '#2', '#3' where a name repeats."""
+        seen: dict[str, int] = {}
+        names = []
+        for s in self.stages:
+            seen[s.name] = seen.get(s.name, 0) + 1
+            names.append(s.name if seen[s.name] == 1 else f"{s.name}#{seen[s.name]}")
+        return names
+
+    def stage_summary_ms(self) -> dict:
+        """{stage name: {p50, p99, max, n} in ms} of the timed frames."""
+        return {name: h.summary_ms() for name, h in zip(self.stage_names(), self.stage_latency)}
 
     @property
     def in_spec(self) -> Spec:
@@ -96,6 +121,16 @@ class Chain:
         """Run one frame through every stage; returns the last buffer (overwritten next call)."""
         self.in_spec.check(inp, f"input of '{self.stages[0].name}'")
         x = inp
+        if self.timing:
+            clock = time.perf_counter
+            t = clock()
+            for stage, buf, hist in zip(self.stages, self.buffers, self.stage_latency):
+                stage.process(x, buf)
+                x = buf
+                now = clock()
+                hist.add(now - t)
+                t = now
+            return x
         for stage, buf in zip(self.stages, self.buffers):
             stage.process(x, buf)
             x = buf

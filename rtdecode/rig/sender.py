@@ -4,6 +4,10 @@ For every tick of the 30 Hz clock it sends a `stim` message (which movie frame i
 frame itself as a uint8 36x64 payload) and then a `frame` message (the two-photon frame acquired
 during it, uint16, with ScanImage's fields). At the end a `stats` message with `"end": true`.
 The socket is an XPUB so the sender can wait for the first subscriber instead of losing the start.
+
+`prerender` > 0 renders that many two-photon frames before streaming and then streams them in a loop
+(frame counters keep counting), so that rendering does not compete for the CPU with the pipeline
+being measured, and a session can run for as long as `max_frames` asks (soak tests).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class SenderConfig:
     frame_shape: tuple[int, int] = (512, 512)
     endpoint: str = "tcp://127.0.0.1:*"
     wait_subscriber_s: float = 10.0
+    prerender: int = 0  # > 0: render this many frames up front, then stream them in a loop
+    hwm: int = 1000  # send high-water mark (messages); a full queue drops, seen as seq gaps downstream
+    send_end: bool = True  # False: vanish without the end message (a crashed or unplugged source)
 
 
 def run_sender(cfg: SenderConfig, ready=None) -> dict:
@@ -46,9 +53,10 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     rig = VirtualRig(cfg.n_neurons, cfg.seed, cfg.n_train, cfg.n_oracle)
     scope = Microscope(cfg.n_neurons, seed=cfg.seed, frame_shape=cfg.frame_shape, fps=FPS)
     trials = [rig.trial(i) for i in (cfg.trials or rig.trials("oracle"))]
+    cache = _prerender(trials, scope, cfg.prerender) if cfg.prerender > 0 else None
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.XPUB)
-    sock.setsockopt(zmq.SNDHWM, 1000)
+    sock.setsockopt(zmq.SNDHWM, cfg.hwm)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.bind(cfg.endpoint)
     endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -63,23 +71,47 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     period = 0.0 if cfg.speed <= 0 else 1.0 / (FPS * cfg.speed)
     t0 = time.perf_counter()
     frames = 0
-    limit = cfg.max_frames if cfg.max_frames is not None else sum(tr.movie.shape[0] for tr in trials)
-    for tr in trials:
-        stim8 = np.clip(tr.movie + 0.5, 0, 255).astype(np.uint8)
-        for k in range(min(tr.movie.shape[0], limit - frames)):
-            img = scope.render(tr.spikes[k])  # rendering happens before the tick, like acquisition
-            if period:
-                delay = t0 + frames * period - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            now = time.time()
-            sock.send_multipart(wire.encode("stim", seq(), now, stim8[k], frame=k, trial=tr.index))
-            sock.send_multipart(wire.encode("frame", seq(), now, img, frameNumberAcq=frames + 1,
-                                            frameTimestamp=frames / FPS, channel=1, plane=1))
-            frames += 1
-    sock.send_multipart(wire.encode("stats", seq(), time.time(), None, end=True, frames=frames))
+
+    def send(trial: int, k: int, stim8: np.ndarray, img: np.ndarray) -> None:
+        nonlocal frames
+        if period:
+            delay = t0 + frames * period - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        now = time.time()
+        sock.send_multipart(wire.encode("stim", seq(), now, stim8, frame=k, trial=trial))
+        sock.send_multipart(wire.encode("frame", seq(), now, img, frameNumberAcq=frames + 1,
+                                        frameTimestamp=frames / FPS, channel=1, plane=1))
+        frames += 1
+
+    if cache is not None:
+        limit = cfg.max_frames if cfg.max_frames is not None else len(cache)
+        while frames < limit:
+            trial, k, stim8, img = cache[frames % len(cache)]
+            send(trial, k, stim8, img)
+    else:
+        limit = cfg.max_frames if cfg.max_frames is not None else sum(tr.movie.shape[0] for tr in trials)
+        for tr in trials:
+            stim8 = np.clip(tr.movie + 0.5, 0, 255).astype(np.uint8)
+            for k in range(min(tr.movie.shape[0], limit - frames)):
+                # rendering happens before the tick, like acquisition
+                send(tr.index, k, stim8[k], scope.render(tr.spikes[k]))
+    if cfg.send_end:
+        sock.send_multipart(wire.encode("stats", seq(), time.time(), None, end=True, frames=frames))
     sock.close()
     return {"frames": frames, "trials": len(trials), "endpoint": endpoint}
+
+
+def _prerender(trials, scope, n: int) -> list:
+    """[(trial, stimulus frame, stimulus uint8, two-photon frame)] for the first `n` frames of `trials`."""
+    out = []
+    for tr in trials:
+        stim8 = np.clip(tr.movie + 0.5, 0, 255).astype(np.uint8)
+        for k in range(tr.movie.shape[0]):
+            if len(out) >= n:
+                return out
+            out.append((tr.index, k, stim8[k], scope.render(tr.spikes[k])))
+    return out
 
 
 def sender_process(cfg: SenderConfig, ready) -> None:

@@ -2,8 +2,10 @@
 
 Fail safe: when the pipeline falls behind (a frame's processing latency above `max_lag_s`) or a
 stage errors, triggers are disabled and stay disabled until `enable()`; the stats say why. Events
-are never dropped: fast sinks fire on the live thread, slow ones through an unbounded queue on a
-worker thread, and every event is recorded.
+are never dropped: fast sinks fire on the live thread, slow ones through a queue on a worker thread,
+and every event is recorded. When slow sinks fall behind (`max_pending` events waiting), triggers are
+disabled too (the queued events are still delivered), so the queue stays bounded and no trigger goes
+out late.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ log = logging.getLogger(__name__)
 
 
 class TriggerEngine:
-    def __init__(self, rules: list, sinks: list, max_lag_s: float = 0.1, record=None):
+    def __init__(self, rules: list, sinks: list, max_lag_s: float = 0.1, record=None, max_pending: int = 100):
         self.rules, self.max_lag_s, self.record = rules, max_lag_s, record
+        self.max_pending = max_pending
+        self.max_pending_seen = 0
         self.fast = [s for s in sinks if not s.slow]
         self.slow = [s for s in sinks if s.slow]
         self.enabled = True
@@ -51,6 +55,8 @@ class TriggerEngine:
         Returns the number of triggers fired."""
         if lag_s > self.max_lag_s:
             self.disable(f"pipeline behind: a frame took {lag_s * 1e3:.1f} ms (limit {self.max_lag_s * 1e3:.0f} ms)")
+        if self.slow and self._queue.qsize() >= self.max_pending:
+            self.disable(f"trigger sinks behind: {self._queue.qsize()} events pending (limit {self.max_pending})")
         if not self.enabled:
             return 0
         n = 0
@@ -61,8 +67,9 @@ class TriggerEngine:
             for sink in self.fast:
                 self._fire(sink, event)
             self.to_wire.add(time.perf_counter() - ready)
-            for _ in self.slow:
+            if self.slow:
                 self._queue.put(event)
+                self.max_pending_seen = max(self.max_pending_seen, self._queue.qsize())
             if self.record is not None:
                 self.record(event)
             self.fired += 1
@@ -89,6 +96,7 @@ class TriggerEngine:
     def stats(self) -> dict:
         return {"enabled": self.enabled, "disabled_reason": self.disabled_reason, "fired": self.fired,
                 "sink_failures": self.sink_failures, "pending": self._queue.qsize(),
+                "pending_max": self.max_pending_seen,
                 "to_wire_ms": self.to_wire.summary_ms()}
 
     def close(self) -> None:
