@@ -77,7 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "ridge penalty) and writes a self-describing model directory: card.json + weights.npz.")
     f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout")
     f.add_argument("--out", required=True, help="model directory to write")
-    f.add_argument("--method", default="ridge", help="decoder: ridge (default)")
+    f.add_argument("--method", default="ridge", choices=("ridge", "inverse", "amortized"),
+                   help="ridge (default); inverse: train the dynamic encoding model (for --method inverse "
+                   "reconstruction); amortized: encoder -> iterative inverse -> amortized decoder warm-started by it")
+    f.add_argument("--encoder-steps", type=_positive_int, default=None, help="encoder training steps (default 1000)")
+    f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
+    f.add_argument("--inverse-iterations", type=_positive_int, default=None,
+                   help="iterations of the inverse on the calibration trials (default 20)")
+    f.add_argument("--inverse-trials", type=int, default=None,
+                   help="calibration trials inverted for the warm start (default 8)")
+    f.add_argument("--synth-movies", type=int, default=None,
+                   help="extra movies turned into training pairs by the encoder (default 20)")
+    f.add_argument("--amortized-steps", type=_positive_int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
+                   help="amortized training steps on the inverse's reconstructions, then on true frames")
     f.add_argument("--neurons-subset", type=_positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=_positive_int, default=8, help="activity bins per decoded frame (default 8)")
     f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
@@ -89,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model")
     r.add_argument("dataset")
     r.add_argument("--out", required=True)
-    r.add_argument("--method", default=None, help="must match the model's method (ridge)")
+    r.add_argument("--method", default=None, choices=("ridge", "amortized", "inverse", "warm"),
+                   help="default: the model's own; inverse and warm need an encoder-based model")
+    r.add_argument("--iterations", type=_positive_int, default=None, help="inverse / warm-refinement iterations")
     r.add_argument("--tiers", nargs="+", default=["oracle"], help="tiers to reconstruct (default oracle)")
 
     v = sub.add_parser("view", help="watch a decoded stream (pyqtgraph)",
@@ -230,8 +244,19 @@ def cmd_simulate(args, progress) -> int:
 def cmd_fit(args, progress) -> int:
     from rtdecode.fit import fit_dataset
 
+    opts = {}
+    if args.method != "ridge":
+        from rtdecode.decode.inverse import InverseConfig
+
+        for k in ("encoder_steps", "encoder_models", "inverse_trials", "synth_movies"):
+            if getattr(args, k) is not None:
+                opts[k] = getattr(args, k)
+        if args.amortized_steps:
+            opts["amortized_steps"] = tuple(args.amortized_steps)
+        if args.inverse_iterations:
+            opts["inverse_cfg"] = InverseConfig(iterations=args.inverse_iterations)
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
-                       lag_min=args.lag_min, progress=True)
+                       lag_min=args.lag_min, progress=True, **opts)
     print(f"wrote {args.out} ({card['method']}, {card['neurons']} neurons, window {card['window']['bins']} bins)")
     return 0
 
@@ -239,7 +264,8 @@ def cmd_fit(args, progress) -> int:
 def cmd_reconstruct(args, progress) -> int:
     from rtdecode.reconstruct import reconstruct
 
-    m = reconstruct(args.model, args.dataset, args.out, args.method, tuple(args.tiers), progress=True)
+    m = reconstruct(args.model, args.dataset, args.out, args.method, tuple(args.tiers), progress=True,
+                    iterations=args.iterations)
     print(json.dumps({k: m[k] for k in ("pixel_corr", "frame_corr", "pixel_corr_full", "trials")}))
     return 0
 

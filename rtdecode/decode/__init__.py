@@ -15,7 +15,7 @@ from rtdecode.decode.ridge import RidgeDecoder
 from rtdecode.errors import ModelError
 from rtdecode.stage import Spec, Stage
 
-METHODS = {"ridge": RidgeDecoder}
+METHODS = {"ridge": RidgeDecoder, "inverse": "pipeline", "amortized": "pipeline"}
 
 
 def load(folder: str | Path):
@@ -24,6 +24,8 @@ def load(folder: str | Path):
     cls = METHODS.get(card["method"])
     if cls is None:
         raise ModelError(f"{folder}: method '{card['method']}' unknown; this rtdecode knows: {', '.join(METHODS)}")
+    if cls == "pipeline":  # torch is imported only for the torch decoders
+        from rtdecode.decode.pipeline import PipelineDecoder as cls
     return card, cls.from_arrays(card, arrays)
 
 

@@ -1,0 +1,196 @@
+"""The amortized decoder: a small feed-forward network, activity window (N, bins) -> frame (H, W).
+
+Network (all inside `torch_module()`, so an exported graph takes raw activity and gives 0-255):
+  z-score per neuron -> a per-neuron temporal projection (bins -> k, initialised with Gaussian
+  bumps as the ridge basis) -> Linear(N*k, hidden) -> GELU -> Linear(hidden, H*W) -> plus a
+  residual 3x3-conv refinement -> * PIX_SCALE + pixel mean -> clamp to [0, 255].
+
+Training (`train_amortized`): pairs (activity window, target frame). The warm start fits it first
+to the iterative inverse's reconstructions of the calibration trials, then fine-tunes it on the
+true frames; encoder-synthesised pairs (the encoder's Poisson-sampled response to extra movies)
+are added to both phases.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rtdecode.decode.encoder import PIX_SCALE, warmup_cosine
+from rtdecode.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AmortizedConfig:
+    k: int = 2
+    hidden: int = 512
+    dropout: float = 0.2
+
+
+class AmortizedNet(nn.Module):
+    """float32 (B, N, bins) raw activity, oldest bin first -> (B, H, W) in 0-255."""
+
+    def __init__(self, n_neurons: int, bins: int, frame_shape=(36, 64), cfg: AmortizedConfig | None = None):
+        super().__init__()
+        cfg = cfg or AmortizedConfig()
+        self.cfg = cfg
+        self.n_neurons, self.bins, self.frame_shape = n_neurons, bins, tuple(frame_shape)
+        H, W = frame_shape
+        from rtdecode.decode.ridge import temporal_basis
+
+        basis = torch.from_numpy(temporal_basis(bins, cfg.k))
+        self.temporal = nn.Parameter(basis.unsqueeze(0).repeat(n_neurons, 1, 1))  # (N, bins, k)
+        self.fc1 = nn.Linear(n_neurons * cfg.k, cfg.hidden)
+        self.fc2 = nn.Linear(cfg.hidden, H * W)
+        self.ref1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.ref2 = nn.Conv2d(16, 1, 3, padding=1)
+        nn.init.zeros_(self.ref2.weight); nn.init.zeros_(self.ref2.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.register_buffer("act_mean", torch.zeros(n_neurons, 1))
+        self.register_buffer("act_std", torch.ones(n_neurons, 1))
+        self.register_buffer("pixel_mean", torch.full((H, W), 127.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = self.frame_shape
+        z = (x - self.act_mean) / self.act_std
+        z = torch.einsum("bnt,ntk->bnk", z, self.temporal).flatten(1)
+        h = self.drop(F.gelu(self.fc1(self.drop(z))))
+        y = self.fc2(h).view(-1, 1, H, W)
+        y = y + self.ref2(F.gelu(self.ref1(y)))
+        return (y[:, 0] * PIX_SCALE + self.pixel_mean).clamp(0.0, 255.0)
+
+    def macs_per_frame(self) -> int:
+        H, W = self.frame_shape
+        n, k, hdn = self.n_neurons, self.cfg.k, self.cfg.hidden
+        return n * self.bins * k + n * k * hdn + hdn * H * W + H * W * 16 * 9 * 2
+
+
+def windows_of_trial(responses: np.ndarray, lag_min: int, bins: int) -> np.ndarray:
+    """(N, T) -> (T, N, bins): frame f's window is bins [f+lag_min, f+lag_min+bins); bins
+    outside the trial are filled with each neuron's trial mean (as 0 after z-scoring)."""
+    N, T = responses.shape
+    lo = max(0, -lag_min)
+    hi = lag_min + bins
+    pad = np.repeat(responses.mean(1, keepdims=True), lo + max(hi, 0) + 1, 1)
+    padded = np.concatenate([pad[:, :lo], responses, pad[:, : max(hi, 0) + 1]], 1)
+    start = lo + lag_min
+    idx = start + np.arange(T)[:, None] + np.arange(bins)[None, :]
+    return np.ascontiguousarray(padded[:, idx].transpose(1, 0, 2), dtype=np.float32)
+
+
+class PairSet:
+    """Training pairs held as per-trial (N, T) activity and (T, H, W) targets; windows are cut on
+    the fly (the full window tensor would be N x bins x frames)."""
+
+    def __init__(self, lag_min: int, bins: int):
+        self.lag_min, self.bins = lag_min, bins
+        self.acts: list[torch.Tensor] = []
+        self.targets: list[torch.Tensor] = []
+
+    def add(self, responses: np.ndarray, frames: np.ndarray) -> None:
+        self.acts.append(torch.from_numpy(np.asarray(responses, np.float32)))
+        self.targets.append(torch.from_numpy(np.asarray(frames, np.float32)))
+
+    def __len__(self):
+        return sum(len(t) for t in self.targets)
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lens = np.array([len(t) for t in self.targets])
+        trial = rng.choice(len(lens), size=size, p=lens / lens.sum())
+        xs, ys = [], []
+        for i in trial:
+            f = int(rng.integers(lens[i]))
+            xs.append(self._window(i, f)); ys.append(self.targets[i][f])
+        return torch.stack(xs), torch.stack(ys)
+
+    def _window(self, i: int, f: int) -> torch.Tensor:
+        a = self.acts[i]
+        T = a.shape[1]
+        j = torch.arange(f + self.lag_min, f + self.lag_min + self.bins)
+        ok = (j >= 0) & (j < T)
+        w = a.mean(1, keepdim=True).repeat(1, self.bins)
+        w[:, ok] = a[:, j[ok]]
+        return w
+
+
+def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *, batch: int = 64,
+                    lr: float = 1e-3, weight_decay: float = 1e-2, seed: int = 0,
+                    val: tuple[list[np.ndarray], list[np.ndarray]] | None = None, eval_every: int = 200,
+                    progress: bool = False) -> dict:
+    """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
+    phase). `val` = (responses list, true videos list) scores full-frame pixel correlation; the
+    best step of the last phase is kept. Returns info."""
+    from tqdm import tqdm
+
+    from rtdecode import metrics
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    info = {"phases": []}
+    t0 = time.perf_counter()
+    for name, pairs, steps in phases:
+        if steps <= 0 or len(pairs) == 0:
+            continue
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        sched = warmup_cosine(opt, steps)
+        best = (-np.inf, None, 0)
+        hist = []
+        for step in tqdm(range(steps), desc=f"amortized:{name}", unit="step", disable=not progress, leave=False):
+            net.train()
+            x, y = pairs.batch(rng, batch)
+            loss = F.mse_loss(net(x), y) / PIX_SCALE**2
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step(); sched.step()
+            if val is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
+                recs = [predict_trial(net, r) for r in val[0]]
+                s = metrics.score(list(zip(recs, val[1])), None)["pixel_corr_full"]
+                hist.append({"step": step + 1, "val_pixel_corr_full": s})
+                if s > best[0]:
+                    best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, step + 1)
+        if best[1] is not None and name == phases[-1][0]:
+            net.load_state_dict(best[1])
+        info["phases"].append({"name": name, "steps": steps, "pairs": len(pairs), "history": hist,
+                               "best_step": best[2]})
+    info["train_seconds"] = time.perf_counter() - t0
+    net.eval()
+    return info
+
+
+@torch.no_grad()
+def predict_trial(net: AmortizedNet, responses: np.ndarray, lag_min: int | None = None, chunk: int = 256) -> np.ndarray:
+    """(N, T) activity -> (T, H, W) frames."""
+    net.eval()
+    lag = getattr(net, "lag_min", 0) if lag_min is None else lag_min
+    w = windows_of_trial(np.asarray(responses, np.float32), lag, net.bins)
+    out = [net(torch.from_numpy(w[s : s + chunk])).numpy() for s in range(0, len(w), chunk)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def net_arrays(net: AmortizedNet, prefix: str = "amortized.") -> dict[str, np.ndarray]:
+    return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+
+
+def net_from_arrays(arrays: dict, card: dict, prefix: str = "amortized.") -> AmortizedNet:
+    a = card["amortized"]
+    net = AmortizedNet(card["neurons"], card["window"]["bins"], tuple(card["frame_shape"]),
+                       AmortizedConfig(k=a["k"], hidden=a["hidden"], dropout=a["dropout"]))
+    net.lag_min = card["window"]["lag_min"]
+    sd = net.state_dict()
+    for k, t in sd.items():
+        key = prefix + k
+        if key not in arrays:
+            raise ModelError(f"weights.npz has no '{key}'")
+        if tuple(arrays[key].shape) != tuple(t.shape):
+            raise ModelError(f"weights.npz '{key}' has shape {tuple(arrays[key].shape)}, the card implies {tuple(t.shape)}")
+    net.load_state_dict({k: torch.from_numpy(np.asarray(arrays[prefix + k])) for k in sd})
+    net.eval()
+    return net

@@ -1,0 +1,227 @@
+"""The encoder -> inverse -> amortized pipeline and the decoder it writes (methods `inverse`, `amortized`).
+
+`fit_pipeline` (used by `rtdecode fit --method inverse|amortized`):
+  1. trains the dynamic encoder(s) on the calibration (train) trials, the last ones validating;
+  2. derives the population mask from the readout positions;
+  3. (amortized) runs the iterative inverse on calibration trials -> warm-start targets;
+  4. (amortized) synthesises extra pairs: train-pool movies -> encoder -> Poisson activity;
+  5. (amortized) trains the amortized decoder: inverse targets first, then the true frames.
+
+`PipelineDecoder` (the model directory's decoder) reconstructs a trial by `amortized` (one
+forward pass per frame), `inverse` (cold, from gray) or `warm` (the inverse started from the
+amortized output); live, `predict_window` is the amortized network.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rtdecode.decode import amortized as am
+from rtdecode.decode import encoder as enc
+from rtdecode.decode.inverse import InverseConfig, invert
+from rtdecode.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+MODES = ("amortized", "inverse", "warm")
+
+
+class PipelineDecoder:
+    def __init__(self, card: dict, encoders: list, net: am.AmortizedNet | None, mask: np.ndarray):
+        self.card = card
+        self.encoders = encoders
+        self.net = net
+        self.mask = mask
+        self.frame_shape = tuple(card["frame_shape"])
+        self.lag_min = card["window"]["lag_min"]
+        self.bins = card["window"]["bins"]
+        self.inverse_cfg = InverseConfig(**{k: v for k, v in card["inverse"].items() if k != "extra"})
+        self.warm_iterations = int(card.get("warm_iterations", max(1, self.inverse_cfg.iterations // 10)))
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return MODES if self.net is not None else ("inverse",)
+
+    def torch_module(self) -> torch.nn.Module:
+        """float32 (1, N, bins) raw activity -> (1, H, W) frame in 0-255, normalisation included."""
+        if self.net is None:
+            raise ModelError(f"a '{self.card['method']}' model has no feed-forward network; fit --method amortized")
+        return self.net.eval()
+
+    as_torch_module = torch_module  # the name rtdecode.decode.export looks for
+
+    def predict_window(self, window: np.ndarray, out: np.ndarray) -> None:
+        with torch.no_grad():
+            out[...] = self.torch_module()(torch.from_numpy(np.asarray(window, np.float32))[None])[0].numpy()
+
+    def predict_trial(self, responses: np.ndarray) -> np.ndarray:
+        if self.net is None:
+            raise ModelError("this model has no amortized network; reconstruct it with --method inverse")
+        return am.predict_trial(self.net, responses, self.lag_min)
+
+    def reconstruct(self, responses: np.ndarray, behaviour: np.ndarray, mode: str = "amortized",
+                    iterations: int | None = None, callback=None, record_every: int = 0) -> tuple[np.ndarray, dict]:
+        """(N, T) activity + (T, 4) behaviour -> (T, H, W) reconstruction and info."""
+        if mode not in self.modes:
+            raise ConfigError(f"--method {mode}: this '{self.card['method']}' model can reconstruct with "
+                              f"{', '.join(self.modes)}")
+        t0 = time.perf_counter()
+        if mode == "amortized":
+            rec = self.predict_trial(responses)
+            return rec, {"seconds": time.perf_counter() - t0}
+        cfg = InverseConfig(**{**asdict(self.inverse_cfg), "record_every": record_every})
+        init = None
+        if mode == "warm":
+            init = self.predict_trial(responses)
+            cfg.iterations = self.warm_iterations if iterations is None else iterations
+            cfg.warmup = min(cfg.warmup, max(1, cfg.iterations // 2))
+        elif iterations is not None:
+            cfg.iterations = iterations
+        rec, info = invert(self.encoders, responses, behaviour, mask=self.mask, init=init, cfg=cfg, callback=callback)
+        info["seconds"] = time.perf_counter() - t0
+        return rec, info
+
+    @classmethod
+    def from_arrays(cls, card: dict, arrays: dict) -> "PipelineDecoder":
+        n, (h, w) = card["neurons"], card["frame_shape"]
+        if "mask" not in arrays or arrays["mask"].shape != (h, w):
+            raise ModelError(f"weights.npz 'mask' missing or not of the card's frame shape {(h, w)}")
+        encs = [enc.from_arrays(arrays, f"encoder{k}.", n, (h, w), card["encoder"]) for k in range(card["encoder"]["models"])]
+        net = am.net_from_arrays(arrays, card) if card["method"] == "amortized" else None
+        return cls(card, encs, net, arrays["mask"])
+
+
+def synth_pairs(encoders: list, behaviours: list[np.ndarray], n_movies: int, frames: int, seed: int,
+                sources: tuple[str, ...] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(activity (N, T), movie (T, H, W)) pairs: train-pool movies (photographs of the train pool,
+    gratings, bars, pink noise) through the encoder ensemble's mean rate, Poisson-sampled."""
+    from rtdecode.rig import movies
+
+    sources = sources or (movies.TRAIN_IMAGES + movies.SYNTHETIC_KINDS + ("pink",) * 4)
+    rng = np.random.default_rng([seed, 77])
+    out = []
+    for k in range(n_movies):
+        src = sources[int(rng.integers(len(sources)))]
+        movie = movies.make_movie(src, frames, rng)
+        b = behaviours[int(rng.integers(len(behaviours)))]
+        if len(b) < frames:
+            b = np.resize(b, (frames, b.shape[1]))
+        b = torch.from_numpy(np.asarray(b[:frames], np.float32))
+        v = torch.from_numpy(enc.normalise_video(movie))
+        rate = torch.stack([enc.predict_trial(e, v, b) for e in encoders]).mean(0)
+        act = rng.poisson(rate.numpy().astype(np.float64)).astype(np.float32)
+        out.append((act.T.copy(), movie))
+    return out
+
+
+def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", lag_min: int = 0, bins: int = 8,
+                 frame_shape=(36, 64), encoder_steps: int = 1000, encoder_models: int = 1,
+                 encoder_cfg: enc.EncoderConfig | None = None, inverse_cfg: InverseConfig | None = None,
+                 inverse_trials: int | None = 8, warm_iterations: int | None = None,
+                 synth_movies: int = 20, synth_frames: int = 300, amortized_steps: tuple[int, int] = (1000, 1000),
+                 amortized_cfg: am.AmortizedConfig | None = None, batch: int = 64, seed: int = 0,
+                 progress: bool = False, stash: dict | None = None,
+                 say: Callable[[str], None] | None = None) -> tuple[PipelineDecoder, dict, dict]:
+    """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
+    Returns (decoder, arrays for weights.npz, card fields). `stash`, when given, receives
+    intermediate results (the inverse targets, the synthetic pairs) for reports."""
+    from tqdm import tqdm
+
+    say = say or (lambda s: log.info("fit: %s", s))
+    if method not in ("inverse", "amortized"):
+        raise ConfigError(f"unknown pipeline method '{method}'")
+    inverse_cfg = inverse_cfg or InverseConfig()
+    amortized_cfg = amortized_cfg or am.AmortizedConfig()
+    N = trials[0][0].shape[0]
+    timings = {}
+    t0 = time.perf_counter()
+    tr = enc.TrialData([t[1] for t in trials], [t[2] for t in trials], [t[0] for t in trials])
+    va = enc.TrialData([t[1] for t in val_trials], [t[2] for t in val_trials], [t[0] for t in val_trials])
+    encoders, enc_infos = [], []
+    for k in range(encoder_models):
+        say(f"training encoder {k + 1}/{encoder_models}")
+        e, info = enc.train_encoder(tr, va, cfg=encoder_cfg, frame_shape=frame_shape, steps=encoder_steps,
+                                    seed=seed + k, progress=progress)
+        encoders.append(e); enc_infos.append(info)
+    const_nll = enc.constant_corr_baseline(tr, va)
+    model_nll = float(np.mean([enc.poisson_nll(e, va) for e in encoders]))
+    timings["encoder_s"] = time.perf_counter() - t0
+    say(f"encoder validation correlation {np.mean([i['val_corr'] for i in enc_infos]):.3f}")
+    mask = encoders[0].population_mask()
+    arrays = {"mask": mask}
+    for k, e in enumerate(encoders):
+        arrays.update(enc.state_arrays(e, f"encoder{k}."))
+    card = {
+        "encoder": {**vars(encoders[0].cfg), "models": encoder_models, "pix_centre": enc.PIX_CENTRE,
+                    "pix_scale": enc.PIX_SCALE, "behaviour": ["pupil", "running", "pupil_x", "pupil_y"]},
+        "inverse": {k: v for k, v in asdict(inverse_cfg).items() if k != "extra"},
+        "warm_iterations": int(warm_iterations or max(1, inverse_cfg.iterations // 10)),
+    }
+    info = {"encoder": [{k: v for k, v in i.items()} for i in enc_infos],
+            "encoder_val_nll_per_frame": model_nll, "constant_val_nll_per_frame": const_nll}
+    if method == "inverse":
+        info["timings"] = timings
+        return PipelineDecoder({**card, "method": "inverse", "neurons": N, "frame_shape": list(frame_shape),
+                                "window": {"lag_min": lag_min, "bins": bins}}, encoders, None, mask), arrays, {**card, "training_pipeline": info}
+
+    # 3. inverse targets of the calibration trials
+    t1 = time.perf_counter()
+    inv_ids = list(range(len(trials) if inverse_trials is None else min(inverse_trials, len(trials))))
+    inv_targets = []
+    for i in tqdm(inv_ids, desc="inverse (calibration)", unit="trial", disable=not progress, leave=False):
+        r, _, b = trials[i]
+        rec, _ = invert(encoders, r, b, mask=mask, cfg=inverse_cfg)
+        inv_targets.append(rec)
+    timings["inverse_targets_s"] = time.perf_counter() - t1
+    # 4. synthetic pairs
+    t2 = time.perf_counter()
+    synth = synth_pairs(encoders, [t[2] for t in trials], synth_movies, synth_frames, seed) if synth_movies else []
+    timings["synth_s"] = time.perf_counter() - t2
+    # 5. amortized decoder
+    t3 = time.perf_counter()
+    net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
+                                  synth, amortized_steps, warm=True)
+    val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
+    am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
+    timings["amortized_s"] = time.perf_counter() - t3
+    timings["total_s"] = time.perf_counter() - t0
+    arrays.update(am.net_arrays(net))
+    card["amortized"] = asdict(amortized_cfg)
+    info.update({"amortized": am_info, "inverse_trials": len(inv_ids), "synth_movies": len(synth),
+                 "timings": timings})
+    if stash is not None:
+        stash.update({"inv_ids": inv_ids, "inv_targets": inv_targets, "synth": synth, "encoders": encoders,
+                      "mask": mask})
+    dec = PipelineDecoder({**card, "method": "amortized", "neurons": N, "frame_shape": list(frame_shape),
+                           "window": {"lag_min": lag_min, "bins": bins}}, encoders, net, mask)
+    return dec, arrays, {**card, "training_pipeline": info}
+
+
+def make_and_phases(N, bins, lag_min, frame_shape, cfg, trials, inv_ids, inv_targets, synth, steps, warm: bool):
+    """A fresh network with the data's normalisation, and its training phases: warm = inverse
+    targets (steps[0]) then true frames + synthetic (steps[1]); scratch = true frames +
+    synthetic for steps[0] + steps[1]."""
+    net = am.AmortizedNet(N, bins, frame_shape, cfg)
+    net.lag_min = lag_min
+    acts = np.concatenate([t[0] for t in trials], 1)
+    with torch.no_grad():
+        net.act_mean.copy_(torch.from_numpy(acts.mean(1, keepdims=True)))
+        net.act_std.copy_(torch.from_numpy(np.maximum(acts.std(1, keepdims=True), 1e-3)))
+        net.pixel_mean.copy_(torch.from_numpy(np.mean([t[1].mean(0) for t in trials], 0)))
+    inv = am.PairSet(lag_min, bins)
+    for i, rec in zip(inv_ids, inv_targets):
+        inv.add(trials[i][0], rec)
+    true = am.PairSet(lag_min, bins)
+    for r, v, _ in trials:
+        true.add(r, v)
+    for a, m in synth:
+        true.add(a, m)
+    if warm:
+        return net, [("inverse_targets", inv, steps[0]), ("true_frames", true, steps[1])]
+    return net, [("true_frames", true, steps[0] + steps[1])]

@@ -1,0 +1,64 @@
+"""Tiny virtual-rig data for the decoder tests (seconds, not minutes)."""
+
+import pytest
+import torch
+
+from rtdecode.rig import VirtualRig
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_rig():
+    return VirtualRig(n_neurons=200, seed=5, n_train=6, n_oracle=2, trial_frames=120)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_rig, tmp_path_factory):
+    return tiny_rig.write_dataset(tmp_path_factory.mktemp("tiny_mouse"))
+
+
+@pytest.fixture(scope="session")
+def tiny_trials(tiny_rig):
+    from rtdecode.decode.encoder import behaviour_matrix
+
+    out = []
+    for i in range(len(tiny_rig.schedule)):
+        t = tiny_rig.trial(i)
+        out.append((t.spikes.T.copy(), t.movie, behaviour_matrix(t.behavior, t.pupil_center), t.rates.T.copy()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_trials):
+    from rtdecode.decode import encoder as E
+
+    tr = E.TrialData([t[1] for t in tiny_trials[:5]], [t[2] for t in tiny_trials[:5]], [t[0] for t in tiny_trials[:5]])
+    va = E.TrialData([t[1] for t in tiny_trials[5:6]], [t[2] for t in tiny_trials[5:6]], [t[0] for t in tiny_trials[5:6]])
+    model, info = E.train_encoder(tr, va, steps=120, batch=4, eval_every=60, seed=0)
+    return model, info, tr, va
+
+
+TINY_OPTIONS = dict(encoder_steps=40, inverse_trials=2, synth_movies=2, synth_frames=60,
+                    amortized_steps=(40, 40), batch=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset, tmp_path_factory):
+    from rtdecode.decode.inverse import InverseConfig
+    from rtdecode.fit import fit_dataset
+
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    card = fit_dataset(tiny_dataset, out, method="amortized", progress=False,
+                       inverse_cfg=InverseConfig(iterations=5), **TINY_OPTIONS)
+    return out, card
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_model):
+    from rtdecode import decode
+
+    return decode.load(tiny_model[0])[1]
