@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a decoder on a dataset's 'train' trials",
                        description="Fits on the trials whose tier is 'train' (the last 20%% of them choose the "
                        "ridge penalty) and writes a self-describing model directory: card.json + weights.npz.")
-    f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout")
+    f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout, or a recorded session folder "
+                   "(a calibration block: exported to the layout first, every trial as 'train')")
     f.add_argument("--out", required=True, help="model directory to write")
     f.add_argument("--method", default="ridge", choices=("ridge", "inverse", "amortized"),
                    help="ridge (default); inverse: train the dynamic encoding model (for --method inverse "
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the stimulus stream's")
     v.add_argument("--seconds", type=_positive_float, default=None, help="close after S seconds")
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
+    v.add_argument("--rois", default=None, metavar="DIR",
+                   help="suite2p folder: ring every ROI on the raw two-photon frame (give the acquisition address too)")
     rn = sub.add_parser("run", help="a live session on a rig, from a YAML rig file (configs/)",
                         description="Builds extraction -> activity ring -> decoder from the rig file, checks the "
                         "stage graph, warms every stage, then decodes every frame the source sends and publishes "
@@ -122,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("config", help="rig file, e.g. configs/scanimage_2p.yaml")
     rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder")
     rn.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+
+    ex = sub.add_parser("export", help="write a recorded session in the Sensorium 2023 layout",
+                        description="One trial per stimulus trial seen: responses are the recorded activity, "
+                        "videos the stimulus images recorded with it; behaviour is not recorded (zeros).")
+    ex.add_argument("session")
+    ex.add_argument("--out", required=True, help="dataset folder to create")
+    ex.add_argument("--tier", default="train", help="tier of every exported trial (default train)")
 
     i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
                        description="Prints a session's duration, frames, triggers and sequence gaps, and whether "
@@ -241,8 +251,25 @@ def cmd_simulate(args, progress) -> int:
     return 0
 
 
+def cmd_export(args, progress) -> int:
+    from rtdecode.record import export_sensorium
+
+    print(f"wrote {export_sensorium(args.session, args.out, args.tier)}")
+    return 0
+
+
 def cmd_fit(args, progress) -> int:
+    from pathlib import Path
+
     from rtdecode.fit import fit_dataset
+
+    if (Path(args.dataset) / "session.json").is_file():  # a recorded calibration block
+        import tempfile
+
+        from rtdecode.record import export_sensorium
+
+        tmp = tempfile.TemporaryDirectory(prefix="rtdecode-session-")
+        args.dataset = str(export_sensorium(args.dataset, Path(tmp.name) / "dataset"))
 
     opts = {}
     if args.method != "ridge":
@@ -273,7 +300,7 @@ def cmd_reconstruct(args, progress) -> int:
 def cmd_view(args, progress) -> int:
     from rtdecode.view import run_viewer
 
-    run_viewer(args.address, args.seconds, args.screenshot)
+    run_viewer(args.address, args.seconds, args.screenshot, args.rois)
     return 0
 
 
@@ -337,4 +364,4 @@ def cmd_compile(args, progress) -> int:
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
             "inspect": cmd_inspect, "probe": cmd_probe,
-            "compile": cmd_compile, "run": cmd_run}
+            "compile": cmd_compile, "run": cmd_run, "export": cmd_export}

@@ -79,10 +79,15 @@ class StimulusLog:
     def __init__(self, keep: int = 1000):
         self.times: deque[float] = deque(maxlen=keep)
         self.ids: deque[tuple[int, int]] = deque(maxlen=keep)
+        self.images: dict[tuple[int, int], np.ndarray] = {}  # the images of the ids kept, when sent
 
-    def add(self, t: float, trial: int, frame: int) -> None:
+    def add(self, t: float, trial: int, frame: int, image: np.ndarray | None = None) -> None:
+        if len(self.ids) == self.ids.maxlen:
+            self.images.pop(self.ids[0], None)
         self.times.append(t)
         self.ids.append((trial, frame))
+        if image is not None and image.ndim == 2:
+            self.images[(trial, frame)] = image
 
     def at(self, t: float, tolerance: float = 1e-3) -> tuple[int, int] | None:
         """(trial, frame) shown at time t: the latest stim message sent at or before t."""
@@ -147,7 +152,7 @@ class LiveSession:
                 continue
             last_msg = time.monotonic()
             if msg.topic == "stim":
-                self.stim.add(msg.t, int(msg.header["trial"]), int(msg.header["frame"]))
+                self.stim.add(msg.t, int(msg.header["trial"]), int(msg.header["frame"]), msg.array)
                 if self.collect:
                     res.stimuli[(int(msg.header["trial"]), int(msg.header["frame"]))] = msg.array.copy()
             elif msg.topic == "stats" and msg.header.get("end"):
@@ -227,8 +232,9 @@ class LiveSession:
         self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
         if self.recorder is not None:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
+            shown = self.stim.at(msg.t) or (-1, -1)
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
-                              self.stim.at(msg.t) or (-1, -1), target, time.perf_counter() - msg.received)
+                              shown, target, time.perf_counter() - msg.received, self.stim.images.get(shown))
 
     def stats(self) -> dict:
         r = self.result

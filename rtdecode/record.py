@@ -48,9 +48,10 @@ def _atomic_write(path: Path, write) -> None:
 class Recorder:
     """Gathers per-frame records into one-second chunks and writes them on a background thread.
 
-    `add(number, t, activity (N,), decoded (H, W) or None, shown, target, latency_s)` copies into the
-    open chunk (shown/target: (trial, stimulus frame) on screen at this bin / of the decoded frame,
-    (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN);
+    `add(number, t, activity (N,), decoded (H, W) or None, shown, target, latency_s, stimulus)` copies
+    into the open chunk (shown/target: (trial, stimulus frame) on screen at this bin / of the decoded
+    frame, (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN;
+    stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0);
     `trigger(dict)` is written through at once. `close()` flushes everything and writes end.json.
     """
 
@@ -91,13 +92,18 @@ class Recorder:
             "number": np.zeros(c, np.int64), "t": np.zeros(c, np.float64),
             "activity": np.zeros((c, self.n), np.float32), "decoded": np.zeros((c,) + self.shape, np.float32),
             "shown": np.zeros((c, 2), np.int64), "target": np.zeros((c, 2), np.int64),
-            "latency_s": np.zeros(c, np.float64),
+            "latency_s": np.zeros(c, np.float64), "stimulus": np.zeros((c,) + self.shape, np.uint8),
         }
         self.fill = 0
 
     def add(self, number: int, t: float, activity: np.ndarray, decoded: np.ndarray | None,
-            shown: tuple[int, int], target: tuple[int, int], latency_s: float) -> None:
+            shown: tuple[int, int], target: tuple[int, int], latency_s: float,
+            stimulus: np.ndarray | None = None) -> None:
         b, i = self.buf, self.fill
+        if stimulus is not None and stimulus.shape == self.shape:
+            b["stimulus"][i] = stimulus
+        else:
+            b["stimulus"][i] = 0
         b["number"][i], b["t"][i], b["latency_s"][i] = number, t, latency_s
         b["shown"][i], b["target"][i] = shown, target
         b["activity"][i] = activity
@@ -223,3 +229,37 @@ def summarize(session: dict) -> dict:
         "damaged": session["damaged"],
         "ok": not session["damaged"],
     }
+
+
+def export_sensorium(session: str | Path, out: str | Path, tier: str = "train") -> Path:
+    """Write a recorded session in the Sensorium 2023 layout (DESIGN 3.2), one trial per stimulus
+    trial seen, so that `rtdecode fit` trains on a recorded calibration block.
+
+    Responses are the recorded activity vectors, video frames the stimulus images recorded with
+    them (the stimulus stream must carry images); behaviour and pupil centre are not recorded and
+    are written as zeros. RecordError if the session holds no frame with a known stimulus.
+    """
+    from rtdecode.dataset import write_meta, write_trial
+
+    s = read_session(session)
+    if s["damaged"]:
+        raise RecordError(f"{session} is damaged ({'; '.join(s['damaged'])}); run 'rtdecode inspect' on it")
+    a = s["arrays"]
+    if "stimulus" not in a or not a.get("shown", np.zeros((0, 2))).size:
+        raise RecordError(f"{session} holds no stimulus images (recorded by an older rtdecode?)")
+    shown = a["shown"]
+    known = shown[:, 0] >= 0
+    if not known.any():
+        raise RecordError(f"{session}: no recorded frame has a known stimulus; was the stimulus stream connected?")
+    root = Path(out)
+    trials = sorted(set(shown[known, 0].tolist()))
+    for k, trial in enumerate(trials):
+        rows = np.flatnonzero(shown[:, 0] == trial)
+        rows = rows[np.argsort(shown[rows, 1], kind="stable")]
+        video = a["stimulus"][rows].astype(np.float32)
+        T = len(rows)
+        write_trial(root, str(k), video, a["activity"][rows].T, np.zeros((2, T)), np.zeros((2, T)))
+    n = int(s["meta"]["neurons"])
+    write_meta(root, [tier] * len(trials), n, np.zeros((n, 3)))
+    log.info("exported %d trials (%d frames) of %s to %s", len(trials), int(known.sum()), session, root)
+    return root

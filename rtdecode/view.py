@@ -39,6 +39,7 @@ class ViewState:
         self.last_trigger = -np.inf
         self.shown = 0
         self.rejected = 0
+        self.raw: np.ndarray | None = None  # the newest acquisition frame (two-photon), if subscribed
 
     def take(self, msg: wire.Message) -> None:
         if msg.topic == "decoded":
@@ -53,6 +54,8 @@ class ViewState:
                 self.stimuli.pop(self.stim_order[0], None)
             self.stim_order.append(key)
             self.stimuli[key] = self.latest_stim
+        elif msg.topic == "frame" and msg.array is not None and msg.array.ndim == 2:
+            self.raw = msg.array
         elif msg.topic == "activity":
             a = np.asarray(msg.array, np.float32).ravel()[:RASTER_NEURONS]
             self.raster = np.roll(self.raster, -1, axis=0)
@@ -71,8 +74,23 @@ class ViewState:
         return pearson(rec, stim)
 
 
-def run_viewer(addresses: list[str] | str, seconds: float | None = None, screenshot: str | None = None) -> int:
-    """Show the streams at `addresses`; return the number of decoded frames shown."""
+def roi_centres(folder) -> np.ndarray:
+    """(n, 2) y, x centre of each ROI of a suite2p folder (lam-weighted), for outlines on the raw frame."""
+    from rtdecode.extract.rois import load_suite2p
+
+    rois = load_suite2p(folder)
+    fp = rois.footprints.tocsr()
+    w = rois.frame_shape[1]
+    ys = np.asarray(fp @ (np.arange(fp.shape[1]) // w).astype(np.float64)).ravel()
+    xs = np.asarray(fp @ (np.arange(fp.shape[1]) % w).astype(np.float64)).ravel()
+    return np.stack([ys, xs], 1)
+
+
+def run_viewer(addresses: list[str] | str, seconds: float | None = None, screenshot: str | None = None,
+               rois: str | None = None) -> int:
+    """Show the streams at `addresses`; return the number of decoded frames shown. With `rois` (a
+    suite2p folder) and an acquisition address among `addresses`, the raw two-photon frame is shown
+    with a ring at every ROI."""
     import os
 
     if isinstance(addresses, str):
@@ -84,18 +102,22 @@ def run_viewer(addresses: list[str] | str, seconds: float | None = None, screens
 
     app = pg.mkQApp("rtdecode view")
     win = pg.GraphicsLayoutWidget(title=f"rtdecode — {' '.join(addresses)}")
-    win.resize(1100, 560)
-    title = win.addLabel("waiting for frames…", colspan=2)
+    win.resize(1500, 600)
+    title = win.addLabel("waiting for frames…", colspan=3)
     win.nextRow()
     views, images = [], []
-    for name in ("reconstruction", "stimulus"):
+    for name in ("reconstruction", "stimulus", "two-photon"):
         v = win.addViewBox(lockAspect=True, invertY=True, name=name)
         img = pg.ImageItem(np.zeros((64, 36), np.float32), levels=(0, 255))
         v.addItem(img)
         views.append(v)
         images.append(img)
+    if rois is not None:
+        c = roi_centres(rois)
+        views[2].addItem(pg.ScatterPlotItem(x=c[:, 1], y=c[:, 0], size=9, pen=pg.mkPen("y", width=1),
+                                            brush=None, pxMode=True))
     win.nextRow()
-    raster_plot = win.addPlot(title="activity (neurons x last 10 s)", colspan=2)
+    raster_plot = win.addPlot(title="activity (neurons x last 10 s)", colspan=3)
     raster = pg.ImageItem(np.zeros((RASTER_FRAMES, RASTER_NEURONS), np.float32))
     raster_plot.addItem(raster)
     win.show()
@@ -103,7 +125,7 @@ def run_viewer(addresses: list[str] | str, seconds: float | None = None, screens
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 100)
     sock.setsockopt(zmq.LINGER, 0)
-    for topic in (b"decoded", b"stim", b"activity", b"stats", b"trigger"):
+    for topic in (b"decoded", b"stim", b"activity", b"stats", b"trigger", b"frame"):
         sock.setsockopt(zmq.SUBSCRIBE, topic)
     for a in addresses:
         sock.connect(a)
@@ -125,6 +147,9 @@ def run_viewer(addresses: list[str] | str, seconds: float | None = None, screens
             state.shown += 1
         if state.latest_stim is not None:
             images[1].setImage(state.latest_stim.T, levels=(0, 255))
+        if state.raw is not None:
+            raw = np.asarray(state.raw, np.float32)
+            images[2].setImage(raw.T, levels=(float(np.percentile(raw, 1)), float(np.percentile(raw, 99.5))))
         # Deconvolved activity is heavy-tailed: scale to the 99th percentile so most events show.
         raster.setImage(state.raster, levels=(0.0, max(float(np.percentile(state.raster, 99)), 1e-6)))
         st = state.stats

@@ -76,3 +76,27 @@ def test_kill_9_mid_session_loses_at_most_one_second(tmp_path):
     assert summary["ok"] and not summary["clean_stop"] and summary["gaps"] == 0
     t = s["arrays"]["t"]  # sender timestamps of recorded frames, same clock as ours
     assert killed_at - t[-1] <= 1.0 + 0.2  # one chunk plus the transport and scheduling slack
+
+
+def test_a_recorded_session_exports_to_sensorium_and_fits(tmp_path):
+    """The live block of a small demo, recorded, becomes a dataset `rtdecode fit` trains on."""
+    from rtdecode.dataset import Dataset
+    from rtdecode.demo import run_demo
+    from rtdecode.rig import VirtualRig
+
+    run_demo(tmp_path / "demo", seconds=20, n_neurons=60, n_train=3, seed=4, speed=4.0,
+             frame_shape=(128, 128), progress=False)
+    session = tmp_path / "demo" / "session"
+    assert main(["export", str(session), "--out", str(tmp_path / "ds")]) == 0
+    ds = Dataset(tmp_path / "ds")
+    assert ds.n_neurons == 60 and ds.trials("train") == ["0", "1"]
+    rig = VirtualRig(60, 4, n_train=3, n_oracle=2)
+    for k, trial in enumerate(rig.trials("oracle")):
+        tr = ds.load(str(k))
+        assert tr.video.shape == (300, 36, 64) and tr.responses.shape == (60, 300)
+        # The recorded stimulus is the rig's movie (sent as uint8), frame for frame.
+        np.testing.assert_allclose(tr.video, np.clip(rig.trial(trial).movie + 0.5, 0, 255).astype(np.uint8))
+    s = read_session(session)
+    np.testing.assert_array_equal(ds.load("0").responses, s["arrays"]["activity"][:300].T)
+    assert main(["fit", str(session), "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "card.json").read_text())["neurons"] == 60
