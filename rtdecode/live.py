@@ -27,6 +27,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from rtdecode.errors import StageError
 from rtdecode.ingest import Ingest
 from rtdecode.latency import Histogram
