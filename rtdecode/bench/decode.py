@@ -76,13 +76,8 @@ def _make_models(root: Path, n: int, bins: int, frame_shape, hidden: int, seed: 
     from rtdecode.decode import ridge
     from rtdecode.decode.export import write_standin_model
 
-    rng = np.random.default_rng(seed)
-    h, w = frame_shape
-    nb = ridge.default_n_basis(n)
-    dec = ridge.RidgeDecoder(rng.uniform(0, 1, n).astype(np.float32), rng.uniform(0.5, 2, n).astype(np.float32),
-                             ridge.temporal_basis(bins, nb),
-                             (rng.standard_normal((n * nb, h * w), np.float32) / np.float32(np.sqrt(n * nb))),
-                             rng.uniform(0, 255, h * w).astype(np.float32), (h, w), 0)
+    dec = ridge.random_decoder(n, bins, frame_shape, seed=seed)  # the shapes `rtdecode fit` gives
+    nb = dec.basis.shape[1]
     model_files.save(root / f"ridge_{n}", model_files.new_card("ridge", n, 0, bins, frame_shape, 30.0), dec.arrays())
     write_standin_model(root / f"mlp_{n}", n, bins, frame_shape, hidden, seed)
     return {"ridge": (root / f"ridge_{n}", dec, nb), "standin_mlp": (root / f"mlp_{n}", None, None)}
@@ -169,7 +164,7 @@ def run(json_out, neurons=(1000, 4000, 8000), bins: int = 8, hidden: int = 512, 
                       "models": {"standin_mlp": f"N*{bins} -> {hidden} (ReLU) -> {frame_shape[0] * frame_shape[1]}, "
                                                 "random weights",
                                  "ridge": "z-score, temporal basis (bins x nb, nb = rtdecode's default), "
-                                          "N*nb -> H*W matmul, random weights",
+                                          "N*nb -> rank 128 -> H*W (two matmuls, as fit gives), random weights",
                                  "standin_mlp_bins1": f"N -> {hidden} -> {frame_shape[0] * frame_shape[1]} "
                                                       "(REFERENCES E anchor shape), largest N only"}},
            "results": [], "unavailable": {}, "targets": TARGETS}

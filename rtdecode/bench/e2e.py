@@ -50,7 +50,7 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     with random weights of the shape `rtdecode fit` gives. Writes ROIs and the model under `folder`."""
     from rtdecode import decode
     from rtdecode.decode import model as model_dir
-    from rtdecode.decode.ridge import RidgeDecoder, default_n_basis, temporal_basis
+    from rtdecode.decode.ridge import random_decoder
     from rtdecode.extract import build_chain
     from rtdecode.extract.register import reference_from
     from rtdecode.extract.rois import load_suite2p
@@ -63,12 +63,7 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     scope.save_rois(folder / "rois")
     frames = scope.render_movie(scope.poisson_spikes(30, seed=seed))
     extract = build_chain(load_suite2p(folder / "rois"), reference_from(frames), fps=FPS)
-    rng = np.random.default_rng(seed)
-    nb = default_n_basis(n_neurons)
-    hw = 36 * 64
-    dec = RidgeDecoder(np.zeros(n_neurons, np.float32), np.ones(n_neurons, np.float32), temporal_basis(bins, nb),
-                       (rng.normal(size=(n_neurons * nb, hw)) * 0.01).astype(np.float32),
-                       np.full(hw, 127.5, np.float32), (36, 64), lag_min)
+    dec = random_decoder(n_neurons, bins, (36, 64), lag_min=lag_min, seed=seed)
     card = model_dir.new_card("ridge", n_neurons, lag_min, bins, (36, 64), FPS)
     model_dir.save(folder / "model", card, dec.arrays())
     card, dec = decode.load(folder / "model")

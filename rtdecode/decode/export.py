@@ -157,7 +157,8 @@ def check_onnx(folder: str | Path, card: dict, verify_sha: bool = True) -> Path:
 
 def ridge_module(decoder):
     """The ridge decoder as a torch module (1, N, bins) -> (1, H, W), the same float32 operations
-    as `RidgeDecoder.predict_window`: z-score, temporal basis, one matmul, pixel mean."""
+    as `RidgeDecoder.predict_window`: z-score, temporal basis, one matmul (two when low-rank),
+    pixel mean."""
     import torch
 
     class RidgeModule(torch.nn.Module):
@@ -168,14 +169,19 @@ def ridge_module(decoder):
             self.register_buffer("act_std", f32(d.act_std).reshape(-1, 1))
             self.register_buffer("basis", f32(d.basis))
             self.register_buffer("weights", f32(d.weights))
+            self.low_rank = d.w_out is not None
+            if self.low_rank:
+                self.register_buffer("w_out", f32(d.w_out))
             self.register_buffer("pixel_mean", f32(d.pixel_mean))
             self.frame_shape = tuple(int(x) for x in d.frame_shape)
 
         def forward(self, window):
             z = (window - self.act_mean) / self.act_std            # (1, N, bins)
             feats = torch.matmul(z, self.basis).reshape(1, -1)     # (1, N * nb), neuron-major
-            y = torch.matmul(feats, self.weights) + self.pixel_mean
-            return y.reshape((1,) + self.frame_shape)
+            y = torch.matmul(feats, self.weights)
+            if self.low_rank:
+                y = torch.matmul(y, self.w_out)
+            return (y + self.pixel_mean).reshape((1,) + self.frame_shape)
 
     return RidgeModule(decoder).eval()
 
