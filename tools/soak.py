@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rtdecode.bench.e2e import build_live, machine_info, start_sender
-from rtdecode.live import limit_blas_threads
+from rtdecode.bench import machine_info
+from rtdecode.bench.e2e import build_live, start_sender
 from rtdecode.ingest import Ingest
-from rtdecode.live import LiveSession
+from rtdecode.live import LiveSession, limit_blas_threads
 from rtdecode.publish import Publisher
 from rtdecode.record import Recorder, read_session, summarize
 from rtdecode.rig.movies import FPS

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from rtdecode.bench import machine_info
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +38,13 @@ COLUMNS = {
 BASELINE = "torch_eager"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def machine_info(threads: int) -> dict:
+def _machine_info(threads: int) -> dict:
     import onnxruntime
     import torch
 
-    aff = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
-            "cpu_count": os.cpu_count(), "affinity": aff, "threads_per_backend": threads,
-            "numpy": np.__version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "onnxruntime_providers": onnxruntime.get_available_providers(),
-            "cuda": torch.cuda.is_available(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    try:
-        info["loadavg_start"] = list(os.getloadavg())
-    except OSError:
-        pass
-    return info
+    return machine_info(threads_per_backend=threads, torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                        onnxruntime_providers=onnxruntime.get_available_providers(), cuda=torch.cuda.is_available(),
+                        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
 
 
 def _pct(ts_s) -> dict:
@@ -157,7 +139,7 @@ def run(json_out, neurons=(1000, 4000, 8000), bins: int = 8, hidden: int = 512, 
         from rtdecode.errors import ConfigError
 
         raise ConfigError(f"unknown benchmark column(s) {unknown}; valid: {', '.join(COLUMNS)}")
-    out = {"machine": machine_info(threads),
+    out = {"machine": _machine_info(threads),
            "config": {"neurons": list(neurons), "bins": bins, "hidden": hidden, "frame_shape": list(frame_shape),
                       "runs_per_cell": runs, "rounds": rounds, "time_budget_per_cell_s": budget_s,
                       "baseline": BASELINE, "batch": 1,

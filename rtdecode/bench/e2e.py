@@ -26,13 +26,13 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from rtdecode.bench import machine_info
 from rtdecode.latency import Histogram
 from rtdecode.live import LiveSession, limit_blas_threads
 from rtdecode.rig.movies import FPS
@@ -190,18 +190,9 @@ def sustainable(r: dict, max_growth_ms: float = 5.0) -> bool:
             and r["sender_ended"] and not (r["delay_growth_ms"] > max_growth_ms))
 
 
-def machine_info() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "numpy": np.__version__,
-            "note": "shared development machine (2 cores, other sessions' jobs may run): absolute times are noisy"}
+def _machine_info() -> dict:
+    return machine_info(note="shared development machine (2 cores, other sessions' jobs may run): absolute "
+                             "times are noisy")
 
 
 def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512, 512), seconds_30hz: float = 20.0,
@@ -246,7 +237,7 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
         limit_blas_threads(blas_default)
     out = {
         "benchmark": "e2e", "neurons": neurons, "frame_shape": list(shape), "bins": BINS,
-        "decoder": "ridge (random weights, fitted shape), numpy backend", "machine": machine_info(),
+        "decoder": "ridge (random weights, fitted shape), numpy backend", "machine": _machine_info(),
         "where": {
             "sender": "child process (spawn): virtual microscope frames prerendered before streaming (300 frames "
                       "looped), then stim + frame messages on an XPUB at speed x 30 Hz",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import resource
 import time
 import tracemalloc
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.bench import machine_info
 from rtdecode.extract import build_chain
 from rtdecode.extract.ephys import EphysChain, reference_detect
 from rtdecode.extract.kernels import warm_up_kernels
@@ -153,8 +153,7 @@ def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: i
     eph = bench_ephys(seconds=ephys_seconds)
     eph_med = bench_ephys(seconds=min(1.0, ephys_seconds), reference="median")
     out = {
-        "machine": {"python": platform.python_version(), "processor": platform.processor(),
-                    "numpy": np.__version__},
+        "machine": machine_info(),
         "config": {"frames": frames, "rois": rois, "shape": list(shape), "crop": list(crop),
                    "nnz_footprints": int(R.footprints.nnz), "nnz_neuropil": int(R.neuropil.nnz)},
         "twophoton": {
