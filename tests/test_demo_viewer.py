@@ -16,4 +16,6 @@ def test_demo_viewer_screenshot(tmp_path):
                  frame_shape=(256, 256), progress=False, screenshot=png)
     assert s["frames"] == 180
     img = np.asarray(Image.open(png).convert("L"), float)
-    assert img.shape[1] > 500 and img.std() > 10
+    # Reconstruction, stimulus and raw frame drawn: an empty viewer is black but for its text and
+    # axes (0.5% of pixels brighter than 60 measured), the virtual rig's fills ~30% of the window.
+    assert img.shape[1] > 500 and (img > 60).mean() > 0.1
