@@ -197,8 +197,29 @@ class Outputs(_Model):
         return _check_endpoint(v)
 
 
+class TriggerRule(_Model):
+    """When a trigger fires: a score of each decoded frame crosses `threshold` on `consecutive`
+    frames in a row (see rtdecode.triggers.rules)."""
+
+    kind: Literal["similarity", "luminance", "motion"]  # correlation with `target`; mean 0-255; mean |change|
+    threshold: float = Field(ge=-1.0, le=255.0)
+    below: bool = False  # fire when the score is at or below the threshold instead
+    consecutive: int = Field(1, ge=1, le=1000)
+    region: tuple[int, int, int, int] | None = None  # y0, y1, x0, x1 in decoded-frame pixels (end exclusive)
+    target: Path | None = None  # .npy image of the decoded frame's shape (similarity only)
+
+    @model_validator(mode="after")
+    def _target(self):
+        if (self.kind == "similarity") != (self.target is not None):
+            raise ValueError("target: a .npy image is needed by 'similarity' rules and used by no other kind")
+        if self.region is not None and not (0 <= self.region[0] < self.region[1] and 0 <= self.region[2] < self.region[3]):
+            raise ValueError(f"region: expected y0 < y1 and x0 < x1, all >= 0, got {list(self.region)}")
+        return self
+
+
 class Trigger(_Model):
     name: str = Field(min_length=1)
+    rule: TriggerRule | None = None  # required by `rtdecode run`
     kind: Literal["zmq", "network_events", "serial"]
     address: str = Field(min_length=1)  # tcp://HOST:PORT (zmq, network_events) or a serial device
     line: Annotated[int, Field(ge=1, le=256)] | None = None  # Network Events TTL line (1-based)
@@ -260,7 +281,10 @@ class RigConfig(_Model):
         if ex.two_photon is not None:
             ex = ex.model_copy(update={"two_photon": ex.two_photon.model_copy(
                 update={"rois": fix(ex.two_photon.rois), "reference": fix(ex.two_photon.reference)})})
+        triggers = [t if t.rule is None or t.rule.target is None else t.model_copy(
+            update={"rule": t.rule.model_copy(update={"target": fix(t.rule.target)})}) for t in self.triggers]
         return self.model_copy(update={
+            "triggers": triggers,
             "extraction": ex,
             "decoder": self.decoder.model_copy(update={"model": fix(self.decoder.model)}),
             "outputs": self.outputs.model_copy(update={"record": fix(self.outputs.record)})})

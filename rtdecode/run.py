@@ -91,12 +91,63 @@ def make_ingest(cfg: RigConfig, card: dict):
     return make_activity_ingest(cfg, n)
 
 
+def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
+    """A TriggerEngine with one rule and one output per `triggers` entry, or None without any."""
+    if not cfg.triggers:
+        return None
+    from rtdecode.triggers import LuminanceRule, MotionEnergyRule, SimilarityRule, TriggerEngine
+    from rtdecode.triggers.sinks import NetworkEventsSink, SerialSink, ZmqSink
+
+    rules = []
+    for i, t in enumerate(cfg.triggers):
+        r = t.rule
+        if r is None:
+            raise ConfigError(f"triggers.{i}.rule: '{t.name}' has no rule (kind similarity|luminance|motion, "
+                              "threshold, ...); rtdecode run needs one")
+        region = None
+        if r.region is not None:
+            y0, y1, x0, x1 = r.region
+            if y1 > frame_shape[0] or x1 > frame_shape[1]:
+                raise ConfigError(f"triggers.{i}.rule.region: {list(r.region)} falls outside the decoded "
+                                  f"frame {list(frame_shape)}")
+            region = np.zeros(frame_shape, bool)
+            region[y0:y1, x0:x1] = True
+        common = dict(consecutive=r.consecutive, refractory_s=t.min_interval_s, below=r.below)
+        if r.kind == "similarity":
+            target = np.load(r.target, allow_pickle=False)
+            if target.shape != tuple(frame_shape):
+                raise ConfigError(f"triggers.{i}.rule.target: {r.target} is {target.shape}, the decoded frame "
+                                  f"is {tuple(frame_shape)}")
+            rule = SimilarityRule(t.name, target, r.threshold, region, **common)
+        elif r.kind == "luminance":
+            rule = LuminanceRule(t.name, r.threshold, frame_shape, region, **common)
+        else:
+            rule = MotionEnergyRule(t.name, r.threshold, frame_shape, region, **common)
+        if t.kind == "zmq":
+            rule.sinks = [ZmqSink(Publisher(t.address))]
+        elif t.kind == "network_events":
+            from rtdecode.config import split_endpoint
+
+            host, port = split_endpoint(t.address)
+            rule.sinks = [NetworkEventsSink(host, port, line=t.line)]
+        else:
+            rule.sinks = [SerialSink(t.address)]
+        rules.append(rule)
+    return TriggerEngine(rules, [], record=recorder.trigger if recorder is not None else None)
+
+
+def close_triggers(engine) -> None:
+    if engine is None:
+        return
+    engine.close()
+    for rule in engine.rules:
+        for sink in rule.sinks or ():
+            sink.close()
+
+
 def run_session(config: str | Path, record: str | Path | None = None, seconds: float | None = None) -> dict:
     """Run a live session; returns its stats (also in the session's end.json when recording)."""
     cfg = load_config(config)
-    if cfg.triggers:
-        raise ConfigError("triggers: rules are set up in Python for now (rtdecode.triggers); "
-                          "remove the 'triggers' section from the rig file to run it")
     stages = extraction_stages(cfg)
     card, dec_stage, fill, backend = decoder_stage(cfg)
     ring = ActivityRing(card["neurons"], card["window"]["bins"], fill=fill)
@@ -107,18 +158,21 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     log.info("stages warmed up in %.0f ms; decoder backend %s", (time.perf_counter() - t0) * 1e3, backend)
     record = record if record is not None else cfg.outputs.record
     ingest = make_ingest(cfg, card)  # before the session folder: it may refuse the model (neurons)
-    recorder = None
+    recorder = triggers = None
     try:
         if record is not None:
             recorder = Recorder(record, card["neurons"], tuple(card["frame_shape"]),
                                 meta={"config": cfg.model_dump(mode="json"), "model_card": card, "backend": backend})
+        triggers = make_triggers(cfg, tuple(card["frame_shape"]), recorder)
         pub = Publisher(cfg.outputs.publish)
     except BaseException:
         ingest.close()
+        close_triggers(triggers)
         if recorder is not None:
             recorder.close({"error": "could not start"})
         raise
-    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder)
+    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
+                          triggers=triggers)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)
@@ -126,6 +180,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         log.info("stopped by the user")
     finally:
         stats = session.stats() | {"backend": backend}
+        close_triggers(triggers)
         if recorder is not None:
             recorder.close(stats)
         ingest.close()

@@ -113,3 +113,21 @@ def test_load_config_file_errors(tmp_path):
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump({**BASE, "outputs": {"record": "s/live.h5"}}))
     cfg = load_config(tmp_path / "ok.yaml")
     assert cfg.outputs.record == tmp_path / "s" / "live.h5" and cfg.decoder.model == tmp_path / "m"
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"kind": "similarity", "threshold": 0.5}, "triggers.0.rule.target: a .npy image is needed"),
+    ({"kind": "luminance", "threshold": 300}, "triggers.0.rule.threshold: 300 is out of range"),
+    ({"kind": "luminance", "threshold": 10, "region": [5, 2, 0, 10]}, "triggers.0.rule.region: expected y0 < y1"),
+    ({"kind": "brightness", "threshold": 10}, "triggers.0.rule.kind: 'brightness' is not one of"),
+])
+def test_trigger_rules_are_checked(rule, message):
+    data = copy.deepcopy(BASE)
+    data["triggers"] = [{"name": "t", "kind": "zmq", "address": "tcp://127.0.0.1:5570", "rule": rule}]
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse_config(data)
+
+
+def test_openephys_file_has_a_complete_trigger_rule():
+    rule = load_config(CONFIGS[0].parent / "openephys_ephys.yaml").triggers[0].rule
+    assert rule.kind == "luminance" and rule.consecutive == 3 and rule.region == (9, 27, 17, 47)

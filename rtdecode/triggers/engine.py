@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class TriggerEngine:
+    """`rules` fire into `sinks`, or into a rule's own `rule.sinks` when it has them (a rig file maps
+    each rule to one output)."""
+
     def __init__(self, rules: list, sinks: list, max_lag_s: float = 0.1, record=None, max_pending: int = 100):
         self.rules, self.max_lag_s, self.record = rules, max_lag_s, record
         self.max_pending = max_pending
@@ -36,7 +39,8 @@ class TriggerEngine:
         self.to_wire = Histogram()  # decoded frame ready -> trigger sent by the fast sinks
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="triggers", daemon=True)
-        if self.slow:
+        self._has_slow = bool(self.slow) or any(s.slow for r in rules for s in (r.sinks or ()))
+        if self._has_slow:
             self._worker.start()
 
     def disable(self, reason: str) -> None:
@@ -55,7 +59,7 @@ class TriggerEngine:
         Returns the number of triggers fired."""
         if lag_s > self.max_lag_s:
             self.disable(f"pipeline behind: a frame took {lag_s * 1e3:.1f} ms (limit {self.max_lag_s * 1e3:.0f} ms)")
-        if self.slow and self._queue.qsize() >= self.max_pending:
+        if self._has_slow and self._queue.qsize() >= self.max_pending:
             self.disable(f"trigger sinks behind: {self._queue.qsize()} events pending (limit {self.max_pending})")
         if not self.enabled:
             return 0
@@ -64,11 +68,13 @@ class TriggerEngine:
             if not rule.update(image, t):
                 continue
             event = {"rule": rule.name, "score": rule.last_score, "t_frame": t, "t": time.time(), **context}
-            for sink in self.fast:
+            fast, slow = (self.fast, self.slow) if rule.sinks is None else (
+                [s for s in rule.sinks if not s.slow], [s for s in rule.sinks if s.slow])
+            for sink in fast:
                 self._fire(sink, event)
             self.to_wire.add(time.perf_counter() - ready)
-            if self.slow:
-                self._queue.put(event)
+            if slow:
+                self._queue.put((event, slow))
                 self.max_pending_seen = max(self.max_pending_seen, self._queue.qsize())
             if self.record is not None:
                 self.record(event)
@@ -87,10 +93,11 @@ class TriggerEngine:
 
     def _work(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            for sink in self.slow:
+            event, sinks = item
+            for sink in sinks:
                 self._fire(sink, event)
 
     def stats(self) -> dict:
@@ -100,6 +107,6 @@ class TriggerEngine:
                 "to_wire_ms": self.to_wire.summary_ms()}
 
     def close(self) -> None:
-        if self.slow:
+        if self._has_slow:
             self._queue.put(None)
             self._worker.join(timeout=5)

@@ -28,6 +28,7 @@ class Rule:
         self.run = 0
         self.last_fired = -np.inf
         self.last_score = float("nan")
+        self.sinks: list | None = None  # None: the engine's sinks
 
     def score(self, frame: np.ndarray) -> float:
         raise NotImplementedError

@@ -23,6 +23,9 @@ class ZmqSink:
         self.pub.send("trigger", None, **event)
         return True
 
+    def close(self) -> None:
+        self.pub.close()
+
 
 class NetworkEventsSink:
     """Open Ephys Network Events: `TTL Line=N State=1`, then `State=0` after `width_s`."""
@@ -38,6 +41,9 @@ class NetworkEventsSink:
 
     def fire(self, event: dict) -> bool:
         return self.client.pulse(self.line, self.width_s)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class SerialSink:
@@ -60,3 +66,6 @@ class SerialSink:
         time.sleep(self.width_s)
         setattr(self.port, self.pin, False)
         return True
+
+    def close(self) -> None:
+        self.port.close()
