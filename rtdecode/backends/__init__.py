@@ -108,6 +108,17 @@ def validate(model_dir: str | Path, card: dict) -> None:
         pass
 
 
+def onnx_graph(model_dir: str | Path, card: dict) -> Path:
+    """The model's checked ONNX graph; BackendUnavailable when it has not been exported yet (so the
+    registry moves on to a backend that needs none), ModelError when it disagrees with the card."""
+    from rtdecode.decode.export import MissingOnnx, check_onnx
+
+    try:
+        return check_onnx(model_dir, card)
+    except MissingOnnx as exc:
+        raise BackendUnavailable(str(exc)) from exc
+
+
 def choose(preference, model_dir: str | Path, card: dict | None = None,
            options: dict[str, dict] | None = None) -> Backend:
     """The first backend of `preference` that loads here (not warmed up yet).

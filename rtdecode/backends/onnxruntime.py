@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.backends import Backend, BackendUnavailable, shapes
+from rtdecode.backends import Backend, BackendUnavailable, onnx_graph, shapes
 from rtdecode.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,13 @@ class OrtBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable(f"onnxruntime not installed ({exc}); pip install onnxruntime") from exc
-        from rtdecode.decode.export import INPUT, OUTPUT, MissingOnnx, check_onnx
+        from rtdecode.decode.export import INPUT, OUTPUT
 
         if int(threads) < 1:
             raise ConfigError(f"onnxruntime threads must be >= 1, got {threads}")
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"onnxruntime device must be auto, cpu or cuda, got {device!r}")
-        try:
-            path = check_onnx(model_dir, card)
-        except MissingOnnx as exc:
-            raise BackendUnavailable(str(exc)) from exc
+        path = onnx_graph(model_dir, card)
         self.card = card
         self.in_shape, self.out_shape = shapes(card)
         self.threads = int(threads)

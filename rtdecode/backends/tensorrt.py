@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.backends import Backend, BackendUnavailable, shapes
+from rtdecode.backends import Backend, BackendUnavailable, onnx_graph, shapes
 from rtdecode.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,9 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"the TensorRT backend allocates GPU memory with torch, which is missing ({exc})") from exc
         if not torch.cuda.is_available():
             raise BackendUnavailable("no CUDA device visible to torch")
-        from rtdecode.decode.export import INPUT, OUTPUT, MissingOnnx, check_onnx
+        from rtdecode.decode.export import INPUT, OUTPUT
 
-        try:
-            onnx_path = check_onnx(model_dir, card)
-        except MissingOnnx as exc:
-            raise BackendUnavailable(str(exc)) from exc
+        onnx_path = onnx_graph(model_dir, card)
         self.card = card
         self.in_shape, self.out_shape = shapes(card)
         self.version = trt.__version__

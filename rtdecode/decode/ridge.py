@@ -76,8 +76,12 @@ class RidgeDecoder:
     w_out: np.ndarray | None = None
 
     def __post_init__(self):
+        # Scratch for predict_window, so the live path allocates nothing per frame.
         k = self.weights.shape[1]
         self._mid = np.empty(k, np.float32) if self.w_out is not None else None
+        self._z = np.empty((len(self.act_mean), self.basis.shape[0]), np.float32)
+        self._feats = np.empty((len(self.act_mean), self.basis.shape[1]), np.float32)
+        self._scale = (1.0 / self.act_std).astype(np.float32)[:, None]
 
     def predict_trial(self, responses: np.ndarray) -> np.ndarray:
         """(N, T) activity of one trial -> (T, H, W) decoded frames."""
@@ -89,8 +93,11 @@ class RidgeDecoder:
 
     def predict_window(self, window: np.ndarray, out: np.ndarray) -> None:
         """Live: (N, bins) window, oldest bin first -> `out` (H, W), written in place."""
-        z = (window - self.act_mean[:, None]) / self.act_std[:, None]
-        feats = (z @ self.basis).ravel()
+        z = self._z
+        np.subtract(window, self.act_mean[:, None], out=z)
+        z *= self._scale
+        np.matmul(z, self.basis, out=self._feats)
+        feats = self._feats.reshape(-1)
         if self.w_out is None:
             np.matmul(feats, self.weights, out=out.reshape(-1))
         else:  # rank k: two small products instead of one (N*nb x H*W) read per frame
