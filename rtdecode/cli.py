@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
     f.add_argument("--inverse-iterations", type=_positive_int, default=None,
                    help="iterations of the inverse on the calibration trials (default 20)")
+    f.add_argument("--inverse-stride", type=_positive_int, default=None,
+                   help="frames between the inverse's 32-frame windows (default 8, as Bauer et al.; 16 halves its cost)")
     f.add_argument("--inverse-trials", type=int, default=None,
                    help="calibration trials inverted for the warm start (default 8)")
     f.add_argument("--synth-movies", type=int, default=None,
@@ -280,8 +282,9 @@ def cmd_fit(args, progress) -> int:
                 opts[k] = getattr(args, k)
         if args.amortized_steps:
             opts["amortized_steps"] = tuple(args.amortized_steps)
-        if args.inverse_iterations:
-            opts["inverse_cfg"] = InverseConfig(iterations=args.inverse_iterations)
+        inv = {k: v for k, v in (("iterations", args.inverse_iterations), ("stride", args.inverse_stride)) if v}
+        if inv:
+            opts["inverse_cfg"] = InverseConfig(**inv)
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
                        lag_min=args.lag_min, progress=True, **opts)
     print(f"wrote {args.out} ({card['method']}, {card['neurons']} neurons, window {card['window']['bins']} bins)")

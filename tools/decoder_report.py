@@ -125,10 +125,19 @@ def run_size(n, train_all, val_all, test_all, mask, args, out_fig):
             "amortized_flops_per_frame": 2.0 * dec.net.macs_per_frame(),
             "inverse_flops_per_frame": inverse_flops_per_frame(macs, len(test[0][1]), dec.inverse_cfg,
                                                                enc0.cfg.context, len(dec.encoders)),
+            "ridge_flops_per_frame": 2.0 * (n * args.bins * rd.basis.shape[1] + rd.weights.size
+                                            + (0 if rd.w_out is None else rd.w_out.size)),
             "amortized_ms_per_frame_single": time_single(dec),
             "inverse_ms_per_frame": 1000 * row["inverse_s_per_frame"],
         }
         row["compute"]["flops_ratio"] = row["compute"]["amortized_flops_per_frame"] / row["compute"]["inverse_flops_per_frame"]
+        # The same encoder run with Bauer et al.'s settings (1000 iterations, stride 8, 7 models):
+        # computed, not run (hours per trial here); the as-run ratio above is the measured one.
+        bauer = InverseConfig(iterations=1000, stride=8)
+        row["compute"]["inverse_flops_per_frame_bauer_recipe"] = inverse_flops_per_frame(
+            macs, len(test[0][1]), bauer, enc0.cfg.context, 7)
+        row["compute"]["flops_ratio_vs_bauer_recipe"] = (row["compute"]["amortized_flops_per_frame"]
+                                                         / row["compute"]["inverse_flops_per_frame_bauer_recipe"])
         row["compute"]["time_ratio"] = row["compute"]["amortized_ms_per_frame_single"] / row["compute"]["inverse_ms_per_frame"]
         figure(out_fig, test[0][1], {"ridge": rd.predict_trial(test[0][0]), "inverse (cold)": cold_recs[0],
                                      "amortized (warm-started)": am_recs[0], "warm refinement": warm_recs[0]}, mask)
@@ -189,13 +198,14 @@ def markdown(rep) -> str:
             L += ["", "Warm refinement curve: " +
                   ", ".join(f"{c['iteration']}: {c['pixel_corr_unsmoothed']:.3f}" for c in r["warm_curve"])]
     L += ["", "## Notes (read before the numbers)", "",
-          "- Reduced size: see `sizes` above (the full-size command is in the module docstring). One encoder per "
+          "- Sizes: see `sizes` above (the full-size command is in the module docstring). One encoder per "
           "size (no ensemble), trained for `encoder_steps`; the inverse runs `inverse_iterations` (Bauer: 1000) at "
           "window stride `stride` (Bauer: 8) -- both cut for the 2-core CPU, so the inverse here is far cheaper, "
           "and weaker, than the paper's, and the compute ratio is computed against this cheap inverse.",
           "- Sizes not in --full-methods-at train the amortized network from scratch only (no inverse targets, "
           "second-phase steps only) and get no warm refinement; their 'amortized scratch' column is that network.",
-          "- Single seed, 2 held-out trials: differences of ~0.01 are within noise.",
+          f"- One seed per network, {rep['sizes']['test_trials']} held-out trials: differences of ~0.01 are "
+          "within noise.",
           "- Curves are unsmoothed single-model reconstructions; the table's inverse and warm values are smoothed "
           "(sigma 0.5)."]
     L += ["", "Command: `" + rep["command"] + "`", ""]
@@ -210,12 +220,17 @@ def targets(rep):
         inv, amw, rdg = r["inverse_cold"]["pixel_corr"], r["amortized_warm_started"]["pixel_corr"], r["ridge"]["pixel_corr"]
         t["amortized >= 0.9 x cold inverse"] = f"{amw:.3f} vs 0.9 x {inv:.3f} = {0.9 * inv:.3f}: {'MET' if amw >= 0.9 * inv else 'MISSED'}"
         t["amortized beats ridge by >= 0.1"] = f"{amw:.3f} - {rdg:.3f} = {amw - rdg:+.3f}: {'MET' if amw - rdg >= 0.1 else 'MISSED'}"
-        sc = r["amortized_scratch"]["pixel_corr"]
-        t["warm start gain over scratch"] = (f"{amw - sc:+.3f} ({sc:.3f} -> {amw:.3f}; single seed, 2 trials): "
-                                             f"{'MET' if amw - sc > 0.02 else 'NOT SHOWN (within noise; counts as MISSED)'}")
+        for rb in big:
+            aw, sc = rb["amortized_warm_started"]["pixel_corr"], rb["amortized_scratch"]["pixel_corr"]
+            t[f"warm start gain over scratch ({rb['neurons']} neurons)"] = (
+                f"{aw - sc:+.3f} ({sc:.3f} -> {aw:.3f}; single seed): "
+                f"{'MET' if aw - sc > 0.02 else 'NOT SHOWN (within noise; counts as MISSED)'}")
         c = r["compute"]
-        t["amortized compute <= 1/1000 of the inverse"] = (f"FLOPs ratio {c['flops_ratio']:.2e}, time ratio {c['time_ratio']:.2e}: "
-                                                          f"{'MET' if c['flops_ratio'] <= 1e-3 else 'MISSED'}")
+        t["amortized compute <= 1/1000 of the inverse"] = (
+            f"against the inverse as run here: FLOPs ratio {c['flops_ratio']:.2e}, time ratio {c['time_ratio']:.2e}: "
+            f"{'MET' if c['flops_ratio'] <= 1e-3 else 'MISSED'}"
+            + (f"; against Bauer's recipe (1000 it, stride 8, 7 models; computed, not run): "
+               f"{c['flops_ratio_vs_bauer_recipe']:.2e}" if "flops_ratio_vs_bauer_recipe" in c else ""))
         reach = [w["iteration"] for w in r["warm_curve"] if w["pixel_corr_unsmoothed"] >= r["cold_curve"][-1]["pixel_corr_unsmoothed"]]
         t["warm refinement reaches cold quality in <= 10% of its iterations"] = (
             f"cold {r['inverse_iterations']} it -> {r['cold_curve'][-1]['pixel_corr_unsmoothed']:.3f} (unsmoothed); warm reaches it at "

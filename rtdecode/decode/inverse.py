@@ -104,7 +104,7 @@ def _invert_one(enc: Encoder, responses, behaviour, mask, init, cfg: InverseConf
             sl = slice(b0, b0 + cfg.window_batch)
             xw = ((video[idx_c[sl]] - PIX_CENTRE) / PIX_SCALE) * valid[sl, :, None, None]
             xw.requires_grad_(True)
-            pred = enc(xw, Bw[sl])[:, ctx:]
+            pred = enc(xw, Bw[sl], first=ctx)
             loss = poisson_loss(pred, Rw[sl])
             (g,) = torch.autograd.grad(loss, xw)
             g = g * valid[sl, :, None, None]

@@ -32,3 +32,17 @@ def test_encoder_save_load_roundtrip(tiny_encoder):
     back = E.from_arrays(arr, "encoder0.", model.n_neurons, model.frame_shape, vars(model.cfg))
     v = torch.zeros(1, 12, 36, 64); b = torch.zeros(1, 12, 4)
     assert torch.allclose(model(v, b), back(v, b))
+
+
+def test_readout_of_later_frames_only_matches_the_full_readout(tiny_encoder):
+    """`first=k` (used in training and by the inverse) gives exactly the frames k.. of a full pass."""
+    import torch
+
+    model = tiny_encoder[0]
+    g = torch.Generator().manual_seed(3)
+    v = torch.randn(2, 20, 36, 64, generator=g); b = torch.randn(2, 20, 4, generator=g)
+    with torch.no_grad():
+        full = model(v, b)
+        part = model(v, b, first=model.cfg.context)
+    assert part.shape == (2, 20 - model.cfg.context, model.n_neurons)
+    assert torch.allclose(part, full[:, model.cfg.context:], atol=1e-6)
