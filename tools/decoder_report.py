@@ -139,8 +139,9 @@ def run_size(n, train_all, val_all, test_all, mask, args, out_fig):
         row["compute"]["flops_ratio_vs_bauer_recipe"] = (row["compute"]["amortized_flops_per_frame"]
                                                          / row["compute"]["inverse_flops_per_frame_bauer_recipe"])
         row["compute"]["time_ratio"] = row["compute"]["amortized_ms_per_frame_single"] / row["compute"]["inverse_ms_per_frame"]
-        figure(out_fig, test[0][1], {"ridge": rd.predict_trial(test[0][0]), "inverse (cold)": cold_recs[0],
-                                     "amortized (warm-started)": am_recs[0], "warm refinement": warm_recs[0]}, mask)
+        if n == max(args.full_methods_at):
+            figure(out_fig, test[0][1], {"ridge": rd.predict_trial(test[0][0]), "inverse (cold)": cold_recs[0],
+                                         "amortized (warm-started)": am_recs[0], "warm refinement": warm_recs[0]}, mask)
     return row
 
 
