@@ -11,6 +11,9 @@ held-out (oracle) trials:
   amortized        the amortized network from scratch on the calibration trials
   amortized+oracle the same network with the ground-truth-synthesised trials added
 
+It also reports the encoder ceiling: the per-neuron correlation of the noise-free rates with the
+held-out single-trial spikes.
+
     python tools/x_decoder_headroom.py /work/data/rig4000 --synth-trials 200
 
 The dataset must be one `rtdecode simulate` wrote with the given --seed (checked on trial 0).
@@ -54,6 +57,19 @@ def oracle_trials(rig: VirtualRig, n: int, frames: int, seed: int) -> list[tuple
     return out
 
 
+def oracle_rate_corr(rig: VirtualRig, ids: list[int], n: int) -> float:
+    """Mean per-neuron correlation (Sensorium metric: first 50 frames of each trial skipped) between
+    the rig's noise-free rates and its single-trial spikes: the ceiling for any encoder."""
+    P, S = [], []
+    for i in ids:
+        tr = rig.trial(i)
+        P.append(rig.population.respond(tr.movie, tr.behavior, None)[50:, :n]); S.append(tr.spikes[50:, :n])
+    P, S = np.concatenate(P), np.concatenate(S)
+    P = (P - P.mean(0)) / np.maximum(P.std(0), 1e-9)
+    S = (S - S.mean(0)) / np.maximum(S.std(0), 1e-9)
+    return float((P * S).mean(0).mean())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset")
@@ -83,6 +99,8 @@ def main(argv=None) -> int:
     synth = oracle_trials(rig, args.synth_trials, train[0][1].shape[0], args.seed) if args.synth_trials else []
     synth = [(a[:n], m) for a, m in synth]
     result["synth_s"] = time.perf_counter() - t0
+    result["oracle_rate_corr_test"] = round(oracle_rate_corr(rig, rig.trials("oracle"), n), 4)
+    print("noise-free rate vs spikes, per-neuron correlation:", result["oracle_rate_corr_test"], flush=True)
 
     def score(recs):
         s = metrics.score(list(zip(recs, truths)), mask)
