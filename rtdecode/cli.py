@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("session", help="a session folder written by 'rtdecode demo' or 'rtdecode run --record'")
     i.add_argument("--json", action="store_true", help="print JSON")
 
-    from rtdecode.probe import add_probe_parser  # light: zmq and json only
+    from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
 
     add_probe_parser(sub)
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_demo(args, progress) -> int:
-    from rtdecode.demo import run_demo
+    from rtdecode.live.demo import run_demo
 
     summary = run_demo(args.out, seconds=args.seconds, headless=args.headless, n_neurons=args.neurons,
                        n_train=args.train_trials, seed=args.seed, speed=args.speed, progress=True,
@@ -254,7 +254,7 @@ def cmd_simulate(args, progress) -> int:
 
 
 def cmd_export(args, progress) -> int:
-    from rtdecode.record import export_sensorium
+    from rtdecode.offline.session_export import export_sensorium
 
     print(f"wrote {export_sensorium(args.session, args.out, args.tier)}")
     return 0
@@ -263,12 +263,12 @@ def cmd_export(args, progress) -> int:
 def cmd_fit(args, progress) -> int:
     from pathlib import Path
 
-    from rtdecode.fit import fit_dataset
+    from rtdecode.offline.fit import fit_dataset
 
     if (Path(args.dataset) / "session.json").is_file():  # a recorded calibration block
         import tempfile
 
-        from rtdecode.record import export_sensorium
+        from rtdecode.offline.session_export import export_sensorium
 
         tmp = tempfile.TemporaryDirectory(prefix="rtdecode-session-")
         args.dataset = str(export_sensorium(args.dataset, Path(tmp.name) / "dataset"))
@@ -292,7 +292,7 @@ def cmd_fit(args, progress) -> int:
 
 
 def cmd_reconstruct(args, progress) -> int:
-    from rtdecode.reconstruct import reconstruct
+    from rtdecode.offline.reconstruct import reconstruct
 
     m = reconstruct(args.model, args.dataset, args.out, args.method, tuple(args.tiers), progress=True,
                     iterations=args.iterations)
@@ -301,20 +301,20 @@ def cmd_reconstruct(args, progress) -> int:
 
 
 def cmd_view(args, progress) -> int:
-    from rtdecode.view import run_viewer
+    from rtdecode.outputs.view import run_viewer
 
     run_viewer(args.address, args.seconds, args.screenshot, args.rois)
     return 0
 
 
 def cmd_probe(args, progress) -> int:
-    from rtdecode.probe import cmd_probe as run
+    from rtdecode.sources.probe import cmd_probe as run
 
     return run(args, progress)
 
 
 def cmd_run(args, progress) -> int:
-    from rtdecode.run import run_session
+    from rtdecode.live.run import run_session
 
     st = run_session(args.config, args.record, args.seconds)
     lat = st["latency_ms"]
@@ -324,7 +324,7 @@ def cmd_run(args, progress) -> int:
 
 
 def cmd_inspect(args, progress) -> int:
-    from rtdecode.record import read_session, summarize
+    from rtdecode.outputs.record import read_session, summarize
 
     s = summarize(read_session(args.session))
     if args.json:
@@ -359,7 +359,7 @@ def cmd_bench(args, progress) -> int:
 
 
 def cmd_compile(args, progress) -> int:
-    from rtdecode.backends.compile import cmd_compile as run
+    from rtdecode.decode.backends.compile import cmd_compile as run
 
     return run(args, progress)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rtdecode.config import load_config, parse_config
+from rtdecode.live.config import load_config, parse_config
 from rtdecode.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

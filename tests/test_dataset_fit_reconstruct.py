@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from rtdecode.cli import main
-from rtdecode.dataset import Dataset
+from rtdecode.offline.dataset import Dataset
 from rtdecode.errors import DatasetError, ModelError
-from rtdecode.fit import fit_dataset
-from rtdecode.reconstruct import reconstruct
+from rtdecode.offline.fit import fit_dataset
+from rtdecode.offline.reconstruct import reconstruct
 
 
 def test_simulated_dataset_has_the_sensorium_layout(small_dataset):
@@ -32,7 +32,7 @@ def test_simulation_is_deterministic(small_rig):
 
 
 def test_oracle_trials_use_held_out_images(small_rig):
-    from rtdecode.rig.movies import ORACLE_IMAGES
+    from rtdecode.stimuli.movies import ORACLE_IMAGES
     train_sources = {s for t, s in small_rig.schedule if t == "train"}
     oracle_sources = {s for t, s in small_rig.schedule if t == "oracle"}
     assert oracle_sources <= set(ORACLE_IMAGES) and not (train_sources & set(ORACLE_IMAGES))

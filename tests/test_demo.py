@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from rtdecode.demo import run_demo
+from rtdecode.live.demo import run_demo
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ pytest.importorskip("pyqtgraph")
 def test_demo_viewer_screenshot(tmp_path):
     from PIL import Image
 
-    from rtdecode.demo import run_demo
+    from rtdecode.live.demo import run_demo
 
     png = tmp_path / "viewer.png"
     s = run_demo(tmp_path / "demo", seconds=6, n_neurons=100, n_train=3, seed=2, speed=1.0,

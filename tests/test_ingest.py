@@ -5,8 +5,8 @@ import time
 import numpy as np
 import zmq
 
-from rtdecode import wire
-from rtdecode.ingest import Ingest
+from rtdecode.sources import wire
+from rtdecode.sources.ingest import Ingest
 
 
 def _pub():

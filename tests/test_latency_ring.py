@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rtdecode.latency import Histogram
-from rtdecode.ring import ActivityRing
+from rtdecode.extract.ring import ActivityRing
 
 
 def test_histogram_percentiles_within_two_percent(rng):

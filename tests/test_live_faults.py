@@ -11,17 +11,18 @@ import time
 import pytest
 import zmq
 
-from rtdecode import record, wire
+from rtdecode.outputs import record
+from rtdecode.sources import wire
 from rtdecode.bench.e2e import build_live
 from rtdecode.errors import RecordError
-from rtdecode.ingest import Ingest
-from rtdecode.live import LiveSession
-from rtdecode.publish import Publisher
-from rtdecode.record import Recorder, read_session, summarize
+from rtdecode.sources.ingest import Ingest
+from rtdecode.live.session import LiveSession
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.record import Recorder, read_session, summarize
 from rtdecode.rig.sender import SenderConfig, run_sender
 from rtdecode.stage import Chain, Stage
-from rtdecode.triggers import CallableRule, TriggerEngine
-from rtdecode.triggers.sinks import ZmqSink
+from rtdecode.outputs.triggers import CallableRule, TriggerEngine
+from rtdecode.outputs.triggers.sinks import ZmqSink
 
 N, SHAPE, BINS, SEED = 40, (128, 128), 4, 3
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import zmq
 
-from rtdecode import wire
+from rtdecode.sources import wire
 from rtdecode.bench.e2e import build_live
-from rtdecode.ingest import Ingest
-from rtdecode.live import LiveSession
-from rtdecode.publish import Publisher
-from rtdecode.record import Recorder, read_session, summarize
+from rtdecode.sources.ingest import Ingest
+from rtdecode.live.session import LiveSession
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.record import Recorder, read_session, summarize
 from rtdecode.rig.sender import SenderConfig, run_sender
 from rtdecode.stage import Chain, Spec, Stage
-from rtdecode.triggers import CallableRule, TriggerEngine
-from rtdecode.triggers.sinks import ZmqSink
+from rtdecode.outputs.triggers import CallableRule, TriggerEngine
+from rtdecode.outputs.triggers.sinks import ZmqSink
 
 N, SHAPE, BINS, SEED = 200, (256, 256), 4, 2
 
@@ -173,7 +173,7 @@ def test_one_minute_soak_loses_no_record(tmp_path):
 
 
 def test_recorder_queue_is_bounded_and_waits_instead_of_dropping(tmp_path, monkeypatch):
-    from rtdecode import record
+    from rtdecode.outputs import record
 
     real = record._atomic_write
 

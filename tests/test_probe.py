@@ -15,11 +15,11 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent / "openephys"))
 from oe_helpers import need_recording, wait_subscribed, xpub
 
-from rtdecode import wire
+from rtdecode.sources import wire
 from rtdecode.errors import ConfigError
-from rtdecode.openephys.emulator import Emulator
-from rtdecode.openephys.recording import load_recording
-from rtdecode.probe import add_probe_parser, cmd_probe, parse_address, probe
+from rtdecode.sources.openephys.emulator import Emulator
+from rtdecode.sources.openephys.recording import load_recording
+from rtdecode.sources.probe import add_probe_parser, cmd_probe, parse_address, probe
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pytest
 
 from rtdecode.cli import main
 from rtdecode.errors import RecordError
-from rtdecode.record import Recorder, read_session, summarize
+from rtdecode.outputs.record import Recorder, read_session, summarize
 
 
 def test_records_round_trip_and_clean_stop(tmp_path, rng):
@@ -80,8 +80,8 @@ def test_kill_9_mid_session_loses_at_most_one_second(tmp_path):
 
 def test_a_recorded_session_exports_to_sensorium_and_fits(tmp_path):
     """The live block of a small demo, recorded, becomes a dataset `rtdecode fit` trains on."""
-    from rtdecode.dataset import Dataset
-    from rtdecode.demo import run_demo
+    from rtdecode.offline.dataset import Dataset
+    from rtdecode.live.demo import run_demo
     from rtdecode.rig import VirtualRig
 
     run_demo(tmp_path / "demo", seconds=20, n_neurons=60, n_train=3, seed=4, speed=4.0,

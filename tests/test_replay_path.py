@@ -9,19 +9,20 @@ import pytest
 import tifffile
 import zmq
 
-from rtdecode import decode, wire
+from rtdecode import decode
+from rtdecode.sources import wire
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.errors import StageError
 from rtdecode.extract import build_chain
 from rtdecode.extract.register import reference_from
 from rtdecode.extract.rois import load_suite2p
-from rtdecode.ingest import Ingest
-from rtdecode.live import LiveSession
-from rtdecode.publish import Publisher
+from rtdecode.sources.ingest import Ingest
+from rtdecode.live.session import LiveSession
+from rtdecode.outputs.publish import Publisher
 from rtdecode.rig.twophoton import Microscope
-from rtdecode.ring import ActivityRing
-from rtdecode.scanimage import matlab_equivalent_message, replay_tiff
+from rtdecode.extract.ring import ActivityRing
+from rtdecode.sources.scanimage import matlab_equivalent_message, replay_tiff
 from rtdecode.stage import Chain
 
 N, BINS, SHAPE, FRAMES = 25, 4, (96, 128), 40

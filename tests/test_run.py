@@ -10,10 +10,10 @@ from rtdecode.cli import main
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.errors import ConfigError
-from rtdecode.record import read_session, summarize
+from rtdecode.outputs.record import read_session, summarize
 from rtdecode.rig.sender import SenderConfig, run_sender
 from rtdecode.rig.twophoton import Microscope
-from rtdecode.run import run_session
+from rtdecode.live.run import run_session
 
 N, SHAPE, SEED, BINS = 40, (128, 128), 7, 4
 
@@ -88,7 +88,7 @@ def test_run_fires_the_rig_files_trigger_rules(rig):
     own ZeroMQ address and into the session's triggers.jsonl."""
     import zmq
 
-    from rtdecode import wire
+    from rtdecode.sources import wire
 
     tmp, port = rig
     out_port = _free_port()

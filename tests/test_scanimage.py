@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from rtdecode import wire
-from rtdecode.ingest import Ingest
-from rtdecode.scanimage import (
+from rtdecode.sources import wire
+from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.scanimage import (
     matlab_equivalent_message,
     parse_description,
     read_tiff_frames,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rtdecode.errors import StageError
-from rtdecode.ingest import Ingest
-from rtdecode.stimulus import StimulusSender, align_stimulus_to_bins
+from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.stimulus import StimulusSender, align_stimulus_to_bins
 
 
 def test_stimulus_sender_publishes_stim_messages():

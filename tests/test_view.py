@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from rtdecode.publish import Publisher
+from rtdecode.outputs.publish import Publisher
 
 pytest.importorskip("pyqtgraph")
 
@@ -46,8 +46,8 @@ def test_viewer_shows_the_decoded_stream_and_saves_a_screenshot(tmp_path):
 
 
 def test_view_state_pairs_decoded_with_stimulus_and_counts_triggers():
-    from rtdecode import wire
-    from rtdecode.view import ViewState
+    from rtdecode.sources import wire
+    from rtdecode.outputs.view import ViewState
 
     st = ViewState()
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from rtdecode import wire
+from rtdecode.sources import wire
 from rtdecode.errors import WireError
 
 

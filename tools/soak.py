@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 from rtdecode.bench import machine_info
 from rtdecode.bench.e2e import build_live, start_sender
-from rtdecode.ingest import Ingest
-from rtdecode.live import LiveSession, limit_blas_threads
-from rtdecode.publish import Publisher
-from rtdecode.record import Recorder, read_session, summarize
-from rtdecode.rig.movies import FPS
+from rtdecode.sources.ingest import Ingest
+from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.record import Recorder, read_session, summarize
+from rtdecode.stimuli.movies import FPS
 from rtdecode.rig.sender import SenderConfig
-from rtdecode.triggers import CallableRule, TriggerEngine
-from rtdecode.triggers.sinks import ZmqSink
+from rtdecode.outputs.triggers import CallableRule, TriggerEngine
+from rtdecode.outputs.triggers.sinks import ZmqSink
 
 log = logging.getLogger("soak")
 

@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rtdecode import metrics  # noqa: E402
-from rtdecode.dataset import Dataset  # noqa: E402
+from rtdecode.offline.dataset import Dataset  # noqa: E402
 from rtdecode.decode import amortized as am  # noqa: E402
 from rtdecode.decode import ridge  # noqa: E402
 from rtdecode.decode.pipeline import make_and_phases  # noqa: E402
-from rtdecode.fit import load_trials  # noqa: E402
+from rtdecode.offline.fit import load_trials  # noqa: E402
 from rtdecode.rig import VirtualRig, movies  # noqa: E402
 from rtdecode.rig.population import behavior  # noqa: E402
 

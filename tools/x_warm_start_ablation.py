@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rtdecode import metrics  # noqa: E402
-from rtdecode.dataset import Dataset  # noqa: E402
+from rtdecode.offline.dataset import Dataset  # noqa: E402
 from rtdecode.decode import amortized as am  # noqa: E402
 from rtdecode.decode import encoder as E  # noqa: E402
 from rtdecode.decode.inverse import InverseConfig, invert  # noqa: E402
 from rtdecode.decode.pipeline import make_and_phases, synth_pairs  # noqa: E402
-from rtdecode.fit import load_trials  # noqa: E402
+from rtdecode.offline.fit import load_trials  # noqa: E402
 
 
 def main(argv=None) -> int:

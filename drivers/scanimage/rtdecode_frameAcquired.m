@@ -6,7 +6,7 @@ function rtdecode_frameAcquired(src, evt, varargin) %#ok<INUSD>
 % Message, three frames: 'frame' | jsonencode(header) | typecast(imageData(:), 'uint8').
 % ScanImage stores imageData transposed (pixelsPerLine x linesPerFrame); MATLAB memory is
 % column-major, so imageData(:) already is the row-major (C-order) image of shape [lines pixels].
-% rtdecode.scanimage.matlab_equivalent_message builds the same bytes in Python (tested there).
+% rtdecode.sources.scanimage.matlab_equivalent_message builds the same bytes in Python (tested there).
 %
 % Call rtdecode_frameAcquired('close') to close the socket (e.g. before changing the port).
 

@@ -68,7 +68,7 @@ def _make_models(root: Path, n: int, bins: int, frame_shape, hidden: int, seed: 
 def _time_cell(model_dir: Path, columns, threads: int, runs: int, rounds: int, budget_s: float,
                numpy_decoder=None, seed: int = 0) -> tuple[dict, dict]:
     """({column: latency}, {column: why unavailable}) for one model, interleaved rounds."""
-    from rtdecode.backends import BackendUnavailable, load_backend
+    from rtdecode.decode.backends import BackendUnavailable, load_backend
     from rtdecode.decode.export import rel_err
     from rtdecode.decode.model import read_card
 
@@ -128,7 +128,7 @@ def run(json_out, neurons=(1000, 4000, 8000), bins: int = 8, hidden: int = 512, 
         threads: int = 1, runs: int = 1000, rounds: int = 5, budget_s: float = 5.0, anchor: bool = True,
         columns=None, seed: int = 0, progress=None) -> dict:
     """Run the benchmark and write `json_out`; returns the same dict."""
-    from rtdecode.backends import check_names
+    from rtdecode.decode.backends import check_names
     from rtdecode.decode.export import export_onnx
 
     say = progress or (lambda s: None)

@@ -34,8 +34,8 @@ import numpy as np
 
 from rtdecode.bench import machine_info
 from rtdecode.latency import Histogram
-from rtdecode.live import LiveSession, limit_blas_threads
-from rtdecode.rig.movies import FPS
+from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.stimuli.movies import FPS
 from rtdecode.rig.sender import SenderConfig, sender_process
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     from rtdecode.extract.register import reference_from
     from rtdecode.extract.rois import load_suite2p
     from rtdecode.rig.twophoton import Microscope
-    from rtdecode.ring import ActivityRing
+    from rtdecode.extract.ring import ActivityRing
     from rtdecode.stage import Chain
 
     folder = Path(folder)
@@ -125,11 +125,11 @@ def start_sender(cfg: SenderConfig, timeout_s: float = 300.0):
 def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape, seed: int = 0,
              prerender: int = 300, record: str | Path | None = None, trigger_every_frame: bool = True) -> dict:
     """One streamed run: sender at `speed` x 30 Hz for `frames` frames -> the live session. Returns stats."""
-    from rtdecode.ingest import Ingest
-    from rtdecode.publish import Publisher
-    from rtdecode.record import Recorder
-    from rtdecode.triggers import CallableRule, TriggerEngine
-    from rtdecode.triggers.sinks import ZmqSink
+    from rtdecode.sources.ingest import Ingest
+    from rtdecode.outputs.publish import Publisher
+    from rtdecode.outputs.record import Recorder
+    from rtdecode.outputs.triggers import CallableRule, TriggerEngine
+    from rtdecode.outputs.triggers.sinks import ZmqSink
 
     chain.reset()
     chain.stage_latency = [Histogram() for _ in chain.stages]

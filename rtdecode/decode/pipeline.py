@@ -101,7 +101,7 @@ def synth_pairs(encoders: list, behaviours: list[np.ndarray], n_movies: int, fra
                 sources: tuple[str, ...] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(activity (N, T), movie (T, H, W)) pairs: train-pool movies (photographs of the train pool,
     gratings, bars, pink noise) through the encoder ensemble's mean rate, Poisson-sampled."""
-    from rtdecode.rig import movies
+    from rtdecode.stimuli import movies
 
     sources = sources or (movies.TRAIN_IMAGES + movies.SYNTHETIC_KINDS + ("pink",) * 4)
     rng = np.random.default_rng([seed, 77])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.rig import movies
+from rtdecode.stimuli import movies
 from rtdecode.rig.population import Population, behavior, rf_patch_mask
 
 __all__ = ["VirtualRig", "RigTrial", "rf_patch_mask"]
@@ -67,7 +67,7 @@ class VirtualRig:
         """
         from tqdm import tqdm
 
-        from rtdecode.dataset import write_meta, write_trial
+        from rtdecode.offline.dataset import write_meta, write_trial
 
         root = Path(out)
         for i in tqdm(range(len(self.schedule)), desc="simulate", unit="trial", disable=not progress):

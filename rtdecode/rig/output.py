@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtdecode.rig import VirtualRig, ephys
-from rtdecode.rig.movies import FPS
+from rtdecode.stimuli.movies import FPS
 
 
 def write_extras(rig: VirtualRig, root: Path, two_photon_trials: int, with_ephys: bool, progress: bool = False) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtdecode.rig.movies import FPS, FRAME_SHAPE
+from rtdecode.stimuli.movies import FPS, FRAME_SHAPE
 
 KERNEL_LEN = 10  # frames of temporal kernel (333 ms at 30 Hz)
 
@@ -88,7 +88,7 @@ class Population:
 
         # Normalise each neuron's drive to unit std on a reference natural-statistics movie, so
         # thresholds and gains mean the same thing for every receptive field.
-        from rtdecode.rig.movies import pink_movie
+        from rtdecode.stimuli.movies import pink_movie
 
         ref = pink_movie(600, np.random.default_rng(seed + 7919))
         self.drive_scale = np.ones(n, np.float32)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from rtdecode import wire
+from rtdecode.sources import wire
 from rtdecode.rig import VirtualRig
-from rtdecode.rig.movies import FPS
+from rtdecode.stimuli.movies import FPS
 
 log = logging.getLogger(__name__)
 

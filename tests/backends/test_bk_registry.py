@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from bk_helpers import BINS, H, N, W, make_ridge, windows
-import rtdecode.backends as bk
+import rtdecode.decode.backends as bk
 from rtdecode.decode.export import export_onnx, rel_err
 from rtdecode.errors import ConfigError, ModelError
 
 
 def test_registry_is_explicit_and_importing_it_loads_no_runtime():
     assert list(bk.BACKENDS) == ["tensorrt", "onnxruntime", "torch"]
-    code = ("import sys, rtdecode.backends; "
+    code = ("import sys, rtdecode.decode.backends; "
             "assert not {'tensorrt', 'onnxruntime'} & set(sys.modules), sorted(sys.modules)")
     import subprocess
 
@@ -27,10 +27,10 @@ def test_registry_is_explicit_and_importing_it_loads_no_runtime():
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
 def test_tensorrt_then_onnxruntime_picks_onnxruntime_and_says_why(ridge_model, caplog):
     folder, _ = ridge_model
-    with caplog.at_level(logging.INFO, logger="rtdecode.backends"):
+    with caplog.at_level(logging.INFO, logger="rtdecode.decode.backends"):
         b = bk.choose(["tensorrt", "onnxruntime"], folder)
     assert b.name == "onnxruntime"
-    lines = [r.getMessage() for r in caplog.records if r.name == "rtdecode.backends"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "rtdecode.decode.backends"]
     assert len(lines) == 1
     assert "onnxruntime" in lines[0] and "skipped tensorrt" in lines[0] and "tensorrt not importable" in lines[0]
 
@@ -38,7 +38,7 @@ def test_tensorrt_then_onnxruntime_picks_onnxruntime_and_says_why(ridge_model, c
 def test_first_backend_that_loads_wins_in_the_given_order(ridge_model, monkeypatch, caplog):
     folder, _ = ridge_model
     monkeypatch.setitem(bk.BACKENDS, "tensorrt", "rtdecode.no_such_backend_module")
-    with caplog.at_level(logging.INFO, logger="rtdecode.backends"):
+    with caplog.at_level(logging.INFO, logger="rtdecode.decode.backends"):
         b = bk.choose(["tensorrt", "torch", "onnxruntime"], folder)
     assert b.name == "torch" and b.skipped and b.skipped[0].startswith("tensorrt (cannot import")
     assert "decoder backend: torch" in caplog.text
@@ -100,7 +100,7 @@ def test_card_that_disagrees_with_the_onnx_graph_is_rejected(ridge_model, tmp_pa
 
 def test_a_model_without_onnx_falls_back_to_torch(tmp_path, caplog):
     make_ridge(tmp_path, n=20)
-    with caplog.at_level(logging.INFO, logger="rtdecode.backends"):
+    with caplog.at_level(logging.INFO, logger="rtdecode.decode.backends"):
         b = bk.choose(["onnxruntime", "torch"], tmp_path)
     assert b.name == "torch" and "no decoder.onnx" in caplog.text
     with pytest.raises(bk.BackendUnavailable, match="no decoder.onnx"):

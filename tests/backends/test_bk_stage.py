@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bk_helpers import BINS, H, N, W, windows
-from rtdecode.backends import BackendStage, load_backend
+from rtdecode.decode.backends import BackendStage, load_backend
 from rtdecode.decode import DecodeStage, load
 from rtdecode.decode.export import rel_err
 from rtdecode.errors import StageError
@@ -44,7 +44,7 @@ def test_backend_stage_in_a_chain_matches_decode_stage(ridge_model, name):
 
 def test_compile_command_exports_and_reports(tmp_path, capsys):
     from bk_helpers import make_ridge
-    from rtdecode.backends.compile import cmd_compile
+    from rtdecode.decode.backends.compile import cmd_compile
 
     make_ridge(tmp_path, n=20)
     args = SimpleNamespace(model=str(tmp_path), backend=["tensorrt", "onnxruntime"], threads=1,

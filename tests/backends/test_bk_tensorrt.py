@@ -7,7 +7,7 @@ trt = pytest.importorskip("tensorrt")
 torch = pytest.importorskip("torch")
 
 from bk_helpers import H, W, windows  # noqa: E402
-from rtdecode.backends import load_backend  # noqa: E402
+from rtdecode.decode.backends import load_backend  # noqa: E402
 from rtdecode.decode.export import rel_err  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU")
@@ -34,7 +34,7 @@ def test_a_corrupt_engine_is_rebuilt_with_a_log_line(ridge_model, caplog):
     folder, _ = ridge_model
     b = load_backend("tensorrt", folder)
     b.engine_path.write_bytes(b"not an engine")
-    with caplog.at_level(logging.INFO, logger="rtdecode.backends.tensorrt"):
+    with caplog.at_level(logging.INFO, logger="rtdecode.decode.backends.tensorrt"):
         b2 = load_backend("tensorrt", folder)
     assert "building the engine" in caplog.text and "corrupt" in caplog.text
     out = np.zeros((H, W), np.float32)

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bk_helpers import H, W, windows  # noqa: E402
-from rtdecode.backends import load_backend  # noqa: E402
+from rtdecode.decode.backends import load_backend  # noqa: E402
 from rtdecode.decode.export import rel_err  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,

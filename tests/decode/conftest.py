@@ -49,7 +49,7 @@ TINY_OPTIONS = dict(encoder_steps=40, inverse_trials=2, synth_movies=2, synth_fr
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset, tmp_path_factory):
     from rtdecode.decode.inverse import InverseConfig
-    from rtdecode.fit import fit_dataset
+    from rtdecode.offline.fit import fit_dataset
 
     out = tmp_path_factory.mktemp("tiny_model") / "model"
     card = fit_dataset(tiny_dataset, out, method="amortized", progress=False,

@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from rtdecode.dataset import Dataset
+from rtdecode.offline.dataset import Dataset
 from rtdecode.errors import ConfigError, DatasetError, ModelError
-from rtdecode.fit import fit_dataset
-from rtdecode.reconstruct import reconstruct
+from rtdecode.offline.fit import fit_dataset
+from rtdecode.offline.reconstruct import reconstruct
 
 
 def test_fit_writes_a_self_describing_model(tiny_model):

@@ -9,18 +9,18 @@ import pytest
 import zmq
 from oe_helpers import need_recording, wait_subscribed, xpub
 
-from rtdecode import wire
-from rtdecode.config import parse_config
+from rtdecode.sources import wire
+from rtdecode.live.config import parse_config
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.errors import ConfigError
 from rtdecode.extract.ephys import EphysChain, bin_counts
-from rtdecode.openephys import zmq_interface as zi
-from rtdecode.openephys.activity import BinGrid
-from rtdecode.openephys.emulator import Emulator
-from rtdecode.openephys.recording import load_recording
-from rtdecode.record import read_session, summarize
-from rtdecode.run import run_session
+from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.live.ephys_activity import BinGrid
+from rtdecode.sources.openephys.emulator import Emulator
+from rtdecode.sources.openephys.recording import load_recording
+from rtdecode.outputs.record import read_session, summarize
+from rtdecode.live.run import run_session
 
 BINS, BIN_MS, BLOCK, SHAPE = 4, 33.3, 1024, (6, 8)
 ELECTRODES = [f"Stereotrode {i}" for i in range(1, 9)]

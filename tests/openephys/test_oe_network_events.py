@@ -7,7 +7,7 @@ import zmq
 from oe_helpers import FakeServer
 
 from rtdecode.errors import ConfigError
-from rtdecode.openephys.network_events import NetworkEventsClient
+from rtdecode.sources.openephys.network_events import NetworkEventsClient
 
 
 class FakeGui:

@@ -10,10 +10,10 @@ import pytest
 import zmq
 from oe_helpers import need_recording
 
-from rtdecode.openephys import zmq_interface as zi
-from rtdecode.openephys.emulator import Emulator
-from rtdecode.openephys.recording import load_recording
-from rtdecode.probe import probe
+from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys.emulator import Emulator
+from rtdecode.sources.openephys.recording import load_recording
+from rtdecode.sources.probe import probe
 
 
 @pytest.fixture

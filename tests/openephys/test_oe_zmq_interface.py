@@ -8,10 +8,10 @@ import pytest
 import zmq
 from oe_helpers import FakeServer, need_recording, wait_subscribed, xpub
 
-from rtdecode.openephys import event_broadcaster as eb
-from rtdecode.openephys import zmq_interface as zi
-from rtdecode.openephys.emulator import Emulator
-from rtdecode.openephys.recording import load_recording
+from rtdecode.sources.openephys import event_broadcaster as eb
+from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys.emulator import Emulator
+from rtdecode.sources.openephys.recording import load_recording
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import zmq
 
-from rtdecode import wire
+from rtdecode.sources import wire
 from rtdecode.errors import ConfigError
-from rtdecode.publish import Publisher
-from rtdecode.triggers import CallableRule, LuminanceRule, MotionEnergyRule, SimilarityRule, TriggerEngine
-from rtdecode.triggers.sinks import NetworkEventsSink, ZmqSink
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.triggers import CallableRule, LuminanceRule, MotionEnergyRule, SimilarityRule, TriggerEngine
+from rtdecode.outputs.triggers.sinks import NetworkEventsSink, ZmqSink
 
 SHAPE = (36, 64)
 

@@ -1,0 +1,206 @@
+"""`rtdecode demo`: the whole live path on the virtual rig, over real ZeroMQ sockets on loopback.
+
+1. Calibration block: the virtual mouse watches `train` movies; its two-photon frames go through
+   the same extraction chain the live path uses, and a ridge decoder is fitted on the result.
+2. Live block: a separate sender process streams held-out (`oracle`) movies at 30 Hz as rtframe
+   messages; rtdecode ingests, extracts, decodes and publishes every frame.
+3. Report: pixel_corr of the decoded stream against the stimulus stream, latency, frames, dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtdecode import decode, metrics
+from rtdecode.decode import model as model_dir
+from rtdecode.decode import ridge
+from rtdecode.extract import build_chain
+from rtdecode.extract.register import reference_from
+from rtdecode.extract.rois import load_suite2p
+from rtdecode.sources.ingest import Ingest
+from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.record import Recorder
+from rtdecode.rig import VirtualRig, rf_patch_mask
+from rtdecode.stimuli.movies import FPS
+from rtdecode.rig.sender import SenderConfig, sender_process
+from rtdecode.rig.twophoton import Microscope
+from rtdecode.extract.ring import ActivityRing
+from rtdecode.stage import Chain
+from rtdecode.outputs.triggers import LuminanceRule, TriggerEngine
+from rtdecode.outputs.triggers.sinks import ZmqSink
+
+log = logging.getLogger(__name__)
+
+
+def calibrate(rig: VirtualRig, scope: Microscope, out: Path, progress: bool, n_reference: int = 50):
+    """Run the calibration block through extraction. Returns (extraction stages, per-trial
+    (activity (N, T), movie (T, 36, 64)))."""
+    from tqdm import tqdm
+
+    scope.save_rois(out / "rois")
+    rois = load_suite2p(out / "rois")
+    train = rig.trials("train")
+    first = rig.trial(train[0])
+    head = [scope.render(first.spikes[k]) for k in range(n_reference)]
+    chain = build_chain(rois, reference_from(np.stack(head)), fps=FPS)
+    chain.warm_up()
+    data = []
+    bar = tqdm(total=len(train) * rig.trial_frames, desc="calibration block", unit="frame", disable=not progress)
+    for i in train:
+        tr = first if i == train[0] else rig.trial(i)
+        act = np.empty((rig.n_neurons, tr.movie.shape[0]), np.float32)
+        for k in range(tr.movie.shape[0]):
+            img = head[k] if (i == train[0] and k < n_reference) else scope.render(tr.spikes[k])
+            act[:, k] = chain.process(img)
+            bar.update()
+        data.append((act, tr.movie))
+    bar.close()
+    return chain, data
+
+
+def side_by_side(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, n: int = 6, zoom: int = 4) -> None:
+    """PNG: for every scored trial, `n` evenly spaced frames, stimulus above reconstruction."""
+    from PIL import Image
+
+    gap = 2
+    h, w = pairs[0][1].shape[1:]
+    canvas = np.full((len(pairs) * (2 * h + 2 * gap), n * (w + gap) - gap), 255, np.uint8)
+    for row, (rec, stim) in enumerate(pairs):
+        y0 = row * (2 * h + 2 * gap)
+        idx = np.linspace(metrics.SKIP_FRAMES, stim.shape[0] - 1, n).astype(int)
+        for c, k in enumerate(idx):
+            x0 = c * (w + gap)
+            canvas[y0:y0 + h, x0:x0 + w] = np.clip(stim[k], 0, 255)
+            canvas[y0 + h + gap:y0 + 2 * h + gap, x0:x0 + w] = np.clip(rec[k], 0, 255)
+    Image.fromarray(canvas).resize((canvas.shape[1] * zoom, canvas.shape[0] * zoom), Image.NEAREST).save(path)
+
+
+def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool = True,
+             n_neurons: int = 1000, n_train: int = 12, seed: int = 0, speed: float = 1.0,
+             frame_shape: tuple[int, int] = (512, 512), progress: bool = True,
+             screenshot: str | Path | None = None) -> dict:
+    """Run the demo; returns the summary (also written to out/summary.json). `screenshot`: a PNG the
+    viewer renders offscreen near the end of the live block."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    n_oracle = max(1, int(np.ceil(seconds * FPS / 300)))
+    rig = VirtualRig(n_neurons, seed, n_train=n_train, n_oracle=n_oracle)
+    scope = Microscope(n_neurons, seed=seed, frame_shape=frame_shape, fps=FPS)
+
+    # The sender starts first: it renders its movies while we calibrate.
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    cfg = SenderConfig(n_neurons=n_neurons, seed=seed, n_train=n_train, n_oracle=n_oracle,
+                       speed=speed, frame_shape=frame_shape, wait_subscriber_s=600,
+                       max_frames=int(round(seconds * FPS)))
+    sender = ctx.Process(target=sender_process, args=(cfg, ready), daemon=True)
+    sender.start()
+
+    extract_chain, calib = calibrate(rig, scope, out, progress)
+    nv = max(1, len(calib) // 5)
+    dec, info = ridge.fit(lambda: calib[:-nv], lambda: calib[-nv:])
+    card = model_dir.new_card("ridge", n_neurons, dec.lag_min, dec.basis.shape[0], dec.frame_shape, FPS,
+                              training={"source": "demo calibration block (two-photon, extracted live chain)",
+                                        "trials": len(calib), **info})
+    model_dir.save(out / "model", card, dec.arrays())
+    card, dec = decode.load(out / "model")
+    t_fit = time.monotonic() - t_start
+
+    endpoint = ready.get(timeout=120)
+    if endpoint.startswith("error"):
+        raise RuntimeError(f"the virtual rig's sender failed: {endpoint}")
+    ingest = Ingest([endpoint])
+    pub = Publisher()
+    viewer = None
+    if screenshot is not None or (not headless and os.environ.get("DISPLAY")):
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "rtdecode", "view", pub.endpoint, endpoint, "--rois", str(out / "rois")]
+        env = dict(os.environ)
+        if screenshot is not None:
+            cmd += ["--seconds", str(max(seconds / speed - 1.0, 1.0)), "--screenshot", str(screenshot)]
+            env["QT_QPA_PLATFORM"] = "offscreen"
+        viewer = subprocess.Popen(cmd, env=env)
+    session_dir = out / "session"
+    if session_dir.exists():  # the demo's output folder is rewritten on every run
+        import shutil
+
+        shutil.rmtree(session_dir)
+    recorder = Recorder(session_dir, n_neurons, tuple(card["frame_shape"]),
+                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card})
+    limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
+    ring = ActivityRing(n_neurons, card["window"]["bins"], fill=dec.act_mean)
+    chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])
+    ring.warm_up()
+    # An example closed-loop rule: the reconstruction is bright inside the receptive-field patch.
+    triggers = TriggerEngine([LuminanceRule("bright_patch", 170.0, tuple(card["frame_shape"]), rf_patch_mask(),
+                                            consecutive=3, refractory_s=1.0)],
+                             [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
+    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], collect=True, recorder=recorder,
+                          triggers=triggers)
+    log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
+    try:
+        res = session.run(seconds=seconds + 30)
+    finally:
+        triggers.close()
+        recorder.close(session.stats())
+    sender.join(timeout=10)
+    counts = ingest.counts()
+    ingest.close()
+    pub.close()
+    if viewer is not None:
+        if screenshot is not None:
+            viewer.wait(timeout=60)
+        else:
+            viewer.terminate()
+
+    # Group the decoded stream by trial and score it against the stimulus stream.
+    pairs = []
+    for trial in sorted({k[0] for k in res.stimuli}):
+        frames = sorted(f for (t, f) in res.stimuli if t == trial)
+        have = [f for f in frames if (trial, f) in res.decoded]
+        if len(have) <= metrics.SKIP_FRAMES + 1:
+            continue
+        rec = np.stack([res.decoded[(trial, f)] for f in have])
+        stim = np.stack([res.stimuli[(trial, f)] for f in have]).astype(np.float32)
+        pairs.append((rec, stim))
+    scores = metrics.score(pairs, rf_patch_mask()) if pairs else {"pixel_corr": float("nan")}
+    summary = {
+        "pixel_corr": scores["pixel_corr"],
+        "frame_corr": scores.get("frame_corr"),
+        "pixel_corr_full": scores.get("pixel_corr_full"),
+        "latency_ms": res.latency.summary_ms(),
+        "e2e_latency_ms": res.e2e.summary_ms(),
+        "frames": res.frames,
+        "published": res.published,
+        "dropped": counts["dropped"],
+        "rejected": counts["rejected"] + res.rejected_frames,
+        "errors": res.errors,
+        "trials_scored": len(pairs),
+        "neurons": n_neurons,
+        "calibration_trials": n_train,
+        "frame_shape": list(frame_shape),
+        "speed": speed,
+        "decoder": "ridge",
+        "calibration_and_fit_s": round(t_fit, 1),
+        "live_s": round(res.wall_s, 1),
+        "total_s": round(time.monotonic() - t_start, 1),
+        "sender_ended": res.ended,
+        "session": str(session_dir),
+        "recorded_frames": recorder.written,
+        "triggers": triggers.stats(),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if pairs:
+        side_by_side(pairs, out / "stimulus_vs_reconstruction.png")
+    return summary

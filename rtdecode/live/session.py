@@ -1,0 +1,261 @@
+"""The live loop: ingest -> extract -> activity ring -> decode -> publish, one frame at a time.
+
+The whole stage graph is checked before the first frame. Latency is measured from the arrival of a
+frame message (when the socket handed it over) to the moment its decoded frame was published, and
+kept as a histogram, as is each stage's time per frame. A frame a stage rejects (wrong shape or
+dtype) is counted and skipped; repeated unexpected errors stop the session rather than logging forever.
+
+Queues and what they do when the pipeline falls behind (nothing grows without bound):
+- ingest: the SUB socket's receive high-water mark; beyond it ZeroMQ drops at the sender, and the
+  drop shows up as `dropped` (messages, from `seq` gaps) and `lost_frames` (from frameNumberAcq gaps);
+- display (the publisher): its send high-water mark; a slow viewer loses old frames (it counts them
+  from `seq` gaps on its side), the live loop never waits for it;
+- recording: never drops; a bounded chunk queue, and when it is full the live loop waits for the
+  disk (backpressure, so any loss happens at ingest, where it is counted); `record_backlog`;
+- triggers: never drop; slow sinks have a queue, and when it backs up past its limit the engine
+  disables triggers (fail-safe, with the reason) instead of firing late; `triggers.pending`.
+
+The source may go quiet and come back (a restarted acquisition PC): silences longer than
+`silence_s` are logged and counted, a frame counter that goes back is counted as a restart.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtdecode.errors import StageError
+from rtdecode.sources.ingest import Ingest
+from rtdecode.latency import Histogram
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.record import Recorder
+from rtdecode.extract.ring import ActivityRing
+from rtdecode.stage import Chain
+
+log = logging.getLogger(__name__)
+
+
+def limit_blas_threads(n: int | None) -> int | None:
+    """Set the BLAS thread count of this process (None: leave it); returns the count before.
+
+    On a small rig PC the live loop shares cores with acquisition: two OpenBLAS threads made the
+    ridge decoder's mat-vec 4-8x slower than one on 2 cores (they spin and get descheduled every
+    frame; benchmarks/results/bench_e2e.json), so live sessions run with 1.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=None)
+    if n is not None:
+        threadpool_limits(n, user_api="blas")
+    return before
+
+
+@dataclass
+class LiveResult:
+    """What a session saw. `decoded` and `stimuli` are filled only when collecting (the demo)."""
+
+    frames: int = 0
+    published: int = 0
+    rejected_frames: int = 0
+    errors: int = 0
+    latency: Histogram = field(default_factory=Histogram)
+    e2e: Histogram = field(default_factory=Histogram)
+    decoded: dict = field(default_factory=dict)  # (trial, stim frame) -> (H, W) float32
+    stimuli: dict = field(default_factory=dict)  # (trial, stim frame) -> (H, W) uint8
+    ended: bool = False
+    wall_s: float = 0.0
+    lost_frames: int = 0  # gaps in the acquisition frame counter (frameNumberAcq)
+    source_restarts: int = 0  # the frame counter went back (the source restarted)
+    silences: int = 0  # times the source sent no frame for longer than `silence_s`
+    longest_silence_s: float = 0.0
+
+
+class StimulusLog:
+    """Which stimulus frame was on screen when: the last `keep` stim messages, searchable by time."""
+
+    def __init__(self, keep: int = 1000):
+        self.times: deque[float] = deque(maxlen=keep)
+        self.ids: deque[tuple[int, int]] = deque(maxlen=keep)
+        self.images: dict[tuple[int, int], np.ndarray] = {}  # the images of the ids kept, when sent
+
+    def add(self, t: float, trial: int, frame: int, image: np.ndarray | None = None) -> None:
+        if len(self.ids) == self.ids.maxlen:
+            self.images.pop(self.ids[0], None)
+        self.times.append(t)
+        self.ids.append((trial, frame))
+        if image is not None and image.ndim == 2:
+            self.images[(trial, frame)] = image
+
+    def at(self, t: float, tolerance: float = 1e-3) -> tuple[int, int] | None:
+        """(trial, frame) shown at time t: the latest stim message sent at or before t."""
+        i = bisect.bisect_right(self.times, t + tolerance) - 1
+        return self.ids[i] if i >= 0 else None
+
+
+class LiveSession:
+    """Runs `chain` (extraction stages + ring + decode) on every `frame` message of `ingest`."""
+
+    def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
+                 collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
+                 recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
+                 time_stages: bool = True):
+        self.ingest, self.chain, self.pub = ingest, chain, publisher
+        if time_stages:
+            chain.time_stages()
+        self.silence_s = silence_s
+        self._last_acq: int | None = None
+        self._last_frame: float | None = None  # time.monotonic() of the last frame message
+        self._silent = False
+        rings = [i for i, s in enumerate(chain.stages) if isinstance(s, ActivityRing)]
+        if len(rings) != 1:
+            raise StageError(f"the live chain needs exactly one activity ring, found {len(rings)}")
+        ring = rings[0]
+        bins = chain.stages[ring].history
+        # The activity vector of the current frame: the ring's input.
+        self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
+        self.recorder = recorder
+        self.triggers = triggers  # a rtdecode.outputs.triggers.TriggerEngine, or None
+        self.target_back = bins - 1 + lag_min  # bins between the newest bin and the decoded frame
+        self.frame_times: deque[float] = deque(maxlen=max(self.target_back, 0) + 1)
+        self.stim = StimulusLog()
+        self.collect = collect
+        self.max_errors = max_errors
+        self.stats_every_s = stats_every_s
+        self.result = LiveResult()
+
+    def run(self, seconds: float | None = None, idle_timeout_s: float = 10.0) -> LiveResult:
+        """Process messages until the sender says it ended, `seconds` pass, or nothing arrives for
+        `idle_timeout_s`."""
+        res = self.result
+        start = time.monotonic()
+        last_msg = last_stats = start
+        consecutive_errors = 0
+        while True:
+            now = time.monotonic()
+            if seconds is not None and now - start >= seconds:
+                break
+            if now - last_msg > idle_timeout_s:
+                log.warning("no message for %.0f s; stopping", idle_timeout_s)
+                break
+            if now - last_stats >= self.stats_every_s:
+                self.publish_stats()
+                last_stats = now
+            if (self._last_frame is not None and not self._silent
+                    and now - self._last_frame > self.silence_s):
+                self._silent = True
+                log.warning("no frame from the source for %.1f s; waiting for it", now - self._last_frame)
+            msg = self.ingest.receive(timeout_ms=50)
+            if msg is None:
+                continue
+            last_msg = time.monotonic()
+            if msg.topic == "stim":
+                self.stim.add(msg.t, int(msg.header["trial"]), int(msg.header["frame"]), msg.array)
+                if self.collect:
+                    res.stimuli[(int(msg.header["trial"]), int(msg.header["frame"]))] = msg.array.copy()
+            elif msg.topic == "stats" and msg.header.get("end"):
+                res.ended = True
+                sent = msg.header.get("frames")  # the sender's count: frames lost at the very end show too
+                if isinstance(sent, int) and not isinstance(sent, bool) and sent > (self._last_acq or 0):
+                    res.lost_frames += sent - (self._last_acq or 0)
+                    self._last_acq = sent
+                break
+            elif msg.topic == "frame":
+                self._account(msg)
+                try:
+                    self.on_frame(msg)
+                    consecutive_errors = 0
+                except StageError as exc:
+                    res.rejected_frames += 1
+                    log.warning("frame %s rejected: %s", msg.header.get("frameNumberAcq"), exc)
+                except Exception:
+                    res.errors += 1
+                    if self.triggers is not None:
+                        self.triggers.disable("a stage raised an error")
+                    consecutive_errors += 1
+                    log.exception("error processing a frame (%d in a row)", consecutive_errors)
+                    if consecutive_errors >= self.max_errors:
+                        log.error("%d errors in a row: stopping the session", consecutive_errors)
+                        break
+        res.wall_s = time.monotonic() - start
+        self.publish_stats()
+        return res
+
+    def _account(self, msg) -> None:
+        """Count lost frames (frameNumberAcq gaps), source restarts and silences."""
+        res = self.result
+        now = time.monotonic()
+        if self._last_frame is not None:
+            quiet = now - self._last_frame
+            if quiet > self.silence_s:
+                res.silences += 1
+                res.longest_silence_s = max(res.longest_silence_s, quiet)
+                log.warning("frames resumed after %.1f s of silence (%d silence(s) so far)", quiet, res.silences)
+        self._last_frame, self._silent = now, False
+        acq = msg.header.get("frameNumberAcq")
+        if not isinstance(acq, int) or isinstance(acq, bool):
+            return
+        last = self._last_acq
+        if last is not None:
+            if acq > last + 1:
+                res.lost_frames += acq - last - 1
+            elif acq < last:
+                res.source_restarts += 1
+                log.warning("the source restarted: frameNumberAcq went back from %d to %d; following it", last, acq)
+        self._last_acq = acq
+
+    def on_frame(self, msg) -> None:
+        res = self.result
+        out = self.chain.process(msg.array)
+        ready = time.perf_counter()
+        self.frame_times.append(msg.t)
+        res.frames += 1
+        decodable = len(self.frame_times) > self.target_back
+        target = (-1, -1)
+        if decodable:
+            target_t = self.frame_times[0]
+            target = self.stim.at(target_t) or (-1, -1)
+            self.pub.send("decoded", out, t=time.time(), trial=target[0], frame=target[1], target_t=target_t,
+                          frameNumberAcq=msg.header.get("frameNumberAcq"))
+            done = time.perf_counter()
+            res.published += 1
+            res.latency.add(done - msg.received)
+            res.e2e.add(max(time.time() - msg.t, 0.0))
+            if self.triggers is not None:
+                self.triggers.on_decoded(out, target_t, done - msg.received, ready, trial=target[0],
+                                         frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"))
+            if self.collect and target[0] >= 0:
+                res.decoded[target] = out.copy()
+        activity = self.activity_buffer if self.activity_buffer is not None else msg.array
+        self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
+        if self.recorder is not None:
+            # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
+            shown = self.stim.at(msg.t) or (-1, -1)
+            self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
+                              shown, target, time.perf_counter() - msg.received, self.stim.images.get(shown))
+
+    def stats(self) -> dict:
+        r = self.result
+        out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
+               "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts(),
+               "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.chain.stage_summary_ms(),
+               "lost_frames": r.lost_frames, "source_restarts": r.source_restarts, "silences": r.silences,
+               "longest_silence_s": round(r.longest_silence_s, 3)}
+        if self.triggers is not None:
+            out["triggers"] = self.triggers.stats()
+        if self.recorder is not None:
+            rec = self.recorder
+            out["recorded"] = rec.written
+            out["record_errors"] = rec.errors
+            out["records_lost"] = rec.lost
+            out["record_backlog"] = rec.backlog
+            out["record_backlog_max"] = rec.backlog_max
+            out["record_wait_s"] = round(rec.blocked_s, 4)
+        return out
+
+    def publish_stats(self) -> None:
+        self.pub.send("stats", None, **self.stats())

@@ -1,0 +1,1 @@
+"""The offline path: the Sensorium 2023 dataset reader/writer, fit, reconstruct."""

@@ -1,0 +1,112 @@
+"""`rtdecode fit`: train a decoder on the `train` trials of a Sensorium-layout dataset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+
+from rtdecode.offline.dataset import Dataset
+from rtdecode.decode import model as model_dir
+from rtdecode.decode import ridge
+from rtdecode.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+
+FIT_METHODS = ("ridge", "inverse", "amortized")
+
+
+def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
+                bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
+                progress: bool = True, **pipeline_options) -> dict:
+    """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
+
+    `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
+    encoder -> inverse -> amortized decoder. `pipeline_options` go to
+    `rtdecode.decode.pipeline.fit_pipeline` (encoder_steps, inverse_cfg, amortized_steps, ...)."""
+    from tqdm import tqdm
+
+    if method not in FIT_METHODS:
+        raise ConfigError(f"unknown fit method '{method}'; valid: {', '.join(FIT_METHODS)}")
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    ds = Dataset(dataset)
+    train = ds.require("train")
+    if len(train) < 2:
+        raise DatasetError(f"{ds.root}: {len(train)} train trial(s); fitting needs at least 2 (one for validation)")
+    n = ds.n_neurons
+    if neurons_subset is not None:
+        if not 1 <= neurons_subset <= n:
+            raise ConfigError(f"--neurons-subset must be between 1 and {n} (the dataset's neurons), got {neurons_subset}")
+        n = neurons_subset
+    nv = max(1, int(round(len(train) * val_fraction)))
+    fit_ids, val_ids = train[:-nv], train[-nv:]
+
+    if method in ("inverse", "amortized"):
+        return _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min,
+                             progress, pipeline_options)
+
+    def source(ids, desc):
+        def it():
+            for i in tqdm(ids, desc=desc, unit="trial", disable=not progress, leave=False):
+                tr = ds.load(i)
+                yield tr.responses[:n], tr.video
+        return it
+
+    dec, info = ridge.fit(source(fit_ids, "fit trials"), source(val_ids, "validation trials"),
+                          lag_min=lag_min, bins=bins, n_basis=n_basis,
+                          progress=(lambda s: log.info("ridge: %s", s)))
+    card = model_dir.new_card(method, n, lag_min, bins, dec.frame_shape, 30.0,
+                              training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
+                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info})
+    model_dir.save(out, card, dec.arrays())
+    return card
+
+
+def load_trials(ds: Dataset, ids: list[str], n: int, progress: bool = False, desc: str = "load") -> list:
+    """(responses (n, T), video (T, H, W), behaviour (T, 4)) per trial; DatasetError for trials
+    that cannot be used (all NaN, NaN frames inside the video)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from rtdecode.decode.encoder import behaviour_matrix
+
+    out = []
+    for i in tqdm(ids, desc=desc, unit="trial", disable=not progress, leave=False):
+        tr = ds.load(i)
+        if tr.video.shape[0] == 0:
+            raise DatasetError(f"{ds.root}: trial {i} is all NaN (no valid frames in data/videos/{i}.npy "
+                               f"and data/responses/{i}.npy); remove it or mark its tier as something else")
+        if not np.isfinite(tr.video).all():
+            raise DatasetError(f"{ds.root}: data/videos/{i}.npy has NaN or inf frames before its end")
+        out.append((tr.responses[:n], tr.video, behaviour_matrix(tr.behavior, tr.pupil_center)))
+    return out
+
+
+def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min, progress, options):
+    import time
+
+    from rtdecode.decode.pipeline import fit_pipeline
+
+    t0 = time.perf_counter()
+    trials = load_trials(ds, fit_ids, n, progress, "load train")
+    val = load_trials(ds, val_ids, n, progress, "load validation")
+    options = {"progress": progress, **options}
+    dec, arrays, fields = fit_pipeline(trials, val, method=method, lag_min=lag_min, bins=bins,
+                                       frame_shape=ds.frame_shape, **options)
+    info = fields.pop("training_pipeline")
+    info["fit_seconds"] = time.perf_counter() - t0
+    card = model_dir.new_card(method, n, lag_min, bins, ds.frame_shape, 30.0,
+                              training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
+                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info},
+                              **fields)
+    card["normalisation"] = {
+        "activity": "amortized: z-score per neuron inside the network (act_mean, act_std buffers); "
+                    "encoder: raw activity per frame (Poisson)",
+        "pixels": f"network output and inverse in 0-255; encoder input (pixel - {fields['encoder']['pix_centre']}) / "
+                  f"{fields['encoder']['pix_scale']}",
+        "behaviour": "encoder: z-scored with the encoder's beh_mean, beh_std buffers",
+    }
+    model_dir.save(out, card, arrays)
+    log.info("fit %s: %.0f s", method, info["fit_seconds"])
+    return card

@@ -1,0 +1,231 @@
+"""Crash-safe session recording.
+
+A session is a folder:
+
+  session.json          what was run: config, model card, start time, rtdecode version (written once)
+  chunks/000000.npz     one chunk per second of data (activity, decoded frames, alignment, latencies)
+  triggers.jsonl        one line per trigger, flushed and fsynced as it happens
+  end.json              written on a clean stop (its absence means the session was killed)
+
+Each chunk is written to a temporary file, fsynced and renamed, so a chunk on disk is always whole:
+after `kill -9` at most the last second (the chunk being gathered) is missing. Writing happens on a
+background thread; the live loop only copies a frame's arrays into the open chunk. The queue of
+chunks waiting for the disk is bounded (`max_backlog`): when it is full the live loop waits (records
+are never dropped to keep up; the time waited is `blocked_s`). A chunk that cannot be written (disk
+full, folder gone) is logged and its records counted in `lost`, so nothing is lost silently. Nothing
+is pickled: chunks are plain .npz, read with allow_pickle=False.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import rtdecode
+from rtdecode.errors import RecordError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rtdecode-session"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Gathers per-frame records into one-second chunks and writes them on a background thread.
+
+    `add(number, t, activity (N,), decoded (H, W) or None, shown, target, latency_s, stimulus)` copies
+    into the open chunk (shown/target: (trial, stimulus frame) on screen at this bin / of the decoded
+    frame, (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN;
+    stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0);
+    `trigger(dict)` is written through at once. `close()` flushes everything and writes end.json.
+    """
+
+    def __init__(self, folder: str | Path, n_neurons: int, frame_shape: tuple[int, int],
+                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30):
+        self.folder = Path(folder)
+        try:
+            (self.folder / "chunks").mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise RecordError(f"{self.folder} already holds a session; choose a new --record path") from None
+        except OSError as exc:
+            raise RecordError(f"cannot create the session folder {self.folder}: {exc}") from None
+        info = {"format": FORMAT, "version": 1, "rtdecode_version": rtdecode.__version__,
+                "started": time.time(), "neurons": n_neurons, "frame_shape": list(frame_shape),
+                "chunk_s": chunk_s, **(meta or {})}
+        _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+        self.cap = max(1, int(round(chunk_s * fps)))
+        self.n, self.shape = n_neurons, tuple(frame_shape)
+        self._new_chunk()
+        self.chunk_index = 0
+        self.chunk_started = time.monotonic()
+        self.chunk_s = chunk_s
+        self.records = 0
+        self.written = 0
+        self.errors = 0  # write errors (chunks and trigger lines)
+        self.lost = 0  # records in chunks that could not be written
+        self.lost_triggers = 0
+        self.blocked_s = 0.0  # time the live loop waited for a full queue
+        self.backlog_max = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_backlog))
+        self._triggers = open(self.folder / "triggers.jsonl", "ab")
+        self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
+        self._thread.start()
+
+    def _new_chunk(self) -> None:
+        c = self.cap
+        self.buf = {
+            "number": np.zeros(c, np.int64), "t": np.zeros(c, np.float64),
+            "activity": np.zeros((c, self.n), np.float32), "decoded": np.zeros((c,) + self.shape, np.float32),
+            "shown": np.zeros((c, 2), np.int64), "target": np.zeros((c, 2), np.int64),
+            "latency_s": np.zeros(c, np.float64), "stimulus": np.zeros((c,) + self.shape, np.uint8),
+        }
+        self.fill = 0
+
+    def add(self, number: int, t: float, activity: np.ndarray, decoded: np.ndarray | None,
+            shown: tuple[int, int], target: tuple[int, int], latency_s: float,
+            stimulus: np.ndarray | None = None) -> None:
+        b, i = self.buf, self.fill
+        if stimulus is not None and stimulus.shape == self.shape:
+            b["stimulus"][i] = stimulus
+        else:
+            b["stimulus"][i] = 0
+        b["number"][i], b["t"][i], b["latency_s"][i] = number, t, latency_s
+        b["shown"][i], b["target"][i] = shown, target
+        b["activity"][i] = activity
+        if decoded is None:
+            b["decoded"][i] = np.nan
+        else:
+            b["decoded"][i] = decoded
+        self.fill += 1
+        self.records += 1
+        if self.fill == self.cap or time.monotonic() - self.chunk_started >= self.chunk_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the open chunk to the writer thread and start a new one."""
+        if self.fill:
+            item = (self.chunk_index, {k: v[: self.fill] for k, v in self.buf.items()})
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:  # the disk is behind: wait for it rather than drop records
+                t0 = time.perf_counter()
+                self._queue.put(item)
+                self.blocked_s += time.perf_counter() - t0
+            self.backlog_max = max(self.backlog_max, self._queue.qsize())
+            self.chunk_index += 1
+            self._new_chunk()
+        self.chunk_started = time.monotonic()
+
+    def trigger(self, event: dict) -> None:
+        """Write one trigger event through to disk now (never buffered)."""
+        try:
+            self._triggers.write((json.dumps(event) + "\n").encode())
+            self._triggers.flush()
+            os.fsync(self._triggers.fileno())
+        except OSError as exc:
+            self.errors += 1
+            self.lost_triggers += 1
+            log.error("could not record trigger %s: %s", event, exc)
+
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            index, arrays = item
+            path = self.folder / "chunks" / f"{index:06d}.npz"
+            try:
+                _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+                self.written += len(arrays["number"])
+            except Exception as exc:  # noqa: BLE001 -- disk full, folder removed, anything: the writer must
+                # live on (the live loop waits for its bounded queue); say so loudly, count what was lost
+                self.errors += 1
+                self.lost += len(arrays["number"])
+                log.error("could not write %s (%d records lost): %s", path, len(arrays["number"]), exc)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def close(self, stats: dict | None = None) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join()
+        self._triggers.close()
+        end = {**(stats or {}), "stopped": time.time(), "records": self.records, "written": self.written,
+               "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers}
+        if stats is not None and "recorded" in stats:  # the session's stats were taken before this last flush
+            end.update(recorded=self.written, record_errors=self.errors, records_lost=self.lost, record_backlog=0)
+        if self.lost or self.lost_triggers:
+            log.error("session %s: %d of %d records and %d trigger lines could not be written", self.folder,
+                      self.lost, self.records, self.lost_triggers)
+        _atomic_write(self.folder / "end.json", lambda fh: fh.write(json.dumps(end, indent=2).encode()))
+
+
+def read_session(folder: str | Path) -> dict:
+    """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
+    chunks, 'damaged': list of problems}. RecordError if it is not a session at all."""
+    folder = Path(folder)
+    meta_path = folder / "session.json"
+    if not meta_path.is_file():
+        raise RecordError(f"{folder} is not an rtdecode session (no session.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{meta_path}: not valid JSON ({exc})") from None
+    damaged = []
+    parts: dict[str, list] = {}
+    for path in sorted((folder / "chunks").glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                for k in z.files:
+                    parts.setdefault(k, []).append(z[k])
+        except Exception as exc:
+            damaged.append(f"{path.name}: {exc}")
+    leftovers = sorted(p.name for p in (folder / "chunks").glob("*.tmp"))
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    triggers = []
+    tpath = folder / "triggers.jsonl"
+    if tpath.is_file():
+        for i, line in enumerate(tpath.read_text().splitlines()):
+            try:
+                triggers.append(json.loads(line))
+            except json.JSONDecodeError:
+                damaged.append(f"triggers.jsonl line {i + 1} is not JSON")
+    end_path = folder / "end.json"
+    end = json.loads(end_path.read_text()) if end_path.is_file() else None
+    return {"meta": meta, "end": end, "triggers": triggers, "arrays": arrays, "damaged": damaged,
+            "unfinished_chunks": leftovers}
+
+
+def summarize(session: dict) -> dict:
+    """What a session holds: duration, frames, triggers, gaps; `ok` False if anything is damaged."""
+    a = session["arrays"]
+    number = a.get("number", np.zeros(0, np.int64))
+    t = a.get("t", np.zeros(0))
+    gaps = int(np.sum(np.maximum(np.diff(number) - 1, 0))) if number.size > 1 else 0
+    return {
+        "frames": int(number.size),
+        "duration_s": float(t[-1] - t[0]) if t.size > 1 else 0.0,
+        "triggers": len(session["triggers"]),
+        "gaps": gaps,
+        "neurons": session["meta"].get("neurons"),
+        "clean_stop": session["end"] is not None,
+        "damaged": session["damaged"],
+        "ok": not session["damaged"],
+    }

@@ -1,7 +1,0 @@
-"""Closed-loop triggers: rules on the decoded stream (rules.py), where a trigger goes (sinks.py), and
-the engine that ties them to the live loop and fails safe (engine.py)."""
-
-from rtdecode.triggers.engine import TriggerEngine
-from rtdecode.triggers.rules import CallableRule, LuminanceRule, MotionEnergyRule, Rule, SimilarityRule
-
-__all__ = ["TriggerEngine", "Rule", "SimilarityRule", "LuminanceRule", "MotionEnergyRule", "CallableRule"]
