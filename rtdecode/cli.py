@@ -7,7 +7,10 @@ import json
 import logging
 import sys
 
+from rtdecode.decode import methods  # the registries: light, no torch or runtimes
+from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.errors import RtdecodeError
+from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
 
 EPILOG = """examples:
   rtdecode demo --headless --out demo_out        the virtual rig, end to end, in ~3 minutes
@@ -78,9 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout, or a recorded session folder "
                    "(a calibration block: exported to the layout first, every trial as 'train')")
     f.add_argument("--out", required=True, help="model directory to write")
-    f.add_argument("--method", default="ridge", choices=("ridge", "inverse", "amortized"),
-                   help="ridge (default); inverse: train the dynamic encoding model (for --method inverse "
-                   "reconstruction); amortized: encoder -> iterative inverse -> amortized decoder warm-started by it")
+    f.add_argument("--method", default="ridge", choices=methods.fit_methods(),
+                   help="; ".join(f"{m.name}: {m.help}" for m in methods.METHODS.values() if m.fit))
     f.add_argument("--encoder-steps", type=_positive_int, default=None, help="encoder training steps (default 1000)")
     f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
     f.add_argument("--inverse-iterations", type=_positive_int, default=None,
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model")
     r.add_argument("dataset")
     r.add_argument("--out", required=True)
-    r.add_argument("--method", default=None, choices=("ridge", "amortized", "inverse", "warm"),
+    r.add_argument("--method", default=None, choices=methods.reconstruct_modes(),
                    help="default: the model's own; inverse and warm need an encoder-based model")
     r.add_argument("--iterations", type=_positive_int, default=None, help="inverse / warm-refinement iterations")
     r.add_argument("--tiers", nargs="+", default=["oracle"], help="tiers to reconstruct (default oracle)")
@@ -141,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("session", help="a session folder written by 'rtdecode demo' or 'rtdecode run --record'")
     i.add_argument("--json", action="store_true", help="print JSON")
 
-    from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
 
     add_probe_parser(sub)
 
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "warms it, prints what runs and why the others were skipped.")
     c.add_argument("model", help="model directory (card.json + weights.npz)")
     c.add_argument("--backend", action="extend", nargs="+", default=None, metavar="NAME",
-                   help="preference order among tensorrt, onnxruntime, torch (default: that order)")
+                   help=f"preference order among {', '.join(BACKENDS)} (default: {' '.join(DEFAULT_PREFERENCE)})")
     c.add_argument("--threads", type=_positive_int, default=1, help="CPU intra-op threads (default 1)")
     c.add_argument("--force-export", action="store_true", help="re-export decoder.onnx even if up to date")
     c.add_argument("--fp16", action="store_true",
@@ -274,7 +275,7 @@ def cmd_fit(args, progress) -> int:
         args.dataset = str(export_sensorium(args.dataset, Path(tmp.name) / "dataset"))
 
     opts = {}
-    if args.method != "ridge":
+    if methods.METHODS[args.method].encoder:
         from rtdecode.decode.inverse import InverseConfig
 
         for k in ("encoder_steps", "encoder_models", "inverse_trials", "synth_movies"):
@@ -287,7 +288,7 @@ def cmd_fit(args, progress) -> int:
             opts["inverse_cfg"] = InverseConfig(**inv)
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
                        lag_min=args.lag_min, progress=True, **opts)
-    print(f"wrote {args.out} ({card['method']}, {card['neurons']} neurons, window {card['window']['bins']} bins)")
+    print(f"wrote {args.out} ({card.method}, {card.neurons} neurons, window {card.window.bins} bins)")
     return 0
 
 

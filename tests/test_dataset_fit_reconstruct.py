@@ -40,7 +40,7 @@ def test_oracle_trials_use_held_out_images(small_rig):
 
 def test_fit_and_reconstruct_ridge(small_dataset, tmp_path):
     card = fit_dataset(small_dataset, tmp_path / "model", progress=False)
-    assert json.loads((tmp_path / "model" / "card.json").read_text())["neurons"] == 300 == card["neurons"]
+    assert json.loads((tmp_path / "model" / "card.json").read_text())["neurons"] == 300 == card.neurons
     m = reconstruct(tmp_path / "model", small_dataset, tmp_path / "rec", progress=False)
     for i in m["trial_ids"]:
         out = np.load(tmp_path / "rec" / "videos" / f"{i}.npy")

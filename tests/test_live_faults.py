@@ -139,7 +139,7 @@ def test_disk_full_mid_session_is_counted_and_the_session_goes_on(live, tmp_path
     th, ep = _sender(frames, speed=4.0)
     ingest = Ingest([ep])
     pub = Publisher()
-    rec = Recorder(tmp_path / "s", N, tuple(card["frame_shape"]))
+    rec = Recorder(tmp_path / "s", N, card.frame_shape)
     session = LiveSession(ingest, chain, pub, lag_min=0, recorder=rec)
     res = session.run(seconds=60)
     th.join(timeout=30)

@@ -53,7 +53,7 @@ def test_4x_playback_counts_every_frame_and_recording_keeps_up(tmp_path):
     endpoint = ready.get(timeout=60)
     pub = Publisher()
     listener, stats_msgs = _stats_listener(pub.endpoint)
-    rec = Recorder(tmp_path / "s", N, tuple(card["frame_shape"]))
+    rec = Recorder(tmp_path / "s", N, card.frame_shape)
     triggers = TriggerEngine([CallableRule("every", lambda f: 1.0, refractory_s=0.0)], [ZmqSink(pub)],
                              max_lag_s=10.0, record=rec.trigger)
     ingest = Ingest([endpoint])
@@ -119,7 +119,7 @@ def test_overload_drops_at_ingest_only_and_counts_exactly(tmp_path):
     imgs = scope.render_movie(scope.poisson_spikes(20, seed=1))
     frames = 200
     pub = Publisher()
-    rec = Recorder(tmp_path / "s", 40, tuple(card["frame_shape"]))
+    rec = Recorder(tmp_path / "s", 40, card.frame_shape)
     ingest = Ingest([endpoint], hwm=4)
     session = LiveSession(ingest, chain, pub, lag_min=0, recorder=rec)
 

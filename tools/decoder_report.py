@@ -147,7 +147,7 @@ def run_size(n, train_all, val_all, test_all, mask, args, out_fig):
 
 def time_single(dec, reps=200):
     mod = dec.torch_module()
-    x = torch.rand(1, dec.card["neurons"], dec.bins)
+    x = torch.rand(1, dec.card.neurons, dec.bins)
     with torch.no_grad():
         for _ in range(10):
             mod(x)

@@ -90,11 +90,11 @@ def soak(minutes: float = 10.0, json_out: str | Path = "soak.json", neurons: int
                            frame_shape=tuple(shape), max_frames=frames, prerender=300, wait_subscriber_s=300)
         sender, endpoint = start_sender(cfg)
         pub = Publisher()
-        recorder = Recorder(folder, neurons, tuple(card["frame_shape"]), meta={"source": "tools/soak.py"})
+        recorder = Recorder(folder, neurons, card.frame_shape, meta={"source": "tools/soak.py"})
         triggers = TriggerEngine([CallableRule("once_a_second", lambda f: 1.0, threshold=0.5, refractory_s=1.0)],
                                  [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
         ingest = Ingest([endpoint])
-        session = SoakSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
+        session = SoakSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
                               triggers=triggers)
         rss_start = rss_mb()
         t0 = time.time()

@@ -56,7 +56,7 @@ def _pct(ts_s) -> dict:
 def _make_models(root: Path, n: int, bins: int, frame_shape, hidden: int, seed: int) -> dict:
     from rtdecode.decode import model as model_files
     from rtdecode.decode import ridge
-    from rtdecode.decode.export import write_standin_model
+    from rtdecode.bench.standin import write_standin_model
 
     dec = ridge.random_decoder(n, bins, frame_shape, seed=seed)  # the shapes `rtdecode fit` gives
     nb = dec.basis.shape[1]
@@ -90,7 +90,7 @@ def _time_cell(model_dir: Path, columns, threads: int, runs: int, rounds: int, b
     if numpy_decoder is not None:
         loaded["numpy_predict_window"] = numpy_decoder.predict_window
         info["numpy_predict_window"] = {"backend": "numpy RidgeDecoder.predict_window (the DecodeStage path)"}
-    (n, bins), (h, w) = (card["neurons"], card["window"]["bins"]), card["frame_shape"]
+    (n, bins), (h, w) = (card.neurons, card.window.bins), card.frame_shape
     rng = np.random.default_rng(seed)
     inputs = rng.gamma(0.5, 2.0, (8, n, bins)).astype(np.float32)
     outs = {c: np.zeros((h, w), np.float32) for c in loaded}
@@ -156,7 +156,7 @@ def run(json_out, neurons=(1000, 4000, 8000), bins: int = 8, hidden: int = 512, 
         for n in neurons:
             models = _make_models(root, n, bins, frame_shape, hidden, seed)
             if anchor and n == max(neurons):
-                from rtdecode.decode.export import write_standin_model
+                from rtdecode.bench.standin import write_standin_model
 
                 write_standin_model(root / f"mlp1_{n}", n, 1, frame_shape, hidden, seed)
                 models["standin_mlp_bins1"] = (root / f"mlp1_{n}", None, None)

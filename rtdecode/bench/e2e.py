@@ -146,12 +146,12 @@ def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape
     time.sleep(0.3)  # the subscription reaches the publisher
     recorder = None
     if record is not None:
-        recorder = Recorder(record, n_neurons, tuple(card["frame_shape"]), meta={"source": "bench e2e"})
+        recorder = Recorder(record, n_neurons, card.frame_shape, meta={"source": "bench e2e"})
     rules = [CallableRule("every_frame", lambda f: 1.0, threshold=0.5, refractory_s=0.0)] if trigger_every_frame else []
     triggers = TriggerEngine(rules, [ZmqSink(pub)], max_lag_s=0.1,
                              record=recorder.trigger if recorder is not None else None)
     ingest = Ingest([endpoint])
-    session = TracedSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
+    session = TracedSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
                              triggers=triggers)
     load0 = os.getloadavg()
     try:

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rtdecode.decode.card import ModelCard
 from rtdecode.decode.encoder import PIX_SCALE, warmup_cosine
 from rtdecode.errors import ModelError
 
@@ -179,11 +180,13 @@ def net_arrays(net: AmortizedNet, prefix: str = "amortized.") -> dict[str, np.nd
     return {f"{prefix}{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()}
 
 
-def net_from_arrays(arrays: dict, card: dict, prefix: str = "amortized.") -> AmortizedNet:
-    a = card["amortized"]
-    net = AmortizedNet(card["neurons"], card["window"]["bins"], tuple(card["frame_shape"]),
+def net_from_arrays(arrays: dict, card: ModelCard, prefix: str = "amortized.") -> AmortizedNet:
+    a = card.amortized
+    if a is None:
+        raise ModelError("card.json has no 'amortized' field (the network's k, hidden, dropout)")
+    net = AmortizedNet(card.neurons, card.window.bins, card.frame_shape,
                        AmortizedConfig(k=a["k"], hidden=a["hidden"], dropout=a["dropout"]))
-    net.lag_min = card["window"]["lag_min"]
+    net.lag_min = card.window.lag_min
     sd = net.state_dict()
     for k, t in sd.items():
         key = prefix + k

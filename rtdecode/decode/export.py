@@ -8,9 +8,8 @@ opset 17, input `window`, output `frame`), checks it through onnxruntime against
 random inputs, and records it in the card under `onnx` (file, opset, sha256, input/output names and
 shapes) so that a backend can check the graph it loads against the card without running code.
 
-Also here: `ridge_module` (the ridge decoder as an exact torch module; it is linear) and the
-stand-in amortized network (`write_standin_model`, method `standin_mlp`: N*bins -> hidden -> H*W,
-random weights) used to measure backends before the trained amortized decoder exists.
+The ridge decoder's torch module lives beside it (rtdecode.decode.ridge_torch); the benchmark's
+stand-in network in rtdecode.bench.standin.
 
 torch, onnx and onnxruntime are imported inside the functions that use them.
 """
@@ -26,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.decode import model as model_files
+from rtdecode import decode
+from rtdecode.decode.card import ModelCard, read_card, write_card
 from rtdecode.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ OPSET = 17  # parsed by TensorRT 10 and 11
 INPUT = "window"
 OUTPUT = "frame"
 PARITY_RTOL = 1e-4
-STANDIN = "standin_mlp"
 
 
 class MissingOnnx(ModelError):
@@ -45,11 +44,9 @@ class MissingOnnx(ModelError):
 
 # --- shapes and files -------------------------------------------------------------------------
 
-def io_shapes(card: dict) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def io_shapes(card: ModelCard) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """((1, N, bins), (1, H, W)): the batch-1 input and output shapes a card promises."""
-    n, bins = int(card["neurons"]), int(card["window"]["bins"])
-    h, w = (int(x) for x in card["frame_shape"])
-    return (1, n, bins), (1, h, w)
+    return (1,) + card.in_shape, (1,) + card.frame_shape
 
 
 def sha256_file(path: str | Path) -> str:
@@ -58,14 +55,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def write_card(folder: str | Path, card: dict) -> None:
-    """Rewrite card.json atomically (the weights are left alone)."""
-    path = Path(folder) / "card.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def onnx_io(path: str | Path) -> tuple[list[dict], list[dict]]:
@@ -104,7 +93,7 @@ def onnx_io(path: str | Path) -> tuple[list[dict], list[dict]]:
     return [d(v) for v in s.get_inputs()], [d(v) for v in s.get_outputs()]
 
 
-def check_onnx(folder: str | Path, card: dict, verify_sha: bool = True) -> Path:
+def check_onnx(folder: str | Path, card: ModelCard, verify_sha: bool = True) -> Path:
     """The path of the model's ONNX graph after checking it against the card.
 
     MissingOnnx if the graph file is missing (export it);
@@ -112,7 +101,7 @@ def check_onnx(folder: str | Path, card: dict, verify_sha: bool = True) -> Path:
     dtypes disagree with the card (neurons, window bins, frame shape) -- the message names which.
     """
     folder = Path(folder)
-    entry = card.get("onnx")
+    entry = card.onnx
     path = folder / (entry["file"] if entry else ONNX_FILE)
     if not path.is_file():
         raise MissingOnnx(f"{folder}: no {path.name} (export it with 'rtdecode compile {folder}')")
@@ -155,89 +144,6 @@ def check_onnx(folder: str | Path, card: dict, verify_sha: bool = True) -> Path:
 
 # --- torch modules ------------------------------------------------------------------------------
 
-def ridge_module(decoder):
-    """The ridge decoder as a torch module (1, N, bins) -> (1, H, W), the same float32 operations
-    as `RidgeDecoder.predict_window`: z-score, temporal basis, one matmul (two when low-rank),
-    pixel mean."""
-    import torch
-
-    class RidgeModule(torch.nn.Module):
-        def __init__(self, d):
-            super().__init__()
-            f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))  # noqa: E731
-            self.register_buffer("act_mean", f32(d.act_mean).reshape(-1, 1))
-            self.register_buffer("act_std", f32(d.act_std).reshape(-1, 1))
-            self.register_buffer("basis", f32(d.basis))
-            self.register_buffer("weights", f32(d.weights))
-            self.low_rank = d.w_out is not None
-            if self.low_rank:
-                self.register_buffer("w_out", f32(d.w_out))
-            self.register_buffer("pixel_mean", f32(d.pixel_mean))
-            self.frame_shape = tuple(int(x) for x in d.frame_shape)
-
-        def forward(self, window):
-            z = (window - self.act_mean) / self.act_std            # (1, N, bins)
-            feats = torch.matmul(z, self.basis).reshape(1, -1)     # (1, N * nb), neuron-major
-            y = torch.matmul(feats, self.weights)
-            if self.low_rank:
-                y = torch.matmul(y, self.w_out)
-            return (y + self.pixel_mean).reshape((1,) + self.frame_shape)
-
-    return RidgeModule(decoder).eval()
-
-
-def standin_arrays(neurons: int, bins: int = 8, frame_shape=(36, 64), hidden: int = 512,
-                   seed: int = 0) -> dict[str, np.ndarray]:
-    """Random weights of the stand-in amortized network (PyTorch's default init scale)."""
-    rng = np.random.default_rng(seed)
-    fan1, n_out = neurons * bins, int(frame_shape[0]) * int(frame_shape[1])
-    u = lambda fan, shape: rng.uniform(-1, 1, shape).astype(np.float32) / np.float32(np.sqrt(fan))  # noqa: E731
-    return {"w1": u(fan1, (fan1, hidden)), "b1": u(fan1, (hidden,)),
-            "w2": u(hidden, (hidden, n_out)), "b2": u(hidden, (n_out,)) + np.float32(128)}
-
-
-def write_standin_model(folder: str | Path, neurons: int, bins: int = 8, frame_shape=(36, 64),
-                        hidden: int = 512, seed: int = 0) -> dict:
-    """A model directory holding the stand-in amortized network; returns its card."""
-    card = model_files.new_card(STANDIN, neurons, 0, bins, tuple(frame_shape), 30.0,
-                                architecture={"layers": [neurons * bins, hidden, int(np.prod(frame_shape))],
-                                              "activation": "relu", "seed": seed,
-                                              "note": "stand-in with random weights, for backend work only"})
-    model_files.save(folder, card, standin_arrays(neurons, bins, frame_shape, hidden, seed))
-    return card
-
-
-def standin_module(card: dict, arrays: dict[str, np.ndarray]):
-    """The stand-in network as a torch module (1, N, bins) -> (1, H, W)."""
-    import torch
-
-    (_, n, bins), (_, h, w) = io_shapes(card)
-    expect = {"w1": (n * bins, None), "b1": (None,), "w2": (None, h * w), "b2": (h * w,)}
-    for k, shape in expect.items():
-        if k not in arrays:
-            raise ModelError(f"weights.npz has no '{k}'")
-        if any(s is not None and s != a for s, a in zip(shape, arrays[k].shape)) or len(shape) != arrays[k].ndim:
-            raise ModelError(f"weights.npz '{k}' has shape {arrays[k].shape}, the card implies {shape}")
-    hidden = arrays["w1"].shape[1]
-
-    class StandInMLP(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1 = torch.nn.Linear(n * bins, hidden)
-            self.fc2 = torch.nn.Linear(hidden, h * w)
-            with torch.no_grad():
-                self.fc1.weight.copy_(torch.from_numpy(arrays["w1"].T.copy()))
-                self.fc1.bias.copy_(torch.from_numpy(arrays["b1"]))
-                self.fc2.weight.copy_(torch.from_numpy(arrays["w2"].T.copy()))
-                self.fc2.bias.copy_(torch.from_numpy(arrays["b2"]))
-
-        def forward(self, window):
-            x = torch.relu(self.fc1(window.reshape(1, -1)))
-            return self.fc2(x).reshape(1, h, w)
-
-    return StandInMLP().eval()
-
-
 def as_module(decoder):
     """The torch module of a decoder object: `decoder.as_torch_module()`, or the decoder itself if
     it is a torch module. ModelError if it is neither."""
@@ -253,16 +159,11 @@ def as_module(decoder):
 
 def module_for(folder: str | Path):
     """(card, torch module) of a model directory."""
-    card, arrays = model_files.load(folder)
-    if card["method"] == STANDIN:
-        return card, standin_module(card, arrays)
-    from rtdecode import decode
-
     card, decoder = decode.load(folder)
     return card, as_module(decoder)
 
 
-def check_module(module, card: dict) -> None:
+def check_module(module, card: ModelCard) -> None:
     """Run the module once on zeros; ModelError if it does not give a float32 (1, H, W) frame."""
     import torch
 
@@ -270,7 +171,7 @@ def check_module(module, card: dict) -> None:
     with torch.inference_mode():
         y = module(torch.zeros(shape_in, dtype=torch.float32))
     if tuple(y.shape) != shape_out or y.dtype != torch.float32:
-        raise ModelError(f"the {card['method']} module maps {list(shape_in)} to {y.dtype} {list(y.shape)}; the "
+        raise ModelError(f"the {card.method} module maps {list(shape_in)} to {y.dtype} {list(y.shape)}; the "
                          f"card's frame needs float32 {list(shape_out)}")
 
 
@@ -299,7 +200,7 @@ def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(a - ref)) / max(float(np.max(np.abs(ref))), 1e-12))
 
 
-def parity(module, onnx_path: str | Path, card: dict, trials: int = 3, seed: int | None = None) -> float:
+def parity(module, onnx_path: str | Path, card: ModelCard, trials: int = 3, seed: int | None = None) -> float:
     """Worst relative error (max abs difference / max abs torch output) of onnxruntime against torch
     over `trials` fresh random windows (non-negative, activity-like)."""
     import onnxruntime as ort
@@ -329,12 +230,12 @@ def export_onnx(folder: str | Path, module=None, opset: int = OPSET, force: bool
     import torch
 
     folder = Path(folder)
-    card = model_files.read_card(folder)
-    if not force and card.get("onnx"):
+    card = read_card(folder)
+    if not force and card.onnx:
         try:
             check_onnx(folder, card)
-            log.info("%s: %s is up to date (sha256 %s...)", folder, card["onnx"]["file"], card["onnx"]["sha256"][:12])
-            return card["onnx"]
+            log.info("%s: %s is up to date (sha256 %s...)", folder, card.onnx["file"], card.onnx["sha256"][:12])
+            return card.onnx
         except ModelError as exc:
             log.info("re-exporting: %s", exc)
     if module is None:
@@ -357,7 +258,7 @@ def export_onnx(folder: str | Path, module=None, opset: int = OPSET, force: bool
              "inputs": [{"name": INPUT, "shape": list(shape_in), "dtype": "float32"}],
              "outputs": [{"name": OUTPUT, "shape": list(shape_out), "dtype": "float32"}],
              "exporter": exporter, "parity_max_rel_err": err}
-    card["onnx"] = entry
+    card = card.replace(onnx=entry)
     check_onnx(folder, card)
     write_card(folder, card)
     log.info("%s: wrote %s (opset %d, %.1f MB, parity %s)", folder, ONNX_FILE, opset, path.stat().st_size / 1e6,

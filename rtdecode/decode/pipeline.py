@@ -24,34 +24,37 @@ import torch
 
 from rtdecode.decode import amortized as am
 from rtdecode.decode import encoder as enc
+from rtdecode.decode import methods
+from rtdecode.decode.card import ModelCard, new_card
 from rtdecode.decode.inverse import InverseConfig, invert
 from rtdecode.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
-MODES = ("amortized", "inverse", "warm")
-
-
 class PipelineDecoder:
-    def __init__(self, card: dict, encoders: list, net: am.AmortizedNet | None, mask: np.ndarray):
+    def __init__(self, card: ModelCard, encoders: list, net: am.AmortizedNet | None, mask: np.ndarray):
+        if card.inverse is None:
+            raise ModelError(f"a '{card.method}' card needs the 'inverse' field (the iterative inverse's settings)")
         self.card = card
         self.encoders = encoders
         self.net = net
         self.mask = mask
-        self.frame_shape = tuple(card["frame_shape"])
-        self.lag_min = card["window"]["lag_min"]
-        self.bins = card["window"]["bins"]
-        self.inverse_cfg = InverseConfig(**{k: v for k, v in card["inverse"].items() if k != "extra"})
-        self.warm_iterations = int(card.get("warm_iterations", max(1, self.inverse_cfg.iterations // 10)))
+        self.frame_shape = card.frame_shape
+        self.lag_min = card.window.lag_min
+        self.bins = card.window.bins
+        self.inverse_cfg = InverseConfig(**{k: v for k, v in card.inverse.items() if k != "extra"})
+        self.warm_iterations = int(card.warm_iterations if card.warm_iterations is not None
+                                   else max(1, self.inverse_cfg.iterations // 10))
 
     @property
     def modes(self) -> tuple[str, ...]:
-        return MODES if self.net is not None else ("inverse",)
+        """How this model can reconstruct (rtdecode.decode.methods); the first is the default."""
+        return methods.METHODS[self.card.method].modes
 
     def torch_module(self) -> torch.nn.Module:
         """float32 (1, N, bins) raw activity -> (1, H, W) frame in 0-255, normalisation included."""
         if self.net is None:
-            raise ModelError(f"a '{self.card['method']}' model has no feed-forward network; fit --method amortized")
+            raise ModelError(f"a '{self.card.method}' model has no feed-forward network; fit --method amortized")
         return self.net.eval()
 
     as_torch_module = torch_module  # the name rtdecode.decode.export looks for
@@ -69,7 +72,7 @@ class PipelineDecoder:
                     iterations: int | None = None, callback=None, record_every: int = 0) -> tuple[np.ndarray, dict]:
         """(N, T) activity + (T, 4) behaviour -> (T, H, W) reconstruction and info."""
         if mode not in self.modes:
-            raise ConfigError(f"--method {mode}: this '{self.card['method']}' model can reconstruct with "
+            raise ConfigError(f"--method {mode}: this '{self.card.method}' model can reconstruct with "
                               f"{', '.join(self.modes)}")
         t0 = time.perf_counter()
         if mode == "amortized":
@@ -88,12 +91,14 @@ class PipelineDecoder:
         return rec, info
 
     @classmethod
-    def from_arrays(cls, card: dict, arrays: dict) -> "PipelineDecoder":
-        n, (h, w) = card["neurons"], card["frame_shape"]
+    def from_arrays(cls, card: ModelCard, arrays: dict) -> "PipelineDecoder":
+        n, (h, w) = card.neurons, card.frame_shape
+        if card.encoder is None:
+            raise ModelError(f"a '{card.method}' card needs the 'encoder' field (the encoder's configuration)")
         if "mask" not in arrays or arrays["mask"].shape != (h, w):
             raise ModelError(f"weights.npz 'mask' missing or not of the card's frame shape {(h, w)}")
-        encs = [enc.from_arrays(arrays, f"encoder{k}.", n, (h, w), card["encoder"]) for k in range(card["encoder"]["models"])]
-        net = am.net_from_arrays(arrays, card) if card["method"] == "amortized" else None
+        encs = [enc.from_arrays(arrays, f"encoder{k}.", n, (h, w), card.encoder) for k in range(card.encoder["models"])]
+        net = am.net_from_arrays(arrays, card) if card.method == "amortized" else None
         return cls(card, encs, net, arrays["mask"])
 
 
@@ -134,8 +139,8 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     from tqdm import tqdm
 
     say = say or (lambda s: log.info("fit: %s", s))
-    if method not in ("inverse", "amortized"):
-        raise ConfigError(f"unknown pipeline method '{method}'")
+    if method not in methods.encoder_methods():
+        raise ConfigError(f"unknown pipeline method '{method}'; valid: {', '.join(methods.encoder_methods())}")
     inverse_cfg = inverse_cfg or InverseConfig()
     amortized_cfg = amortized_cfg or am.AmortizedConfig()
     N = trials[0][0].shape[0]
@@ -157,7 +162,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     arrays = {"mask": mask}
     for k, e in enumerate(encoders):
         arrays.update(enc.state_arrays(e, f"encoder{k}."))
-    card = {
+    fields = {  # card fields beyond the basics (rtdecode.decode.card)
         "encoder": {**vars(encoders[0].cfg), "models": encoder_models, "pix_centre": enc.PIX_CENTRE,
                     "pix_scale": enc.PIX_SCALE, "behaviour": ["pupil", "running", "pupil_x", "pupil_y"]},
         "inverse": {k: v for k, v in asdict(inverse_cfg).items() if k != "extra"},
@@ -167,8 +172,8 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
             "encoder_val_nll_per_frame": model_nll, "constant_val_nll_per_frame": const_nll}
     if method == "inverse":
         info["timings"] = timings
-        return PipelineDecoder({**card, "method": "inverse", "neurons": N, "frame_shape": list(frame_shape),
-                                "window": {"lag_min": lag_min, "bins": bins}}, encoders, None, mask), arrays, {**card, "training_pipeline": info}
+        return (PipelineDecoder(new_card("inverse", N, lag_min, bins, frame_shape, 30.0, **fields), encoders, None, mask),
+                arrays, {**fields, "training_pipeline": info})
 
     # 3. inverse targets of the calibration trials
     t1 = time.perf_counter()
@@ -192,15 +197,14 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     timings["amortized_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     arrays.update(am.net_arrays(net))
-    card["amortized"] = asdict(amortized_cfg)
+    fields["amortized"] = asdict(amortized_cfg)
     info.update({"amortized": am_info, "inverse_trials": len(inv_ids), "synth_movies": len(synth),
                  "timings": timings})
     if stash is not None:
         stash.update({"inv_ids": inv_ids, "inv_targets": inv_targets, "synth": synth, "encoders": encoders,
                       "mask": mask})
-    dec = PipelineDecoder({**card, "method": "amortized", "neurons": N, "frame_shape": list(frame_shape),
-                           "window": {"lag_min": lag_min, "bins": bins}}, encoders, net, mask)
-    return dec, arrays, {**card, "training_pipeline": info}
+    dec = PipelineDecoder(new_card("amortized", N, lag_min, bins, frame_shape, 30.0, **fields), encoders, net, mask)
+    return dec, arrays, {**fields, "training_pipeline": info}
 
 
 def make_and_phases(N, bins, lag_min, frame_shape, cfg, trials, inv_ids, inv_targets, synth, steps, warm: bool):

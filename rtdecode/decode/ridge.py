@@ -17,6 +17,7 @@ import numpy as np
 import scipy.linalg
 
 from rtdecode import metrics
+from rtdecode.decode.card import ModelCard
 from rtdecode.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class RidgeDecoder:
     def as_torch_module(self):
         """This decoder as a torch module, (1, N, bins) float32 window -> (1, H, W) frame: the same
         operations as `predict_window` (for ONNX export and the torch backend; imports torch)."""
-        from rtdecode.decode.export import ridge_module
+        from rtdecode.decode.ridge_torch import ridge_module  # torch only when asked for
 
         return ridge_module(self)
 
@@ -120,10 +121,10 @@ class RidgeDecoder:
         return out
 
     @classmethod
-    def from_arrays(cls, card: dict, a: dict[str, np.ndarray]) -> "RidgeDecoder":
+    def from_arrays(cls, card: ModelCard, a: dict[str, np.ndarray]) -> "RidgeDecoder":
         """Rebuild from a model directory, checking every shape against the card."""
-        n, bins = card["neurons"], card["window"]["bins"]
-        h, w = card["frame_shape"]
+        n, bins = card.in_shape
+        h, w = card.frame_shape
         expect = {"act_mean": (n,), "act_std": (n,), "pixel_mean": (h * w,)}
         for key, shape in expect.items():
             if key not in a:
@@ -140,7 +141,7 @@ class RidgeDecoder:
         if w_out is not None and w_out.shape != (k, h * w):
             raise ModelError(f"weights.npz 'w_out' has shape {w_out.shape}, expected {(k, h * w)}")
         return cls(a["act_mean"], a["act_std"], a["basis"], a["weights"], a["pixel_mean"], (h, w),
-                   card["window"]["lag_min"], w_out)
+                   card.window.lag_min, w_out)
 
 
 def random_decoder(n: int, bins: int = 8, frame_shape=(36, 64), rank: int | None = 128, lag_min: int = 0,

@@ -28,102 +28,163 @@ Sections:
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.errors import ConfigError
+from rtdecode.sources import protocols
+from rtdecode.sources.address import check_endpoint, local_host, split_endpoint  # noqa: F401 (split_endpoint: API)
 
-PROTOCOLS = ("rtframe", "openephys", "eventbroadcaster")
-BACKENDS = ("tensorrt", "onnxruntime", "torch", "numpy")
 TRIGGER_KINDS = ("zmq", "network_events", "serial")
+RULE_KINDS = ("similarity", "luminance", "motion")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
 
-_TCP = re.compile(r"^tcp://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.*-]+):(?P<port>\d+)$")
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+# ---------------------------------------------------------------- our checks, our messages
+# Every check below raises `_problem(message)`; `config_error` prints it after the key path. The
+# messages are ours, never rewritten from pydantic's.
 
-
-def _check_endpoint(value: str) -> str:
-    m = _TCP.match(value) if isinstance(value, str) else None
-    if m is None:
-        raise ValueError(f"{value!r} is not a ZeroMQ address of the form tcp://HOST:PORT (e.g. tcp://127.0.0.1:5556)")
-    port = int(m.group("port"))
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{value!r}: port {port} is not in 1..65535")
-    return value
+def _problem(message: str) -> PydanticCustomError:
+    return PydanticCustomError("rtdecode", "{message}", {"message": message})
 
 
-def split_endpoint(value: str) -> tuple[str, int]:
-    m = _TCP.match(value)
-    return m.group("host"), int(m.group("port"))
+def OneOf(names) -> BeforeValidator:
+    """A value that must be one of `names` (a registry or a tuple)."""
+    names = tuple(names)
+
+    def check(value):
+        if not isinstance(value, str) or value not in names:
+            raise _problem(f"{value!r} is not one of {', '.join(names)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def Range(ge=None, gt=None, le=None, lt=None) -> WrapValidator:
+    """A number within bounds; the message gives the allowed interval, e.g. `(0, 5)` or `[1, 65535]`."""
+    lo, hi = (ge if ge is not None else gt), (le if le is not None else lt)
+    if lo is not None and hi is not None:
+        allowed = f"{'[' if ge is not None else '('}{lo:g}, {hi:g}{']' if le is not None else ')'}"
+    elif lo is not None:
+        allowed = f"{'>=' if ge is not None else '>'} {lo:g}"
+    else:
+        allowed = f"{'<=' if le is not None else '<'} {hi:g}"
+
+    def check(value, handler):
+        v = handler(value)  # the type check first (int, float)
+        ok = ((ge is None or v >= ge) and (gt is None or v > gt) and (le is None or v <= le)
+              and (lt is None or v < lt))
+        if not ok:
+            raise _problem(f"{value!r} is out of range; allowed: {allowed}")
+        return v
+
+    return WrapValidator(check)
+
+
+def _non_empty(value, handler):
+    v = handler(value)
+    if len(v) == 0:
+        raise _problem("must not be empty")
+    return v
+
+
+NonEmpty = WrapValidator(_non_empty)
+
+
+def _endpoint(value):
+    try:
+        return check_endpoint(value)
+    except ConfigError as exc:
+        raise _problem(str(exc)) from None
+
+
+Endpoint = Annotated[str, BeforeValidator(_endpoint)]
+Port = Annotated[int, Range(ge=1, le=65535)]
+Name = Annotated[str, NonEmpty]
 
 
 class _Model(BaseModel):
+    """A section of the rig file: known keys only, required keys present (checked here, before the
+    values, so the message names the key and lists what is allowed)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data):
+        fields = cls.model_fields
+        if not isinstance(data, dict):
+            if isinstance(data, BaseModel):
+                return data
+            raise _problem(f"expected a mapping with keys {', '.join(fields)}, got {type(data).__name__} {data!r}")
+        for key in data:
+            if key not in fields:
+                raise _problem(f"{key}: unknown key; allowed here: {', '.join(fields)}")
+        for key, info in fields.items():
+            if info.is_required() and key not in data:
+                raise _problem(f"{key}: required key is missing")
+        return data
 
 
 class Heartbeat(_Model):
     """Open Ephys ZMQ Interface heartbeat (REQ to the plugin's REP)."""
 
     port: Port | None = None  # default: data port + 1, as the plugin does
-    interval_s: float = Field(2.0, gt=0.0, lt=5.0)  # the plugin marks a client dead after 5 s of silence
+    interval_s: Annotated[float, Range(gt=0.0, lt=5.0)] = 2.0  # the plugin marks a client dead after 5 s of silence
+
+
+def _one_or_many(v):
+    return [v] if isinstance(v, str) else v
 
 
 class Source(_Model):
-    protocol: Literal["rtframe", "openephys", "eventbroadcaster"]
-    address: list[str] = Field(min_length=1)
+    protocol: Annotated[str, OneOf(protocols.PROTOCOLS)]
+    address: Annotated[list[str], NonEmpty, BeforeValidator(_one_or_many)]
     heartbeat: Heartbeat | None = None
-    event_broadcaster: str | None = None
+    event_broadcaster: Endpoint | None = None
     stream: str | None = None
-    channels: list[Annotated[int, Field(ge=0, le=4095)]] | None = Field(None, min_length=1)
-    stim_address: str | None = None  # openephys / eventbroadcaster: rtframe publisher of 'stim' messages
-    idle_end_s: float | None = Field(None, gt=0.0, le=3600.0)  # end when the source is silent this long
-    group_by: Literal["electrode", "unit"] | None = None  # eventbroadcaster: one input per electrode or unit
-    units: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)  # eventbroadcaster
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        return [v] if isinstance(v, str) else v
+    channels: Annotated[list[Annotated[int, Range(ge=0, le=4095)]], NonEmpty] | None = None
+    stim_address: Endpoint | None = None  # openephys / eventbroadcaster: rtframe publisher of 'stim' messages
+    idle_end_s: Annotated[float, Range(gt=0.0, le=3600.0)] | None = None  # end when the source is silent this long
+    group_by: Annotated[str, OneOf(("electrode", "unit"))] | None = None  # eventbroadcaster: one input per electrode or unit
+    units: Annotated[list[Name], NonEmpty] | None = None  # eventbroadcaster
 
     @field_validator("address")
     @classmethod
     def _endpoints(cls, v):
-        return [_check_endpoint(a) for a in v]
-
-    @field_validator("event_broadcaster", "stim_address")
-    @classmethod
-    def _eb(cls, v):
-        return None if v is None else _check_endpoint(v)
+        return [_endpoint(a) for a in v]
 
     @field_validator("units")
     @classmethod
     def _units(cls, v):
         if v is not None and len(set(v)) != len(v):
-            raise ValueError(f"{sorted(u for u in set(v) if v.count(u) > 1)} listed more than once")
+            raise _problem(f"{sorted(u for u in set(v) if v.count(u) > 1)} listed more than once")
         return v
 
     @model_validator(mode="after")
     def _protocol_fields(self):
-        if self.protocol != "rtframe" and len(self.address) != 1:
-            raise ValueError(f"address: {self.protocol} takes one address, got {len(self.address)}")
+        if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
+            raise _problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
                 "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster"),
                 "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
                 "units": ("eventbroadcaster",)}
-        for key, protocols in only.items():
-            if getattr(self, key) is not None and self.protocol not in protocols:
-                raise ValueError(f"{key}: only used with protocol {' or '.join(protocols)}, not {self.protocol}")
+        for key, names in only.items():
+            if getattr(self, key) is not None and self.protocol not in names:
+                raise _problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
         return self
 
     @property
@@ -138,26 +199,26 @@ class Source(_Model):
 class TwoPhoton(_Model):
     rois: Path  # suite2p folder (stat.npy, iscell.npy, ops.npy)
     reference: Path | None = None  # .npy image; default: ops['meanImg'] of the ROI folder
-    crop: tuple[Annotated[int, Field(ge=8, le=4096)], Annotated[int, Field(ge=8, le=4096)]] = (256, 256)
-    max_shift: Annotated[int, Field(ge=1, le=1024)] | None = None
-    neuropil_r: float = Field(0.7, ge=0.0, le=1.0)
-    tau_s: float = Field(0.7, gt=0.0, le=10.0)  # indicator decay time
-    fps: float = Field(30.0, gt=0.0, le=2000.0)
-    frame_dtype: Literal["uint16", "int16"] = "uint16"  # ScanImage acquires int16
+    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = (256, 256)
+    max_shift: Annotated[int, Range(ge=1, le=1024)] | None = None
+    neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = 0.7
+    tau_s: Annotated[float, Range(gt=0.0, le=10.0)] = 0.7  # indicator decay time
+    fps: Annotated[float, Range(gt=0.0, le=2000.0)] = 30.0
+    frame_dtype: Annotated[str, OneOf(("uint16", "int16"))] = "uint16"  # ScanImage acquires int16
 
 
 class Ephys(_Model):
-    band_hz: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] | None = (300.0, 6000.0)
-    threshold: float = Field(4.5, gt=0.0, le=50.0)  # x robust noise (negative crossings)
-    threshold_uv: float | None = Field(None, gt=0.0, le=10000.0)  # absolute level instead
-    reference: Literal["mean", "median"] | None = "mean"
-    bin_ms: float = Field(33.3, ge=1.0, le=1000.0)
+    band_hz: tuple[Annotated[float, Range(gt=0.0)], Annotated[float, Range(gt=0.0)]] | None = (300.0, 6000.0)
+    threshold: Annotated[float, Range(gt=0.0, le=50.0)] = 4.5  # x robust noise (negative crossings)
+    threshold_uv: Annotated[float, Range(gt=0.0, le=10000.0)] | None = None  # absolute level instead
+    reference: Annotated[str, OneOf(("mean", "median"))] | None = "mean"
+    bin_ms: Annotated[float, Range(ge=1.0, le=1000.0)] = 33.3
 
     @field_validator("band_hz")
     @classmethod
     def _band(cls, v):
         if v is not None and not v[0] < v[1]:
-            raise ValueError(f"low edge {v[0]} must be below the high edge {v[1]}")
+            raise _problem(f"low edge {v[0]} must be below the high edge {v[1]}")
         return v
 
 
@@ -168,94 +229,91 @@ class Extraction(_Model):
     @model_validator(mode="after")
     def _one(self):
         if (self.two_photon is None) == (self.ephys is None):
-            raise ValueError("give exactly one of two_photon, ephys")
+            raise _problem("give exactly one of two_photon, ephys")
         return self
 
 
 class Decoder(_Model):
     model: Path
     # BLAS threads of the live process: 1 keeps the per-frame mat-vec from fighting acquisition for cores
-    blas_threads: int = Field(1, ge=1, le=256)
-    backends: list[Literal["tensorrt", "onnxruntime", "torch", "numpy"]] = Field(
-        default_factory=lambda: ["tensorrt", "onnxruntime", "torch"], min_length=1)
+    blas_threads: Annotated[int, Range(ge=1, le=256)] = 1
+    # preference order over the backend registry (rtdecode.decode.backends); the first that loads runs
+    backends: Annotated[list[Annotated[str, OneOf(BACKENDS)]], NonEmpty] = list(DEFAULT_PREFERENCE)
 
     @field_validator("backends")
     @classmethod
     def _unique(cls, v):
         if len(set(v)) != len(v):
-            raise ValueError(f"{v} lists a backend twice")
+            raise _problem(f"{v} lists a backend twice")
         return v
 
 
 class Outputs(_Model):
-    publish: str = DEFAULT_PUBLISH
+    publish: Endpoint = DEFAULT_PUBLISH
     record: Path | None = None
-
-    @field_validator("publish")
-    @classmethod
-    def _pub(cls, v):
-        return _check_endpoint(v)
 
 
 class TriggerRule(_Model):
     """When a trigger fires: a score of each decoded frame crosses `threshold` on `consecutive`
     frames in a row (see rtdecode.outputs.triggers.rules)."""
 
-    kind: Literal["similarity", "luminance", "motion"]  # correlation with `target`; mean 0-255; mean |change|
-    threshold: float = Field(ge=-1.0, le=255.0)
+    kind: Annotated[str, OneOf(RULE_KINDS)]  # correlation with `target`; mean 0-255; mean |change|
+    threshold: Annotated[float, Range(ge=-1.0, le=255.0)]
     below: bool = False  # fire when the score is at or below the threshold instead
-    consecutive: int = Field(1, ge=1, le=1000)
+    consecutive: Annotated[int, Range(ge=1, le=1000)] = 1
     region: tuple[int, int, int, int] | None = None  # y0, y1, x0, x1 in decoded-frame pixels (end exclusive)
     target: Path | None = None  # .npy image of the decoded frame's shape (similarity only)
 
     @model_validator(mode="after")
     def _target(self):
         if (self.kind == "similarity") != (self.target is not None):
-            raise ValueError("target: a .npy image is needed by 'similarity' rules and used by no other kind")
+            raise _problem("target: a .npy image is needed by 'similarity' rules and used by no other kind")
         if self.region is not None and not (0 <= self.region[0] < self.region[1] and 0 <= self.region[2] < self.region[3]):
-            raise ValueError(f"region: expected y0 < y1 and x0 < x1, all >= 0, got {list(self.region)}")
+            raise _problem(f"region: expected y0 < y1 and x0 < x1, all >= 0, got {list(self.region)}")
         return self
 
 
 class Trigger(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     rule: TriggerRule | None = None  # required by `rtdecode run`
-    kind: Literal["zmq", "network_events", "serial"]
-    address: str = Field(min_length=1)  # tcp://HOST:PORT (zmq, network_events) or a serial device
-    line: Annotated[int, Field(ge=1, le=256)] | None = None  # Network Events TTL line (1-based)
-    min_interval_s: float = Field(0.0, ge=0.0, le=3600.0)
+    kind: Annotated[str, OneOf(TRIGGER_KINDS)]
+    address: Name  # tcp://HOST:PORT (zmq, network_events) or a serial device
+    line: Annotated[int, Range(ge=1, le=256)] | None = None  # Network Events TTL line (1-based)
+    min_interval_s: Annotated[float, Range(ge=0.0, le=3600.0)] = 0.0
 
     @model_validator(mode="after")
     def _kind(self):
         if self.kind in ("zmq", "network_events"):
-            _check_endpoint(self.address)
+            try:
+                check_endpoint(self.address)
+            except ConfigError as exc:
+                raise _problem(f"address: {exc}") from None
         if self.kind == "network_events" and self.line is None:
-            raise ValueError("line: network_events triggers need the TTL line (1..256)")
+            raise _problem("line: network_events triggers need the TTL line (1..256)")
         return self
 
 
 class RigConfig(_Model):
-    rig: str = Field("rig", min_length=1)  # a name for logs and session files
+    rig: Name = "rig"  # a name for logs and session files
     source: Source
     extraction: Extraction
     decoder: Decoder
     outputs: Outputs = Outputs()
-    triggers: list[Trigger] = Field(default_factory=list)
+    triggers: list[Trigger] = []
 
     @model_validator(mode="after")
     def _consistent(self):
-        want = "two_photon" if self.source.protocol == "rtframe" else "ephys"
+        want = protocols.get(self.source.protocol).extraction
         if getattr(self.extraction, want) is None:
-            raise ValueError(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
+            raise _problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
         # ports on one host must not collide (Open Ephys plugins default to the same ones)
         used: dict[tuple[str, int], str] = {}
 
         def claim(endpoint: str, what: str, port: int | None = None):
             host, p = split_endpoint(endpoint)
-            host = "127.0.0.1" if host in ("localhost", "*", "0.0.0.0") else host
-            key = (host, p if port is None else port)
+            key = (local_host(host), p if port is None else port)
             if key in used:
-                raise ValueError(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
+                raise _problem(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
             used[key] = what
 
         if self.source.protocol == "openephys":
@@ -292,104 +350,18 @@ class RigConfig(_Model):
 
 # ---------------------------------------------------------------- errors a lab user can act on
 
-def _field_at(model: type[BaseModel], loc: tuple):
-    """(model class holding the last key, its FieldInfo) for a pydantic error location, or (None, None)."""
-    cls, info = model, None
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if cls is None or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return None, None
-        if part not in cls.model_fields:
-            return cls, None
-        info = cls.model_fields[part]
-        owner = cls
-        cls = _inner_model(info.annotation)
-    return owner if info is not None else None, info
-
-
-def _inner_model(annotation):
-    """The BaseModel inside Optional[...] / list[...] / tuple[...], if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (Union, list, tuple) or get_args(annotation):
-        for a in get_args(annotation):
-            m = _inner_model(a)
-            if m is not None:
-                return m
-    return None
-
-
-def _constraints(metadata) -> dict:
-    out = {}
-    for m in metadata or []:
-        for k in ("ge", "gt", "le", "lt"):
-            if getattr(m, k, None) is not None:
-                out[k] = getattr(m, k)
-        out.update(_constraints(getattr(m, "metadata", None)))  # a FieldInfo inside Annotated
-    return out
-
-
-def _constraints_in(annotation) -> dict:
-    """Range constraints of the first Annotated[...] inside Optional / list / tuple."""
-    meta = getattr(annotation, "__metadata__", None)
-    if meta:
-        return _constraints(meta)
-    for a in get_args(annotation):
-        found = _constraints_in(a)
-        if found:
-            return found
-    return {}
-
-
-def _bounds(constraints: dict) -> str:
-    lo = constraints.get("ge", constraints.get("gt"))
-    hi = constraints.get("le", constraints.get("lt"))
-    left = "[" if "ge" in constraints else "("
-    right = "]" if "le" in constraints else ")"
-    if lo is not None and hi is not None:
-        return f"{left}{lo:g}, {hi:g}{right}"
-    if lo is not None:
-        return f"{'>=' if 'ge' in constraints else '>'} {lo:g}"
-    return f"{'<=' if 'le' in constraints else '<'} {hi:g}"
-
-
-def _path(loc) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after[_kind()]",))
-
-
 def _message(err: dict) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))  # drop union/function tags
-    where = _path(loc) or "(top level)"
-    typ, ctx, value = err["type"], err.get("ctx", {}) or {}, err.get("input")
-    if typ == "literal_error":
-        allowed = re.sub(r"'", "", ctx.get("expected", "")).replace(" or ", ", ")
-        return f"{where}: {value!r} is not one of {allowed}"
-    if typ == "extra_forbidden":
-        owner = _field_at(RigConfig, loc[:-1])[1] if len(loc) > 1 else None
-        cls = _inner_model(owner.annotation) if owner is not None else RigConfig
-        allowed = ", ".join(cls.model_fields) if cls is not None else "?"
-        return f"{where}: unknown key; allowed here: {allowed}"
-    if typ == "missing":
-        return f"{where}: required key is missing"
-    if typ in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        full = {k: ctx[k] for k in ("ge", "gt", "le", "lt") if k in ctx}
-        # the other bound, if the field has one
-        _, info = _field_at(RigConfig, loc)
-        if info is not None:
-            found = _constraints(info.metadata) or _constraints_in(info.annotation)
-            for k, v in found.items():
-                full.setdefault(k, v)
-        return f"{where}: {value!r} is out of range; allowed: {_bounds(full)}"
-    if typ == "value_error":
-        msg = str(ctx.get("error", err["msg"]))
-        head, sep, rest = msg.partition(": ")
-        if sep and re.fullmatch(r"[a-z_.0-9]+", head):  # the validator named a sub-key
-            return f"{where + '.' if loc else ''}{head}: {rest}"
-        return f"{where}: {msg}"
-    if typ in ("too_short", "too_long"):
-        return f"{where}: {err['msg'].replace('List', 'list').replace('Value', 'value')}"
-    return f"{where}: {err['msg']} (got {value!r})"
+    """One line: the key path, then the problem. Our checks (type 'rtdecode') may name a sub-key
+    first ("line: ..."), which is appended to the path."""
+    loc = [str(p) for p in err["loc"]]
+    where = ".".join(loc)
+    if err["type"] != "rtdecode":  # a plain type error (e.g. text where a number belongs)
+        return f"{where or '(top level)'}: {err['msg']} (got {err.get('input')!r})"
+    msg = err["msg"]
+    head, sep, rest = msg.partition(": ")
+    if sep and all(part.isidentifier() or part.isdigit() for part in head.split(".")):
+        return f"{where + '.' if where else ''}{head}: {rest}"
+    return f"{where or '(top level)'}: {msg}"
 
 
 def config_error(exc: ValidationError, source: str = "") -> ConfigError:

@@ -136,17 +136,17 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         import shutil
 
         shutil.rmtree(session_dir)
-    recorder = Recorder(session_dir, n_neurons, tuple(card["frame_shape"]),
+    recorder = Recorder(session_dir, n_neurons, card.frame_shape,
                         meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card})
     limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
-    ring = ActivityRing(n_neurons, card["window"]["bins"], fill=dec.act_mean)
+    ring = ActivityRing(n_neurons, card.window.bins, fill=dec.act_mean)
     chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])
     ring.warm_up()
     # An example closed-loop rule: the reconstruction is bright inside the receptive-field patch.
-    triggers = TriggerEngine([LuminanceRule("bright_patch", 170.0, tuple(card["frame_shape"]), rf_patch_mask(),
+    triggers = TriggerEngine([LuminanceRule("bright_patch", 170.0, card.frame_shape, rf_patch_mask(),
                                             consecutive=3, refractory_s=1.0)],
                              [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
-    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], collect=True, recorder=recorder,
+    session = LiveSession(ingest, chain, pub, lag_min=card.window.lag_min, collect=True, recorder=recorder,
                           triggers=triggers)
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
     try:

@@ -4,8 +4,9 @@ Builds the stage graph (extraction -> activity ring -> decoder backend), checks 
 stage, then runs the live loop until the source ends, `--seconds` pass or Ctrl-C; records the
 session when asked. Ephys sources (openephys, eventbroadcaster) go through the Open Ephys adapter
 (rtdecode.live.ephys_activity), which bins threshold crossings or sorted spikes into activity
-vectors: their chain is [activity ring, decoder]. The decoder runs on the first backend of `decoder.backends` that loads here
-('numpy' is the model's own reference implementation).
+vectors: their chain is [activity ring, decoder]. The decoder runs on the first backend of
+`decoder.backends` that loads here (rtdecode.decode.backends; 'numpy' is the model's own in-process
+decoder and needs no exported graph).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode import decode
-from rtdecode.live.config import RigConfig, load_config
 from rtdecode.decode import model as model_dir
+from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
+from rtdecode.decode.card import ModelCard
+from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
 from rtdecode.sources.ingest import Ingest
 from rtdecode.live.session import LiveSession, limit_blas_threads
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing
+from rtdecode.sources.address import split_endpoint
 from rtdecode.stage import Chain
 
 log = logging.getLogger(__name__)
@@ -33,20 +36,14 @@ log = logging.getLogger(__name__)
 def decoder_stage(cfg: RigConfig):
     """(card, stage, fill, backend name): the first backend of the preference list that loads."""
     card, arrays = model_dir.load(cfg.decoder.model)
-    fill = arrays["act_mean"] if "act_mean" in arrays else np.zeros(card["neurons"], np.float32)
-    compiled = [b for b in cfg.decoder.backends if b != "numpy"]
-    if compiled:
-        from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
-
-        try:
-            backend = choose(compiled, cfg.decoder.model, card)
-            return card, BackendStage(card, backend), fill, backend.name
-        except BackendUnavailable as exc:
-            if "numpy" not in cfg.decoder.backends:
-                raise ConfigError(f"decoder.backends: {exc}") from None
-            log.warning("%s; falling back to numpy", exc)
-    card, dec = decode.load(cfg.decoder.model)
-    return card, decode.DecodeStage(card, dec), fill, "numpy"
+    fill = arrays["act_mean"] if "act_mean" in arrays else np.zeros(card.neurons, np.float32)
+    try:
+        backend = choose(cfg.decoder.backends, cfg.decoder.model, card)
+    except BackendUnavailable as exc:
+        raise ConfigError(f"decoder.backends: {exc}") from None
+    if backend.skipped:
+        log.warning("%s unavailable; falling back to %s", ", ".join(backend.skipped), backend.name)
+    return card, BackendStage(card, backend), fill, backend.name
 
 
 def extraction_stages(cfg: RigConfig) -> list:
@@ -74,14 +71,14 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chain.stages
 
 
-def make_ingest(cfg: RigConfig, card: dict):
+def make_ingest(cfg: RigConfig, card: ModelCard):
     """The message source of the live loop: rtframe subscribers, or the Open Ephys adapter, whose
     input count (channels, or units) must equal the model's neurons."""
     if cfg.source.protocol == "rtframe":
         return Ingest(cfg.source.address)
     from rtdecode.live.ephys_activity import make_activity_ingest
 
-    n = int(card["neurons"])
+    n = card.neurons
     src = cfg.source
     given = src.channels if src.protocol == "openephys" else src.units
     if given is not None and len(given) != n:
@@ -126,8 +123,6 @@ def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
         if t.kind == "zmq":
             rule.sinks = [ZmqSink(Publisher(t.address))]
         elif t.kind == "network_events":
-            from rtdecode.live.config import split_endpoint
-
             host, port = split_endpoint(t.address)
             rule.sinks = [NetworkEventsSink(host, port, line=t.line)]
         else:
@@ -150,7 +145,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     cfg = load_config(config)
     stages = extraction_stages(cfg)
     card, dec_stage, fill, backend = decoder_stage(cfg)
-    ring = ActivityRing(card["neurons"], card["window"]["bins"], fill=fill)
+    ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
     chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
     limit_blas_threads(cfg.decoder.blas_threads)
     t0 = time.perf_counter()
@@ -161,9 +156,10 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     recorder = triggers = None
     try:
         if record is not None:
-            recorder = Recorder(record, card["neurons"], tuple(card["frame_shape"]),
-                                meta={"config": cfg.model_dump(mode="json"), "model_card": card, "backend": backend})
-        triggers = make_triggers(cfg, tuple(card["frame_shape"]), recorder)
+            recorder = Recorder(record, card.neurons, card.frame_shape,
+                                meta={"config": cfg.model_dump(mode="json"), "model_card": card.to_dict(),
+                                      "backend": backend})
+        triggers = make_triggers(cfg, card.frame_shape, recorder)
         pub = Publisher(cfg.outputs.publish)
     except BaseException:
         ingest.close()
@@ -171,7 +167,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         if recorder is not None:
             recorder.close({"error": "could not start"})
         raise
-    session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
+    session = LiveSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
                           triggers=triggers)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
     try:

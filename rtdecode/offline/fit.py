@@ -6,19 +6,19 @@ import logging
 from pathlib import Path
 
 
-from rtdecode.offline.dataset import Dataset
+from rtdecode.decode import methods
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
+from rtdecode.decode.card import ModelCard
 from rtdecode.errors import ConfigError, DatasetError
+from rtdecode.offline.dataset import Dataset
 
 log = logging.getLogger(__name__)
-
-FIT_METHODS = ("ridge", "inverse", "amortized")
 
 
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
                 bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
-                progress: bool = True, **pipeline_options) -> dict:
+                progress: bool = True, **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
     `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
@@ -26,8 +26,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     `rtdecode.decode.pipeline.fit_pipeline` (encoder_steps, inverse_cfg, amortized_steps, ...)."""
     from tqdm import tqdm
 
-    if method not in FIT_METHODS:
-        raise ConfigError(f"unknown fit method '{method}'; valid: {', '.join(FIT_METHODS)}")
+    spec = methods.check_fit_method(method)
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     ds = Dataset(dataset)
@@ -42,7 +41,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     nv = max(1, int(round(len(train) * val_fraction)))
     fit_ids, val_ids = train[:-nv], train[-nv:]
 
-    if method in ("inverse", "amortized"):
+    if spec.encoder:
         return _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min,
                              progress, pipeline_options)
 
@@ -96,17 +95,17 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
                                        frame_shape=ds.frame_shape, **options)
     info = fields.pop("training_pipeline")
     info["fit_seconds"] = time.perf_counter() - t0
-    card = model_dir.new_card(method, n, lag_min, bins, ds.frame_shape, 30.0,
-                              training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
-                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info},
-                              **fields)
-    card["normalisation"] = {
+    normalisation = {
         "activity": "amortized: z-score per neuron inside the network (act_mean, act_std buffers); "
                     "encoder: raw activity per frame (Poisson)",
         "pixels": f"network output and inverse in 0-255; encoder input (pixel - {fields['encoder']['pix_centre']}) / "
                   f"{fields['encoder']['pix_scale']}",
         "behaviour": "encoder: z-scored with the encoder's beh_mean, beh_std buffers",
     }
+    card = model_dir.new_card(method, n, lag_min, bins, ds.frame_shape, 30.0, normalisation,
+                              training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
+                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info},
+                              **fields)
     model_dir.save(out, card, arrays)
     log.info("fit %s: %.0f s", method, info["fit_seconds"])
     return card

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode import decode, metrics
-from rtdecode.offline.dataset import Dataset
+from rtdecode.decode import methods
 from rtdecode.errors import ConfigError, DatasetError, ModelError
-
-RECONSTRUCT_METHODS = ("ridge", "amortized", "inverse", "warm")
+from rtdecode.offline.dataset import Dataset
 
 
 def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method: str | None = None,
@@ -23,18 +22,18 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
     from tqdm import tqdm
 
     card, dec = decode.load(model)
-    modes = getattr(dec, "modes", (card["method"],))
+    modes = methods.METHODS[card.method].modes
     if method is None:
         method = modes[0]
     if method not in modes:
-        raise ConfigError(f"--method {method}: the model in {model} is a '{card['method']}' decoder; it can "
+        raise ConfigError(f"--method {method}: the model in {model} is a '{card.method}' decoder; it can "
                           f"reconstruct with {', '.join(modes)}")
     ds = Dataset(dataset)
-    if ds.n_neurons < card["neurons"]:
-        raise ModelError(f"the model in {model} expects {card['neurons']} neurons, the dataset {dataset} has "
+    if ds.n_neurons < card.neurons:
+        raise ModelError(f"the model in {model} expects {card.neurons} neurons, the dataset {dataset} has "
                          f"{ds.n_neurons} (unit_ids.npy)")
-    if list(ds.frame_shape) != list(card["frame_shape"]):
-        raise ModelError(f"the model in {model} decodes {card['frame_shape']} frames, the dataset's videos are "
+    if list(ds.frame_shape) != list(card.frame_shape):
+        raise ModelError(f"the model in {model} decodes {card.frame_shape} frames, the dataset's videos are "
                          f"{list(ds.frame_shape)}")
     ids = []
     for tier in tiers:
@@ -50,18 +49,18 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
         if method in ("inverse", "warm"):
             from rtdecode.decode.encoder import behaviour_matrix
 
-            rec, inf = dec.reconstruct(tr.responses[: card["neurons"]], behaviour_matrix(tr.behavior, tr.pupil_center),
+            rec, inf = dec.reconstruct(tr.responses[: card.neurons], behaviour_matrix(tr.behavior, tr.pupil_center),
                                        method, iterations=iterations)
             seconds.append(inf["seconds"])
         else:
-            rec = dec.predict_trial(tr.responses[: card["neurons"]])
+            rec = dec.predict_trial(tr.responses[: card.neurons])
         rec = np.asarray(rec, np.float32)
         full = np.full(ds.frame_shape + (ds.video_length(i),), np.nan, np.float32)
         full[:, :, : rec.shape[0]] = np.moveaxis(rec, 0, 2)
         np.save(out / "videos" / f"{i}.npy", full)
         pairs.append((rec, tr.video))
     scores = metrics.score(pairs, mask)
-    result = {"method": method, "model_method": card["method"], "seconds_per_trial": (float(np.mean(seconds)) if seconds else None), "model": str(Path(model).resolve()), "dataset": str(Path(dataset).resolve()),
+    result = {"method": method, "model_method": card.method, "seconds_per_trial": (float(np.mean(seconds)) if seconds else None), "model": str(Path(model).resolve()), "dataset": str(Path(dataset).resolve()),
               "tiers": list(tiers), "trial_ids": ids,
               "mask": "meta/evaluation_mask.npy" if mask is not None else "none (full frame)", **scores}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")

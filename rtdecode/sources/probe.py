@@ -44,33 +44,13 @@ from pathlib import Path
 
 import zmq
 
-from rtdecode.sources import wire
+from rtdecode.sources import protocols, wire
+from rtdecode.sources.address import parse_address  # noqa: F401  (part of the probe's API)
 from rtdecode.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("rtframe", "openephys", "eventbroadcaster")
 SPOOL_BYTES = 16 * 1024 * 1024  # per channel, before spooling to a temporary file
-
-
-def parse_address(address: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """`tcp://HOST:PORT`, `HOST:PORT` or `PORT` -> (host, port). ConfigError if unreadable."""
-    text = str(address).strip()
-    if text.startswith("tcp://"):
-        text = text[len("tcp://"):]
-    elif "://" in text:
-        raise ConfigError(f"address {address!r}: only tcp:// addresses are supported")
-    host, _, port = text.rpartition(":")
-    host = host or default_host
-    if host in ("*", "0.0.0.0"):
-        host = "127.0.0.1"  # a bind address: reach it on this machine
-    try:
-        p = int(port)
-    except ValueError:
-        raise ConfigError(f"address {address!r}: expected tcp://HOST:PORT, HOST:PORT or PORT") from None
-    if not 1 <= p <= 65535:
-        raise ConfigError(f"address {address!r}: port {p} is not in 1..65535")
-    return host, p
 
 
 class _Clock:
@@ -309,8 +289,7 @@ def probe(address: str | list[str], protocol: str, seconds: float = 10.0, idle_s
           heartbeat_port: int | None = None, context: zmq.Context | None = None) -> dict:
     """Listen to a live source for up to `seconds` (or until idle for `idle_s` after data) and
     return the report (see the module docstring). `address` may be a list for rtframe."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    proto = protocols.get(protocol)
     if seconds <= 0:
         raise ConfigError(f"seconds must be > 0, got {seconds}")
     if idle_s < 0:
@@ -318,7 +297,7 @@ def probe(address: str | list[str], protocol: str, seconds: float = 10.0, idle_s
     addresses = [address] if isinstance(address, str) else list(address)
     if not addresses:
         raise ConfigError("probe: no address given")
-    if protocol != "rtframe" and len(addresses) != 1:
+    if not proto.many_addresses and len(addresses) != 1:
         raise ConfigError(f"probe: {protocol} takes one address, got {len(addresses)}")
     parsed = [parse_address(a) for a in addresses]
     ctx = context or zmq.Context.instance()
@@ -351,7 +330,7 @@ def add_probe_parser(subparsers) -> argparse.ArgumentParser:
                     "for --idle seconds.")
     p.add_argument("address", help="tcp://HOST:PORT, HOST:PORT or PORT (host 127.0.0.1); for openephys the "
                                    "ZMQ Interface data port")
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    p.add_argument("--protocol", required=True, choices=list(protocols.PROTOCOLS))
     p.add_argument("--seconds", type=float, default=10.0, help="listen at most this long (default 10)")
     p.add_argument("--idle", type=float, default=2.0,
                    help="stop after data once nothing arrived for this long (default 2; 0: off)")

@@ -4,7 +4,8 @@ stand-in amortized network, each exported to ONNX once per session."""
 import pytest
 
 from bk_helpers import BINS, H, N, W, make_ridge
-from rtdecode.decode.export import export_onnx, write_standin_model
+from rtdecode.bench.standin import write_standin_model
+from rtdecode.decode.export import export_onnx
 
 
 @pytest.fixture(scope="session")

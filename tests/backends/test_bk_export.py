@@ -10,6 +10,7 @@ import torch
 
 from bk_helpers import BINS, H, N, W, make_ridge, windows
 from rtdecode.decode import load
+from rtdecode.decode.card import read_card
 from rtdecode.decode.export import (OPSET, PARITY_RTOL, check_onnx, export_onnx, module_for, rel_err,
                                     sha256_file)
 from rtdecode.errors import ModelError
@@ -68,7 +69,7 @@ def test_export_keeps_an_up_to_date_graph_and_redoes_a_changed_one(tmp_path):
     assert export_onnx(tmp_path)["sha256"] == sha and (tmp_path / "decoder.onnx").stat().st_mtime_ns == mtime
     with open(tmp_path / "decoder.onnx", "ab") as f:
         f.write(b"\0")
-    card = json.loads((tmp_path / "card.json").read_text())
+    card = read_card(tmp_path)
     with pytest.raises(ModelError, match="sha256"):
         check_onnx(tmp_path, card)
     assert export_onnx(tmp_path)["sha256"] == sha  # re-exported: same graph, same bytes

@@ -16,7 +16,7 @@ from rtdecode.errors import ConfigError, ModelError
 
 
 def test_registry_is_explicit_and_importing_it_loads_no_runtime():
-    assert list(bk.BACKENDS) == ["tensorrt", "onnxruntime", "torch"]
+    assert list(bk.BACKENDS) == ["tensorrt", "onnxruntime", "torch", "numpy"]
     code = ("import sys, rtdecode.decode.backends; "
             "assert not {'tensorrt', 'onnxruntime'} & set(sys.modules), sorted(sys.modules)")
     import subprocess

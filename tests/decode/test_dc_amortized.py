@@ -32,7 +32,7 @@ def test_windows_match_the_live_convention():
 def test_torch_module_parity_with_predict(tiny_pipeline):
     dec = tiny_pipeline
     mod = dec.torch_module()
-    n, bins = dec.card["neurons"], dec.card["window"]["bins"]
+    n, bins = dec.card.neurons, dec.card.window.bins
     x = np.random.default_rng(0).poisson(0.2, (n, bins)).astype(np.float32)
     out = np.empty((36, 64), np.float32)
     dec.predict_window(x, out)

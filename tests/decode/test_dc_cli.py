@@ -41,7 +41,7 @@ def test_neurons_subset_and_wrong_method(tiny_dataset, tmp_path):
 
     card = fit_dataset(tiny_dataset, tmp_path / "m", method="inverse", neurons_subset=50, progress=False,
                        inverse_cfg=InverseConfig(iterations=2), encoder_steps=10)
-    assert card["neurons"] == 50 and card["method"] == "inverse"
+    assert card.neurons == 50 and card.method == "inverse"
     with pytest.raises(ConfigError, match="can reconstruct with inverse"):
         reconstruct(tmp_path / "m", tiny_dataset, tmp_path / "r", method="amortized", progress=False)
     m = reconstruct(tmp_path / "m", tiny_dataset, tmp_path / "r", progress=False, iterations=2)

@@ -1,4 +1,5 @@
-"""Compiled inference behind one interface: TensorRT on GPUs, ONNX Runtime and torch elsewhere.
+"""Decoder inference behind one interface: TensorRT on GPUs, ONNX Runtime and torch elsewhere,
+and `numpy`, the model's own in-process `predict_window` (no exported graph needed).
 
 A backend module (one file each here) has `load(model_dir, card, **options) -> Backend`. A Backend
 has `name`, `warm_up()`, `run(window (N, bins) float32, out (H, W) float32)` writing into the
@@ -11,8 +12,9 @@ itself is wrong (its ONNX graph disagrees with its card).
 one line saying which runs and why each earlier one was skipped. `BackendStage` puts a backend in
 the live chain, like `rtdecode.decode.DecodeStage`.
 
-Heavy runtimes (tensorrt, onnxruntime, torch) are imported only inside each backend module's
-functions; importing this package imports none of them.
+`BACKENDS` is the registry: the rig file's `decoder.backends`, `rtdecode compile --backend` and
+their error messages take their names from it. Heavy runtimes (tensorrt, onnxruntime, torch) are
+imported only inside each backend module's functions; importing this package imports none of them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.decode.card import ModelCard, read_card
 from rtdecode.errors import ConfigError, ModelError, RtdecodeError
 from rtdecode.stage import Spec, Stage
 
@@ -33,7 +36,9 @@ BACKENDS = {
     "tensorrt": "rtdecode.decode.backends.tensorrt",
     "onnxruntime": "rtdecode.decode.backends.onnxruntime",
     "torch": "rtdecode.decode.backends.torch",
+    "numpy": "rtdecode.decode.backends.numpy",
 }
+# the compiled ones, fastest first; add "numpy" to a rig file's list to run without an exported graph
 DEFAULT_PREFERENCE = ("tensorrt", "onnxruntime", "torch")
 
 
@@ -46,7 +51,7 @@ class Backend:
     `out_shape` (H, W), and implement `run` and `describe`."""
 
     name: str = "backend"
-    card: dict
+    card: ModelCard
     in_shape: tuple[int, int]
     out_shape: tuple[int, int]
 
@@ -67,9 +72,9 @@ class Backend:
         return f"<{type(self).__name__} {self.describe()}>"
 
 
-def shapes(card: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+def shapes(card: ModelCard) -> tuple[tuple[int, int], tuple[int, int]]:
     """((N, bins), (H, W)) of a card: what `run` takes and gives."""
-    return ((int(card["neurons"]), int(card["window"]["bins"])), tuple(int(x) for x in card["frame_shape"]))
+    return card.in_shape, card.frame_shape
 
 
 def check_names(names) -> list[str]:
@@ -84,12 +89,10 @@ def check_names(names) -> list[str]:
     return names
 
 
-def load_backend(name: str, model_dir: str | Path, card: dict | None = None, **options) -> Backend:
+def load_backend(name: str, model_dir: str | Path, card: ModelCard | None = None, **options) -> Backend:
     """Load one backend by name. Raises BackendUnavailable (with the reason) or ModelError."""
     check_names([name])
     if card is None:
-        from rtdecode.decode.model import read_card
-
         card = read_card(model_dir)
     try:
         mod = importlib.import_module(BACKENDS[name])
@@ -98,7 +101,7 @@ def load_backend(name: str, model_dir: str | Path, card: dict | None = None, **o
     return mod.load(Path(model_dir), card, **options)
 
 
-def validate(model_dir: str | Path, card: dict) -> None:
+def validate(model_dir: str | Path, card: ModelCard) -> None:
     """ModelError if the model's exported ONNX graph exists but disagrees with its card."""
     from rtdecode.decode.export import MissingOnnx, check_onnx
 
@@ -108,7 +111,7 @@ def validate(model_dir: str | Path, card: dict) -> None:
         pass
 
 
-def onnx_graph(model_dir: str | Path, card: dict) -> Path:
+def onnx_graph(model_dir: str | Path, card: ModelCard) -> Path:
     """The model's checked ONNX graph; BackendUnavailable when it has not been exported yet (so the
     registry moves on to a backend that needs none), ModelError when it disagrees with the card."""
     from rtdecode.decode.export import MissingOnnx, check_onnx
@@ -119,7 +122,7 @@ def onnx_graph(model_dir: str | Path, card: dict) -> Path:
         raise BackendUnavailable(str(exc)) from exc
 
 
-def choose(preference, model_dir: str | Path, card: dict | None = None,
+def choose(preference, model_dir: str | Path, card: ModelCard | None = None,
            options: dict[str, dict] | None = None) -> Backend:
     """The first backend of `preference` that loads here (not warmed up yet).
 
@@ -131,8 +134,6 @@ def choose(preference, model_dir: str | Path, card: dict | None = None,
     names = check_names(preference)
     options = options or {}
     if card is None:
-        from rtdecode.decode.model import read_card
-
         card = read_card(model_dir)
     validate(model_dir, card)
     skipped = []
@@ -156,7 +157,7 @@ class BackendStage(Stage):
 
     name = "decode"
 
-    def __init__(self, card: dict, backend: Backend):
+    def __init__(self, card: ModelCard, backend: Backend):
         self.card = card
         self.backend = backend
         (n, bins), (h, w) = shapes(card)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.decode.card import ModelCard
 from rtdecode.decode.backends import Backend, BackendUnavailable, onnx_graph, shapes
 from rtdecode.errors import ConfigError
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 class OrtBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, model_dir: Path, card: dict, threads: int = 1, device: str = "auto",
+    def __init__(self, model_dir: Path, card: ModelCard, threads: int = 1, device: str = "auto",
                  spin: bool = False):
         try:
             import onnxruntime as ort
@@ -90,5 +91,5 @@ class OrtBackend(Backend):
                 "threads": self.threads}
 
 
-def load(model_dir, card: dict, **options) -> OrtBackend:
+def load(model_dir, card: ModelCard, **options) -> OrtBackend:
     return OrtBackend(Path(model_dir), card, **options)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.decode.card import ModelCard
 from rtdecode.decode.backends import Backend, BackendUnavailable, onnx_graph, shapes
 from rtdecode.errors import ModelError
 
@@ -79,7 +80,7 @@ def _build(trt, logger, onnx_path: Path, fp16: bool) -> tuple[bytes, str]:
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, model_dir: Path, card: dict, fp16: bool = False, rebuild: bool = False):
+    def __init__(self, model_dir: Path, card: ModelCard, fp16: bool = False, rebuild: bool = False):
         try:
             import tensorrt as trt
         except ImportError as exc:
@@ -98,7 +99,7 @@ class TensorRTBackend(Backend):
         self.version = trt.__version__
         self.gpu = torch.cuda.get_device_name(0)
         cap = torch.cuda.get_device_capability(0)
-        sha = card["onnx"]["sha256"]
+        sha = card.onnx["sha256"]
         want = "fp16" if fp16 and hasattr(trt.BuilderFlag, "FP16") else "fp32"
         self.engine_path = Path(model_dir) / ENGINE_DIR / engine_key(self.gpu, cap, self.version, sha, want)
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -181,5 +182,5 @@ class TensorRTBackend(Backend):
                 "precision": self.precision, "engine": str(self.engine_path)}
 
 
-def load(model_dir, card: dict, **options) -> TensorRTBackend:
+def load(model_dir, card: ModelCard, **options) -> TensorRTBackend:
     return TensorRTBackend(Path(model_dir), card, **options)

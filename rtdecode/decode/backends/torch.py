@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.decode.card import ModelCard
 from rtdecode.decode.backends import Backend, BackendUnavailable, shapes
 from rtdecode.errors import ConfigError
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model_dir: Path, card: dict, device: str = "auto", threads: int | None = 1,
+    def __init__(self, model_dir: Path, card: ModelCard, device: str = "auto", threads: int | None = 1,
                  cuda_graph: bool = True, module=None):
         try:
             import torch
@@ -117,5 +118,5 @@ class TorchBackend(Backend):
         return d
 
 
-def load(model_dir, card: dict, **options) -> TorchBackend:
+def load(model_dir, card: ModelCard, **options) -> TorchBackend:
     return TorchBackend(Path(model_dir), card, **options)

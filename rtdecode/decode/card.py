@@ -1,0 +1,182 @@
+"""The model card: what a model directory's `card.json` says, as a typed, versioned object.
+
+card.json (read with `json`, never pickle) holds what a user or a backend needs to know without
+running code: the method, the number of neurons, the activity window, the frame size, the
+normalisation, the versions, how the model was trained, and the exported ONNX graph. This module
+is the only place that reads or writes it; everything else uses `ModelCard` attributes.
+
+Version 1 is the layout every card written so far has: the field names below, in this order.
+Unknown or missing fields are a ModelError naming the field (a card from a newer rtdecode says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import rtdecode
+from rtdecode.errors import ModelError
+
+FORMAT = "rtdecode-model"
+CARD_VERSION = 1
+CARD_FILE = "card.json"
+
+DEFAULT_NORMALISATION = {
+    "activity": "z-score per neuron with act_mean, act_std (weights.npz)",
+    "pixels": "0-255 (the stimulus scale); pixel_mean added back",
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frame f is decoded from activity bins [f + lag_min, f + lag_min + bins)."""
+
+    lag_min: int
+    bins: int
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    format: str
+    card_version: int
+    rtdecode_version: str
+    created: str  # ISO 8601, UTC
+    method: str  # a name in rtdecode.decode.methods (or a benchmark stand-in's)
+    neurons: int
+    window: Window
+    frame_shape: tuple[int, int]  # (H, W) pixels
+    fps: float
+    normalisation: dict
+    # optional, per method
+    training: dict | None = None  # how it was fitted (dataset, trials, diagnostics)
+    architecture: dict | None = None  # the benchmark stand-in network
+    encoder: dict | None = None  # inverse / amortized: the encoder configuration
+    inverse: dict | None = None  # inverse / amortized: InverseConfig
+    warm_iterations: int | None = None
+    amortized: dict | None = None  # amortized: AmortizedConfig
+    onnx: dict | None = None  # the exported graph (rtdecode.decode.onnx): file, opset, sha256, shapes
+
+    @property
+    def in_shape(self) -> tuple[int, int]:
+        """(N, bins): the window a decoder takes."""
+        return (self.neurons, self.window.bins)
+
+    def replace(self, **changes) -> ModelCard:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The JSON object of card.json (optional fields that are unset are left out)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None and f.default is None:
+                continue
+            if f.name == "window":
+                v = {"lag_min": v.lag_min, "bins": v.bins}
+            elif f.name == "frame_shape":
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "card") -> ModelCard:
+        """A card from the JSON object; ModelError names the field that is missing, unknown or wrong."""
+        if not isinstance(data, dict):
+            raise ModelError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        if "format" in data and data["format"] != FORMAT:
+            raise ModelError(f"{where}: format is '{data['format']}', expected '{FORMAT}'")
+        version = data.get("card_version")
+        if isinstance(version, int) and version > CARD_VERSION:
+            raise ModelError(f"{where}: card version {version} is newer than this rtdecode understands "
+                             f"({CARD_VERSION}); upgrade rtdecode")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = [k for k in data if k not in fields]
+        if unknown:
+            raise ModelError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                             f"(card version {CARD_VERSION} has {', '.join(fields)})")
+        missing = [k for k, f in fields.items() if f.default is dataclasses.MISSING and k not in data]
+        if missing:
+            raise ModelError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        kw = dict(data)
+        kw["format"] = _typed(kw, "format", str, where)
+        kw["card_version"] = _typed(kw, "card_version", int, where)
+        kw["rtdecode_version"] = _typed(kw, "rtdecode_version", str, where)
+        kw["created"] = _typed(kw, "created", str, where)
+        kw["method"] = _typed(kw, "method", str, where)
+        kw["neurons"] = _positive(kw, "neurons", where)
+        kw["fps"] = float(_typed(kw, "fps", (int, float), where))
+        kw["normalisation"] = _typed(kw, "normalisation", dict, where)
+        w = _typed(kw, "window", dict, where)
+        extra = [k for k in w if k not in ("lag_min", "bins")]
+        if extra or "lag_min" not in w or "bins" not in w:
+            raise ModelError(f"{where}: field window must be {{\"lag_min\": int, \"bins\": int}}, got {w}")
+        kw["window"] = Window(_typed(w, "lag_min", int, where, "window.lag_min"), _positive(w, "bins", where, "window.bins"))
+        fs = kw["frame_shape"]
+        if not (isinstance(fs, list) and len(fs) == 2 and all(isinstance(x, int) and x > 0 for x in fs)):
+            raise ModelError(f"{where}: field frame_shape must be [height, width] in pixels, got {fs!r}")
+        kw["frame_shape"] = (fs[0], fs[1])
+        for name in ("training", "architecture", "encoder", "inverse", "amortized", "onnx"):
+            if kw.get(name) is not None:
+                _typed(kw, name, dict, where)
+        if kw.get("warm_iterations") is not None:
+            _positive(kw, "warm_iterations", where)
+        return cls(**kw)
+
+
+def _typed(d: dict, key: str, types, where: str, name: str | None = None):
+    v = d[key]
+    if not isinstance(v, types) or isinstance(v, bool):
+        want = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+        raise ModelError(f"{where}: field {name or key} must be {want}, got {v!r}")
+    return v
+
+
+def _positive(d: dict, key: str, where: str, name: str | None = None) -> int:
+    v = _typed(d, key, int, where, name)
+    if v < 1:
+        raise ModelError(f"{where}: field {name or key} must be a positive integer, got {v}")
+    return v
+
+
+def new_card(method: str, neurons: int, lag_min: int, bins: int, frame_shape: tuple[int, int],
+             fps: float, normalisation: dict | None = None, **optional) -> ModelCard:
+    """A card for a decoder that maps activity bins [f+lag_min, f+lag_min+bins) to frame f.
+    `optional`: training, architecture, encoder, inverse, warm_iterations, amortized, onnx."""
+    return ModelCard(
+        format=FORMAT,
+        card_version=CARD_VERSION,
+        rtdecode_version=rtdecode.__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        method=method,
+        neurons=int(neurons),
+        window=Window(int(lag_min), int(bins)),
+        frame_shape=(int(frame_shape[0]), int(frame_shape[1])),
+        fps=float(fps),
+        normalisation=dict(normalisation or DEFAULT_NORMALISATION),
+        **optional,
+    )
+
+
+def read_card(folder: str | Path) -> ModelCard:
+    """The card of a model directory; ModelError says what is missing or wrong."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        raise ModelError(f"{folder} is not a model directory: {path.name} is missing (make one with 'rtdecode fit')")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
+    return ModelCard.from_dict(data, str(path))
+
+
+def write_card(folder: str | Path, card: ModelCard) -> Path:
+    """Write card.json atomically (the weights are left alone)."""
+    path = Path(folder) / CARD_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
