@@ -62,8 +62,8 @@ def _problem(message: str) -> PydanticCustomError:
 
 
 def OneOf(names) -> BeforeValidator:
-    """A value that must be one of `names` (a registry or a tuple)."""
-    names = tuple(names)
+    """A value that must be one of `names`: a registry (read when checking, so a name registered
+    later counts) or a tuple."""
 
     def check(value):
         if not isinstance(value, str) or value not in names:
