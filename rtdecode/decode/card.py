@@ -58,7 +58,7 @@ class ModelCard:
     inverse: dict | None = None  # inverse / amortized: InverseConfig
     warm_iterations: int | None = None
     amortized: dict | None = None  # amortized: AmortizedConfig
-    onnx: dict | None = None  # the exported graph (rtdecode.decode.onnx): file, opset, sha256, shapes
+    onnx: dict | None = None  # the exported graph (rtdecode.decode.export): file, opset, sha256, shapes
 
     @property
     def in_shape(self) -> tuple[int, int]:

@@ -17,7 +17,6 @@ torch, onnx and onnxruntime are imported inside the functions that use them.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import warnings

@@ -35,7 +35,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
     ValidationError,
     WrapValidator,
     field_validator,

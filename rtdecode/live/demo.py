@@ -137,7 +137,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
 
         shutil.rmtree(session_dir)
     recorder = Recorder(session_dir, n_neurons, card.frame_shape,
-                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card})
+                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card.to_dict()})
     limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
     ring = ActivityRing(n_neurons, card.window.bins, fill=dec.act_mean)
     chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])

@@ -33,7 +33,7 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
         raise ModelError(f"the model in {model} expects {card.neurons} neurons, the dataset {dataset} has "
                          f"{ds.n_neurons} (unit_ids.npy)")
     if list(ds.frame_shape) != list(card.frame_shape):
-        raise ModelError(f"the model in {model} decodes {card.frame_shape} frames, the dataset's videos are "
+        raise ModelError(f"the model in {model} decodes {list(card.frame_shape)} frames, the dataset's videos are "
                          f"{list(ds.frame_shape)}")
     ids = []
     for tier in tiers:
