@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from rtdecode.decode.card import ModelCard
 from rtdecode.decode.encoder import PIX_SCALE, warmup_cosine
+from rtdecode.decode.ridge import temporal_basis
 from rtdecode.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ class AmortizedNet(nn.Module):
         self.cfg = cfg
         self.n_neurons, self.bins, self.frame_shape = n_neurons, bins, tuple(frame_shape)
         H, W = frame_shape
-        from rtdecode.decode.ridge import temporal_basis
-
         basis = torch.from_numpy(temporal_basis(bins, cfg.k))
         self.temporal = nn.Parameter(basis.unsqueeze(0).repeat(n_neurons, 1, 1))  # (N, bins, k)
         self.fc1 = nn.Linear(n_neurons * cfg.k, cfg.hidden)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.decode.card import ModelCard, read_card
+from rtdecode.decode.export import MissingOnnx, check_onnx
 from rtdecode.errors import ConfigError, ModelError, RtdecodeError
 from rtdecode.stage import Spec, Stage
 
@@ -103,8 +104,6 @@ def load_backend(name: str, model_dir: str | Path, card: ModelCard | None = None
 
 def validate(model_dir: str | Path, card: ModelCard) -> None:
     """ModelError if the model's exported ONNX graph exists but disagrees with its card."""
-    from rtdecode.decode.export import MissingOnnx, check_onnx
-
     try:
         check_onnx(model_dir, card)
     except MissingOnnx:
@@ -114,8 +113,6 @@ def validate(model_dir: str | Path, card: ModelCard) -> None:
 def onnx_graph(model_dir: str | Path, card: ModelCard) -> Path:
     """The model's checked ONNX graph; BackendUnavailable when it has not been exported yet (so the
     registry moves on to a backend that needs none), ModelError when it disagrees with the card."""
-    from rtdecode.decode.export import MissingOnnx, check_onnx
-
     try:
         return check_onnx(model_dir, card)
     except MissingOnnx as exc:

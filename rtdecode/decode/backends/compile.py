@@ -9,6 +9,8 @@ import time
 import numpy as np
 
 from rtdecode.decode.backends import DEFAULT_PREFERENCE, check_names, choose
+from rtdecode.decode.card import read_card
+from rtdecode.decode.export import export_onnx
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +18,6 @@ log = logging.getLogger(__name__)
 def compile_model(model, preference=DEFAULT_PREFERENCE, threads: int = 1, force_export: bool = False,
                   fp16: bool = False, rebuild: bool = False, runs: int = 200) -> dict:
     """Export (if needed), choose, warm up and time a backend; returns a report dict."""
-    from rtdecode.decode.export import export_onnx
-    from rtdecode.decode.model import read_card
-
     names = check_names(preference)
     t = time.perf_counter()
     entry = export_onnx(model, force=force_export)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.decode.card import ModelCard
+from rtdecode.decode.export import INPUT, OUTPUT
 from rtdecode.decode.backends import Backend, BackendUnavailable, onnx_graph, shapes
 from rtdecode.errors import ConfigError
 
@@ -29,8 +30,6 @@ class OrtBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailable(f"onnxruntime not installed ({exc}); pip install onnxruntime") from exc
-        from rtdecode.decode.export import INPUT, OUTPUT
-
         if int(threads) < 1:
             raise ConfigError(f"onnxruntime threads must be >= 1, got {threads}")
         if device not in ("auto", "cpu", "cuda"):

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.decode.card import ModelCard
+from rtdecode.decode.export import INPUT, OUTPUT
 from rtdecode.decode.backends import Backend, BackendUnavailable, onnx_graph, shapes
 from rtdecode.errors import ModelError
 
@@ -91,8 +92,6 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"the TensorRT backend allocates GPU memory with torch, which is missing ({exc})") from exc
         if not torch.cuda.is_available():
             raise BackendUnavailable("no CUDA device visible to torch")
-        from rtdecode.decode.export import INPUT, OUTPUT
-
         onnx_path = onnx_graph(model_dir, card)
         self.card = card
         self.in_shape, self.out_shape = shapes(card)

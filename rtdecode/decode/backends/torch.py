@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.decode.card import ModelCard
+from rtdecode.decode.export import check_module, module_for
 from rtdecode.decode.backends import Backend, BackendUnavailable, shapes
 from rtdecode.errors import ConfigError
 
@@ -35,8 +36,6 @@ class TorchBackend(Backend):
             import torch
         except ImportError as exc:
             raise BackendUnavailable(f"torch not installed ({exc})") from exc
-        from rtdecode.decode.export import check_module, module_for
-
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"torch device must be auto, cpu or cuda, got {device!r}")
         if device == "cuda" and not torch.cuda.is_available():
