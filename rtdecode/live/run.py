@@ -2,10 +2,13 @@
 
 Builds the stage graph (extraction -> activity ring -> decoder backend), checks it, warms every
 stage, then runs the live loop until the source ends, `--seconds` pass or Ctrl-C; records the
-session when asked. Ephys sources (openephys, eventbroadcaster) go through the Open Ephys adapter
-(rtdecode.live.ephys_activity), which bins threshold crossings or sorted spikes into activity
-vectors: their chain is [activity ring, decoder]. The decoder runs on the first backend of `decoder.backends` that loads here
-('numpy' is the model's own reference implementation).
+session when asked. Two-photon: one chain, frame by frame. Ephys sources (openephys,
+eventbroadcaster): the extraction stages (bandpass, common_reference, detect, bin; or bin_units for
+sorted spikes) run per block of samples inside the Open Ephys adapter (rtdecode.live.ephys), which
+hands out one activity vector per bin to the chain [activity ring, decoder]; the whole graph is
+checked before the adapter connects, and every stage's time is reported under `stages_ms`. The
+decoder runs on the first backend of `decoder.backends` that loads here ('numpy' is the model's
+own reference implementation).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode import decode
-from rtdecode.live.config import RigConfig, load_config
+from rtdecode.live.config import RigConfig, load_config, split_endpoint
+from rtdecode.live.ephys import ephys_stages, make_ephys_ingest
 from rtdecode.decode import model as model_dir
 from rtdecode.errors import ConfigError
 from rtdecode.sources.ingest import Ingest
@@ -25,7 +29,7 @@ from rtdecode.live.session import LiveSession, limit_blas_threads
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing
-from rtdecode.stage import Chain
+from rtdecode.stage import Chain, check_graph
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +54,8 @@ def decoder_stage(cfg: RigConfig):
 
 
 def extraction_stages(cfg: RigConfig) -> list:
-    """The stages before the activity ring: two-photon extraction, or none for ephys (the Open Ephys
-    adapter hands out activity vectors already: rtdecode.live.ephys_activity)."""
+    """The two-photon stages before the activity ring, or none for ephys (its stages depend on the
+    model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
     tp = cfg.extraction.two_photon
     if cfg.source.protocol != "rtframe":
         return []
@@ -74,13 +78,8 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chain.stages
 
 
-def make_ingest(cfg: RigConfig, card: dict):
-    """The message source of the live loop: rtframe subscribers, or the Open Ephys adapter, whose
-    input count (channels, or units) must equal the model's neurons."""
-    if cfg.source.protocol == "rtframe":
-        return Ingest(cfg.source.address)
-    from rtdecode.live.ephys_activity import make_activity_ingest
-
+def check_ephys_inputs(cfg: RigConfig, card: dict) -> None:
+    """The Open Ephys inputs listed (channels, or units) must be as many as the model's neurons."""
     n = int(card["neurons"])
     src = cfg.source
     given = src.channels if src.protocol == "openephys" else src.units
@@ -88,7 +87,6 @@ def make_ingest(cfg: RigConfig, card: dict):
         key = "source.channels" if src.protocol == "openephys" else "source.units"
         raise ConfigError(f"{key} lists {len(given)} {'channels' if key.endswith('channels') else 'units'} but "
                           f"the model card of {cfg.decoder.model} has {n} neurons; they must be equal")
-    return make_activity_ingest(cfg, n)
 
 
 def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
@@ -126,8 +124,6 @@ def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
         if t.kind == "zmq":
             rule.sinks = [ZmqSink(Publisher(t.address))]
         elif t.kind == "network_events":
-            from rtdecode.live.config import split_endpoint
-
             host, port = split_endpoint(t.address)
             rule.sinks = [NetworkEventsSink(host, port, line=t.line)]
         else:
@@ -151,13 +147,25 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     stages = extraction_stages(cfg)
     card, dec_stage, fill, backend = decoder_stage(cfg)
     ring = ActivityRing(card["neurons"], card["window"]["bins"], fill=fill)
-    chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
+    ephys = cfg.source.protocol != "rtframe"
+    if ephys:  # the extraction runs per block in the adapter, the chain per bin
+        check_ephys_inputs(cfg, card)
+        stages = ephys_stages(cfg, int(card["neurons"]))
+        check_graph(stages + [ring, dec_stage])  # the whole graph, before the first block
+        chain = Chain([ring, dec_stage])
+    else:
+        chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
     limit_blas_threads(cfg.decoder.blas_threads)
     t0 = time.perf_counter()
+    if ephys:
+        for s in stages:
+            s.warm_up()
     chain.warm_up()
-    log.info("stages warmed up in %.0f ms; decoder backend %s", (time.perf_counter() - t0) * 1e3, backend)
+    log.info("%d stages checked and warmed up in %.0f ms (%s); decoder backend %s", len(stages) + 2,
+             (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in stages + chain.stages), backend)
     record = record if record is not None else cfg.outputs.record
-    ingest = make_ingest(cfg, card)  # before the session folder: it may refuse the model (neurons)
+    # before the session folder: it may refuse the model (neurons)
+    ingest = make_ephys_ingest(cfg, stages) if ephys else Ingest(cfg.source.address)
     recorder = triggers = None
     try:
         if record is not None:
@@ -172,7 +180,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
             recorder.close({"error": "could not start"})
         raise
     session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
-                          triggers=triggers)
+                          triggers=triggers, extraction=ingest.chain if ephys else None)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)
