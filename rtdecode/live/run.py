@@ -161,8 +161,9 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         for s in stages:
             s.warm_up()
     chain.warm_up()
-    log.info("%d stages checked and warmed up in %.0f ms (%s); decoder backend %s", len(stages) + 2,
-             (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in stages + chain.stages), backend)
+    graph = (stages if ephys else []) + chain.stages
+    log.info("%d stages checked and warmed up in %.0f ms (%s); decoder backend %s", len(graph),
+             (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in graph), backend)
     record = record if record is not None else cfg.outputs.record
     # before the session folder: it may refuse the model (neurons)
     ingest = make_ephys_ingest(cfg, stages) if ephys else Ingest(cfg.source.address)
