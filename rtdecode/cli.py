@@ -321,6 +321,8 @@ def cmd_run(args, progress) -> int:
     lat = st["latency_ms"]
     print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
           f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}")
+    print("stage latency (ms): " + ", ".join(f"{name} p50 {s['p50']} p99 {s['p99']}"
+                                             for name, s in st["stages_ms"].items()))
     return 0
 
 

@@ -1,6 +1,8 @@
 """The extraction stages: raw frame -> registered frame -> ROI traces -> dF/F -> activity.
 
-`build_chain` assembles the live path; `extract_movie` re-runs the same chain offline over a movie.
+`build_chain` assembles the live two-photon path; `extract_movie` re-runs the same chain offline
+over a movie. The ephys stages (band-pass -> common reference -> threshold crossings -> bin counts)
+are in `ephys_stages.py` (`build_ephys_stages`, `SampleChain`).
 """
 
 from __future__ import annotations

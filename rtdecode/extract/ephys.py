@@ -1,9 +1,11 @@
 """Streaming ephys chain: band-pass -> common reference -> threshold crossings -> binned counts.
 
-Chunks of (samples, channels) int16 (as Open Ephys streams them) go in; the filter state, the last
-sample and each channel's last event carry across chunks, so chunked processing equals processing
-the whole signal at once. Numba kernels in `kernels.py`; the NumPy/SciPy reference is
-`reference_detect` (scipy.signal.sosfilt over the whole signal).
+Chunks of (samples, channels) int16 or float32 go in; the filter state, the last sample, each
+channel's last event and the noise window carry across chunks, so chunked processing equals
+processing the whole signal at once. Numba kernels in `kernels.py`; the NumPy/SciPy reference is
+`reference_detect` (scipy.signal.sosfilt over the whole signal). `EphysChain` is the offline form
+(tools, benchmarks, the reference of the live tests); the live path runs the same steps as stages
+(`ephys_stages.py`), sharing `ThresholdCrossings`.
 """
 
 from __future__ import annotations
@@ -34,11 +36,95 @@ def robust_noise(x: np.ndarray) -> np.ndarray:
     return (np.median(np.abs(x), axis=0) * _MAD_TO_STD).astype(np.float32)
 
 
+class ThresholdCrossings:
+    """Negative threshold crossings with a refractory period, streaming over (T, C) float32 chunks.
+
+    The state of the detection step, shared by `EphysChain` and the live `Detect` stage
+    (ephys_stages.py). thr = k x each channel's robust noise, estimated from exactly the first
+    `noise_s` seconds (no events before then: the same samples whatever the chunks, as
+    `reference_detect`); or `noise` x k if given; or |threshold_uv|. refractory_ms: minimum time
+    between two events of one channel. t0: sample number of the first sample.
+    """
+
+    def __init__(self, n_channels: int, fs: float, *, k: float = 4.5, threshold_uv: float | None = None,
+                 noise: np.ndarray | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0, t0: int = 0):
+        if refractory_ms < 0 or k <= 0:
+            raise ConfigError("ephys: need refractory_ms >= 0 and k > 0")
+        self.C = int(n_channels)
+        self.k = float(k)
+        self.threshold_uv = threshold_uv
+        self.refractory = int(round(refractory_ms * 1e-3 * fs))
+        self._noise_n = max(1, int(round(noise_s * fs)))
+        self._fixed_noise = None if noise is None else np.asarray(noise, np.float32)
+        if self._fixed_noise is not None and self._fixed_noise.shape != (self.C,):
+            raise ConfigError(f"ephys: noise must have shape ({self.C},)")
+        self._t0 = int(t0)
+        self._inf = np.full(self.C, np.inf, np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.t = self._t0
+        self.prev = np.zeros(self.C, np.float32)
+        self.last = np.full(self.C, -(2**62), np.int64)
+        self._calib = [] if self._fixed_noise is None and self.threshold_uv is None else None
+        self._calib_n = 0
+        if self.threshold_uv is not None:
+            self.thr = np.full(self.C, abs(float(self.threshold_uv)), np.float32)
+        elif self._fixed_noise is not None:
+            self.thr = (self._fixed_noise * self.k).astype(np.float32)
+        else:
+            self.thr = self._inf.copy()  # no events until the noise is known
+
+    @property
+    def calibrated(self) -> bool:
+        """True once the thresholds are known (fixed, absolute, or the noise estimate is done)."""
+        return self._calib is None
+
+    def skip(self, n_samples: int) -> None:
+        if n_samples < 0:
+            raise StageError(f"ephys: cannot skip a negative number of samples ({n_samples})")
+        self.t += int(n_samples)
+
+    def restart(self, t0: int) -> None:
+        """New sample numbers from `t0`: clear the refractory memory; keep the thresholds learnt."""
+        thr, calib, calib_n = self.thr, self._calib, self._calib_n
+        self._t0 = int(t0)
+        self.reset()
+        if calib is None:  # the noise was known: keep it rather than go blind for noise_s again
+            self.thr, self._calib, self._calib_n = thr, None, calib_n
+
+    def detect(self, y: np.ndarray, out_t: np.ndarray, out_c: np.ndarray) -> int:
+        """(T, C) float32 -> events written to out_t / out_c (sample numbers, channels); returns how
+        many (at most their length). Advances the sample clock by T."""
+        T = y.shape[0]
+        n = 0
+        if self._calib is not None and T:  # still learning the noise: keep exactly the first noise_n samples
+            need = self._noise_n - self._calib_n
+            head = y[:need]
+            self._calib.append(head.copy())
+            self._calib_n += head.shape[0]
+            # the learning samples give no event but are the "previous sample" of the next one
+            _k.detect_crossings(head, self._inf, self.prev, self.last, self.refractory, self.t, out_t, out_c)
+            self.t += head.shape[0]
+            y = y[need:]
+            if self._calib_n >= self._noise_n:
+                noise = robust_noise(np.concatenate(self._calib))
+                self.thr = (noise * self.k).astype(np.float32)
+                self._calib = None
+                log.info("ephys: noise estimated from %d samples; median %.3g", self._calib_n,
+                         float(np.median(noise)))
+        if y.shape[0]:
+            n = _k.detect_crossings(y, self.thr, self.prev, self.last, self.refractory, self.t, out_t, out_c)
+            self.t += y.shape[0]
+        return n
+
+
 class EphysChain:
     """Band-pass, common reference and threshold crossings for up to 384 (any) channels.
 
-    n_channels, fs (Hz). band: pass band, Hz, or None for no filter (data already filtered).
-    reference: "mean" (common average), "median" or None.
+    The offline form of the chain (tools, benchmarks, tests); the live path runs the same steps as
+    stages (ephys_stages.py). n_channels, fs (Hz). band: pass band, Hz, or None for no filter (data
+    already filtered). reference: "mean" (common average), "median" or None.
     k: threshold in units of the per-channel robust noise; or `threshold_uv` (an absolute level,
     negative crossings at -|threshold_uv|, like the Open Ephys Spike Detector's "absolute").
     noise: (C,) noise std in the units of the scaled input; None estimates it from the first
@@ -62,37 +148,32 @@ class EphysChain:
         self.C, self.fs = int(n_channels), float(fs)
         self.sos = bandpass_sos(fs, band, order) if band is not None else np.array([[1.0, 0, 0, 1, 0, 0]])
         self.reference = reference
-        self.k = float(k)
-        self.threshold_uv = threshold_uv
         self.scale = float(scale)
-        self.refractory = int(round(refractory_ms * 1e-3 * fs))
         self.max_chunk = int(max_chunk)
-        self._noise_n = int(round(noise_s * fs))
-        self._fixed_noise = None if noise is None else np.asarray(noise, np.float32)
-        if self._fixed_noise is not None and self._fixed_noise.shape != (self.C,):
-            raise ConfigError(f"ephys: noise must have shape ({self.C},)")
+        self.crossings = ThresholdCrossings(self.C, fs, k=k, threshold_uv=threshold_uv, noise=noise, noise_s=noise_s,
+                                            refractory_ms=refractory_ms, t0=t0)
+        self.refractory = self.crossings.refractory
         self.y = np.zeros((self.max_chunk, self.C), np.float32)
         cap = max_events or self.max_chunk * self.C // 4 + 16
         self.ev_t = np.zeros(cap, np.int64)
         self.ev_c = np.zeros(cap, np.int64)
         self._scratch = np.empty(self.C, np.float32)
-        self._t0 = int(t0)
         self.reset()
 
     def reset(self) -> None:
         self.zi = np.zeros((self.sos.shape[0], 2, self.C))
-        self.t = self._t0
-        self.prev = np.zeros(self.C, np.float32)
-        self.last = np.full(self.C, -(2**62), np.int64)
+        self.crossings.reset()
         self.lost = 0
-        self._calib = [] if self._fixed_noise is None and self.threshold_uv is None else None
-        self._calib_n = 0
-        if self.threshold_uv is not None:
-            self.thr = np.full(self.C, abs(float(self.threshold_uv)), np.float32)
-        elif self._fixed_noise is not None:
-            self.thr = (self._fixed_noise * self.k).astype(np.float32)
-        else:
-            self.thr = np.full(self.C, np.inf, np.float32)  # no events until the noise is known
+
+    @property
+    def thr(self) -> np.ndarray:
+        """(C,) float32 thresholds (inf while the noise is being learnt)."""
+        return self.crossings.thr
+
+    @property
+    def t(self) -> int:
+        """Sample number of the next sample."""
+        return self.crossings.t
 
     def warm_up(self) -> None:
         _k.warm_up_kernels()
@@ -100,7 +181,7 @@ class EphysChain:
     @property
     def calibrated(self) -> bool:
         """True once the thresholds are known (fixed, absolute, or the noise estimate is done)."""
-        return self._calib is None
+        return self.crossings.calibrated
 
     def skip(self, n_samples: int) -> None:
         """Samples were lost (a gap in the stream): move the sample clock on by `n_samples`.
@@ -108,18 +189,13 @@ class EphysChain:
         The filter state, the last sample and the refractory memory are kept, so the only artefact
         is the step between the samples on either side of the gap (the filter is not restarted,
         which would add a much larger transient)."""
-        if n_samples < 0:
-            raise StageError(f"ephys: cannot skip a negative number of samples ({n_samples})")
-        self.t += int(n_samples)
+        self.crossings.skip(n_samples)
 
     def restart(self, t0: int) -> None:
         """The acquisition restarted at sample `t0` (sample numbers went back): clear the filter
         state and the refractory memory; thresholds already learnt are kept."""
-        thr, calib, calib_n = self.thr, self._calib, self._calib_n
-        self._t0 = int(t0)
-        self.reset()
-        if calib is None:  # the noise was known: keep it rather than go blind for noise_s again
-            self.thr, self._calib, self._calib_n = thr, None, calib_n
+        self.zi = np.zeros((self.sos.shape[0], 2, self.C))
+        self.crossings.restart(t0)
 
     def process(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, C) chunk -> (sample numbers, channels) of the events in it (views, valid until the
@@ -135,21 +211,10 @@ class EphysChain:
             _k.common_average(y)
         elif self.reference == "median":
             _k.common_median(y, self._scratch)
-        if self._calib is not None:  # still learning the noise: keep the filtered samples
-            self._calib.append(y.copy())
-            self._calib_n += T
-            if self._calib_n >= self._noise_n:
-                noise = robust_noise(np.concatenate(self._calib))
-                self.thr = (noise * self.k).astype(np.float32)
-                self._calib = None
-                log.info("ephys: noise estimated from %d samples; median %.3g", self._calib_n,
-                         float(np.median(noise)))
-        n = _k.detect_crossings(y, self.thr, self.prev, self.last, self.refractory, self.t,
-                                self.ev_t, self.ev_c)
+        n = self.crossings.detect(y, self.ev_t, self.ev_c)
         if n == self.ev_t.shape[0]:
             self.lost += 1
             log.warning("ephys: event buffer full in one chunk; raise max_events")
-        self.t += T
         return self.ev_t[:n], self.ev_c[:n]
 
 

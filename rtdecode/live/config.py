@@ -18,7 +18,7 @@ Sections:
   or unit) and units (eventbroadcaster: the electrode / "ELECTRODE:SORTED_ID" names in the model's
   input order; their number must equal the model's neurons).
 - extraction: two_photon (rois, reference, crop, max_shift, neuropil_r, tau_s, fps) or ephys
-  (band_hz, threshold, threshold_uv, reference, bin_ms) — the one that matches the protocol.
+  (band_hz, threshold, threshold_uv, reference, bin_ms, block_samples) — the one that matches the protocol.
 - decoder: model (directory), backends (preference list of tensorrt, onnxruntime, torch, numpy).
 - outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional).
 - triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
@@ -212,6 +212,8 @@ class Ephys(_Model):
     threshold_uv: Annotated[float, Range(gt=0.0, le=10000.0)] | None = None  # absolute level instead
     reference: Annotated[str, OneOf(("mean", "median"))] | None = "mean"
     bin_ms: Annotated[float, Range(ge=1.0, le=1000.0)] = 33.3
+    # the extraction's block capacity (samples): blocks are cut at bin edges and at most this long
+    block_samples: Annotated[int, Range(ge=16, le=65536)] = 1024
 
     @field_validator("band_hz")
     @classmethod

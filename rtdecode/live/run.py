@@ -2,11 +2,13 @@
 
 Builds the stage graph (extraction -> activity ring -> decoder backend), checks it, warms every
 stage, then runs the live loop until the source ends, `--seconds` pass or Ctrl-C; records the
-session when asked. Ephys sources (openephys, eventbroadcaster) go through the Open Ephys adapter
-(rtdecode.live.ephys_activity), which bins threshold crossings or sorted spikes into activity
-vectors: their chain is [activity ring, decoder]. The decoder runs on the first backend of
-`decoder.backends` that loads here (rtdecode.decode.backends; 'numpy' is the model's own in-process
-decoder and needs no exported graph).
+session when asked. Two-photon: one chain, frame by frame. Ephys sources (openephys,
+eventbroadcaster): the extraction stages (bandpass, common_reference, detect, bin; or bin_units for
+sorted spikes) run per block of samples inside the Open Ephys adapter (rtdecode.live.ephys), which
+hands out one activity vector per bin to the chain [activity ring, decoder]; the whole graph is
+checked before the adapter connects, and every stage's time is reported under `stages_ms`. The
+decoder runs on the first backend of `decoder.backends` that loads here ('numpy' is the model's
+own reference implementation).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtdecode.live.ephys import ephys_stages, make_ephys_ingest
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
@@ -28,7 +31,7 @@ from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.sources.address import split_endpoint
-from rtdecode.stage import Chain
+from rtdecode.stage import Chain, check_graph
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,8 @@ def decoder_stage(cfg: RigConfig):
 
 
 def extraction_stages(cfg: RigConfig) -> list:
-    """The stages before the activity ring: two-photon extraction, or none for ephys (the Open Ephys
-    adapter hands out activity vectors already: rtdecode.live.ephys_activity)."""
+    """The two-photon stages before the activity ring, or none for ephys (its stages depend on the
+    model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
     tp = cfg.extraction.two_photon
     if cfg.source.protocol != "rtframe":
         return []
@@ -71,13 +74,8 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chain.stages
 
 
-def make_ingest(cfg: RigConfig, card: ModelCard):
-    """The message source of the live loop: rtframe subscribers, or the Open Ephys adapter, whose
-    input count (channels, or units) must equal the model's neurons."""
-    if cfg.source.protocol == "rtframe":
-        return Ingest(cfg.source.address)
-    from rtdecode.live.ephys_activity import make_activity_ingest
-
+def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
+    """The Open Ephys inputs listed (channels, or units) must be as many as the model's neurons."""
     n = card.neurons
     src = cfg.source
     given = src.channels if src.protocol == "openephys" else src.units
@@ -85,7 +83,6 @@ def make_ingest(cfg: RigConfig, card: ModelCard):
         key = "source.channels" if src.protocol == "openephys" else "source.units"
         raise ConfigError(f"{key} lists {len(given)} {'channels' if key.endswith('channels') else 'units'} but "
                           f"the model card of {cfg.decoder.model} has {n} neurons; they must be equal")
-    return make_activity_ingest(cfg, n)
 
 
 def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
@@ -146,13 +143,26 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     stages = extraction_stages(cfg)
     card, dec_stage, fill, backend = decoder_stage(cfg)
     ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
-    chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
+    ephys = cfg.source.protocol != "rtframe"
+    if ephys:  # the extraction runs per block in the adapter, the chain per bin
+        check_ephys_inputs(cfg, card)
+        stages = ephys_stages(cfg, card.neurons)
+        check_graph(stages + [ring, dec_stage])  # the whole graph, before the first block
+        chain = Chain([ring, dec_stage])
+    else:
+        chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
     limit_blas_threads(cfg.decoder.blas_threads)
     t0 = time.perf_counter()
+    if ephys:
+        for s in stages:
+            s.warm_up()
     chain.warm_up()
-    log.info("stages warmed up in %.0f ms; decoder backend %s", (time.perf_counter() - t0) * 1e3, backend)
+    graph = (stages if ephys else []) + chain.stages
+    log.info("%d stages checked and warmed up in %.0f ms (%s); decoder backend %s", len(graph),
+             (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in graph), backend)
     record = record if record is not None else cfg.outputs.record
-    ingest = make_ingest(cfg, card)  # before the session folder: it may refuse the model (neurons)
+    # before the session folder: it may refuse the model (neurons)
+    ingest = make_ephys_ingest(cfg, stages) if ephys else Ingest(cfg.source.address)
     recorder = triggers = None
     try:
         if record is not None:
@@ -168,7 +178,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
             recorder.close({"error": "could not start"})
         raise
     session = LiveSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
-                          triggers=triggers)
+                          triggers=triggers, extraction=ingest.chain if ephys else None)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)

@@ -98,15 +98,23 @@ class StimulusLog:
 
 
 class LiveSession:
-    """Runs `chain` (extraction stages + ring + decode) on every `frame` message of `ingest`."""
+    """Runs `chain` (extraction stages + ring + decode) on every `frame` message of `ingest`.
+
+    extraction: stages the ingest runs itself before a frame exists (Open Ephys: per block of
+    samples, rtdecode.live.ephys); the session times them and reports them first in `stages_ms`."""
 
     def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
-                 time_stages: bool = True):
+                 time_stages: bool = True, extraction: Chain | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
+        # Stages the ingest runs before the frames reach `chain` (ephys: per block, not per bin);
+        # only timed and reported here.
+        self.extraction = extraction
         if time_stages:
             chain.time_stages()
+            if extraction is not None:
+                extraction.time_stages()
         self.silence_s = silence_s
         self._last_acq: int | None = None
         self._last_frame: float | None = None  # time.monotonic() of the last frame message
@@ -242,7 +250,7 @@ class LiveSession:
         r = self.result
         out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
                "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts(),
-               "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.chain.stage_summary_ms(),
+               "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.stage_summary_ms(),
                "lost_frames": r.lost_frames, "source_restarts": r.source_restarts, "silences": r.silences,
                "longest_silence_s": round(r.longest_silence_s, 3)}
         if self.triggers is not None:
@@ -256,6 +264,11 @@ class LiveSession:
             out["record_backlog_max"] = rec.backlog_max
             out["record_wait_s"] = round(rec.blocked_s, 4)
         return out
+
+    def stage_summary_ms(self) -> dict:
+        """{stage name: {p50, p99, max, n} in ms}: the extraction's stages (if any), then the chain's."""
+        out = {} if self.extraction is None else self.extraction.stage_summary_ms()
+        return out | self.chain.stage_summary_ms()
 
     def publish_stats(self) -> None:
         self.pub.send("stats", None, **self.stats())

@@ -1,5 +1,6 @@
 """Shared helpers of the Open Ephys tests (not a test module)."""
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+# the checkout's sibling shared/data (as in /work/main), or RTDECODE_DATA (e.g. from a git worktree)
+DATA = Path(os.environ.get("RTDECODE_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
 OE_REC = DATA / "openephys_v0.6.7_binary"
 
 

@@ -1,4 +1,4 @@
-"""The ephys live path: Open Ephys emulator (real recording) -> activity adapter -> `rtdecode run`."""
+"""The ephys live path: Open Ephys emulator (real recording) -> source -> extraction stages -> `rtdecode run`."""
 
 import socket
 import threading
@@ -13,17 +13,21 @@ from rtdecode.sources import wire
 from rtdecode.live.config import parse_config
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
-from rtdecode.errors import ConfigError
+from rtdecode.cli import main
+from rtdecode.errors import ConfigError, StageError
+from rtdecode.extract.ephys_stages import CommonReference, build_ephys_stages
 from rtdecode.extract.ephys import EphysChain, bin_counts
 from rtdecode.sources.openephys import zmq_interface as zi
-from rtdecode.live.ephys_activity import BinGrid
+from rtdecode.sources.openephys.bins import BinGrid
 from rtdecode.sources.openephys.emulator import Emulator
 from rtdecode.sources.openephys.recording import load_recording
 from rtdecode.outputs.record import read_session, summarize
+from rtdecode.live import run as run_mod
 from rtdecode.live.run import run_session
 
 BINS, BIN_MS, BLOCK, SHAPE = 4, 33.3, 1024, (6, 8)
 ELECTRODES = [f"Stereotrode {i}" for i in range(1, 9)]
+EPHYS_STAGES = ["bandpass", "common_reference", "detect", "bin"]
 
 
 def _free_port():
@@ -147,6 +151,13 @@ def test_zmq_interface_bins_equal_offline_chain(tmp_path, rec, ctx):
     assert stats["crossings"] == int(expected.sum())
     # bin times: the sender's clock (the emulator stamps blocks with its time.time() when sent)
     assert np.all(np.abs(a["t"] - time.time()) < 120)
+    # every ephys stage timed per block (blocks are cut at bin edges: at least one per bin), by name,
+    # then the ring and the decoder per bin
+    st = stats["stages_ms"]
+    assert list(st) == EPHYS_STAGES + ["ring", "decode"]
+    for name in EPHYS_STAGES:
+        assert st[name]["n"] >= n_bins and 0 < st[name]["p50"] <= st[name]["p99"] <= st[name]["max"], name
+    assert st["ring"]["n"] == n_bins
 
 
 def test_zmq_interface_lost_message_is_dropped_bins(tmp_path, rec, ctx):
@@ -204,6 +215,46 @@ def test_event_broadcaster_sorted_spikes(tmp_path, rec, ctx):
     np.testing.assert_array_equal(a["activity"][:n_bins].astype(np.int64), expected)
     assert a["activity"][n_bins:].sum() == 0
     assert stats["published"] == stats["frames"] - (BINS - 1)
+    st = stats["stages_ms"]
+    assert list(st) == ["bin_units", "ring", "decode"] and st["bin_units"]["n"] >= stats["frames"]
+    assert 0 < st["bin_units"]["p50"] <= st["bin_units"]["p99"]
+
+
+def test_rtdecode_run_prints_the_latency_of_every_ephys_stage(tmp_path, rec, ctx, capsys):
+    emu = Emulator(rec, data_port=0, broadcaster_port=None, speed=0, block_size=BLOCK, wait_subscriber_s=30,
+                   context=ctx)
+    cfg = _config(tmp_path, f'{{protocol: openephys, address: "tcp://127.0.0.1:{emu.data_port}", idle_end_s: 1.0}}')
+    emu.start()
+    try:
+        assert main(["run", str(cfg), "--seconds", "45"]) == 0
+        emu.wait(10)
+    finally:
+        emu.close()
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("stage latency (ms): "))
+    named = [part.split(" p50 ")[0] for part in line.removeprefix("stage latency (ms): ").split(", ")]
+    assert named == EPHYS_STAGES + ["ring", "decode"]
+    for part in line.split(", "):
+        p50, p99 = float(part.split(" p50 ")[1].split(" p99 ")[0]), float(part.split(" p99 ")[1])
+        assert 0 < p50 <= p99, part
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda st: st[:1] + [CommonReference(16, 512)] + st[2:],
+     r"stage 'bandpass' gives <f4\[1024, 16\] but the next stage 'common_reference' takes <f4\[512, 16\]"),
+    (lambda st: build_ephys_stages(15, 1024), r"stage 'bin' gives <f4\[15\] but the next stage 'ring' takes <f4\[16\]"),
+])
+def test_a_mis_specified_graph_is_refused_before_the_first_block(tmp_path, monkeypatch, break_it, message):
+    """The whole ephys graph, extraction -> ring -> decoder, is checked before the source is connected."""
+    cfg = _config(tmp_path, '{protocol: openephys, address: "tcp://127.0.0.1:45871"}')  # 16 neurons
+    good = run_mod.ephys_stages
+    monkeypatch.setattr(run_mod, "ephys_stages", lambda c, n: break_it(good(c, n)))
+
+    def connect(*args, **kwargs):
+        raise AssertionError("the source was connected before the graph was checked")
+
+    monkeypatch.setattr(run_mod, "make_ephys_ingest", connect)
+    with pytest.raises(StageError, match=message):
+        run_session(cfg, seconds=1)
 
 
 def test_neuron_count_must_match(tmp_path, rec, ctx):
