@@ -3,7 +3,9 @@
 A session is a folder:
 
   session.json          what was run: config, model card, start time, rtdecode version (written once)
-  chunks/000000.npz     one chunk per second of data (activity, decoded frames, alignment, latencies)
+  chunks/000000.npz     one chunk per second of data (activity, decoded frames, alignment, latencies,
+                        and the `extras` the live loop taps, e.g. F, Fneu, dff, motion shifts)
+  rois.npz              (two-photon) the ROI and neuropil masks and registration reference used live
   triggers.jsonl        one line per trigger, flushed and fsynced as it happens
   end.json              written on a clean stop (its absence means the session was killed)
 
@@ -53,10 +55,18 @@ class Recorder:
     frame, (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN;
     stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0);
     `trigger(dict)` is written through at once. `close()` flushes everything and writes end.json.
+    extras: more per-frame arrays, {name: (shape, dtype)} (e.g. 'F': ((n,), 'float32')), given to
+    `add(..., extras={name: array})`; one missing from a frame is stored as NaN (floats) or 0.
+    `attach(name, arrays)` writes a whole-session file name.npz (e.g. the ROI masks).
     """
 
     def __init__(self, folder: str | Path, n_neurons: int, frame_shape: tuple[int, int],
-                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30):
+                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30,
+                 extras: dict[str, tuple[tuple[int, ...], str]] | None = None):
+        self.extras = {k: (tuple(int(d) for d in shape), np.dtype(dt)) for k, (shape, dt) in (extras or {}).items()}
+        clash = set(self.extras) & {"number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus"}
+        if clash:
+            raise RecordError(f"extras {sorted(clash)} would overwrite the recorder's own arrays; rename them")
         self.folder = Path(folder)
         try:
             (self.folder / "chunks").mkdir(parents=True, exist_ok=False)
@@ -66,7 +76,9 @@ class Recorder:
             raise RecordError(f"cannot create the session folder {self.folder}: {exc}") from None
         info = {"format": FORMAT, "version": 1, "rtdecode_version": rtdecode.__version__,
                 "started": time.time(), "neurons": n_neurons, "frame_shape": list(frame_shape),
-                "chunk_s": chunk_s, **(meta or {})}
+                "chunk_s": chunk_s, "fps": fps,
+                "extras": {k: {"shape": list(sh), "dtype": dt.str} for k, (sh, dt) in self.extras.items()},
+                **(meta or {})}
         _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
         self.cap = max(1, int(round(chunk_s * fps)))
         self.n, self.shape = n_neurons, tuple(frame_shape)
@@ -94,12 +106,20 @@ class Recorder:
             "shown": np.zeros((c, 2), np.int64), "target": np.zeros((c, 2), np.int64),
             "latency_s": np.zeros(c, np.float64), "stimulus": np.zeros((c,) + self.shape, np.uint8),
         }
+        for k, (shape, dt) in self.extras.items():
+            self.buf[k] = np.zeros((c,) + shape, dt)
         self.fill = 0
 
     def add(self, number: int, t: float, activity: np.ndarray, decoded: np.ndarray | None,
             shown: tuple[int, int], target: tuple[int, int], latency_s: float,
-            stimulus: np.ndarray | None = None) -> None:
+            stimulus: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> None:
         b, i = self.buf, self.fill
+        for k, (_, dt) in self.extras.items():
+            v = None if extras is None else extras.get(k)
+            if v is not None:
+                b[k][i] = v
+            else:
+                b[k][i] = np.nan if dt.kind == "f" else 0
         if stimulus is not None and stimulus.shape == self.shape:
             b["stimulus"][i] = stimulus
         else:
@@ -130,6 +150,16 @@ class Recorder:
             self.chunk_index += 1
             self._new_chunk()
         self.chunk_started = time.monotonic()
+
+    def attach(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write `arrays` to name.npz in the session folder now (atomically; no pickle)."""
+        if not name.isidentifier() or name in ("session", "end", "triggers"):
+            raise RecordError(f"cannot attach {name!r}: use a plain name other than session, end, triggers")
+        try:
+            _atomic_write(self.folder / f"{name}.npz", lambda fh: np.savez(fh, **arrays))
+        except OSError as exc:
+            self.errors += 1
+            log.error("could not write %s.npz to %s: %s", name, self.folder, exc)
 
     def trigger(self, event: dict) -> None:
         """Write one trigger event through to disk now (never buffered)."""
