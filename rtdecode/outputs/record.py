@@ -47,6 +47,18 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def git_commit() -> str | None:
+    """The git commit of the rtdecode source in use (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(Path(rtdecode.__file__).parent), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 class Recorder:
     """Gathers per-frame records into one-second chunks and writes them on a background thread.
 
@@ -75,6 +87,7 @@ class Recorder:
         except OSError as exc:
             raise RecordError(f"cannot create the session folder {self.folder}: {exc}") from None
         info = {"format": FORMAT, "version": 1, "rtdecode_version": rtdecode.__version__,
+                "rtdecode_commit": git_commit(),
                 "started": time.time(), "neurons": n_neurons, "frame_shape": list(frame_shape),
                 "chunk_s": chunk_s, "fps": fps,
                 "extras": {k: {"shape": list(sh), "dtype": dt.str} for k, (sh, dt) in self.extras.items()},
