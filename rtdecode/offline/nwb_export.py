@@ -309,6 +309,11 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
 
     recorded_with = f"rtdecode {meta.get('rtdecode_version', '?')} (commit {meta.get('rtdecode_commit') or 'unknown'})"
     damaged = bool(chunks.damaged or chunks.missing or end is None or bad_triggers)
+    subject = {"subject_id": "unknown", "species": "Mus musculus", "sex": "U",
+               "description": "not recorded by rtdecode (give --subject-id, --species, --sex, --age)"} | (subject or {})
+    if subject.get("age") is None and subject.get("date_of_birth") is None:
+        missing.append("the subject's age: rtdecode does not record the animal; give --age (nwbinspector rates "
+                       "its absence CRITICAL, DANDI requires it)")
     nwb = NWBFile(
         session_description=(f"rtdecode live decoding session '{folder.name}' ({kind.replace('_', '-')}), "
                              f"{T} frames recorded with {recorded_with}"
@@ -322,9 +327,7 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
                " Times are seconds from session_start_time on the acquisition sender's clock (rtframe 't')."
                + (f" Unreadable trigger records: {'; '.join(bad_triggers)}." if bad_triggers else "")),
         experimenter=[experimenter] if experimenter else None, institution=institution,
-        subject=Subject(**({"subject_id": "unknown", "species": "Mus musculus", "sex": "U",
-                            "description": "not recorded by rtdecode (give --subject-id, --species, --sex, --age)"}
-                           | (subject or {}))),
+        subject=Subject(**subject),
         stimulus_notes="StimulusShown: (trial, stimulus frame) on screen at each acquisition frame, (-1, -1) unknown.",
     )
     nwb.add_scratch(dump(meta), name="rtdecode_session", description="session.json as recorded (rig file, model card, ...)")
@@ -419,33 +422,36 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         else:
             missing.append("ROI masks: the session has no rois.npz (recorded by an older rtdecode); give --rois")
 
-        def traces(name, key, unit, desc):
-            if seg is not None:
-                from pynwb.ophys import RoiResponseSeries
+        containers: dict = {}
 
-                region = seg.create_roi_table_region(region=list(range(len(seg))), description="all ROIs")
-                types.add("RoiResponseSeries")
-                return RoiResponseSeries(name=name, data=stream(key), rois=region, unit=unit, timestamps=clock,
-                                         description=desc)
-            return TimeSeries(name=name, data=stream(key), unit=unit, timestamps=clock, description=desc)
+        def traces(container, name, key, unit, desc):
+            """An RoiResponseSeries in `container` (Fluorescence / DfOverF) over every ROI; without
+            ROI masks, a plain TimeSeries in the ophys module."""
+            if seg is None:
+                ophys.add(TimeSeries(name=name, data=stream(key), unit=unit, timestamps=clock,
+                                     description=desc + " (ROI masks unknown)"))
+                return
+            from pynwb.ophys import RoiResponseSeries
 
-        fl = Fluorescence(name="Fluorescence")
-        ophys.add(fl)
-        types.add("Fluorescence")
+            if container not in containers:
+                containers[container] = (Fluorescence if container == "Fluorescence" else DfOverF)(name=container)
+                ophys.add(containers[container])
+                types.add(container)
+            region = seg.create_roi_table_region(region=list(range(len(seg))), description="all ROIs")
+            containers[container].add_roi_response_series(RoiResponseSeries(
+                name=name, data=stream(key), rois=region, unit=unit, timestamps=clock, description=desc))
+            types.add("RoiResponseSeries")
+
         for name, key, desc in (("Fluorescence", "F", "ROI fluorescence F (lam-weighted mean), (frame, ROI)"),
                                 ("Neuropil", "Fneu", "neuropil fluorescence Fneu (annulus mean), (frame, ROI)")):
             if key in chunks.specs:
-                fl.add_roi_response_series(traces(name, key, "a.u. (frame counts)", desc))
+                traces("Fluorescence", name, key, "a.u. (frame counts)", desc)
             else:
                 missing.append(f"{name} ({key}): not recorded by this session (older rtdecode)")
-        fl.add_roi_response_series(traces("Deconvolved", "activity", "a.u.", "deconvolved activity: the decoder's "
-                                          "input, (frame, ROI)"))
+        traces("Fluorescence", "Deconvolved", "activity", "a.u.", "deconvolved activity: the decoder's input, "
+               "(frame, ROI)")
         if "dff" in chunks.specs:
-            dff = DfOverF(name="DfOverF")
-            ophys.add(dff)
-            dff.add_roi_response_series(traces("DfOverF", "dff", "ratio", "dF/F of the neuropil-corrected trace, "
-                                               "(frame, ROI)"))
-            types.add("DfOverF")
+            traces("DfOverF", "DfOverF", "dff", "ratio", "dF/F of the neuropil-corrected trace, (frame, ROI)")
         else:
             missing.append("dF/F: not recorded by this session (older rtdecode)")
         if "shifts" in chunks.specs:
