@@ -33,7 +33,7 @@ from rtdecode.errors import StageError
 from rtdecode.sources.ingest import Ingest
 from rtdecode.latency import Histogram
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.record import Recorder, rois_npz
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.stage import Chain
 
@@ -101,19 +101,12 @@ def record_extraction(recorder: Recorder, chain: Chain) -> dict:
     the arrays written ({} for ephys)."""
     from rtdecode.extract import Register, Traces
 
-    arrays = {}
-    for st in chain.stages:
-        if isinstance(st, Traces):
-            r = st.rois
-            for key, m in (("roi", r.footprints), ("neuropil", r.neuropil)):
-                m = m.tocsr()
-                arrays |= {f"{key}_indptr": m.indptr.astype(np.int64), f"{key}_indices": m.indices.astype(np.int64),
-                           f"{key}_weights": m.data.astype(np.float32)}
-            arrays |= {"frame_shape": np.asarray(r.frame_shape, np.int64), "index": np.asarray(r.index, np.int64)}
-        elif isinstance(st, Register):
-            arrays["reference"] = st.reference
-    if arrays:
-        recorder.attach("rois", arrays)
+    traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
+    if traces is None:
+        return {}
+    reg = next((st for st in chain.stages if isinstance(st, Register)), None)
+    arrays = rois_npz(traces.rois, None if reg is None else reg.reference)
+    recorder.attach("rois", arrays)
     return arrays
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 import rtdecode
 from rtdecode.errors import RecordError
-from rtdecode.outputs.record import git_commit
+from rtdecode.outputs.record import git_commit, rois_npz
 
 log = logging.getLogger(__name__)
 
@@ -203,16 +203,7 @@ def _rois_arrays(folder: Path, rois_dir: str | Path | None) -> dict | None:
     from rtdecode.extract.offline import suite2p_reference
     from rtdecode.extract.rois import load_suite2p
 
-    r = load_suite2p(rois_dir)
-    out = {"frame_shape": np.asarray(r.frame_shape), "index": np.asarray(r.index),
-           "source": f"suite2p folder {rois_dir}"}
-    for key, m in (("roi", r.footprints), ("neuropil", r.neuropil)):
-        m = m.tocsr()
-        out |= {f"{key}_indptr": m.indptr, f"{key}_indices": m.indices, f"{key}_weights": m.data}
-    ref = suite2p_reference(rois_dir)
-    if ref is not None:
-        out["reference"] = np.asarray(ref, np.float32)
-    return out
+    return rois_npz(load_suite2p(rois_dir), suite2p_reference(rois_dir)) | {"source": f"suite2p folder {rois_dir}"}
 
 
 def _pixel_masks(rois: dict, key: str) -> list[list[tuple[int, int, float]]]:

@@ -220,6 +220,21 @@ class Recorder:
         _atomic_write(self.folder / "end.json", lambda fh: fh.write(json.dumps(end, indent=2).encode()))
 
 
+def rois_npz(rois, reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays of rois.npz for `rois` (rtdecode.extract.rois.Rois: CSR footprints and neuropil over
+    the flattened (H, W) frame): `roi_indptr/indices/weights`, `neuropil_indptr/indices/weights`,
+    `frame_shape`, `index` and, when given, the registration `reference` image (H, W)."""
+    out = {}
+    for key, m in (("roi", rois.footprints), ("neuropil", rois.neuropil)):
+        m = m.tocsr()
+        out |= {f"{key}_indptr": m.indptr.astype(np.int64), f"{key}_indices": m.indices.astype(np.int64),
+                f"{key}_weights": m.data.astype(np.float32)}
+    out |= {"frame_shape": np.asarray(rois.frame_shape, np.int64), "index": np.asarray(rois.index, np.int64)}
+    if reference is not None:
+        out["reference"] = np.asarray(reference, np.float32)
+    return out
+
+
 def read_session(folder: str | Path) -> dict:
     """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
     chunks, 'damaged': list of problems}. RecordError if it is not a session at all."""

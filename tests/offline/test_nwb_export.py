@@ -146,6 +146,28 @@ def test_two_photon_session_round_trips_exactly_and_passes_the_inspector(recorde
     assert _serious(out) == []
 
 
+def test_a_session_without_rois_npz_takes_the_suite2p_folder(recorded, tmp_path):
+    import shutil
+
+    from rtdecode.extract.rois import load_suite2p
+
+    session = tmp_path / "old"
+    shutil.copytree(recorded / "session", session)
+    (session / "rois.npz").unlink()  # as recorded by an rtdecode without it
+    from rtdecode.offline.nwb_export import export_nwb
+
+    rep = export_nwb(session, tmp_path / "a.nwb", subject={"age": "P90D"})  # the rig file's folder still exists
+    assert not any("ROI masks" in m for m in rep["missing"])
+    with pynwb.NWBHDF5IO(str(tmp_path / "a.nwb"), "r") as io:
+        seg = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        assert f"suite2p folder {recorded / 'rois'}" in seg.description
+    assert main(["export", str(session), "--nwb", str(tmp_path / "b.nwb"), "--rois", str(recorded / "rois"),
+                 "--age", "P90D"]) == 0
+    with pynwb.NWBHDF5IO(str(tmp_path / "b.nwb"), "r") as io:
+        seg = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentation"]
+        np.testing.assert_array_equal(_csr(seg, SHAPE), load_suite2p(recorded / "rois").footprints.toarray())
+
+
 def _kill_after_chunks(folder, n_chunks):
     """A recorder in a child process, killed with SIGKILL once `n_chunks` chunks are on disk."""
     code = textwrap.dedent(f"""
