@@ -376,8 +376,9 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     if kind == "two_photon":
         tp = (config.get("extraction") or {}).get("two_photon") or {}
         fps = float(tp.get("fps", meta.get("fps", 30.0)))
-        device = nwb.create_device(name="Microscope", description=f"two-photon microscope streaming to rtdecode "
-                                   f"({protocol}: {', '.join((config.get('source') or {}).get('address', [])) or meta.get('source', '')})")
+        addresses = ", ".join((config.get("source") or {}).get("address", [])) or meta.get("source", "")
+        device = nwb.create_device(name="Microscope",
+                                   description=f"two-photon microscope streaming to rtdecode ({protocol}: {addresses})")
         channel = OpticalChannel(name="OpticalChannel", description="not recorded by rtdecode", emission_lambda=np.nan)
         plane = nwb.create_imaging_plane(name="ImagingPlane", optical_channel=channel, imaging_rate=fps,
                                          description="the field of view extracted live", device=device,
@@ -388,6 +389,9 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
                                              "(registration, ROI and neuropil traces, dF/F, deconvolution)")
         masks = _rois_arrays(folder, rois)
         seg = None
+        if masks is not None and len(masks["index"]) != chunks.specs["activity"][0][0]:
+            raise RecordError(f"the ROI masks ({masks['source']}) hold {len(masks['index'])} ROIs but the session "
+                              f"recorded {chunks.specs['activity'][0][0]} neurons; give the suite2p folder used live")
         if masks is not None:
             iseg = ImageSegmentation(name="ImageSegmentation")
             ophys.add(iseg)
