@@ -497,11 +497,12 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
                 ("frame_time", "acquisition time of the decoded frame (s)"), ("trial", "stimulus trial, -1 unknown"),
                 ("stimulus_frame", "stimulus frame, -1 unknown"),
                 ("acquisition_frame", "acquisition frame number, -1 unknown"), ("output", "where it was sent"),
-                ("status", "fired (rtdecode records fired triggers; suppressed ones are only counted)"),
+                ("status", "the record's status, else 'suppressed' if it says so, else 'fired' (today's engine "
+                           "records the triggers it fires)"),
                 ("other", "any other fields of the record, JSON")]
         for name, desc in cols:
             tr.add_column(name=name, description=desc)
-        known = {"rule", "score", "t_frame", "t", "trial", "frame", "frameNumberAcq", "output", "status"}
+        known = {"rule", "score", "t_frame", "t", "trial", "frame", "frameNumberAcq", "output", "status", "suppressed"}
         t0 = start.timestamp()
 
         def num(v, default):
@@ -516,7 +517,7 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
                             stimulus_frame=int(num(e.get("frame"), -1)),
                             acquisition_frame=int(num(e.get("frameNumberAcq"), -1)),
                             output=str(e.get("output", outputs.get(e.get("rule"), "not recorded"))),
-                            status=str(e.get("status", "fired")),
+                            status=str(e.get("status") or ("suppressed" if e.get("suppressed") else "fired")),
                             other=json.dumps({k: v for k, v in e.items() if k not in known}, default=str))
         nwb.add_time_intervals(tr)
         types.add("TimeIntervals")

@@ -250,6 +250,9 @@ def test_an_ephys_session_exports_binned_activity_with_its_channels(tmp_path):
     counts = rng.poisson(2.0, size=(70, 4)).astype(np.float32)
     for k in range(70):
         rec.add(k, 500.0 + k * 0.0333, counts[k], rng.random((4, 6), dtype=np.float32), (-1, -1), (-1, -1), 0.002)
+    rec.trigger({"rule": "r", "t": 501.0, "t_frame": 500.9, "frameNumberAcq": 30})
+    rec.trigger({"rule": "r", "t": 501.5, "t_frame": 501.2, "frameNumberAcq": 45, "suppressed": True,
+                 "reason": "frame too old"})
     rec.close({"frames": 70, "dropped": 0})
     out = tmp_path / "e.nwb"
     assert main(["export", str(tmp_path / "s"), "--nwb", str(out), "--age", "P60D/P90D"]) == 0
@@ -260,6 +263,11 @@ def test_an_ephys_session_exports_binned_activity_with_its_channels(tmp_path):
         assert list(ec["ActivityInputs"]["label"][:]) == ["3", "5", "8", "13"]
         assert list(nwb.electrodes["channel_name"][:]) == ["3", "5", "8", "13"]
         assert "ophys" not in nwb.processing and nwb.trials is None
+        tr = nwb.intervals["triggers"].to_dataframe()
+        assert list(tr["status"]) == ["fired", "suppressed"] and list(tr["acquisition_frame"]) == [30, 45]
+        assert json.loads(tr["other"].iloc[1]) == {"reason": "frame too old"}
+        t0 = nwb.session_start_time.timestamp()
+        assert list(tr["start_time"]) == [500.9 - t0, 501.2 - t0] and list(tr["stop_time"]) == [501.0 - t0, 501.5 - t0]
     assert _serious(out) == []
 
 
