@@ -131,7 +131,7 @@ def run(minutes: float, neurons: int, out_json: Path, keep: str | None = None) -
         "machine": machine_info(pynwb=pynwb.__version__, hdmf=hdmf.__version__, h5py=h5py.__version__),
         "session": {"frames": frames, "minutes": minutes, "fps": 30, "neurons": neurons, "decoded_shape": [36, 64],
                     "rois_frame": [512, 512], "size_mib": round(size / 2**20, 1), "synthesised_s": round(synth_s, 1),
-                    "how": "synthesised through rtdecode.outputs.record.Recorder (not a 10-minute live run)"},
+                    "how": "synthesised through rtdecode.outputs.record.Recorder (not a live run of that length)"},
         "steps": steps,
         "export_vs_read_ratio": {k: round(v["wall_s"] / base, 2) for k, v in steps.items() if base > 0},
         "target": "peak RSS under 1 GB (1024 MiB) for a one-hour 30 Hz session (issue 15)",
