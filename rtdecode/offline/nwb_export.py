@@ -549,7 +549,7 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         bar.close()
         if tmp.exists():
             tmp.unlink()
-    types |= {"NWBFile"}
+    types |= {"NWBFile", "Subject"}
     log.info("exported %d frames of %s to %s%s", T, folder, out, f" ({len(missing)} gaps)" if missing else "")
     return {"path": str(out), "frames": T, "kind": kind, "missing": missing,
             "invalid_ranges": [list(r) for r in invalid], "neurodata_types": sorted(types)}
