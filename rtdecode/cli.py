@@ -130,12 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder")
     rn.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
 
-    ex = sub.add_parser("export", help="write a recorded session in the Sensorium 2023 layout",
-                        description="One trial per stimulus trial seen: responses are the recorded activity, "
-                        "videos the stimulus images recorded with it; behaviour is not recorded (zeros).")
+    ex = sub.add_parser("export", help="write a recorded session as a Sensorium 2023 dataset (--out) or NWB (--nwb)",
+                        description="--out: one trial per stimulus trial seen: responses are the recorded activity, "
+                        "videos the stimulus images recorded with it; behaviour is not recorded (zeros). "
+                        "--nwb: the whole session in Neurodata Without Borders (needs the 'nwb' extra): metadata, "
+                        "ROIs and traces (two-photon) or binned activity (ephys), the stimulus, the decoded video, "
+                        "every trigger and the counters; a damaged session exports what its chunks hold and "
+                        "lists the missing ranges in invalid_times.")
     ex.add_argument("session")
-    ex.add_argument("--out", required=True, help="dataset folder to create")
-    ex.add_argument("--tier", default="train", help="tier of every exported trial (default train)")
+    ex.add_argument("--out", default=None, help="dataset folder to create (Sensorium 2023 layout)")
+    ex.add_argument("--tier", default="train", help="--out: tier of every exported trial (default train)")
+    ex.add_argument("--nwb", default=None, metavar="OUT.nwb", help="NWB file to write")
+    ex.add_argument("--rois", default=None, metavar="DIR",
+                    help="--nwb: suite2p folder of the ROIs, for sessions recorded without rois.npz")
+    ex.add_argument("--no-compress", action="store_true", help="--nwb: do not gzip the large datasets")
+    ex.add_argument("--subject-id", default=None, help="--nwb: the animal (rtdecode does not record it)")
+    ex.add_argument("--species", default=None, help="--nwb: default Mus musculus")
+    ex.add_argument("--sex", default=None, choices=("M", "F", "U", "O"), help="--nwb: default U")
+    ex.add_argument("--age", default=None, help="--nwb: ISO 8601 duration, e.g. P90D")
+    ex.add_argument("--experimenter", default=None, help="--nwb: 'Last, First'")
+    ex.add_argument("--institution", default=None)
 
     i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
                        description="Prints a session's duration, frames, triggers and sequence gaps, and whether "
@@ -255,9 +269,25 @@ def cmd_simulate(args, progress) -> int:
 
 
 def cmd_export(args, progress) -> int:
-    from rtdecode.offline.session_export import export_sensorium
+    if args.out is None and args.nwb is None:
+        raise RtdecodeError("give --out DIR (Sensorium 2023 layout) or --nwb OUT.nwb, or both")
+    if args.out is not None:
+        from rtdecode.offline.session_export import export_sensorium
 
-    print(f"wrote {export_sensorium(args.session, args.out, args.tier)}")
+        print(f"wrote {export_sensorium(args.session, args.out, args.tier)}")
+    if args.nwb is not None:
+        try:
+            from rtdecode.offline.nwb_export import export_nwb
+
+            import pynwb  # noqa: F401
+        except ImportError as exc:
+            raise RtdecodeError(f"--nwb needs pynwb ({exc}); install the extra: pip install -e '.[nwb]'") from None
+        subject = {k: v for k in ("subject_id", "species", "sex", "age") if (v := getattr(args, k)) is not None}
+        rep = export_nwb(args.session, args.nwb, rois=args.rois, compress=not args.no_compress, progress=True,
+                         subject=subject, experimenter=args.experimenter, institution=args.institution)
+        print(f"wrote {rep['path']}: {rep['frames']} frames ({rep['kind']})")
+        for what in rep["missing"]:
+            print(f"  not in the file: {what}")
     return 0
 
 

@@ -57,6 +57,7 @@ class Register(Stage):
             )
         if not np.all(np.isfinite(ref)):
             raise StageError("register: reference has NaN or inf pixels; rebuild it from valid frames")
+        self.reference = ref  # (H, W) float32, the image frames are registered to (recorded with a session)
         H, W = ref.shape
         ch, cw = min(int(crop[0]), H), min(int(crop[1]), W)
         if ch < 8 or cw < 8:

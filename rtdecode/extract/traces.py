@@ -48,6 +48,7 @@ class Traces(Stage):
             raise ConfigError(f"traces: neuropil coefficient r must be finite and >= 0, got {r}")
         self.r = float(r)
         self.n = rois.n
+        self.rois = rois  # the masks in use (recorded with a session)
         self.in_spec = Spec(np.float32, rois.frame_shape)
         self.out_spec = Spec(np.float32, (self.n,))
         # One stacked matrix: a single pass over the frame gives both F and Fneu.

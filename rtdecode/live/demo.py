@@ -25,7 +25,7 @@ from rtdecode.extract import build_chain
 from rtdecode.extract.register import reference_from
 from rtdecode.extract.rois import load_suite2p
 from rtdecode.sources.ingest import Ingest
-from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.live.session import LiveSession, limit_blas_threads, record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.rig import VirtualRig, rf_patch_mask
@@ -137,7 +137,9 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
 
         shutil.rmtree(session_dir)
     recorder = Recorder(session_dir, n_neurons, card.frame_shape,
-                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card.to_dict()})
+                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card.to_dict()},
+                        extras=recorder_extras(extract_chain))
+    record_extraction(recorder, extract_chain)
     limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
     ring = ActivityRing(n_neurons, card.window.bins, fill=dec.act_mean)
     chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])

@@ -26,7 +26,7 @@ from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
 from rtdecode.sources.ingest import Ingest
-from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.live.session import LiveSession, limit_blas_threads, record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing
@@ -128,6 +128,13 @@ def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
     return TriggerEngine(rules, [], record=recorder.trigger if recorder is not None else None)
 
 
+def _frame_rate(cfg: RigConfig) -> float:
+    """Frames (two-photon) or activity bins (ephys) per second."""
+    if cfg.extraction.two_photon is not None:
+        return cfg.extraction.two_photon.fps
+    return 1000.0 / cfg.extraction.ephys.bin_ms
+
+
 def close_triggers(engine) -> None:
     if engine is None:
         return
@@ -167,8 +174,10 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     try:
         if record is not None:
             recorder = Recorder(record, card.neurons, card.frame_shape,
-                                meta={"config": cfg.model_dump(mode="json"), "model_card": card.to_dict(),
-                                      "backend": backend})
+                                meta={"config": cfg.model_dump(mode="json"), "model_card": card.to_dict(), "backend": backend,
+                                      "config_file": str(Path(config).resolve())},
+                                fps=_frame_rate(cfg), extras=recorder_extras(chain))
+            record_extraction(recorder, chain)
         triggers = make_triggers(cfg, card.frame_shape, recorder)
         pub = Publisher(cfg.outputs.publish)
     except BaseException:

@@ -33,7 +33,7 @@ from rtdecode.errors import StageError
 from rtdecode.sources.ingest import Ingest
 from rtdecode.latency import Histogram
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.record import Recorder, rois_npz
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.stage import Chain
 
@@ -73,6 +73,46 @@ class LiveResult:
     source_restarts: int = 0  # the frame counter went back (the source restarted)
     silences: int = 0  # times the source sent no frame for longer than `silence_s`
     longest_silence_s: float = 0.0
+
+
+def extraction_taps(chain: Chain) -> dict:
+    """The two-photon chain's intermediate arrays worth recording with each frame:
+    {name: (getter, shape, dtype)} for 'F', 'Fneu' (Traces, (n,)), 'dff' (DeltaF's output, (n,)) and
+    'shifts' (Register's (dy, dx), pixels); empty for a chain without those stages (ephys)."""
+    from rtdecode.extract import DeltaF, Register, Traces
+
+    taps = {}
+    for i, st in enumerate(chain.stages):
+        if isinstance(st, Register):
+            taps["shifts"] = (lambda st=st: st.last_shift, (2,), "float32")
+        elif isinstance(st, Traces):
+            taps["F"] = (lambda st=st: st.F, (st.n,), "float32")
+            taps["Fneu"] = (lambda st=st: st.Fneu, (st.n,), "float32")
+        elif isinstance(st, DeltaF):
+            buf = chain.buffers[i]
+            taps["dff"] = (lambda buf=buf: buf, buf.shape, "float32")
+    return taps
+
+
+def record_extraction(recorder: Recorder, chain: Chain) -> dict:
+    """Write the chain's masks into the session as rois.npz (ROI and neuropil weights as CSR parts
+    `roi_indptr/indices/weights`, `neuropil_...` over the flattened (H, W) frame, `frame_shape`,
+    `index`, and the registration `reference` image) when it has Traces / Register stages; returns
+    the arrays written ({} for ephys)."""
+    from rtdecode.extract import Register, Traces
+
+    traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
+    if traces is None:
+        return {}
+    reg = next((st for st in chain.stages if isinstance(st, Register)), None)
+    arrays = rois_npz(traces.rois, None if reg is None else reg.reference)
+    recorder.attach("rois", arrays)
+    return arrays
+
+
+def recorder_extras(chain: Chain) -> dict:
+    """{name: (shape, dtype)} of `extraction_taps(chain)`, for Recorder(extras=...)."""
+    return {k: (shape, dt) for k, (_, shape, dt) in extraction_taps(chain).items()}
 
 
 class StimulusLog:
@@ -127,6 +167,8 @@ class LiveSession:
         # The activity vector of the current frame: the ring's input.
         self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
         self.recorder = recorder
+        taps = extraction_taps(chain)
+        self.taps = {k: g for k, (g, _, _) in taps.items() if recorder is not None and k in recorder.extras}
         self.triggers = triggers  # a rtdecode.outputs.triggers.TriggerEngine, or None
         self.target_back = bins - 1 + lag_min  # bins between the newest bin and the decoded frame
         self.frame_times: deque[float] = deque(maxlen=max(self.target_back, 0) + 1)
@@ -244,7 +286,8 @@ class LiveSession:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
             shown = self.stim.at(msg.t) or (-1, -1)
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
-                              shown, target, time.perf_counter() - msg.received, self.stim.images.get(shown))
+                              shown, target, time.perf_counter() - msg.received, self.stim.images.get(shown),
+                              {k: g() for k, g in self.taps.items()} if self.taps else None)
 
     def stats(self) -> dict:
         r = self.result

@@ -3,7 +3,9 @@
 A session is a folder:
 
   session.json          what was run: config, model card, start time, rtdecode version (written once)
-  chunks/000000.npz     one chunk per second of data (activity, decoded frames, alignment, latencies)
+  chunks/000000.npz     one chunk per second of data (activity, decoded frames, alignment, latencies,
+                        and the `extras` the live loop taps, e.g. F, Fneu, dff, motion shifts)
+  rois.npz              (two-photon) the ROI and neuropil masks and registration reference used live
   triggers.jsonl        one line per trigger, flushed and fsynced as it happens
   end.json              written on a clean stop (its absence means the session was killed)
 
@@ -45,6 +47,18 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def git_commit() -> str | None:
+    """The git commit of the rtdecode source in use (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(Path(rtdecode.__file__).parent), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 class Recorder:
     """Gathers per-frame records into one-second chunks and writes them on a background thread.
 
@@ -53,10 +67,18 @@ class Recorder:
     frame, (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN;
     stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0);
     `trigger(dict)` is written through at once. `close()` flushes everything and writes end.json.
+    extras: more per-frame arrays, {name: (shape, dtype)} (e.g. 'F': ((n,), 'float32')), given to
+    `add(..., extras={name: array})`; one missing from a frame is stored as NaN (floats) or 0.
+    `attach(name, arrays)` writes a whole-session file name.npz (e.g. the ROI masks).
     """
 
     def __init__(self, folder: str | Path, n_neurons: int, frame_shape: tuple[int, int],
-                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30):
+                 meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30,
+                 extras: dict[str, tuple[tuple[int, ...], str]] | None = None):
+        self.extras = {k: (tuple(int(d) for d in shape), np.dtype(dt)) for k, (shape, dt) in (extras or {}).items()}
+        clash = set(self.extras) & {"number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus"}
+        if clash:
+            raise RecordError(f"extras {sorted(clash)} would overwrite the recorder's own arrays; rename them")
         self.folder = Path(folder)
         try:
             (self.folder / "chunks").mkdir(parents=True, exist_ok=False)
@@ -65,8 +87,11 @@ class Recorder:
         except OSError as exc:
             raise RecordError(f"cannot create the session folder {self.folder}: {exc}") from None
         info = {"format": FORMAT, "version": 1, "rtdecode_version": rtdecode.__version__,
+                "rtdecode_commit": git_commit(),
                 "started": time.time(), "neurons": n_neurons, "frame_shape": list(frame_shape),
-                "chunk_s": chunk_s, **(meta or {})}
+                "chunk_s": chunk_s, "fps": fps,
+                "extras": {k: {"shape": list(sh), "dtype": dt.str} for k, (sh, dt) in self.extras.items()},
+                **(meta or {})}
         _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
         self.cap = max(1, int(round(chunk_s * fps)))
         self.n, self.shape = n_neurons, tuple(frame_shape)
@@ -94,12 +119,20 @@ class Recorder:
             "shown": np.zeros((c, 2), np.int64), "target": np.zeros((c, 2), np.int64),
             "latency_s": np.zeros(c, np.float64), "stimulus": np.zeros((c,) + self.shape, np.uint8),
         }
+        for k, (shape, dt) in self.extras.items():
+            self.buf[k] = np.zeros((c,) + shape, dt)
         self.fill = 0
 
     def add(self, number: int, t: float, activity: np.ndarray, decoded: np.ndarray | None,
             shown: tuple[int, int], target: tuple[int, int], latency_s: float,
-            stimulus: np.ndarray | None = None) -> None:
+            stimulus: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> None:
         b, i = self.buf, self.fill
+        for k, (_, dt) in self.extras.items():
+            v = None if extras is None else extras.get(k)
+            if v is not None:
+                b[k][i] = v
+            else:
+                b[k][i] = np.nan if dt.kind == "f" else 0
         if stimulus is not None and stimulus.shape == self.shape:
             b["stimulus"][i] = stimulus
         else:
@@ -130,6 +163,16 @@ class Recorder:
             self.chunk_index += 1
             self._new_chunk()
         self.chunk_started = time.monotonic()
+
+    def attach(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Write `arrays` to name.npz in the session folder now (atomically; no pickle)."""
+        if not name.isidentifier() or name in ("session", "end", "triggers"):
+            raise RecordError(f"cannot attach {name!r}: use a plain name other than session, end, triggers")
+        try:
+            _atomic_write(self.folder / f"{name}.npz", lambda fh: np.savez(fh, **arrays))
+        except OSError as exc:
+            self.errors += 1
+            log.error("could not write %s.npz to %s: %s", name, self.folder, exc)
 
     def trigger(self, event: dict) -> None:
         """Write one trigger event through to disk now (never buffered)."""
@@ -175,6 +218,21 @@ class Recorder:
             log.error("session %s: %d of %d records and %d trigger lines could not be written", self.folder,
                       self.lost, self.records, self.lost_triggers)
         _atomic_write(self.folder / "end.json", lambda fh: fh.write(json.dumps(end, indent=2).encode()))
+
+
+def rois_npz(rois, reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays of rois.npz for `rois` (rtdecode.extract.rois.Rois: CSR footprints and neuropil over
+    the flattened (H, W) frame): `roi_indptr/indices/weights`, `neuropil_indptr/indices/weights`,
+    `frame_shape`, `index` and, when given, the registration `reference` image (H, W)."""
+    out = {}
+    for key, m in (("roi", rois.footprints), ("neuropil", rois.neuropil)):
+        m = m.tocsr()
+        out |= {f"{key}_indptr": m.indptr.astype(np.int64), f"{key}_indices": m.indices.astype(np.int64),
+                f"{key}_weights": m.data.astype(np.float32)}
+    out |= {"frame_shape": np.asarray(rois.frame_shape, np.int64), "index": np.asarray(rois.index, np.int64)}
+    if reference is not None:
+        out["reference"] = np.asarray(reference, np.float32)
+    return out
 
 
 def read_session(folder: str | Path) -> dict:

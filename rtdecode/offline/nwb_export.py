@@ -1,0 +1,555 @@
+"""A recorded session in Neurodata Without Borders: `rtdecode export SESSION --nwb OUT.nwb`.
+
+What goes where (NWB 2.x core types only; every time series shares the acquisition timestamps,
+seconds from `session_start_time`, stored once in `processing/decoding/AcquisitionFrameNumber`):
+
+- file metadata: start time (the earlier of the recorder's start and the first frame), session id
+  (the folder name), rtdecode version and commit (of the recording, and of the exporter), keywords;
+  scratch: `rtdecode_session` (session.json as recorded: rig file, model card, ...), `model_card`,
+  `rig_config`, `session_end` (end.json: counters, dropped / rejected / lost, latency histograms; absent
+  when the session was killed);
+- two-photon: Device, OpticalChannel, ImagingPlane; processing/ophys: ImageSegmentation with the
+  PlaneSegmentation of the ROIs used live and NeuropilSegmentation (pixel masks from the session's
+  rois.npz, or `--rois` suite2p folder), Fluorescence (Fluorescence = F, Neuropil = Fneu,
+  Deconvolved = the activity decoded), DfOverF (DfOverF), MotionShifts (dy, dx), SummaryImages (the
+  registration reference) -- each trace as recorded;
+- ephys: processing/ecephys: BinnedActivity (counts per bin and input), ActivityInputs (each
+  input's channel or unit label) and, for Open Ephys channels, the electrodes table;
+- stimulus: StimulusShown ((trial, stimulus frame) on screen at each acquisition frame),
+  StimulusImages (the images, when the stimulus stream carried them), the trials table;
+- processing/decoding: DecodedVideo (ImageSeries), DecodedTarget, Latency, AcquisitionFrameNumber;
+- intervals/triggers: every recorded trigger (rule, score, times, frame, trial, output, status);
+- invalid_times: the ranges a damaged or killed session does not hold, with the reason.
+
+Large arrays are streamed one session chunk at a time (hdmf's AbstractDataChunkIterator), so
+memory stays bounded by a chunk whatever the session's length. pynwb is imported here only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+import rtdecode
+from rtdecode.errors import RecordError
+from rtdecode.outputs.record import git_commit, rois_npz
+
+log = logging.getLogger(__name__)
+
+# Per-frame arrays every chunk holds (rtdecode.outputs.record.Recorder); the rest are `extras`.
+SMALL = ("number", "t", "shown", "target", "latency_s")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class SessionChunks:
+    """The chunks of a session folder, checked once, read again one at a time.
+
+    Every array of every chunk is loaded once here (one chunk in memory at a time) so that a
+    damaged chunk is found before writing starts; the small per-frame arrays (SMALL) are kept.
+    `damaged`: [(chunk index, reason)]; `missing`: chunk indices absent from the sequence.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.paths: list[Path] = []
+        self.index: list[int] = []  # chunk number of each readable chunk
+        self.sizes: list[int] = []
+        self.damaged: list[tuple[int, str]] = []
+        self.specs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        self.nonzero: dict[str, bool] = {}
+        small: dict[str, list] = {k: [] for k in SMALL}
+        for path in sorted((folder / "chunks").glob("*.npz")):
+            try:
+                k = int(path.stem)
+            except ValueError:
+                continue
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    arrays = {name: z[name] for name in z.files}
+            except Exception as exc:  # noqa: BLE001 -- a truncated or corrupt chunk: report it, go on
+                self.damaged.append((k, f"unreadable ({type(exc).__name__}: {exc})"))
+                continue
+            problem = self._check(arrays)
+            if problem:
+                self.damaged.append((k, problem))
+                continue
+            for name, a in arrays.items():
+                self.nonzero[name] = self.nonzero.get(name, False) or bool(np.any(a))
+            for name in SMALL:
+                small[name].append(arrays[name])
+            self.paths.append(path)
+            self.index.append(k)
+            self.sizes.append(len(arrays["number"]))
+        self.small = {k: np.concatenate(v) if v else np.zeros(0) for k, v in small.items()}
+        self.total = int(sum(self.sizes))
+        last = max([k for k, _ in self.damaged] + self.index, default=-1)
+        seen = set(self.index) | {k for k, _ in self.damaged}
+        self.missing = [k for k in range(last + 1) if k not in seen]
+
+    def _check(self, arrays: dict) -> str | None:
+        if "number" not in arrays or any(k not in arrays for k in SMALL):
+            return f"lacks {sorted(set(SMALL) - set(arrays))}"
+        n = len(arrays["number"])
+        if not self.specs:
+            self.specs = {k: (a.shape[1:], a.dtype) for k, a in arrays.items()}
+        if set(arrays) != set(self.specs):
+            return f"holds {sorted(arrays)}, the first chunk {sorted(self.specs)}"
+        for k, a in arrays.items():
+            if len(a) != n or (a.shape[1:], a.dtype) != self.specs[k]:
+                return f"'{k}' is {a.dtype} {a.shape}, expected {self.specs[k][1]} {(n,) + self.specs[k][0]}"
+        return None
+
+    def iter_key(self, key: str):
+        """Yield `key` of each readable chunk, in order (one chunk in memory at a time)."""
+        for path in self.paths:
+            with np.load(path, allow_pickle=False) as z:
+                yield z[key]
+
+
+def _chunk_iterator(chunks: SessionChunks, key: str, bar):
+    """An hdmf AbstractDataChunkIterator over `key` of every chunk: one DataChunk per session chunk."""
+    from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
+
+    class ChunkIterator(AbstractDataChunkIterator):
+        def __init__(self):
+            self._shape = (chunks.total,) + tuple(chunks.specs[key][0])
+            self._dtype = chunks.specs[key][1]
+            self._gen = self._chunks()
+
+        def _chunks(self):
+            start = 0
+            for a in chunks.iter_key(key):
+                sel = (slice(start, start + len(a)),) + tuple(slice(0, d) for d in a.shape[1:])
+                yield DataChunk(data=a, selection=sel)
+                start += len(a)
+                if bar is not None:
+                    bar.update(1)
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self._gen)
+
+        def recommended_chunk_shape(self):
+            return (max(1, min(max(chunks.sizes), chunks.total)),) + self._shape[1:]
+
+        def recommended_data_shape(self):
+            return self._shape
+
+        @property
+        def dtype(self):
+            return self._dtype
+
+        @property
+        def maxshape(self):
+            return self._shape
+
+    return ChunkIterator()
+
+
+def _read_json(path: Path, what: str):
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError) as exc:
+        raise RecordError(f"{path}: {what} is not readable JSON ({exc}); the session cannot be exported") from None
+
+
+def _start_time(meta: dict, t: np.ndarray) -> datetime:
+    """The earlier of the recorder's start and the first frame, floored to the microsecond (UTC)."""
+    first = float(t.min()) if t.size else float(meta.get("started", 0.0))
+    ref = min(float(meta.get("started", first)), first)
+    return EPOCH + timedelta(microseconds=math.floor(ref * 1e6))
+
+
+def _triggers(folder: Path) -> tuple[list[dict], list[str]]:
+    events, bad = [], []
+    path = folder / "triggers.jsonl"
+    if path.is_file():
+        for i, line in enumerate(path.read_text().splitlines()):
+            try:
+                e = json.loads(line)
+                if not isinstance(e, dict):
+                    raise ValueError("not an object")
+                events.append(e)
+            except ValueError:
+                bad.append(f"triggers.jsonl line {i + 1} is not a JSON object (cut short by a kill?)")
+    return events, bad
+
+
+def _rois_arrays(folder: Path, rois_dir: str | Path | None) -> dict | None:
+    """The ROI masks: from --rois (a suite2p folder) if given, else the session's rois.npz, else the
+    rig file's suite2p folder if it still exists; None if none is found."""
+    if rois_dir is None:
+        path = folder / "rois.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files} | {"source": f"{path} (recorded with the session)"}
+        meta = _read_json(folder / "session.json", "session.json") or {}
+        tp = ((meta.get("config") or {}).get("extraction") or {}).get("two_photon") or {}
+        if tp.get("rois") and Path(tp["rois"]).is_dir():
+            rois_dir = tp["rois"]
+        else:
+            return None
+    from rtdecode.extract.offline import suite2p_reference
+    from rtdecode.extract.rois import load_suite2p
+
+    return rois_npz(load_suite2p(rois_dir), suite2p_reference(rois_dir)) | {"source": f"suite2p folder {rois_dir}"}
+
+
+def _pixel_masks(rois: dict, key: str) -> list[list[tuple[int, int, float]]]:
+    """Per ROI, NWB pixel_mask rows (x, y, weight) from the CSR parts over the flattened frame."""
+    W = int(rois["frame_shape"][1])
+    indptr, idx, w = rois[f"{key}_indptr"], rois[f"{key}_indices"], rois[f"{key}_weights"]
+    masks = []
+    for i in range(len(indptr) - 1):
+        flat = idx[indptr[i]:indptr[i + 1]]
+        masks.append(list(zip((flat % W).tolist(), (flat // W).tolist(), w[indptr[i]:indptr[i + 1]].tolist())))
+    return masks
+
+
+def _invalid_ranges(chunks: SessionChunks, ts: np.ndarray, meta: dict, end) -> list[tuple]:
+    """[(start, stop, reason)] in file seconds: damaged or missing chunks, frames lost upstream, the
+    unwritten tail of a killed session."""
+    out = []
+    bounds, start = {}, 0  # chunk index -> (first, last) row
+    for k, n in zip(chunks.index, chunks.sizes):
+        bounds[k] = (start, start + n - 1)
+        start += n
+    lost = sorted([(k, why) for k, why in chunks.damaged] + [(k, "missing from chunks/") for k in chunks.missing])
+    for k, why in lost:
+        before = [b[1] for j, b in bounds.items() if j < k]
+        after = [b[0] for j, b in bounds.items() if j > k]
+        t0 = float(ts[max(before)]) if before else 0.0
+        t1 = float(ts[min(after)]) if after else t0 + float(meta.get("chunk_s", 1.0))
+        out.append((t0, t1, f"chunk {k:06d} {why}: its frames are not in this file"))
+    number = chunks.small["number"]
+    for i in np.flatnonzero(np.diff(number) > 1):
+        out.append((float(ts[i]), float(ts[i + 1]),
+                    f"{int(number[i + 1] - number[i] - 1)} acquisition frames ({int(number[i]) + 1}.."
+                    f"{int(number[i + 1]) - 1}) never reached rtdecode (lost upstream)"))
+    if end is None and ts.size:
+        out.append((float(ts[-1]), float(ts[-1]) + float(meta.get("chunk_s", 1.0)),
+                    "the session did not stop cleanly (no end.json: killed?): up to one chunk of frames after "
+                    "the last one written was never written"))
+    return sorted(out)
+
+
+def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = None, compress: bool = True,
+               progress: bool = False, subject: dict | None = None, experimenter: str | None = None,
+               institution: str | None = None) -> dict:
+    """Write a recorded session folder (rtdecode.outputs.record) to the NWB file `out`.
+
+    rois: a suite2p plane folder for two-photon sessions recorded without rois.npz.
+    subject: NWB Subject fields (subject_id, species, sex, age as ISO 8601 e.g. 'P90D'); rtdecode does
+    not record the animal, so the default is subject_id 'unknown', species Mus musculus, sex U.
+    compress: gzip (level 4) the large datasets. Returns a report: {'path', 'frames', 'kind',
+    'missing' (what the file does not hold, and why), 'invalid_ranges', 'neurodata_types'}.
+    RecordError if `session` is not a session or holds no readable frame.
+    """
+    from hdmf.backends.hdf5.h5_utils import H5DataIO
+    from hdmf.common import DynamicTable, VectorData
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.base import Images
+    from pynwb.epoch import TimeIntervals
+    from pynwb.file import ProcessingModule, Subject
+    from pynwb.image import GrayscaleImage, ImageSeries
+    from pynwb.ophys import DfOverF, Fluorescence, ImageSegmentation, OpticalChannel
+    from tqdm import tqdm
+
+    folder, out = Path(session), Path(out)
+    meta = _read_json(folder / "session.json", "session.json")
+    if meta is None:
+        raise RecordError(f"{folder} is not an rtdecode session (no session.json)")
+    end = _read_json(folder / "end.json", "end.json")
+    events, bad_triggers = _triggers(folder)
+    chunks = SessionChunks(folder)
+    if chunks.total == 0:
+        raise RecordError(f"{folder} holds no readable frame ({len(chunks.damaged)} damaged chunks); nothing to export")
+    small = chunks.small
+    start = _start_time(meta, small["t"])
+    ts = small["t"] - start.timestamp()
+    T, N = chunks.total, int(meta.get("neurons", chunks.specs["activity"][0][0]))
+    config = meta.get("config") or {}
+    protocol = (config.get("source") or {}).get("protocol", "rtframe")
+    kind = "ephys" if protocol in ("openephys", "eventbroadcaster") else "two_photon"
+    missing: list[str] = []
+    types: set[str] = set()
+
+    big = [k for k in chunks.specs if k not in SMALL]
+    bar = tqdm(total=0, unit="chunk", desc=f"NWB {out.name}", disable=not progress)
+
+    def stream(key):
+        bar.total += len(chunks.paths)
+        it = _chunk_iterator(chunks, key, bar)
+        if compress:
+            return H5DataIO(it, compression="gzip", compression_opts=4, chunks=it.recommended_chunk_shape())
+        return H5DataIO(it, chunks=it.recommended_chunk_shape())
+
+    def dump(obj) -> str:
+        return json.dumps(obj, indent=1, default=str)
+
+    recorded_with = f"rtdecode {meta.get('rtdecode_version', '?')} (commit {meta.get('rtdecode_commit') or 'unknown'})"
+    damaged = bool(chunks.damaged or chunks.missing or end is None or bad_triggers)
+    subject = {"subject_id": "unknown", "species": "Mus musculus", "sex": "U",
+               "description": "not recorded by rtdecode (give --subject-id, --species, --sex, --age)"} | (subject or {})
+    if subject.get("age") is None and subject.get("date_of_birth") is None:
+        missing.append("the subject's age: rtdecode does not record the animal; give --age (nwbinspector rates "
+                       "its absence CRITICAL, DANDI requires it)")
+    nwb = NWBFile(
+        session_description=(f"rtdecode live decoding session '{folder.name}' ({kind.replace('_', '-')}), "
+                             f"{T} frames recorded with {recorded_with}"
+                             + ("; DAMAGED or cut short: see invalid_times" if damaged else "")),
+        identifier=str(uuid.uuid4()), session_start_time=start, timestamps_reference_time=start,
+        session_id=folder.name, keywords=["rtdecode", "closed-loop", "neural decoding", "visual reconstruction"],
+        source_script=f"rtdecode {rtdecode.__version__} (commit {git_commit() or 'unknown'}): rtdecode export --nwb",
+        source_script_file_name="rtdecode/offline/nwb_export.py",
+        notes=(f"Recorded with {recorded_with}; rig file {meta.get('config_file', 'not recorded')}; backend "
+               f"{meta.get('backend', 'unknown')}; stopped {'cleanly' if end is not None else 'NOT cleanly (killed?)'}."
+               " Times are seconds from session_start_time on the acquisition sender's clock (rtframe 't')."
+               + (f" Unreadable trigger records: {'; '.join(bad_triggers)}." if bad_triggers else "")),
+        experimenter=[experimenter] if experimenter else None, institution=institution,
+        subject=Subject(**subject),
+        stimulus_notes="StimulusShown: (trial, stimulus frame) on screen at each acquisition frame, (-1, -1) unknown.",
+    )
+    nwb.add_scratch(dump(meta), name="rtdecode_session", description="session.json as recorded (rig file, model card, ...)")
+    if meta.get("model_card") is not None:
+        nwb.add_scratch(dump(meta["model_card"]), name="model_card", description="the decoder's model card (card.json)")
+    if config:
+        nwb.add_scratch(dump(config), name="rig_config", description=f"the rig file, as loaded ({meta.get('config_file')})")
+    if end is not None:
+        nwb.add_scratch(dump(end), name="session_end",
+                        description="end.json: the session's counters (dropped, rejected, lost, records), latency summaries")
+    else:
+        missing.append("end.json (counters, latency summaries): the session did not stop cleanly")
+    types.add("ScratchData")
+
+    # Decoding: the frame counter carries the timestamps every other series links to.
+    dec = ProcessingModule(name="decoding", description="what rtdecode decoded live, per acquisition frame")
+    nwb.add_processing_module(dec)
+    clock = TimeSeries(name="AcquisitionFrameNumber", data=small["number"], unit="frames", timestamps=ts,
+                       description="the acquisition frame counter (ScanImage frameNumberAcq, or the bin index of "
+                       "ephys); a jump means frames lost before rtdecode")
+    dec.add(clock)
+    dec.add(TimeSeries(name="DecodedTarget", data=small["target"], unit="index", timestamps=clock,
+                       description="(trial, stimulus frame) the decoded frame reconstructs; (-1, -1) unknown or "
+                       "not decoded yet"))
+    dec.add(TimeSeries(name="Latency", data=small["latency_s"], unit="seconds", timestamps=clock,
+                       description="from the frame message's arrival to its record (extraction and decoding)"))
+    dec.add(ImageSeries(name="DecodedVideo", data=stream("decoded"), unit="pixel value (stimulus scale 0-255)",
+                        timestamps=clock, format="raw",
+                        description="the decoded frame after each acquisition frame, (frame, height, width) "
+                        "as recorded; NaN while the decoder's window was not yet full"))
+    types |= {"ProcessingModule", "TimeSeries", "ImageSeries"}
+
+    # Stimulus.
+    nwb.add_stimulus(TimeSeries(name="StimulusShown", data=small["shown"], unit="index", timestamps=clock,
+                                description="(trial, stimulus frame) on screen at each acquisition frame "
+                                "(from the stimulus stream); (-1, -1) unknown"))
+    if "stimulus" in chunks.specs and chunks.nonzero.get("stimulus"):
+        nwb.add_stimulus(ImageSeries(name="StimulusImages", data=stream("stimulus"), unit="pixel value 0-255",
+                                     timestamps=clock, format="raw",
+                                     description="the stimulus image on screen at each acquisition frame, "
+                                     "(frame, height, width); zeros where the stimulus stream sent no image"))
+    else:
+        missing.append("stimulus images: the stimulus stream carried none")
+    trial = small["shown"][:, 0]
+    runs = np.flatnonzero(np.diff(np.r_[-2, trial, -2]) != 0)
+    rows = [(a, b - 1) for a, b in zip(runs[:-1], runs[1:]) if trial[a] >= 0]
+    if rows:
+        nwb.add_trial_column("stimulus_trial", "the stimulus trial (movie) shown")
+        for a, b in rows:
+            nwb.add_trial(start_time=float(ts[a]), stop_time=float(ts[b]), stimulus_trial=int(trial[a]))
+        types.add("TimeIntervals")
+
+    # Neural data.
+    extras = [k for k in big if k not in ("decoded", "stimulus", "activity", "F", "Fneu", "dff", "shifts")]
+    if kind == "two_photon":
+        tp = (config.get("extraction") or {}).get("two_photon") or {}
+        fps = float(tp.get("fps", meta.get("fps", 30.0)))
+        addresses = ", ".join((config.get("source") or {}).get("address", [])) or meta.get("source", "")
+        device = nwb.create_device(name="Microscope",
+                                   description=f"two-photon microscope streaming to rtdecode ({protocol}: {addresses})")
+        channel = OpticalChannel(name="OpticalChannel", description="not recorded by rtdecode", emission_lambda=np.nan)
+        plane = nwb.create_imaging_plane(name="ImagingPlane", optical_channel=channel, imaging_rate=fps,
+                                         description="the field of view extracted live", device=device,
+                                         excitation_lambda=np.nan, indicator="unknown (not recorded by rtdecode)",
+                                         location="unknown (not recorded by rtdecode)")
+        types |= {"Device", "OpticalChannel", "ImagingPlane"}
+        ophys = nwb.create_processing_module("ophys", "two-photon extraction as run live by rtdecode "
+                                             "(registration, ROI and neuropil traces, dF/F, deconvolution)")
+        masks = _rois_arrays(folder, rois)
+        seg = None
+        if masks is not None and len(masks["index"]) != chunks.specs["activity"][0][0]:
+            raise RecordError(f"the ROI masks ({masks['source']}) hold {len(masks['index'])} ROIs but the session "
+                              f"recorded {chunks.specs['activity'][0][0]} neurons; give the suite2p folder used live")
+        if masks is not None:
+            iseg = ImageSegmentation(name="ImageSegmentation")
+            ophys.add(iseg)
+            seg = iseg.create_plane_segmentation(
+                name="PlaneSegmentation", imaging_plane=plane,
+                description=f"the ROIs used live ({masks['source']}): pixel_mask (x, y, weight), weights = "
+                "suite2p lam normalised to sum 1")
+            seg.add_column("source_index", "each ROI's index in the source segmentation (suite2p stat.npy)")
+            for m, i in zip(_pixel_masks(masks, "roi"), masks["index"].tolist()):
+                seg.add_roi(pixel_mask=m, source_index=int(i))
+            neu = iseg.create_plane_segmentation(
+                name="NeuropilSegmentation", imaging_plane=plane,
+                description="each ROI's neuropil annulus as used live (uniform weights summing to 1), same "
+                "order as PlaneSegmentation")
+            for m in _pixel_masks(masks, "neuropil"):
+                neu.add_roi(pixel_mask=m)
+            types |= {"ImageSegmentation", "PlaneSegmentation"}
+            if "reference" in masks:
+                ophys.add(Images(name="SummaryImages", description="images of the extraction", images=[
+                    GrayscaleImage(name="registration_reference", data=masks["reference"],
+                                   description="the image frames were registered to, (height, width)")]))
+                types |= {"Images", "GrayscaleImage"}
+        else:
+            missing.append("ROI masks: the session has no rois.npz (recorded by an older rtdecode); give --rois")
+
+        containers: dict = {}
+
+        def traces(container, name, key, unit, desc):
+            """An RoiResponseSeries in `container` (Fluorescence / DfOverF) over every ROI; without
+            ROI masks, a plain TimeSeries in the ophys module."""
+            if seg is None:
+                ophys.add(TimeSeries(name=name, data=stream(key), unit=unit, timestamps=clock,
+                                     description=desc + " (ROI masks unknown)"))
+                return
+            from pynwb.ophys import RoiResponseSeries
+
+            if container not in containers:
+                containers[container] = (Fluorescence if container == "Fluorescence" else DfOverF)(name=container)
+                ophys.add(containers[container])
+                types.add(container)
+            region = seg.create_roi_table_region(region=list(range(len(seg))), description="all ROIs")
+            containers[container].add_roi_response_series(RoiResponseSeries(
+                name=name, data=stream(key), rois=region, unit=unit, timestamps=clock, description=desc))
+            types.add("RoiResponseSeries")
+
+        for name, key, desc in (("Fluorescence", "F", "ROI fluorescence F (lam-weighted mean), (frame, ROI)"),
+                                ("Neuropil", "Fneu", "neuropil fluorescence Fneu (annulus mean), (frame, ROI)")):
+            if key in chunks.specs:
+                traces("Fluorescence", name, key, "a.u. (frame counts)", desc)
+            else:
+                missing.append(f"{name} ({key}): not recorded by this session (older rtdecode)")
+        traces("Fluorescence", "Deconvolved", "activity", "a.u.", "deconvolved activity: the decoder's input, "
+               "(frame, ROI)")
+        if "dff" in chunks.specs:
+            traces("DfOverF", "DfOverF", "dff", "ratio", "dF/F of the neuropil-corrected trace, (frame, ROI)")
+        else:
+            missing.append("dF/F: not recorded by this session (older rtdecode)")
+        if "shifts" in chunks.specs:
+            ophys.add(TimeSeries(name="MotionShifts", data=stream("shifts"), unit="pixels", timestamps=clock,
+                                 description="rigid registration shift (dy, dx) of each frame, (frame, 2)"))
+        else:
+            missing.append("motion estimates: not recorded by this session (older rtdecode)")
+    else:
+        extras += [k for k in ("F", "Fneu", "dff", "shifts") if k in big]
+        src = config.get("source") or {}
+        ex = (config.get("extraction") or {}).get("ephys") or {}
+        labels = ([str(c) for c in src["channels"]] if src.get("channels") else
+                  [str(u) for u in src["units"]] if src.get("units") else [str(i) for i in range(N)])
+        what = "channel" if protocol == "openephys" else (src.get("group_by") or "electrode")
+        ecephys = nwb.create_processing_module("ecephys", f"Open Ephys data binned live by rtdecode ({protocol})")
+        if protocol == "openephys":
+            device = nwb.create_device(name="OpenEphys", description=f"Open Ephys GUI, ZMQ Interface "
+                                       f"{', '.join(src.get('address', []))}, stream {src.get('stream')}")
+            group = nwb.create_electrode_group(name="channels", description="the channels rtdecode binned",
+                                               location="unknown (not recorded by rtdecode)", device=device)
+            nwb.add_electrode_column("channel_name", "the Open Ephys channel number, as in the rig file")
+            for label in labels:
+                nwb.add_electrode(group=group, location="unknown (not recorded by rtdecode)", channel_name=label)
+            types |= {"Device", "ElectrodeGroup", "ElectrodesTable"}
+        ecephys.add(DynamicTable(name="ActivityInputs", description=f"one row per column of BinnedActivity: the "
+                                 f"{what} it counts", columns=[
+                                     VectorData(name="label", data=labels, description=f"{what} label"),
+                                     VectorData(name="kind", data=[what] * len(labels), description="channel, "
+                                                "electrode or unit")]))
+        ecephys.add(TimeSeries(name="BinnedActivity", data=stream("activity"), unit="events per bin",
+                               timestamps=clock,
+                               description=f"threshold crossings or sorted spikes counted per {what} and bin, "
+                               f"(bin, input); bin {ex.get('bin_ms', '?')} ms, threshold {ex.get('threshold', '?')}"
+                               f" x noise; timestamps are each bin's end"))
+        types.add("DynamicTable")
+        missing.append("detected events (spike times): rtdecode records only the binned counts")
+    for key in extras:  # anything else the session recorded per frame
+        dec.add(TimeSeries(name=key, data=stream(key), unit="a.u.", timestamps=clock,
+                           description=f"'{key}' as recorded per acquisition frame"))
+
+    # Triggers.
+    outputs = {t.get("name"): f"{t.get('kind')} {t.get('address')}" for t in config.get("triggers") or []}
+    if events:
+        tr = TimeIntervals(name="triggers", description="every trigger recorded live: from the acquisition of the "
+                           "decoded frame that fired it (frame_time) to the moment it was sent (rtdecode's clock; "
+                           "start = stop = sent time if the two clocks disagree)")
+        cols = [("rule", "the rule that fired"), ("score", "the rule's score on the decoded frame"),
+                ("frame_time", "acquisition time of the decoded frame (s)"), ("trial", "stimulus trial, -1 unknown"),
+                ("stimulus_frame", "stimulus frame, -1 unknown"),
+                ("acquisition_frame", "acquisition frame number, -1 unknown"), ("output", "where it was sent"),
+                ("status", "the record's status, else 'suppressed' if it says so, else 'fired' (today's engine "
+                           "records the triggers it fires)"),
+                ("other", "any other fields of the record, JSON")]
+        for name, desc in cols:
+            tr.add_column(name=name, description=desc)
+        known = {"rule", "score", "t_frame", "t", "trial", "frame", "frameNumberAcq", "output", "status", "suppressed"}
+        t0 = start.timestamp()
+
+        def num(v, default):
+            return v if isinstance(v, (int, float)) and not isinstance(v, bool) else default
+
+        for e in events:
+            sent = float(num(e.get("t"), num(e.get("t_frame"), math.nan))) - t0
+            acquired = float(num(e.get("t_frame"), math.nan)) - t0
+            tr.add_interval(start_time=acquired if acquired <= sent else sent, stop_time=sent, rule=str(e.get("rule", "")),
+                            score=float(num(e.get("score"), math.nan)),
+                            frame_time=float(num(e.get("t_frame"), math.nan)) - t0, trial=int(num(e.get("trial"), -1)),
+                            stimulus_frame=int(num(e.get("frame"), -1)),
+                            acquisition_frame=int(num(e.get("frameNumberAcq"), -1)),
+                            output=str(e.get("output", outputs.get(e.get("rule"), "not recorded"))),
+                            status=str(e.get("status") or ("suppressed" if e.get("suppressed") else "fired")),
+                            other=json.dumps({k: v for k, v in e.items() if k not in known}, default=str))
+        nwb.add_time_intervals(tr)
+        types.add("TimeIntervals")
+
+    # What the file does not hold.
+    invalid = _invalid_ranges(chunks, ts, meta, end)
+    missing += bad_triggers
+    if invalid:
+        nwb.add_invalid_times_column("reason", "why this range is missing")
+        for t0_, t1_, why in invalid:
+            nwb.add_invalid_time_interval(start_time=t0_, stop_time=max(t1_, t0_), reason=why)
+        types.add("TimeIntervals")
+    for k, why in chunks.damaged:
+        missing.append(f"chunk {k:06d}: {why}")
+    for k in chunks.missing:
+        missing.append(f"chunk {k:06d}: missing")
+    unfinished = sorted(p.name for p in (folder / "chunks").glob("*.tmp"))
+    if unfinished:
+        missing.append(f"unfinished chunk files (never completed): {', '.join(unfinished)}")
+
+    tmp = out.with_name(out.stem + ".partial.nwb")  # renamed once whole
+    try:
+        with NWBHDF5IO(str(tmp), "w") as io:
+            io.write(nwb)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise RecordError(f"cannot write {out}: {exc}") from None
+    finally:
+        bar.close()
+        if tmp.exists():
+            tmp.unlink()
+    types |= {"NWBFile", "Subject"}
+    log.info("exported %d frames of %s to %s%s", T, folder, out, f" ({len(missing)} gaps)" if missing else "")
+    return {"path": str(out), "frames": T, "kind": kind, "missing": missing,
+            "invalid_ranges": [list(r) for r in invalid], "neurodata_types": sorted(types)}
