@@ -24,6 +24,7 @@ def run(json_out, neurons: int = 4000, repeats: int = 7, seed: int = 0) -> dict:
     import torch
     import torch.nn.functional as F
 
+    machine = machine_info(torch_threads=1)  # at the start: the tree as it was when the run began
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(seed)
     BT, C, h, w, N = 258, 16, 18, 32, neurons
@@ -47,7 +48,7 @@ def run(json_out, neurons: int = 4000, repeats: int = 7, seed: int = 0) -> dict:
             times[name].append(time.perf_counter() - t0)
     med = {k: float(np.median(v)) for k, v in times.items()}
     out = {
-        "machine": machine_info(torch_threads=1),
+        "machine": machine,
         "config": {"frames_x_batch": BT, "channels": C, "feature_map": [h, w], "neurons": N, "repeats": repeats},
         "seconds_forward_backward": {k: {"median": med[k], "all": [round(x, 4) for x in v]} for k, v in times.items()},
         "einsum_over_multiply_and_sum": med["einsum"] / med["multiply_and_sum"],

@@ -32,6 +32,7 @@ def run(json_out, neurons: int = 1000, train_trials: int = 20, test_trials: int 
     from rtdecode.rig import VirtualRig
 
     say = progress or (lambda s: None)
+    machine = machine_info()  # at the start: the tree as it was when the run began
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rtdecode-ridge-rank-") as tmp:
         VirtualRig(neurons, seed, train_trials, test_trials).write_dataset(tmp)
@@ -63,7 +64,7 @@ def run(json_out, neurons: int = 1000, train_trials: int = 20, test_trials: int 
                      "pixel_corr_full": s["pixel_corr_full"],
                      "macs_per_frame": features * pixels if k is None else (features + pixels) * k})
         say(f"rank {k}: pixel_corr {s['pixel_corr']:.4f}")
-    out = {"machine": machine_info(),
+    out = {"machine": machine,
            "config": {"neurons": neurons, "train_trials": len(fit_tr), "validation_trials": len(val_tr),
                       "test_trials": len(test), "seed": seed, "features": features, "pixels": pixels,
                       "alpha": info["alpha"]},
