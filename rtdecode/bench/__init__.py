@@ -45,12 +45,14 @@ def repo_root() -> Path:
 
 def git_info(root: Path | None = None) -> dict:
     """{"commit", "dirty"} of the checkout at `root`; None values outside a git checkout.
-    `dirty` counts modified tracked files only (a result file about to be overwritten is tracked)."""
+    `dirty`: a tracked file other than the saved results differs from the commit (results are
+    tracked and rewritten by the benchmarks themselves)."""
     root = root or repo_root()
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", ":(exclude)benchmarks/results"],
                                 capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
