@@ -9,6 +9,7 @@ import sys
 
 from rtdecode.decode import methods  # the registries: light, no torch or runtimes
 from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
+from rtdecode.bench import BENCHES
 from rtdecode.errors import RtdecodeError
 from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
 
@@ -188,40 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorRT 10: FP16 engine (TensorRT 11 follows the graph's types)")
     c.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild the cached engine")
 
-    b = sub.add_parser("bench", help="benchmarks, each writing JSON (DESIGN 3.5)")
+    b = sub.add_parser("bench", help="benchmarks, each writing JSON (DESIGN 3.5)",
+                       description="Each benchmark takes its own options: rtdecode bench NAME --help.")
     bsub = b.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    be = bsub.add_parser("extract", help="the extraction chains, optimised vs NumPy reference, same frames",
-                         description="Times the optimised extraction chain and a straightforward NumPy/SciPy "
-                         "chain side by side on the same frames (per stage and whole chain, p50/p99, ratio), "
-                         "peak memory, and the 384-channel ephys chain as a multiple of real time.")
-    be.add_argument("--json", "--out", dest="out", default="bench_extract.json", help="JSON file to write")
-    be.add_argument("--frames", type=_positive_int, default=300)
-    be.add_argument("--rois", type=_positive_int, default=1000)
-    be.add_argument("--shape", type=_positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
-    be.add_argument("--ephys-seconds", type=_positive_float, default=2.0)
-    bd = bsub.add_parser("decode", help="batch-1 decoder latency of every available backend vs torch eager",
-                         description="Times each backend that loads here (batch 1, p50/p99) on a stand-in "
-                         "amortized network and the ridge decoder at each --neurons, side by side in one run, "
-                         "with the speed-up over torch eager.")
-    bd.add_argument("--json", "--out", dest="out", default="bench_decode.json", help="JSON file to write")
-    bd.add_argument("--neurons", type=_positive_int, nargs="+", default=[1000, 4000, 8000])
-    bd.add_argument("--bins", type=_positive_int, default=8)
-    bd.add_argument("--threads", type=_positive_int, default=1)
-    bd.add_argument("--runs", type=_positive_int, default=1000)
-    bd.add_argument("--budget", type=_positive_float, default=5.0, help="max seconds timed per backend per model")
-    bx = bsub.add_parser("e2e", help="end-to-end latency of the live path on the virtual rig (30 Hz and fastest "
-                         "sustainable)",
-                         description="Streams prerendered virtual-rig frames from a sender process into the live "
-                         "session (extraction -> ring -> ridge decoder -> publish; a trigger rule firing on every "
-                         "frame) and reports arrival->published and decoded->trigger p50/p99 and per-stage times, at "
-                         "30 Hz and at speed factors 1, 2, 4, ... until frames drop or latency builds up.")
-    bx.add_argument("--json", "--out", dest="out", default="bench_e2e.json", help="JSON file to write")
-    bx.add_argument("--neurons", type=_positive_int, default=1000)
-    bx.add_argument("--shape", type=_positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
-    bx.add_argument("--seconds", type=_positive_float, default=20.0, help="length of the 30 Hz run")
-    bx.add_argument("--step-seconds", type=_positive_float, default=4.0, help="sending time per speed factor")
-    bx.add_argument("--blas-threads", type=int, default=1,
-                    help="BLAS threads in the pipeline process (0: leave the default)")
+    for name, text in BENCHES.items():
+        # every argument goes to the benchmark's own parser (rtdecode.bench.NAME); a prefix char no
+        # option uses keeps this parser from reading them (--help included)
+        bp = bsub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
+        bp.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -378,17 +353,9 @@ def cmd_extract(args, progress) -> int:
 
 
 def cmd_bench(args, progress) -> int:
-    if args.bench == "e2e":
-        from rtdecode.bench.e2e import cmd_bench_e2e
+    import importlib
 
-        return cmd_bench_e2e(args, progress)
-    if args.bench == "decode":
-        from rtdecode.bench.decode import cmd_bench_decode
-
-        return cmd_bench_decode(args, progress)
-    from rtdecode.bench.extract import cmd_bench_extract
-
-    return cmd_bench_extract(args)
+    return importlib.import_module(f"rtdecode.bench.{args.bench}").main(args.args, progress=progress)
 
 
 def cmd_compile(args, progress) -> int:

@@ -1,9 +1,16 @@
 """Shared fixtures: small seeded virtual-rig datasets (written once per test session)."""
 
-import numpy as np
-import pytest
+import os
 
-from rtdecode.rig import VirtualRig
+# One BLAS / OpenMP thread in the test process and the processes it starts, set before NumPy or
+# torch load: on a shared 2-core machine their spinning worker threads made fits 20-40x slower.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rtdecode.rig import VirtualRig  # noqa: E402
 
 
 @pytest.fixture(scope="session")

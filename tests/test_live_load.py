@@ -159,12 +159,8 @@ def test_overload_drops_at_ingest_only_and_counts_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_one_minute_soak_loses_no_record(tmp_path):
-    import importlib.util
-    from pathlib import Path
+    from rtdecode.bench import soak
 
-    spec = importlib.util.spec_from_file_location("soak", Path(__file__).parents[1] / "tools" / "soak.py")
-    soak = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(soak)
     d = soak.soak(minutes=1.0, json_out=tmp_path / "soak.json", neurons=N, shape=SHAPE)
     assert d["sender_ended"] and d["errors"] == 0
     assert d["frames"] + d["lost_frames"] == d["frames_sent"]

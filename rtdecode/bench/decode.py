@@ -9,11 +9,12 @@ baseline is torch eager on the CPU; the ridge decoder's NumPy `predict_window` (
 path) is timed too. At the largest neuron count the stand-in of the REFERENCES E anchor shape
 (N -> 512 -> H*W, i.e. bins 1) is added. Backends that do not load are listed with the reason.
 Targets are reported, not asserted.
+
+    taskset -c 1 rtdecode bench decode --json benchmarks/results/bench_decode.json
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import machine_info
+from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,8 @@ def _machine_info(threads: int) -> dict:
     import onnxruntime
     import torch
 
-    return machine_info(threads_per_backend=threads, torch=torch.__version__, onnxruntime=onnxruntime.__version__,
-                        onnxruntime_providers=onnxruntime.get_available_providers(), cuda=torch.cuda.is_available(),
-                        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    return machine_info(threads_per_backend=threads, onnxruntime_providers=onnxruntime.get_available_providers(),
+                        cuda=torch.cuda.is_available(), gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
 
 
 def _pct(ts_s) -> dict:
@@ -185,10 +185,7 @@ def run(json_out, neurons=(1000, 4000, 8000), bins: int = 8, hidden: int = 512, 
            if r["model"] == "standin_mlp" and "onnxruntime" in r["backends"]}
     out["vs_targets"] = {"onnxruntime_cpu_p99_ms_standin_mlp": ort,
                          "met": {k: ort[k] <= v for k, v in TARGETS["onnxruntime_cpu_p99_ms"].items() if k in ort}}
-    p = Path(json_out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(out, indent=2) + "\n")
-    log.info("wrote %s", p)
+    log.info("wrote %s", write_json(json_out, out))
     return out
 
 
@@ -204,20 +201,24 @@ def summary_lines(d: dict) -> list[str]:
     return lines
 
 
-def cmd_bench_decode(args, progress=None) -> int:
+def main(argv=None, progress=False) -> int:
+    p = parser("decode", __doc__)
+    p.add_argument("--json", "--out", dest="out", default=str(RESULTS / "bench_decode.json"),
+                   help="JSON file to write (default %(default)s)")
+    p.add_argument("--neurons", type=positive_int, nargs="+", default=[1000, 4000, 8000])
+    p.add_argument("--bins", type=positive_int, default=8)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--runs", type=positive_int, default=1000)
+    p.add_argument("--budget", type=positive_float, default=5.0, help="max seconds timed per backend per model")
+    args = p.parse_args(argv)
     say = (lambda s: log.info("bench decode: %s", s)) if progress else None
-    d = run(args.out, neurons=tuple(getattr(args, "neurons", (1000, 4000, 8000))),
-            bins=getattr(args, "bins", 8), threads=getattr(args, "threads", 1), runs=getattr(args, "runs", 1000),
-            budget_s=getattr(args, "budget", 5.0), progress=say)
+    d = run(args.out, neurons=tuple(args.neurons), bins=args.bins, threads=args.threads, runs=args.runs,
+            budget_s=args.budget, progress=say)
     for line in summary_lines(d):
         print(line)
     print(f"wrote {args.out}")
     return 0
 
 
-if __name__ == "__main__":  # python -m rtdecode.bench.decode OUT.json
-    import sys
-
-    logging.basicConfig(level=logging.INFO)
-    d = run(sys.argv[1] if len(sys.argv) > 1 else "bench_decode.json", progress=lambda s: log.info("%s", s))
-    print("\n".join(summary_lines(d)))
+if __name__ == "__main__":
+    script_main(main)

@@ -18,6 +18,8 @@ depend on the weights) and streams prerendered two-photon frames into it from a 
   fastest sustainable rate.
 
 Targets (reported, not asserted; the machine is shared): e2e p99 <= 5 ms at 30 Hz, trigger p99 <= 1 ms.
+
+    rtdecode bench e2e --json benchmarks/results/bench_e2e.json
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import machine_info
+from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
 from rtdecode.latency import Histogram
 from rtdecode.live.session import LiveSession, limit_blas_threads
 from rtdecode.stimuli.movies import FPS
@@ -244,10 +246,10 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
             "pipeline": "main thread of this process: ingest (SUB) -> extraction -> ring -> decode -> publish (PUB) "
                         "-> trigger engine (ZmqSink on the same PUB)",
             "subscriber": "child process (spawn): SUB on 'decoded' and 'trigger', counts what it received",
-            "recording": "off in this benchmark (tools/soak.py records)",
-            "blas": "NumPy's OpenBLAS in the pipeline process limited to `blas_threads.used` threads "
-                    "(openblas_set_num_threads via ctypes); `at_30hz_default_blas_threads` is the same run with "
-                    "the default thread count",
+            "recording": "off in this benchmark (rtdecode bench soak records)",
+            "blas": "BLAS in the pipeline process limited to `blas_threads.used` threads (threadpoolctl, "
+                    "live.session.limit_blas_threads); `at_30hz_default_blas_threads` is the same run with the "
+                    "default thread count",
         },
         "definitions": {
             "latency_ms": "frame message handed over by the SUB socket -> decoded frame published",
@@ -269,8 +271,7 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
         "meets": {"latency_p99_at_30hz": at30["latency_ms"]["p99"] <= TARGETS["latency_p99_ms_at_30hz"],
                   "to_wire_p99": at30["to_wire_ms"]["p99"] <= TARGETS["to_wire_p99_ms"]},
     }
-    Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_out).write_text(json.dumps(out, indent=2) + "\n")
+    write_json(json_out, out)
     return out
 
 
@@ -292,20 +293,26 @@ def summary_lines(d: dict) -> list[str]:
     return lines
 
 
-def cmd_bench_e2e(args, progress=None) -> int:
+def main(argv=None, progress=False) -> int:
+    p = parser("e2e", __doc__)
+    p.add_argument("--json", "--out", dest="out", default=str(RESULTS / "bench_e2e.json"),
+                   help="JSON file to write (default %(default)s)")
+    p.add_argument("--neurons", type=positive_int, default=1000)
+    p.add_argument("--shape", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    p.add_argument("--seconds", type=positive_float, default=20.0, help="length of the 30 Hz run")
+    p.add_argument("--step-seconds", type=positive_float, default=4.0, help="sending time per speed factor")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS threads in the pipeline process (0: leave the default)")
+    args = p.parse_args(argv)
     say = (lambda s: log.info("bench e2e: %s", s)) if progress else None
-    d = run(args.out, neurons=getattr(args, "neurons", 1000), shape=tuple(getattr(args, "shape", (512, 512))),
-            seconds_30hz=getattr(args, "seconds", 20.0), seconds_per_step=getattr(args, "step_seconds", 4.0),
-            seed=getattr(args, "seed", 0), blas_threads=getattr(args, "blas_threads", 1) or None, progress=say)
+    d = run(args.out, neurons=args.neurons, shape=tuple(args.shape), seconds_30hz=args.seconds,
+            seconds_per_step=args.step_seconds, seed=args.seed, blas_threads=args.blas_threads or None, progress=say)
     for line in summary_lines(d):
         print(line)
     print(f"wrote {args.out}")
     return 0
 
 
-if __name__ == "__main__":  # python -m rtdecode.bench.e2e OUT.json
-    import sys
-
-    logging.basicConfig(level=logging.INFO)
-    d = run(sys.argv[1] if len(sys.argv) > 1 else "bench_e2e.json", progress=lambda s: log.info("%s", s))
-    print("\n".join(summary_lines(d)))
+if __name__ == "__main__":
+    script_main(main)

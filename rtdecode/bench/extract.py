@@ -2,23 +2,23 @@
 
 `run(json_out, frames=..., rois=1000, shape=(512, 512))` renders frames on the virtual microscope,
 runs both two-photon chains over the same frames in this process (one core: no parallel kernels),
-and times each stage and the whole chain per frame; then runs the 384-channel 30 kHz ephys chain
-(Numba, chunked) and its SciPy reference over the same synthetic signal. Targets are reported, not
-asserted.
+and times each stage and the whole chain per frame (p50/p99, ratio), peak memory; then runs the
+384-channel 30 kHz ephys chain (Numba, chunked) and its SciPy reference over the same synthetic
+signal, as a multiple of real time. Targets are reported, not asserted.
+
+    taskset -c 0 rtdecode bench extract --json benchmarks/results/bench_extract.json
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import machine_info
+from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
 from rtdecode.extract import build_chain
 from rtdecode.extract.ephys import EphysChain, reference_detect
 from rtdecode.extract.kernels import warm_up_kernels
@@ -177,21 +177,23 @@ def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: i
             **{f"traces_p99_ms_{k}": v["stages"]["traces"]["p99_ms"] for k, v in capped.items()},
         },
     }
-    p = Path(json_out)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(out, indent=2))
-    log.info("wrote %s", p)
+    log.info("wrote %s", write_json(json_out, out))
     return out
 
 
-def cmd_bench_extract(args) -> int:
-    run(args.out, frames=args.frames, rois=args.rois, shape=tuple(args.shape),
-        ephys_seconds=args.ephys_seconds)
+def main(argv=None, progress=False) -> int:
+    p = parser("extract", __doc__)
+    p.add_argument("--json", "--out", dest="out", default=str(RESULTS / "bench_extract.json"),
+                   help="JSON file to write (default %(default)s)")
+    p.add_argument("--frames", type=positive_int, default=300)
+    p.add_argument("--rois", type=positive_int, default=1000)
+    p.add_argument("--shape", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    p.add_argument("--ephys-seconds", type=positive_float, default=2.0)
+    args = p.parse_args(argv)
+    run(args.out, frames=args.frames, rois=args.rois, shape=tuple(args.shape), ephys_seconds=args.ephys_seconds)
+    print(f"wrote {args.out}")
     return 0
 
 
-if __name__ == "__main__":  # python -m rtdecode.bench.extract OUT.json
-    import sys
-
-    logging.basicConfig(level=logging.INFO)
-    run(sys.argv[1] if len(sys.argv) > 1 else "bench_extract.json")
+if __name__ == "__main__":
+    script_main(main)

@@ -7,8 +7,8 @@ windows with stride 8, each window given the encoder's causal context; each wind
 L2-normalised, the windows covering a frame averaged, multiplied by the population mask, clipped
 to +-1; momentum update (Bauer: lr 1000 in 0-255 pixel units, 1000 iterations; here lr 300 and
 20 iterations by default, because with one small CPU-trained encoder and no regulariser the
-reconstruction peaks early and then fits the spike noise: measured on a 1,000-neuron rig trial,
-lr 1000: 0.49 at iteration 10 -> 0.17 at 60; lr 300: 0.47 at 20 -> 0.20 at 60) and a 10-step linear warm-up; the video
+reconstruction peaks early and then fits the spike noise: see "cold_curve" in
+benchmarks/results/decoder_report.json, `rtdecode bench decoder_report`) and a 10-step linear warm-up; the video
 clipped to [0, 255] after every step. All windows of a trial go through the encoder as one batch.
 With several encoders each reconstructs independently and the reconstructions are averaged, then
 Gaussian-smoothed (sigma 0.5 in t, y, x).

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
 # OpenBLAS's Cholesky (numpy's and scipy's wheels) segfaults on this machine at 24,000 x 24,000 and
-# works at 16,000 (measured); the temporal basis shrinks so the features stay within this.
+# works at 16,000 (observed crashes, not a saved result); the temporal basis shrinks so the features stay within this.
 MAX_FEATURES = 16_000
 
 

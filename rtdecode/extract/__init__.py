@@ -57,8 +57,9 @@ def build_chain(
     Options go to the stage of the same parameter: crop, max_shift (Register); r (Traces);
     max_neuropil_px: each ROI's neuropil annulus is sampled down to at most this many pixels for
     the live product (`cap_neuropil`: evenly spaced, deterministic; None uses every pixel of
-    `rois.neuropil`, the default). 64 brings the 1,000-ROI 512x512 product to ~0.2 ms p50 but costs
-    some accuracy on the virtual rig (benchmarks/README.md), so it is opt-in;
+    `rois.neuropil`, the default). 64 brings the 1,000-ROI 512x512 product to 0.17 ms p50 (0.36 ms
+    uncapped; benchmarks/results/bench_extract.json, `rtdecode bench extract`) but costs some
+    accuracy on the virtual rig (benchmarks/results/rig_accuracy.json), so it is opt-in;
     tau_down_s, tau_up_s, baseline, min_baseline (DeltaF); tau_s, k_sigma, noise, noise_tau_s
     (Deconvolve; tau_s is the indicator's decay time, s); deconv, lag: Deconvolve's method and lag
     ("threshold": no delay; "oasis": online OASIS, more accurate, activity `lag` frames late).

@@ -9,10 +9,10 @@ in the stage module that uses it (or in `scipy.signal` for the ephys filter), an
 No `fastmath` (it made gathers slower and would change float results) and no `parallel=True`
 (the workqueue layer is not thread-safe): one core per chain.
 
-Measured on this machine (one core, 512x512, 1,000 ROIs), Numba lost to the library call for:
-the CSR ROI+neuropil product (Numba 655 us vs scipy 356 us p50), the integer frame shift (120 vs
-42 us, NumPy slices), the crop/mean/taper (93 vs 46 us) and a prefix-sum neuropil scheme
-(427 us). Those kernels that remain here but are not the default (`csr_matvec`, `shift_into`)
+Timed on this machine (one core, 512x512, 1,000 ROIs; one-off timings, not saved as results),
+Numba lost to the library call for: the CSR ROI+neuropil product (scipy), the integer frame shift
+(NumPy slices), the crop/mean/taper, and a prefix-sum neuropil scheme. `rtdecode bench extract`
+(benchmarks/results/bench_extract.json) times the stages as they are now. Those kernels that remain here but are not the default (`csr_matvec`, `shift_into`)
 are kept for comparison and tested; the stages use the faster call.
 """
 
@@ -272,7 +272,8 @@ def sos_filter_chunk(x, scale, sos, zi, y):
     Layout: for each sample, one pass over the channels per section (channel-contiguous, so the
     channel loop vectorises). The state is copied into an array local to the call for the chunk:
     then LLVM knows it aliases neither the row buffer nor the output and vectorises the channel
-    loop (measured 384 ch: 3.4x faster than updating views of `zi` in place, identical results).
+    loop (faster than updating views of `zi` in place at 384 channels in a one-off timing, not
+    saved; identical results).
     The two small arrays (S*2*C + C float64) are allocated once per chunk, not per sample.
     """
     T, C = x.shape
@@ -302,8 +303,8 @@ def sos_filter_chunk(x, scale, sos, zi, y):
 
 @nb.njit(**_JIT)
 def common_average(y):
-    """Subtract each sample's mean over channels, in place (4 partial sums: 2.7x faster than one
-    serial float64 sum, measured)."""
+    """Subtract each sample's mean over channels, in place (4 partial sums: faster than one serial
+    float64 sum in a one-off timing, not saved)."""
     T, C = y.shape
     for t in range(T):
         row = y[t]

@@ -107,8 +107,8 @@ class Register(Stage):
         dy, dx, peak = self.estimate(inp)
         self.last_shift[0], self.last_shift[1] = dy, dx
         self.last_peak = peak
-        # NumPy slice copies (3 per frame) measured ~3x faster than the Numba shift kernel
-        # (42 vs 120 us at 512x512): both backends use them.
+        # NumPy slice copies (3 per frame) timed faster than the Numba shift kernel at 512x512
+        # (one-off timing, not saved): both backends use them.
         shift_into(inp, out, -int(round(dy)), -int(round(dx)))
 
     def estimate(self, frame: np.ndarray) -> tuple[float, float, float]:
@@ -119,9 +119,9 @@ class Register(Stage):
 
     def _estimate_numba(self, frame: np.ndarray) -> tuple[float, float, float]:
         crop = self._crop
-        # NumPy copy + mean + taper measured faster than the fused Numba kernel (46 vs 93 us at
-        # 256x256: the kernel's serial float64 sum); Numba wins the spectral whitening (95 vs
-        # 147 us) and the peak search (38 vs 57 us); scipy.fft is 2-4x faster than np.fft.
+        # In one-off timings at 256x256 (not saved): NumPy copy + mean + taper beat the fused Numba
+        # kernel (its serial float64 sum); Numba won the spectral whitening and the peak search;
+        # scipy.fft beat np.fft. `rtdecode bench extract` times the register stage as it is.
         np.copyto(crop, frame[self._win], casting="unsafe")
         self._prepare(crop)
         X = _fft.rfft2(crop, workers=1)

@@ -31,8 +31,8 @@ class Traces(Stage):
     (overwritten next frame; copy them to keep them).
 
     backend: "scipy" (default, fastest measured: scipy's CSR kernel writing into a preallocated
-    buffer), "numba" (a Numba CSR loop: measured ~2x slower, kept for comparison, as REFERENCES E
-    found) or "numpy" (the reference: `weights @ frame`, which allocates its result).
+    buffer), "numba" (a Numba CSR loop: slower in a one-off timing, not saved; kept for comparison,
+    as REFERENCES E found) or "numpy" (the reference: `weights @ frame`, which allocates its result).
     """
 
     name = "traces"

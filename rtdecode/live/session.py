@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 def limit_blas_threads(n: int | None) -> int | None:
     """Set the BLAS thread count of this process (None: leave it); returns the count before.
 
-    On a small rig PC the live loop shares cores with acquisition: two OpenBLAS threads made the
-    ridge decoder's mat-vec 4-8x slower than one on 2 cores (they spin and get descheduled every
-    frame; benchmarks/results/bench_e2e.json), so live sessions run with 1.
+    On a small rig PC the live loop shares cores with acquisition: spare BLAS threads spin and get
+    descheduled every frame, so live sessions run with 1 (benchmarks/results/bench_e2e.json,
+    `rtdecode bench e2e`: the rank-128 decode stage p50 0.35 ms with the default 2 threads vs
+    0.32 ms with 1; the full-rank decoder was slower still with 2, a result not kept).
     """
     from threadpoolctl import threadpool_info, threadpool_limits
 

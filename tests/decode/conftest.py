@@ -8,7 +8,10 @@ from rtdecode.rig import VirtualRig
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    # One intra-op thread: on a loaded 2-core machine two spinning OpenMP threads made these
+    # fixtures 20-40x slower (tiny_encoder 243 s instead of 6 s, pytest --durations), one thread
+    # costs little on a quiet one.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from scipy.ndimage import gaussian_filter1d
 from rtdecode.extract import build_chain, extract_movie, load_suite2p
 from rtdecode.rig.twophoton import Microscope
 
-N_CELLS, T = 200, 600
+N_CELLS, T = 200, 300  # 10 s at 30 Hz; the values noted "measured" below hold at this length
 
 
 def rowcorr(a, b):

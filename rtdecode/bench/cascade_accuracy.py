@@ -12,12 +12,11 @@ Gaussian (sigma `--sigma-s`) and Pearson-correlated. Runs at the recording's own
 The `fluo_mean` traces are already dF/F-like (around 0, some negative); they are offset so that
 their 5th percentile is 1 before DeltaF (a unit baseline), the same for both methods.
 
-    .venv/bin/python tools/x_cascade_accuracy.py [--out cascade_accuracy.json]
+    rtdecode bench cascade_accuracy [--out cascade_accuracy.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import time
@@ -27,10 +26,11 @@ import numpy as np
 import scipy.io as sio
 from scipy.ndimage import gaussian_filter1d
 
+from rtdecode.bench import RESULTS, parser, repo_root, script_main, write_json
 from rtdecode.extract.deconv import Deconvolve
 from rtdecode.extract.dff import DeltaF
 
-DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cascade_ground_truth"
+DEFAULT = repo_root() / ".." / "shared" / "data" / "cascade_ground_truth"
 TAU = {"GC6f": 0.7, "GC6s": 1.5, "Cux2f": 0.7}  # indicator decay used by both, s
 
 
@@ -48,10 +48,10 @@ def corr(a, b):
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-30))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser()
+def main(argv=None, progress=False) -> int:
+    p = parser("cascade_accuracy", __doc__)
     p.add_argument("--data", default=str(DEFAULT))
-    p.add_argument("--out", default="cascade_accuracy.json")
+    p.add_argument("--out", default=str(RESULTS / "cascade_accuracy.json"), help="JSON file to write (default %(default)s)")
     p.add_argument("--sigma-s", type=float, default=0.2)
     p.add_argument("--k-sigma", type=float, default=2.0)
     p.add_argument("--lag-s", type=float, nargs="*", default=[0.05, 0.1, 0.15, 0.2])
@@ -113,10 +113,10 @@ def main(argv=None):
            "note": "rtdecode_deconvolve: method 'threshold', causal, no delay. rtdecode_oasis_lagXs: "
                    "method 'oasis', online, activity lag = round(X * fps) frames late (X s), scored "
                    "after shifting back by the lag. OASIS (package) is offline over the whole trace."}
-    Path(a.out).write_text(json.dumps(out, indent=2))
+    write_json(a.out, out)
     print(json.dumps(summary, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

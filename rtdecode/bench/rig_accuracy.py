@@ -1,6 +1,6 @@
 """Extraction accuracy on the virtual microscope (known traces and shifts), optimised vs reference.
 
-    .venv/bin/python tools/x_rig_accuracy.py [--out rig_accuracy.json] [--cells 500] [--frames 900]
+    rtdecode bench rig_accuracy [--out rig_accuracy.json] [--cells 500] [--frames 900]
         [--max-neuropil-px none 64]
 
 Each `--max-neuropil-px` value (build_chain's cap on neuropil pixels per ROI; "none" = the whole
@@ -9,13 +9,12 @@ annulus) is a separate run of both backends, reported under "cap_<value>".
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from rtdecode.bench import RESULTS, parser, script_main, write_json
 from rtdecode.extract import build_chain, extract_movie
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope
@@ -27,9 +26,9 @@ def rowcorr(a, b):
     return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1) + 1e-30)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser()
-    p.add_argument("--out", default="rig_accuracy.json")
+def main(argv=None, progress=False) -> int:
+    p = parser("rig_accuracy", __doc__)
+    p.add_argument("--out", default=str(RESULTS / "rig_accuracy.json"), help="JSON file to write (default %(default)s)")
     p.add_argument("--cells", type=int, default=500)
     p.add_argument("--frames", type=int, default=900)
     p.add_argument("--motion-px", type=float, default=3.0)
@@ -43,7 +42,7 @@ def main(argv=None):
            "neuropil_px_per_roi_uncapped": {"mean": float(rois.neuropil.nnz / rois.n)}}
     for cap in a.max_neuropil_px:
         out[f"cap_{cap}"] = run_cap(rois, m, movie, truth, None if cap == "none" else int(cap))
-    Path(a.out).write_text(json.dumps(out, indent=2))
+    write_json(a.out, out)
     print(json.dumps(out, indent=1))
     return 0
 
@@ -74,4 +73,4 @@ def run_cap(rois, m, movie, truth, cap):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

@@ -11,20 +11,20 @@ robust noise). Crossing times are compared as detected, and after moving each ev
 stereotrode's most negative sample within the next 1 ms ('peak_aligned'), since the GUI stamps
 the peak.
 
-    .venv/bin/python tools/x_ephys_vs_openephys.py [--out ephys_vs_openephys.json]
+    rtdecode bench ephys_vs_openephys [--out ephys_vs_openephys.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
+from rtdecode.bench import RESULTS, parser, repo_root, script_main, write_json
 from rtdecode.extract.ephys import EphysChain
 
-DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "openephys_v0.6.7_binary"
+DEFAULT = repo_root() / ".." / "shared" / "data" / "openephys_v0.6.7_binary"
 
 
 def load(root: Path):
@@ -88,10 +88,10 @@ def frac_within(a, b, tol):
     return float(np.mean(d <= tol))
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser()
+def main(argv=None, progress=False) -> int:
+    p = parser("ephys_vs_openephys", __doc__)
     p.add_argument("--data", default=str(DEFAULT))
-    p.add_argument("--out", default="ephys_vs_openephys.json")
+    p.add_argument("--out", default=str(RESULTS / "ephys_vs_openephys.json"), help="JSON file to write (default %(default)s)")
     p.add_argument("--tol-ms", type=float, default=0.5)
     a = p.parse_args(argv)
     raw, fs, bv, t0, groups = load(Path(a.data))
@@ -131,11 +131,11 @@ def main(argv=None):
             "overall": {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in tot.items()},
             "per_stereotrode": per,
         }
-    Path(a.out).write_text(json.dumps(result, indent=2))
+    write_json(a.out, result)
     for name, r in result["configs"].items():
         print(name, json.dumps(r["overall"]))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

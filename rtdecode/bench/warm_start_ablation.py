@@ -7,36 +7,32 @@ with the same total steps and the same data:
   scratch  true frames + synthetic pairs for steps[0] + steps[1].
 Each is scored with DESIGN 3.3 pixel_corr on the dataset's held-out (oracle) trials.
 
-    python tools/x_warm_start_ablation.py /work/data/rig4000 --neurons 1000 --seeds 5
+    rtdecode bench warm_start_ablation /work/data/rig4000 --neurons 1000 --seeds 5
 
 Writes benchmarks/results/warm_start_ablation.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rtdecode import metrics  # noqa: E402
-from rtdecode.offline.dataset import Dataset  # noqa: E402
-from rtdecode.decode import amortized as am  # noqa: E402
-from rtdecode.decode import encoder as E  # noqa: E402
-from rtdecode.decode.inverse import InverseConfig, invert  # noqa: E402
-from rtdecode.decode.pipeline import make_and_phases, synth_pairs  # noqa: E402
-from rtdecode.offline.fit import load_trials  # noqa: E402
+from rtdecode import metrics
+from rtdecode.bench import RESULTS, parser, script_main, write_json
+from rtdecode.offline.dataset import Dataset
+from rtdecode.decode import amortized as am
+from rtdecode.decode import encoder as E
+from rtdecode.decode.inverse import InverseConfig, invert
+from rtdecode.decode.pipeline import make_and_phases, synth_pairs
+from rtdecode.offline.fit import load_trials
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, progress=False) -> int:
+    p = parser("warm_start_ablation", __doc__)
     p.add_argument("dataset")
     p.add_argument("--neurons", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=5)
@@ -46,19 +42,19 @@ def main(argv=None) -> int:
     p.add_argument("--inverse-trials", type=int, default=8)
     p.add_argument("--synth-movies", type=int, default=40)
     p.add_argument("--amortized-steps", type=int, nargs=2, default=[1200, 1200])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "warm_start_ablation.json"))
+    p.add_argument("--out", default=str(RESULTS / "warm_start_ablation.json"), help="JSON file to write (default %(default)s)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
 
     ds = Dataset(args.dataset)
     train_ids = ds.require("train")
-    nv = max(1, round(0.2 * len(train_ids)))  # the split tools/decoder_report.py uses
+    nv = max(1, round(0.2 * len(train_ids)))  # the split decoder_report uses
     n = args.neurons
     train = load_trials(ds, train_ids[:-nv], n)
     val = load_trials(ds, train_ids[-nv:], n)
     test = load_trials(ds, ds.require("oracle"), n)
     mask = ds.evaluation_mask()
-    res = {"command": "python tools/x_warm_start_ablation.py " + " ".join(argv or sys.argv[1:]),
+    res = {"command": "rtdecode bench warm_start_ablation " + " ".join(sys.argv[1:] if argv is None else argv),
            "neurons": n, "train_trials": len(train), "val_trials": len(val), "test_trials": len(test)}
 
     t0 = time.perf_counter()
@@ -88,10 +84,10 @@ def main(argv=None) -> int:
     d = np.array(runs["warm"]) - np.array(runs["scratch"])
     res["warm_minus_scratch"] = {"per_seed": [round(float(x), 4) for x in d], "mean": round(float(d.mean()), 4),
                                  "sd": round(float(d.std(ddof=1)), 4) if len(d) > 1 else None}
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    write_json(args.out, res)
     print(json.dumps(res, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)

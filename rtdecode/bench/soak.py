@@ -1,6 +1,6 @@
 """Soak test of the live path: the virtual rig at 30 Hz for N minutes, with recording and triggers.
 
-  python tools/soak.py --minutes 10 --json benchmarks/results/soak.json
+    rtdecode bench soak --minutes 10 --json benchmarks/results/soak.json
 
 A sender process streams prerendered two-photon frames (300 frames looped, so that rendering does
 not compete with the pipeline; frame counters keep counting) at `--rate` Hz; this process runs the
@@ -15,19 +15,14 @@ asserted): RSS growth < 50 MB, zero dropped, zero lost records.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rtdecode.bench import machine_info
+from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
 from rtdecode.bench.e2e import build_live, start_sender
 from rtdecode.sources.ingest import Ingest
 from rtdecode.live.session import LiveSession, limit_blas_threads
@@ -38,7 +33,7 @@ from rtdecode.rig.sender import SenderConfig
 from rtdecode.outputs.triggers import CallableRule, TriggerEngine
 from rtdecode.outputs.triggers.sinks import ZmqSink
 
-log = logging.getLogger("soak")
+log = logging.getLogger(__name__)
 
 
 def rss_mb() -> float:
@@ -90,7 +85,7 @@ def soak(minutes: float = 10.0, json_out: str | Path = "soak.json", neurons: int
                            frame_shape=tuple(shape), max_frames=frames, prerender=300, wait_subscriber_s=300)
         sender, endpoint = start_sender(cfg)
         pub = Publisher()
-        recorder = Recorder(folder, neurons, card.frame_shape, meta={"source": "tools/soak.py"})
+        recorder = Recorder(folder, neurons, card.frame_shape, meta={"source": "rtdecode bench soak"})
         triggers = TriggerEngine([CallableRule("once_a_second", lambda f: 1.0, threshold=0.5, refractory_s=1.0)],
                                  [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
         ingest = Ingest([endpoint])
@@ -136,29 +131,29 @@ def soak(minutes: float = 10.0, json_out: str | Path = "soak.json", neurons: int
         "samples": session.samples,
         "targets": {"rss_growth_mb_max": 50, "dropped": 0, "lost_records": 0},
     }
-    Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_out).write_text(json.dumps(out, indent=2) + "\n")
+    write_json(json_out, out)
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--json", default="benchmarks/results/soak.json")
-    ap.add_argument("--neurons", type=int, default=1000)
-    ap.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
-    ap.add_argument("--rate", type=float, default=FPS, help="frames per second (default 30)")
-    ap.add_argument("--record", default=None, help="session folder to keep (default: a temporary one)")
-    ap.add_argument("--blas-threads", type=int, default=1,
-                    help="OpenBLAS threads in the pipeline process (0: leave the default)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    d = soak(args.minutes, args.json, args.neurons, tuple(args.shape), args.rate, args.record,
+def main(argv=None, progress=False) -> int:
+    p = parser("soak", __doc__)
+    p.add_argument("--minutes", type=positive_float, default=10.0)
+    p.add_argument("--json", "--out", dest="out", default=str(RESULTS / "soak.json"),
+                   help="JSON file to write (default %(default)s)")
+    p.add_argument("--neurons", type=positive_int, default=1000)
+    p.add_argument("--shape", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    p.add_argument("--rate", type=positive_float, default=FPS, help="frames per second (default 30)")
+    p.add_argument("--record", default=None, help="session folder to keep (default: a temporary one)")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS threads in the pipeline process (0: leave the default)")
+    args = p.parse_args(argv)
+    d = soak(args.minutes, args.out, args.neurons, tuple(args.shape), args.rate, args.record,
              blas_threads=args.blas_threads or None)
     print(json.dumps({k: d[k] for k in ("frames", "dropped_messages", "lost_frames", "rss_mb", "records",
                                          "latency_ms", "e2e_ms", "to_wire_ms")}, indent=2))
+    print(f"wrote {args.out}")
     return 0 if d["dropped_messages"] == 0 and d["records"]["lost"] == 0 else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script_main(main)

@@ -5,14 +5,13 @@ Writes benchmarks/results/decoder_report.{json,md} and benchmarks/results/decode
 
 Full size (the issue's report; hours on a 2-core CPU):
   rtdecode simulate --out /work/data/rig4000 --neurons 4000 --train-trials 60 --test-trials 4
-  python tools/decoder_report.py /work/data/rig4000 --neurons 500 1000 2000 4000
+  rtdecode bench decoder_report /work/data/rig4000 --neurons 500 1000 2000 4000
 Reduced sizes are chosen with --train-trials, --test-trials, --encoder-steps, --inverse-iterations,
 --inverse-trials, --amortized-steps; the report states every size it ran at.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,18 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from rtdecode import metrics
+from rtdecode.bench import RESULTS, machine_info, parser, script_main, write_json
+from rtdecode.offline.dataset import Dataset
+from rtdecode.decode import amortized as am
+from rtdecode.decode import ridge
+from rtdecode.decode.inverse import InverseConfig, inverse_flops_per_frame
+from rtdecode.decode.pipeline import fit_pipeline, make_and_phases
+from rtdecode.offline.fit import load_trials
 
-from rtdecode import metrics  # noqa: E402
-from rtdecode.offline.dataset import Dataset  # noqa: E402
-from rtdecode.decode import amortized as am  # noqa: E402
-from rtdecode.decode import ridge  # noqa: E402
-from rtdecode.decode.inverse import InverseConfig, inverse_flops_per_frame  # noqa: E402
-from rtdecode.decode.pipeline import fit_pipeline, make_and_phases  # noqa: E402
-from rtdecode.offline.fit import load_trials  # noqa: E402
-
-log = logging.getLogger("decoder_report")
+log = logging.getLogger(__name__)
 
 
 def encoder_macs_per_frame(enc) -> float:
@@ -246,8 +243,8 @@ def targets(rep):
     return t
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, progress=False) -> int:
+    p = parser("decoder_report", __doc__)
     p.add_argument("dataset")
     p.add_argument("--neurons", type=int, nargs="+", default=[500, 1000, 2000, 4000])
     p.add_argument("--full-methods-at", type=int, nargs="+", default=None,
@@ -266,20 +263,19 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--bins", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out-dir", default=str(RESULTS), help="folder for decoder_report.{json,md,png} (default %(default)s)")
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
     args = p.parse_args(argv)
     if args.markdown_only:
         out = Path(args.out_dir)
         rep = json.loads((out / "decoder_report.json").read_text())
         rep["targets"] = targets(rep)
-        (out / "decoder_report.json").write_text(json.dumps(rep, indent=1) + "\n")
+        write_json(out / "decoder_report.json", rep)
         (out / "decoder_report.md").write_text(markdown(rep))
-        return
+        return 0
     args.full_methods_at = args.full_methods_at or [max(args.neurons)]
     args.warm_iterations = args.warm_iterations or max(1, args.inverse_iterations // 10)
     torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ds = Dataset(args.dataset)
     train_ids = ds.require("train")[: args.train_trials]
     nv = max(1, round(0.2 * len(train_ids)))
@@ -291,7 +287,8 @@ def main(argv=None):
     mask = ds.evaluation_mask()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rep = {"dataset": str(Path(args.dataset).resolve()), "command": "python tools/decoder_report.py " + " ".join(argv or sys.argv[1:]),
+    rep = {"machine": machine_info(), "dataset": str(Path(args.dataset).resolve()),
+           "command": "rtdecode bench decoder_report " + " ".join(sys.argv[1:] if argv is None else argv),
            "sizes": {"dataset_neurons": ds.n_neurons, "train_trials": len(train_ids) - nv, "validation_trials": nv,
                      "test_trials": len(test_ids), "frames_per_trial": int(len(train_all[0][1])),
                      "train_minutes": sum(len(t[1]) for t in train_all + val_all) / 30 / 60,
@@ -305,10 +302,11 @@ def main(argv=None):
         rep["rows"].append(run_size(n, train_all, val_all, test_all, mask, args, out / "decoder_report.png"))
         rep["rows"].sort(key=lambda r: r["neurons"])
         rep["targets"] = targets(rep)
-        (out / "decoder_report.json").write_text(json.dumps(rep, indent=1) + "\n")
+        write_json(out / "decoder_report.json", rep)
         (out / "decoder_report.md").write_text(markdown(rep))
     print(markdown(rep))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    script_main(main)

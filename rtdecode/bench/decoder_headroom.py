@@ -14,7 +14,7 @@ held-out (oracle) trials:
 It also reports the encoder ceiling: the per-neuron correlation of the noise-free rates with the
 held-out single-trial spikes.
 
-    python tools/x_decoder_headroom.py /work/data/rig4000 --synth-trials 200
+    rtdecode bench decoder_headroom /work/data/rig4000 --synth-trials 200
 
 The dataset must be one `rtdecode simulate` wrote with the given --seed (checked on trial 0).
 Writes benchmarks/results/decoder_headroom.json.
@@ -22,26 +22,22 @@ Writes benchmarks/results/decoder_headroom.json.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rtdecode import metrics  # noqa: E402
-from rtdecode.offline.dataset import Dataset  # noqa: E402
-from rtdecode.decode import amortized as am  # noqa: E402
-from rtdecode.decode import ridge  # noqa: E402
-from rtdecode.decode.pipeline import make_and_phases  # noqa: E402
-from rtdecode.offline.fit import load_trials  # noqa: E402
-from rtdecode.rig import VirtualRig, movies  # noqa: E402
-from rtdecode.rig.population import behavior  # noqa: E402
+from rtdecode import metrics
+from rtdecode.bench import RESULTS, parser, script_main, write_json
+from rtdecode.offline.dataset import Dataset
+from rtdecode.decode import amortized as am
+from rtdecode.decode import ridge
+from rtdecode.decode.pipeline import make_and_phases
+from rtdecode.offline.fit import load_trials
+from rtdecode.rig import VirtualRig
+from rtdecode.stimuli import movies
+from rtdecode.rig.population import behavior
 
 
 def oracle_trials(rig: VirtualRig, n: int, frames: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -70,8 +66,8 @@ def oracle_rate_corr(rig: VirtualRig, ids: list[int], n: int) -> float:
     return float((P * S).mean(0).mean())
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, progress=False) -> int:
+    p = parser("decoder_headroom", __doc__)
     p.add_argument("dataset")
     p.add_argument("--seed", type=int, default=0, help="the seed `rtdecode simulate` used")
     p.add_argument("--neurons", type=int, default=4000)
@@ -79,7 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--methods", nargs="+", default=["ridge", "ridge+oracle", "amortized", "amortized+oracle"])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "decoder_headroom.json"))
+    p.add_argument("--out", default=str(RESULTS / "decoder_headroom.json"), help="JSON file to write (default %(default)s)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -129,10 +125,10 @@ def main(argv=None) -> int:
                         "best_step": info["phases"][-1]["best_step"]}
         print(name, result[name], flush=True)
 
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
     print(json.dumps(result, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_main(main)
