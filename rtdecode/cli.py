@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "it, until the source ends, --seconds pass or Ctrl-C. The decoder runs on the first of "
                         "decoder.backends that loads here.")
     rn.add_argument("config", help="rig file, e.g. configs/scanimage_2p.yaml")
-    rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder")
+    rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder (needed "
+                    "when the rig file has no decoder: a calibration block for 'rtdecode fit PATH')")
     rn.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
 
     ex = sub.add_parser("export", help="write a recorded session as a Sensorium 2023 dataset (--out) or NWB (--nwb)",
@@ -324,8 +325,14 @@ def cmd_run(args, progress) -> int:
 
     st = run_session(args.config, args.record, args.seconds)
     lat = st["latency_ms"]
-    print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
-          f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}")
+    ignored = sum(st.get("ignored_frames", {}).values())
+    if st["backend"] is None:
+        print(f"calibration block (no decoder): {st['frames']} frames extracted and recorded, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
+              f"(other channels / planes)")
+    else:
+        print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
+              f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, "
+              f"ignored {ignored}")
     print("stage latency (ms): " + ", ".join(f"{name} p50 {s['p50']} p99 {s['p99']}"
                                              for name, s in st["stages_ms"].items()))
     return 0
