@@ -327,8 +327,9 @@ def cmd_run(args, progress) -> int:
     lat = st["latency_ms"]
     ignored = sum(st.get("ignored_frames", {}).values())
     if st["backend"] is None:
-        print(f"calibration block (no decoder): {st['frames']} frames extracted and recorded, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
-              f"(other channels / planes)")
+        print(f"calibration block (no decoder): {st['frames']} frames extracted and recorded, dropped "
+              f"{st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
+              "(other channels / planes)")
     else:
         print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
               f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, "
