@@ -43,7 +43,7 @@ from pydantic import (
 
 from rtdecode.errors import ConfigError
 
-PROTOCOLS = ("rtframe", "openephys", "eventbroadcaster")
+PROTOCOLS = ("rtframe", "openephys", "eventbroadcaster", "scanimage_zmq")
 BACKENDS = ("tensorrt", "onnxruntime", "torch", "numpy")
 TRIGGER_KINDS = ("zmq", "network_events", "serial")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
