@@ -16,6 +16,7 @@ EPILOG = """examples:
   rtdecode reconstruct model mouse --out rec     decode the 'oracle' trials, write metrics.json
   rtdecode view tcp://127.0.0.1:5560             watch a decoded stream
   rtdecode probe 5556 --protocol openephys       what an Open Ephys GUI (or the emulator) sends
+  rtdecode rig --write-rois data/virtual/rois --model models/virtual   the virtual rig, as its own process
 """
 
 
@@ -144,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
 
     add_probe_parser(sub)
+
+    from rtdecode.rig.command import add_rig_parser  # light: argparse only
+
+    add_rig_parser(sub)
 
     x = sub.add_parser("extract", help="run the live extraction chain offline over a two-photon movie",
                        description="Runs the exact live chain (registration, ROI + neuropil traces, dF/F, "
@@ -313,6 +318,12 @@ def cmd_probe(args, progress) -> int:
     return run(args, progress)
 
 
+def cmd_rig(args, progress) -> int:
+    from rtdecode.rig.command import cmd_rig as run
+
+    return run(args, progress)
+
+
 def cmd_run(args, progress) -> int:
     from rtdecode.live.run import run_session
 
@@ -367,4 +378,4 @@ def cmd_compile(args, progress) -> int:
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
             "inspect": cmd_inspect, "probe": cmd_probe,
-            "compile": cmd_compile, "run": cmd_run, "export": cmd_export}
+            "compile": cmd_compile, "run": cmd_run, "export": cmd_export, "rig": cmd_rig}
