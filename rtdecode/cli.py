@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
     v.add_argument("--rois", default=None, metavar="DIR",
                    help="suite2p folder: ring every ROI on the raw two-photon frame (give the acquisition address too)")
+    v.add_argument("--mask", default=None, metavar="NPY",
+                   help="evaluation region (bool image of the decoded frame's shape, e.g. a dataset's "
+                        "meta/evaluation_mask.npy): drawn, and the rolling pixel_corr is computed inside it")
     rn = sub.add_parser("run", help="a live session on a rig, from a YAML rig file (configs/)",
                         description="Builds extraction -> activity ring -> decoder from the rig file, checks the "
                         "stage graph, warms every stage, then decodes every frame the source sends and publishes "
@@ -308,7 +311,7 @@ def cmd_reconstruct(args, progress) -> int:
 def cmd_view(args, progress) -> int:
     from rtdecode.outputs.view import run_viewer
 
-    run_viewer(args.address, args.seconds, args.screenshot, args.rois)
+    run_viewer(args.address, args.seconds, args.screenshot, args.rois, args.mask)
     return 0
 
 

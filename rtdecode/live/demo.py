@@ -103,7 +103,9 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         import subprocess
         import sys
 
-        cmd = [sys.executable, "-m", "rtdecode", "view", pub.endpoint, endpoint, "--rois", str(out / "rois")]
+        np.save(out / "evaluation_mask.npy", rf_patch_mask())
+        cmd = [sys.executable, "-m", "rtdecode", "view", pub.endpoint, endpoint, "--rois", str(out / "rois"),
+               "--mask", str(out / "evaluation_mask.npy")]
         env = dict(os.environ)
         if screenshot is not None:
             cmd += ["--seconds", str(max(seconds / speed - 1.0, 1.0)), "--screenshot", str(screenshot)]
