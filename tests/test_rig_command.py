@@ -84,3 +84,39 @@ def test_every_config_says_how_to_run_it():
 def test_rig_command_errors_are_actionable(capsys):
     assert main(["rig", "--model", "m"]) == 1
     assert "--model needs --write-rois" in capsys.readouterr().err
+
+
+def test_rig_replays_open_ephys_and_the_virtual_ephys_config_runs(tmp_path):
+    """virtual_rig_ephys.yaml with its ports and model moved to tmp: `rtdecode rig --openephys` makes
+    the model it needs and streams the real recording."""
+    rec = next((p for p in (ROOT / ".." / "shared", ROOT / ".." / ".." / "shared")
+                if (p / "data" / "openephys_v0.6.7_binary").is_dir()), None)
+    if rec is None:
+        import pytest
+
+        pytest.skip("the Open Ephys recording in ../shared/data is not here")
+    rec = rec / "data" / "openephys_v0.6.7_binary"
+    model = tmp_path / "models" / "virtual_ephys"
+    data_port = _free_port()
+    cfg = yaml.safe_load((ROOT / "configs" / "virtual_rig_ephys.yaml").read_text())
+    cfg["source"]["address"] = f"tcp://127.0.0.1:{data_port}"
+    cfg["source"]["heartbeat"]["port"] = data_port + 1
+    cfg["source"]["event_broadcaster"] = f"tcp://127.0.0.1:{_free_port()}"
+    cfg["source"]["idle_end_s"] = 3.0
+    cfg["outputs"]["publish"] = f"tcp://127.0.0.1:{_free_port()}"
+    cfg["triggers"][0]["address"] = f"tcp://127.0.0.1:{_free_port()}"
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "virtual_rig_ephys.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["rig", "--openephys", str(rec), "--model", str(model), "--prepare-only"]) == 0
+    proc = _rig("--openephys", str(rec), "--model", str(model), "--data-port", str(data_port), "--speed", "0",
+                "--wait", "120")
+    try:
+        stats = run_session(path, seconds=120)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "kept (up to date) a stand-in model with 16 inputs" in out and "replay done" in out
+    assert stats["frames"] > 50 and stats["published"] > 0, stats

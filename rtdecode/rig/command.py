@@ -9,6 +9,14 @@ socket), the stimulus like the stimulus PC (rtframe `stim`, on the --stim socket
 at 30 Hz x --speed; a `stats` end message closes the frames stream. Both sockets are XPUB and bind:
 the rig waits (--wait seconds) for a subscriber, so `rtdecode run` may start after it.
 
+With --openephys RECORDING it replays an Open Ephys Binary recording instead, in the ZMQ Interface
+and Event Broadcaster protocols (the emulator, on --data-port, and --broadcaster-port if given), and --model DIR
+writes a stand-in decoder with one input per channel of the recording (fitted on the virtual
+mouse's first C neurons: it exercises the live path, it cannot decode that recording). This is what
+`configs/virtual_rig_ephys.yaml` needs:
+
+    rtdecode rig --openephys ../shared/data/openephys_v0.6.7_binary --model models/virtual_ephys
+
 --write-rois DIR writes the microscope's ROIs (suite2p layout) there before streaming; with --model
 DIR it also fits a decoder on a calibration block (a minute or more; kept when already written for
 the same --neurons / --seed). This is what `configs/virtual_rig_2p.yaml` needs:
@@ -53,7 +61,58 @@ def add_rig_parser(subparsers) -> argparse.ArgumentParser:
                    help="with --write-rois: also fit a decoder on a calibration block and write it here")
     p.add_argument("--force", action="store_true", help="rewrite --write-rois / --model even if up to date")
     p.add_argument("--prepare-only", action="store_true", help="write the files, do not stream")
+    e = p.add_argument_group("ephys (an Open Ephys recording instead of the two-photon rig)")
+    e.add_argument("--openephys", default=None, metavar="RECORDING",
+                   help="replay this Open Ephys Binary recording as the GUI's ZMQ Interface and Event Broadcaster")
+    e.add_argument("--data-port", type=int, default=5556, help="ZMQ Interface data port (heartbeat +1; default 5556)")
+    e.add_argument("--broadcaster-port", type=int, default=None, metavar="PORT",
+                   help="also publish the Event Broadcaster stream on PORT (e.g. 5558; the replay then waits for a "
+                        "subscriber there too; the live loop does not read it). Default: off")
     return p
+
+
+def write_ephys_model(recording: str, model_dir: str, seed: int = 0, force: bool = False) -> dict:
+    """A ridge decoder with one input per channel of `recording`, fitted on the virtual mouse's first
+    C neurons (spike counts per frame): a stand-in that lets a rig file run the live ephys path."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from rtdecode.offline.fit import fit_dataset
+    from rtdecode.rig import VirtualRig
+    from rtdecode.sources.openephys.recording import load_recording
+
+    n_ch = int(load_recording(recording).continuous[0].data.shape[1])
+    card_path = Path(model_dir) / "card.json"
+    if not force and card_path.is_file() and json.loads(card_path.read_text()).get("neurons") == n_ch:
+        return {"model": model_dir, "inputs": n_ch, "written": False}
+    with tempfile.TemporaryDirectory(prefix="rtdecode-ephys-model-") as tmp:
+        VirtualRig(n_ch, seed, n_train=8, n_oracle=1).write_dataset(tmp)
+        fit_dataset(tmp, model_dir, "ridge", progress=False)
+    return {"model": model_dir, "inputs": n_ch, "written": True}
+
+
+def _run_openephys(args) -> int:
+    from rtdecode.sources.openephys.emulator import Emulator
+
+    if args.model:
+        r = write_ephys_model(args.openephys, args.model, args.seed, args.force)
+        print(f"{'wrote' if r['written'] else 'kept (up to date)'} a stand-in model with {r['inputs']} inputs "
+              f"in {r['model']}", flush=True)
+    if args.prepare_only:
+        return 0
+    emu = Emulator(args.openephys, host="127.0.0.1", data_port=args.data_port, broadcaster_port=args.broadcaster_port,
+                   speed=args.speed, wait_subscriber_s=args.wait)
+    eb_text = f", Event Broadcaster on {emu.broadcaster_port}" if emu.broadcaster_port else ""
+    print(f"virtual ephys rig: {args.openephys} on tcp://127.0.0.1:{emu.data_port} (heartbeat +1){eb_text}; "
+          f"waiting up to {args.wait:g} s for a subscriber", flush=True)
+    emu.start(replay=False)
+    try:
+        stats = emu.run()
+    finally:
+        emu.close()
+    print(f"virtual ephys rig: replay done ({str(stats)[:300]})", flush=True)
+    return 0
 
 
 def cmd_rig(args, progress) -> int:
@@ -63,6 +122,10 @@ def cmd_rig(args, progress) -> int:
         raise ConfigError("--neurons must be >= 1 and --train-trials >= 2")
     if args.seconds is not None and not args.seconds > 0:
         raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
+    if args.openephys:
+        if args.write_rois:
+            raise ConfigError("--openephys replays a recording: --write-rois is for the two-photon rig")
+        return _run_openephys(args)
     if args.model and not args.write_rois:
         raise ConfigError("--model needs --write-rois DIR (the decoder is fitted on those ROIs' activity)")
     if args.prepare_only and not args.write_rois:
