@@ -198,7 +198,8 @@ class Source(_Model):
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
                 "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster"),
                 "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
-                "units": ("eventbroadcaster",), "channel": ("rtframe",), "planes": ("rtframe",)}
+                "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"),
+                "planes": ("rtframe", "scanimage_zmq")}
         for key, names in only.items():
             if getattr(self, key) is not None and self.protocol not in names:
                 raise _problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")

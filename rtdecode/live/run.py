@@ -167,6 +167,9 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     Without a decoder in the rig file the session is a calibration block: extraction only, recorded
     (activity, stimulus shown, frame metadata) so that `rtdecode fit SESSION` can train on it."""
     cfg = load_config(config)
+    if cfg.source.protocol == "scanimage_zmq":
+        raise ConfigError("source.protocol: scanimage_zmq is read by 'rtdecode probe' only so far; for a live "
+                          "session use protocol rtframe (the ScanImage user function)")
     ephys = cfg.source.protocol != "rtframe"
     record = record if record is not None else cfg.outputs.record
     if cfg.decoder is None and record is None:
