@@ -118,7 +118,7 @@ def test_two_channels_two_planes_are_extracted_per_plane_from_the_selected_chann
     th.join(10)
     assert stats["backend"] is None and stats["frames"] == VOLUMES  # one activity vector per volume
     # every red frame (3 planes) and the green frames of plane 3 were counted and left out
-    assert stats["ignored_frames"] == {"other_channel": 3 * VOLUMES, "other_plane": VOLUMES}
+    assert stats["ignored_frames"] == {"other_channel": 3 * VOLUMES, "other_plane": VOLUMES, "other_roi": 0}
     assert stats["incomplete_volumes"] == 0 and stats["lost_frames"] == 0 and stats["dropped"] == 0
     assert set(stats["stages_ms"]) >= {"plane1.register", "plane2.register"}
     s = read_session(tmp_path / "calib")
@@ -167,7 +167,8 @@ def test_planes_count_incomplete_volumes():
 
     p = Planes(1, [2, 5], [Half(2), Half(3)])
     assert p.ignore({"channel": 2, "plane": 2}) == "other_channel" and p.ignore({"channel": 1, "plane": 3}) == "other_plane"
-    assert p.ignore({"channel": 1, "plane": 5}) is None
+    assert p.ignore({"channel": 1, "plane": 5}) is None and p.ignore({"channel": 1, "plane": 5, "roi": 1}) is None
+    assert p.ignore({"channel": 1, "plane": 5, "roi": 2}) == "other_roi"
     f = np.arange(10, dtype=np.float32).reshape(2, 5)
     assert p.add(2, f) is None
     np.testing.assert_array_equal(p.add(5, f + 10), [0, 1, 10, 11, 12])

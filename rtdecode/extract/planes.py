@@ -3,7 +3,8 @@
 A two-photon source sends every channel and every plane as its own `frame` message (rtframe header
 `channel`, `plane`; ScanImage numbers both from 1). `Planes` decides which frames feed extraction:
 one channel, and the listed planes; any other frame is ignored, and the caller counts it under the
-reason `ignore()` gives (`other_channel`, `other_plane`).
+reason `ignore()` gives (`other_channel`, `other_plane`, `other_roi`: a multi-ROI scan's ROIs after
+the first, when the header has `roi`; one field of view per plane, so far).
 
 With several planes each plane has its own ROIs and its own chain (registration, traces, dF/F,
 deconvolution); `add(plane, frame)` runs the plane's chain and, on the frame of the last plane listed,
@@ -19,7 +20,7 @@ import numpy as np
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.stage import Chain
 
-REASONS = ("other_channel", "other_plane")
+REASONS = ("other_channel", "other_plane", "other_roi")
 
 
 class Planes:
@@ -56,6 +57,8 @@ class Planes:
             return "other_channel"
         if header.get("plane") not in self.index:
             return "other_plane"
+        if header.get("roi", 1) != 1:
+            return "other_roi"
         return None
 
     def add(self, plane: int, frame: np.ndarray) -> np.ndarray | None:

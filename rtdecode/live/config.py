@@ -19,7 +19,8 @@ Sections:
   input order; their number must equal the model's neurons). rtframe only: channel (the one
   imaging channel extracted, ScanImage's numbering from 1; default 1) and planes (the planes
   extracted, ScanImage's zIdx from 1, increasing; default [1]); frames of other channels or planes
-  are counted in stats (`ignored_frames`, by reason) and ignored.
+  (or a multi-ROI scan's ROIs after the first) are counted in stats (`ignored_frames`, by reason)
+  and ignored.
 - extraction: two_photon (rois, reference, crop, max_shift, neuropil_r, tau_s, fps) or ephys
   (band_hz, threshold, threshold_uv, reference, bin_ms, block_samples) — the one that matches the protocol.
   Several planes: `rois` (and `reference`, if given) is a list with one suite2p folder (image) per

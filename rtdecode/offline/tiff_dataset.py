@@ -116,14 +116,12 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
     sel = Planes(channel, planes)
     chains = None
     acts, shown, numbers = [], [], []
-    ignored = {"other_channel": 0, "other_plane": 0}
+    ignored = {"other_channel": 0, "other_plane": 0, "other_roi": 0}
     files = tiff_files(tiff)
     bar = tqdm(desc="extract", unit="frame", disable=not progress)
     for f in files:
         for fr in read_tiff_frames(f):
-            why = sel.ignore({"channel": fr.channel, "plane": fr.plane})
-            if why is None and fr.roi != 1:  # multi-ROI scans: the first ROI only (one ROI set per plane)
-                why = "other_roi"
+            why = sel.ignore({"channel": fr.channel, "plane": fr.plane, "roi": fr.roi})  # multi-ROI: the first
             if why is not None:
                 ignored[why] = ignored.get(why, 0) + 1
                 continue
