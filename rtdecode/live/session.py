@@ -75,7 +75,7 @@ class LiveResult:
     source_restarts: int = 0  # the frame counter went back (the source restarted)
     silences: int = 0  # times the source sent no frame for longer than `silence_s`
     longest_silence_s: float = 0.0
-    ignored: Counter = field(default_factory=Counter)  # frames not extracted, by reason (other_channel, other_plane)
+    ignored: Counter = field(default_factory=Counter)  # frames not extracted, by reason (extract.planes.REASONS)
 
 
 def extraction_taps(chain: Chain) -> dict:
