@@ -20,6 +20,7 @@ EPILOG = """examples:
   rtdecode reconstruct model mouse --out rec     decode the 'oracle' trials, write metrics.json
   rtdecode view tcp://127.0.0.1:5560             watch a decoded stream
   rtdecode probe 5556 --protocol openephys       what an Open Ephys GUI (or the emulator) sends
+  rtdecode rig --write-rois data/virtual/rois --model models/virtual   the virtual rig, as its own process
 """
 
 
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
     v.add_argument("--rois", default=None, metavar="DIR",
                    help="suite2p folder: ring every ROI on the raw two-photon frame (give the acquisition address too)")
+    v.add_argument("--mask", default=None, metavar="NPY",
+                   help="evaluation region (bool image of the decoded frame's shape, e.g. a dataset's "
+                        "meta/evaluation_mask.npy): drawn, and the rolling pixel_corr is computed inside it")
     rn = sub.add_parser("run", help="a live session on a rig, from a YAML rig file (configs/)",
                         description="Builds extraction -> activity ring -> decoder from the rig file, checks the "
                         "stage graph, warms every stage, then decodes every frame the source sends and publishes "
@@ -160,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
     add_probe_parser(sub)
+
+    from rtdecode.rig.command import add_rig_parser  # light: argparse only
+
+    add_rig_parser(sub)
 
     x = sub.add_parser("extract", help="run the live extraction chain offline over a two-photon movie",
                        description="Runs the exact live chain (registration, ROI + neuropil traces, dF/F, "
@@ -309,12 +317,18 @@ def cmd_reconstruct(args, progress) -> int:
 def cmd_view(args, progress) -> int:
     from rtdecode.outputs.view import run_viewer
 
-    run_viewer(args.address, args.seconds, args.screenshot, args.rois)
+    run_viewer(args.address, args.seconds, args.screenshot, args.rois, args.mask)
     return 0
 
 
 def cmd_probe(args, progress) -> int:
     from rtdecode.sources.probe import cmd_probe as run
+
+    return run(args, progress)
+
+
+def cmd_rig(args, progress) -> int:
+    from rtdecode.rig.command import cmd_rig as run
 
     return run(args, progress)
 
@@ -367,4 +381,4 @@ def cmd_compile(args, progress) -> int:
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
             "inspect": cmd_inspect, "probe": cmd_probe,
-            "compile": cmd_compile, "run": cmd_run, "export": cmd_export}
+            "compile": cmd_compile, "run": cmd_run, "export": cmd_export, "rig": cmd_rig}

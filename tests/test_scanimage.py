@@ -29,7 +29,7 @@ def test_scanimage_matlab_message_decodes_with_right_orientation():
     # typecast(data(:)) reads MATLAB's column-major memory: x fastest
     assert frames[2] == np.asfortranarray(image_data).tobytes(order="F") == image.tobytes()
     assert frames[1] == (b'{"v":1,"seq":0,"t":1763781234.25,"dtype":"<i2","shape":[3,5],'
-                         b'"frameNumberAcq":12,"frameTimestamp":0.4,"channel":2,"plane":1}')
+                         b'"frameNumberAcq":12,"frameTimestamp":0.4,"channel":2,"plane":1,"roi":1}')
     msg = wire.decode(frames)
     assert msg.topic == "frame" and msg.seq == 0 and msg.header["frameNumberAcq"] == 12
     assert msg.array.shape == (lines, pixels)

@@ -178,7 +178,7 @@ class Source(_Model):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
             raise _problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-                "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster"),
+                "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
                 "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
                 "units": ("eventbroadcaster",)}
         for key, names in only.items():

@@ -21,15 +21,13 @@ import numpy as np
 from rtdecode import decode, metrics
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
-from rtdecode.extract import build_chain
-from rtdecode.extract.register import reference_from
-from rtdecode.extract.rois import load_suite2p
 from rtdecode.sources.ingest import Ingest
 from rtdecode.live.session import LiveSession, limit_blas_threads, record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.rig import VirtualRig, rf_patch_mask
 from rtdecode.stimuli.movies import FPS
+from rtdecode.rig.prepare import calibrate as calibrate_block
 from rtdecode.rig.sender import SenderConfig, sender_process
 from rtdecode.rig.twophoton import Microscope
 from rtdecode.extract.ring import ActivityRing
@@ -41,29 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def calibrate(rig: VirtualRig, scope: Microscope, out: Path, progress: bool, n_reference: int = 50):
-    """Run the calibration block through extraction. Returns (extraction stages, per-trial
-    (activity (N, T), movie (T, 36, 64)))."""
-    from tqdm import tqdm
-
-    scope.save_rois(out / "rois")
-    rois = load_suite2p(out / "rois")
-    train = rig.trials("train")
-    first = rig.trial(train[0])
-    head = [scope.render(first.spikes[k]) for k in range(n_reference)]
-    chain = build_chain(rois, reference_from(np.stack(head)), fps=FPS)
-    chain.warm_up()
-    data = []
-    bar = tqdm(total=len(train) * rig.trial_frames, desc="calibration block", unit="frame", disable=not progress)
-    for i in train:
-        tr = first if i == train[0] else rig.trial(i)
-        act = np.empty((rig.n_neurons, tr.movie.shape[0]), np.float32)
-        for k in range(tr.movie.shape[0]):
-            img = head[k] if (i == train[0] and k < n_reference) else scope.render(tr.spikes[k])
-            act[:, k] = chain.process(img)
-            bar.update()
-        data.append((act, tr.movie))
-    bar.close()
-    return chain, data
+    """Run the calibration block through extraction (ROIs written to out/rois). Returns (extraction
+    stages, per-trial (activity (N, T), movie (T, 36, 64)))."""
+    return calibrate_block(rig, scope, out / "rois", progress, n_reference)
 
 
 def side_by_side(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, n: int = 6, zoom: int = 4) -> None:
@@ -125,7 +103,9 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         import subprocess
         import sys
 
-        cmd = [sys.executable, "-m", "rtdecode", "view", pub.endpoint, endpoint, "--rois", str(out / "rois")]
+        np.save(out / "evaluation_mask.npy", rf_patch_mask())
+        cmd = [sys.executable, "-m", "rtdecode", "view", pub.endpoint, endpoint, "--rois", str(out / "rois"),
+               "--mask", str(out / "evaluation_mask.npy")]
         env = dict(os.environ)
         if screenshot is not None:
             cmd += ["--seconds", str(max(seconds / speed - 1.0, 1.0)), "--screenshot", str(screenshot)]

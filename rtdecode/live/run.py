@@ -25,7 +25,9 @@ from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
+from rtdecode.sources import protocols
 from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.live.session import LiveSession, limit_blas_threads, record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -72,6 +74,15 @@ def extraction_stages(cfg: RigConfig) -> list:
     chain = build_chain(rois, reference, fps=tp.fps, crop=tuple(tp.crop), max_shift=tp.max_shift,
                         r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype))
     return chain.stages
+
+
+def make_frame_ingest(cfg: RigConfig):
+    """The two-photon message source: rtframe subscribers, or ScanImage's native stream (with the
+    stimulus PC's rtframe publisher beside it)."""
+    if cfg.source.protocol == "scanimage_zmq":
+        stim = [cfg.source.stim_address] if cfg.source.stim_address else []
+        return ScanImageZmqIngest(cfg.source.address[0], stim_endpoints=stim)
+    return Ingest(cfg.source.address)
 
 
 def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
@@ -150,7 +161,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     stages = extraction_stages(cfg)
     card, dec_stage, fill, backend = decoder_stage(cfg)
     ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
-    ephys = cfg.source.protocol != "rtframe"
+    ephys = protocols.get(cfg.source.protocol).extraction == "ephys"
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         check_ephys_inputs(cfg, card)
         stages = ephys_stages(cfg, card.neurons)
@@ -169,7 +180,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
              (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in graph), backend)
     record = record if record is not None else cfg.outputs.record
     # before the session folder: it may refuse the model (neurons)
-    ingest = make_ephys_ingest(cfg, stages) if ephys else Ingest(cfg.source.address)
+    ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg)
     recorder = triggers = None
     try:
         if record is not None:

@@ -4,6 +4,8 @@ For every tick of the 30 Hz clock it sends a `stim` message (which movie frame i
 frame itself as a uint8 36x64 payload) and then a `frame` message (the two-photon frame acquired
 during it, uint16, with ScanImage's fields). At the end a `stats` message with `"end": true`.
 The socket is an XPUB so the sender can wait for the first subscriber instead of losing the start.
+With `stim_endpoint` set, `stim` messages go out on a second socket of their own (each with its own
+`seq`), as from a separate stimulus PC; the frames socket still carries the `frame`s and the end.
 
 `prerender` > 0 renders that many two-photon frames before streaming and then streams them in a loop
 (frame counters keep counting), so that rendering does not compete for the CPU with the pipeline
@@ -41,6 +43,7 @@ class SenderConfig:
     prerender: int = 0  # > 0: render this many frames up front, then stream them in a loop
     hwm: int = 1000  # send high-water mark (messages); a full queue drops, seen as seq gaps downstream
     send_end: bool = True  # False: vanish without the end message (a crashed or unplugged source)
+    stim_endpoint: str | None = None  # stimulus on its own socket (the stimulus PC); None: on the frames socket
 
 
 def run_sender(cfg: SenderConfig, ready=None) -> dict:
@@ -60,14 +63,32 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     sock.setsockopt(zmq.LINGER, 2000)
     sock.bind(cfg.endpoint)
     endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    stim_sock, stim_endpoint = sock, None
+    if cfg.stim_endpoint is not None:
+        stim_sock = ctx.socket(zmq.XPUB)
+        stim_sock.setsockopt(zmq.SNDHWM, cfg.hwm)
+        stim_sock.setsockopt(zmq.LINGER, 2000)
+        stim_sock.bind(cfg.stim_endpoint)
+        stim_endpoint = stim_sock.getsockopt_string(zmq.LAST_ENDPOINT)
     if ready is not None:
         ready.put(endpoint)
+    log.info("virtual rig: frames on %s%s; waiting up to %g s for a subscriber", endpoint,
+             f", stimulus on {stim_endpoint}" if stim_endpoint else "", cfg.wait_subscriber_s)
+    deadline = time.monotonic() + cfg.wait_subscriber_s
     if not sock.poll(int(cfg.wait_subscriber_s * 1000)):
         sock.close()
+        if stim_sock is not sock:
+            stim_sock.close()
         raise TimeoutError(f"no subscriber connected to {endpoint} within {cfg.wait_subscriber_s} s")
     sock.recv()  # the subscription message
+    if stim_sock is not sock:  # the same subscriber usually connects to both at once
+        if stim_sock.poll(int(max(0.0, min(2.0, deadline - time.monotonic())) * 1000)):
+            stim_sock.recv()
+        else:
+            log.warning("no subscriber on the stimulus socket %s yet; streaming anyway", stim_endpoint)
     time.sleep(0.05)  # a second subscriber may still be joining
     seq = wire.Sequencer()
+    stim_seq = seq if stim_sock is sock else wire.Sequencer()
     period = 0.0 if cfg.speed <= 0 else 1.0 / (FPS * cfg.speed)
     t0 = time.perf_counter()
     frames = 0
@@ -79,7 +100,7 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
             if delay > 0:
                 time.sleep(delay)
         now = time.time()
-        sock.send_multipart(wire.encode("stim", seq(), now, stim8, frame=k, trial=trial))
+        stim_sock.send_multipart(wire.encode("stim", stim_seq(), now, stim8, frame=k, trial=trial))
         sock.send_multipart(wire.encode("frame", seq(), now, img, frameNumberAcq=frames + 1,
                                         frameTimestamp=frames / FPS, channel=1, plane=1))
         frames += 1
@@ -99,7 +120,9 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     if cfg.send_end:
         sock.send_multipart(wire.encode("stats", seq(), time.time(), None, end=True, frames=frames))
     sock.close()
-    return {"frames": frames, "trials": len(trials), "endpoint": endpoint}
+    if stim_sock is not sock:
+        stim_sock.close()
+    return {"frames": frames, "trials": len(trials), "endpoint": endpoint, "stim_endpoint": stim_endpoint}
 
 
 def _prerender(trials, scope, n: int) -> list:

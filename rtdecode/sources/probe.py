@@ -1,6 +1,6 @@
 """`rtdecode probe`: connect to a live source and report what arrives.
 
-    rtdecode probe ADDRESS --protocol rtframe|openephys|eventbroadcaster [--seconds S] [--idle S]
+    rtdecode probe ADDRESS --protocol rtframe|openephys|eventbroadcaster|scanimage_zmq [--seconds S] [--idle S]
                    [--heartbeat-port P] [--json OUT]
 
 ADDRESS is `tcp://HOST:PORT`, `HOST:PORT` or a bare `PORT` (host 127.0.0.1). For `openephys` it is
@@ -21,6 +21,11 @@ What is reported (also written as JSON with --json):
   rejected messages, heartbeats sent / answered.
 - eventbroadcaster: TTL events and spikes as above, rejected messages, and restarts (a stream's
   sample number went back by more than one second of samples: the broadcaster has no counter).
+- scanimage_zmq (ScanImage Premium's own stream; its message layout is an assumption, see
+  rtdecode/sources/scanimage_zmq.py): frames, shapes and dtypes, the (channel, plane, roi) streams
+  seen, the header keys seen, frames lost (frame-number gaps), acquisition restarts, rejected messages
+  with `first_rejected` (the parts, their sizes and JSON keys of the first message that did not fit the
+  assumed layout: what to change there), and `frame_sha256` as for rtframe.
 - all: `events_sha256`, a SHA-256 over one text line per TTL (`ttl,stream,sample,line,state`) and
   per spike (`spike,stream,electrode,sample,sorted_id`) in the order received — the same lines for
   both Open Ephys protocols, so the two can be compared; wall time, time from the first to the last
@@ -188,6 +193,45 @@ def _probe_rtframe(endpoints: list[str], clock: _Clock, ctx: zmq.Context) -> dic
             "frame_sha256": sha.hexdigest()}
 
 
+def _probe_scanimage_zmq(endpoint: str, clock: _Clock, ctx: zmq.Context) -> dict:
+    from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
+
+    ing = ScanImageZmqIngest(endpoint, hwm=100000, context=ctx)
+    shapes: Counter[str] = Counter()
+    streams: Counter[str] = Counter()
+    keys: set[str] = set()
+    sha = hashlib.sha256()
+    acc = {"frame_bytes": 0}
+
+    def take(msg) -> None:
+        h = msg.header
+        shapes[f"{h['dtype']} {h['shape']}"] += 1
+        streams[f"channel {h['channel']} plane {h['plane']} roi {h['roi']}"] += 1
+        keys.update(h["native"])
+        payload = msg.array.tobytes()
+        sha.update(payload)
+        acc["frame_bytes"] += len(payload)
+
+    try:
+        while not clock.done():
+            before = ing.received["frame"] + sum(ing.rejected.values())
+            msg = ing.receive(timeout_ms=50)
+            if msg is not None:
+                take(msg)
+            if ing.received["frame"] + sum(ing.rejected.values()) != before:
+                clock.saw()
+        while (msg := ing.receive(timeout_ms=0)) is not None:
+            take(msg)
+    finally:
+        ing.close()
+    c = ing.counts()
+    return {"frames": ing.received["frame"], "messages": ing.received["frame"], "shapes": dict(shapes),
+            "frame_streams": dict(sorted(streams.items())), "header_keys": sorted(keys),
+            "dropped": c["dropped"], "restarts": c["restarts"], "rejected": c["rejected"],
+            "rejected_by_reason": c["rejected_by_reason"], "first_rejected": ing.first_rejected,
+            "frame_bytes": acc["frame_bytes"], "frame_sha256": sha.hexdigest()}
+
+
 def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: _Clock, ctx: zmq.Context) -> dict:
     from rtdecode.sources.openephys import zmq_interface as zi
 
@@ -305,6 +349,8 @@ def probe(address: str | list[str], protocol: str, seconds: float = 10.0, idle_s
     log.info("probing %s (%s) for up to %g s", ", ".join(addresses), protocol, seconds)
     if protocol == "rtframe":
         body = _probe_rtframe([f"tcp://{h}:{p}" for h, p in parsed], clock, ctx)
+    elif protocol == "scanimage_zmq":
+        body = _probe_scanimage_zmq(f"tcp://{parsed[0][0]}:{parsed[0][1]}", clock, ctx)
     elif protocol == "openephys":
         body = _probe_openephys(parsed[0][0], parsed[0][1], heartbeat_port, clock, ctx)
     else:
@@ -350,6 +396,16 @@ def format_report(r: dict) -> str:
         lines.append(f"  seq {r['first_seq']}..{r['last_seq']}, dropped {r['dropped']}, restarts {r['restarts']}, "
                      f"ended {r['ended']}")
         lines.append(f"  frame sha256 {r['frame_sha256']} over {r['frame_bytes']} bytes")
+    if r["protocol"] == "scanimage_zmq":
+        lines.append(f"  frames {r['frames']} ({', '.join(f'{k} x{n}' for k, n in r['shapes'].items())}), "
+                     f"lost {r['dropped']}, restarts {r['restarts']}")
+        for name, n in r["frame_streams"].items():
+            lines.append(f"  {name}: {n}")
+        lines.append(f"  header keys {', '.join(r['header_keys'])}")
+        lines.append(f"  frame sha256 {r['frame_sha256']} over {r['frame_bytes']} bytes")
+        if r["first_rejected"]:
+            lines.append(f"  first rejected message: {r['first_rejected']} (the assumed layout in "
+                         "rtdecode/sources/scanimage_zmq.py does not fit: change it there)")
     for name, s in r.get("streams", {}).items():
         if "samples" in s:
             lines.append(f"  stream {name}: {s['channels']} channels at {s['sample_rate']:g} Hz, {s['samples']} samples "
@@ -358,7 +414,7 @@ def format_report(r: dict) -> str:
             lines.append(f"    sha256 (float32, channel-major) {s['sha256']}")
         else:
             lines.append(f"  stream {name}: events at {s['sample_rate']:g} Hz")
-    if r["protocol"] != "rtframe":
+    if r["protocol"] not in ("rtframe", "scanimage_zmq"):
         on = sum(n for k, n in r["ttl_by_line"].items() if k.endswith(" on"))
         n_lines = len({k.rsplit(" ", 1)[0] for k in r["ttl_by_line"]})
         lines.append(f"  TTL events {r['ttl']} on {n_lines} line(s) ({on} on, {r['ttl'] - on} off); "

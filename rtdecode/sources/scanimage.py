@@ -8,7 +8,9 @@
   are the C-order (row-major) bytes of the [lines, pixels] image: the driver sends them unchanged
   with `shape = [size(data,2) size(data,1)]` (lines, pixels). No copy, no transpose in MATLAB.
 - The header is `jsonencode` of a struct with fields in this order: v, seq, t, dtype, shape,
-  frameNumberAcq, frameTimestamp, channel, plane. MATLAB numbers are doubles; jsonencode writes
+  frameNumberAcq, frameTimestamp, channel (the ROI's `channels(c)`), plane (`sd.zIdx`), roi (index
+  into `sd.roiData`, from 1). A ROI whose `transposed` is false holds [lines, pixels]; the driver
+  transposes it first, so the bytes are the same. MATLAB numbers are doubles; jsonencode writes
   integral ones without a decimal point (`5`), which is what this function does.
 
 `read_tiff_frames(path)` yields frames of a ScanImage TIFF (per-frame `frameNumbers` and
@@ -46,7 +48,7 @@ def _matlab_number(x):
 
 
 def matlab_equivalent_message(image_data: np.ndarray, seq: int, t: float, frame_number_acq: int,
-                              frame_timestamp: float, channel: int, plane: int) -> list[bytes]:
+                              frame_timestamp: float, channel: int, plane: int, roi: int = 1) -> list[bytes]:
     """The three frames the MATLAB driver sends for `image_data`, given as ScanImage holds it.
 
     `image_data` is the MATLAB array imageData{ch}{z}: shape (pixelsPerLine, linesPerFrame), indexed
@@ -64,7 +66,7 @@ def matlab_equivalent_message(image_data: np.ndarray, seq: int, t: float, frame_
     header = {"v": 1, "seq": _matlab_number(seq), "t": _matlab_number(t), "dtype": dstr,
               "shape": [int(a.shape[1]), int(a.shape[0])], "frameNumberAcq": _matlab_number(frame_number_acq),
               "frameTimestamp": _matlab_number(frame_timestamp), "channel": _matlab_number(channel),
-              "plane": _matlab_number(plane)}
+              "plane": _matlab_number(plane), "roi": _matlab_number(roi)}
     return [b"frame", json.dumps(header, separators=(",", ":")).encode("utf-8"), payload]
 
 

@@ -1,0 +1,6 @@
+classdef StandInDisplay < handle
+    % Stand-in for hSI.hDisplay.
+    properties
+        lastStripeData = [];
+    end
+end
