@@ -16,7 +16,8 @@ Sections:
   stimulus PC, passed through to the live loop), idle_end_s (end the session once the source has
   been silent this long, e.g. after a replay; default: wait), group_by (eventbroadcaster: electrode
   or unit) and units (eventbroadcaster: the electrode / "ELECTRODE:SORTED_ID" names in the model's
-  input order; their number must equal the model's neurons). rtframe only: channel (the one
+  input order; their number must equal the model's neurons). Two-photon protocols (rtframe,
+  scanimage_zmq) only: channel (the one
   imaging channel extracted, ScanImage's numbering from 1; default 1) and planes (the planes
   extracted, ScanImage's zIdx from 1, increasing; default [1]); frames of other channels or planes
   (or a multi-ROI scan's ROIs after the first) are counted in stats (`ignored_frames`, by reason)
@@ -170,8 +171,8 @@ class Source(_Model):
     idle_end_s: Annotated[float, Range(gt=0.0, le=3600.0)] | None = None  # end when the source is silent this long
     group_by: Annotated[str, OneOf(("electrode", "unit"))] | None = None  # eventbroadcaster: one input per electrode or unit
     units: Annotated[list[Name], NonEmpty] | None = None  # eventbroadcaster
-    channel: Annotated[int, Range(ge=1, le=64)] | None = None  # rtframe: the imaging channel extracted (default 1)
-    planes: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = None  # rtframe (default [1])
+    channel: Annotated[int, Range(ge=1, le=64)] | None = None  # two-photon: the imaging channel extracted (default 1)
+    planes: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = None  # two-photon (default [1])
 
     @field_validator("address")
     @classmethod
@@ -197,7 +198,7 @@ class Source(_Model):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
             raise _problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-                "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster"),
+                "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
                 "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
                 "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"),
                 "planes": ("rtframe", "scanimage_zmq")}
@@ -348,14 +349,14 @@ class RigConfig(_Model):
         want = protocols.get(self.source.protocol).extraction
         if getattr(self.extraction, want) is None:
             raise _problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
-        if self.decoder is None and self.source.protocol != "rtframe":
+        if self.decoder is None and want != "two_photon":
             raise _problem(f"decoder: required with protocol {self.source.protocol} (recording a calibration block "
-                           "without a model is two-photon only: protocol rtframe)")
+                           "without a model is two-photon only)")
         if self.decoder is None and self.triggers:
             raise _problem("triggers: a session without a decoder (a calibration block) cannot trigger; "
                            "add decoder.model or remove the triggers")
         tp = self.extraction.two_photon
-        if tp is not None and self.source.protocol == "rtframe":
+        if tp is not None and want == "two_photon":
             planes = self.source.frame_planes
             for key, given in (("rois", tp.rois), ("reference", tp.reference)):
                 count = len(given) if isinstance(given, list) else 1

@@ -28,7 +28,9 @@ from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
+from rtdecode.sources import protocols
 from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
 from rtdecode.live.session import (LiveSession, limit_blas_threads, record_extraction, record_planes,
                                     recorder_extras)
@@ -83,12 +85,21 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
 def extraction_stages(cfg: RigConfig) -> list:
     """The two-photon stages before the activity ring (one plane), or none for ephys (its stages depend
     on the model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
-    if cfg.source.protocol != "rtframe":
+    if protocols.get(cfg.source.protocol).extraction != "two_photon":
         return []
     chains = plane_chains(cfg)
     if len(chains) != 1:
         raise ConfigError(f"source.planes lists {len(chains)} planes: use plane_chains()")
     return chains[0].stages
+
+
+def make_frame_ingest(cfg: RigConfig):
+    """The two-photon message source: rtframe subscribers, or ScanImage's native stream (with the
+    stimulus PC's rtframe publisher beside it)."""
+    if cfg.source.protocol == "scanimage_zmq":
+        stim = [cfg.source.stim_address] if cfg.source.stim_address else []
+        return ScanImageZmqIngest(cfg.source.address[0], stim_endpoints=stim)
+    return Ingest(cfg.source.address)
 
 
 def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
@@ -167,10 +178,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     Without a decoder in the rig file the session is a calibration block: extraction only, recorded
     (activity, stimulus shown, frame metadata) so that `rtdecode fit SESSION` can train on it."""
     cfg = load_config(config)
-    if cfg.source.protocol == "scanimage_zmq":
-        raise ConfigError("source.protocol: scanimage_zmq is read by 'rtdecode probe' only so far; for a live "
-                          "session use protocol rtframe (the ScanImage user function)")
-    ephys = cfg.source.protocol != "rtframe"
+    ephys = protocols.get(cfg.source.protocol).extraction == "ephys"
     record = record if record is not None else cfg.outputs.record
     if cfg.decoder is None and record is None:
         raise ConfigError("decoder: the rig file has no decoder, so this session is a calibration block; give "
@@ -221,7 +229,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (DESIGN 3.2)
     frame_shape = card.frame_shape if card is not None else CALIBRATION_FRAME_SHAPE
     # before the session folder: it may refuse the model (neurons)
-    ingest = make_ephys_ingest(cfg, stages) if ephys else Ingest(cfg.source.address)
+    ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg)
     recorder = triggers = None
     try:
         if record is not None:

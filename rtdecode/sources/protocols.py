@@ -24,8 +24,8 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              many_addresses=False, extraction="ephys"),
     Protocol("eventbroadcaster", "the Open Ephys GUI's Event Broadcaster plugin (TTLs and spikes)",
              many_addresses=False, extraction="ephys"),
-    Protocol("scanimage_zmq", "ScanImage Premium's own ZeroMQ frame stream (layout assumed: "
-             "rtdecode/sources/scanimage_zmq.py)", many_addresses=False, extraction="two_photon"),
+    Protocol("scanimage_zmq", "ScanImage Premium's own ZeroMQ frame stream (layout assumed: sources/scanimage_zmq.py)",
+             many_addresses=False, extraction="two_photon"),
 )}
 
 
