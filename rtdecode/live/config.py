@@ -23,6 +23,9 @@ Sections:
 - outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional).
 - triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
   min_interval_s}.
+- freshness: every_frame (default: process every frame, recording grade) or latest (closed loop:
+  process only the newest frame queued, count the skipped ones); max_age_ms (default 50): no trigger
+  fires on a frame older than this since its acquisition (suppressed ones are counted and recorded).
 """
 
 from __future__ import annotations
@@ -241,6 +244,10 @@ class RigConfig(_Model):
     decoder: Decoder
     outputs: Outputs = Outputs()
     triggers: list[Trigger] = Field(default_factory=list)
+    # every_frame: process every frame (recording grade; a backlog shows in the latency);
+    # latest: closed loop, drain the socket and process only the newest frame (skipped ones counted)
+    freshness: Literal["every_frame", "latest"] = "every_frame"
+    max_age_ms: float = Field(50.0, gt=0.0, le=60000.0)  # no trigger on a frame older than this since acquisition
 
     @model_validator(mode="after")
     def _consistent(self):

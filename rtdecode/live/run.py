@@ -20,7 +20,7 @@ from rtdecode import decode
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.decode import model as model_dir
 from rtdecode.errors import ConfigError
-from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.ingest import Ingest, max_message_bytes
 from rtdecode.live.session import LiveSession, limit_blas_threads
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -74,11 +74,13 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chain.stages
 
 
-def make_ingest(cfg: RigConfig, card: dict):
-    """The message source of the live loop: rtframe subscribers, or the Open Ephys adapter, whose
-    input count (channels, or units) must equal the model's neurons."""
+def make_ingest(cfg: RigConfig, card: dict, frame_bytes: int | None = None):
+    """The message source of the live loop: rtframe subscribers (refusing messages much larger than
+    `frame_bytes`, the acquisition frame's size), or the Open Ephys adapter, whose input count
+    (channels, or units) must equal the model's neurons."""
     if cfg.source.protocol == "rtframe":
-        return Ingest(cfg.source.address)
+        limit = max_message_bytes(max(frame_bytes or 0, 4 * 2**20))  # stimulus images may ride along too
+        return Ingest(cfg.source.address, max_msg_bytes=limit, freshness=cfg.freshness)
     from rtdecode.live.ephys_activity import make_activity_ingest
 
     n = int(card["neurons"])
@@ -157,7 +159,11 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     chain.warm_up()
     log.info("stages warmed up in %.0f ms; decoder backend %s", (time.perf_counter() - t0) * 1e3, backend)
     record = record if record is not None else cfg.outputs.record
-    ingest = make_ingest(cfg, card)  # before the session folder: it may refuse the model (neurons)
+    frame_bytes = None
+    if stages and getattr(stages[0], "in_spec", None) is not None:
+        spec = stages[0].in_spec
+        frame_bytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+    ingest = make_ingest(cfg, card, frame_bytes)  # before the session folder: it may refuse the model (neurons)
     recorder = triggers = None
     try:
         if record is not None:
@@ -172,7 +178,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
             recorder.close({"error": "could not start"})
         raise
     session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
-                          triggers=triggers)
+                          triggers=triggers, max_age_s=cfg.max_age_ms / 1e3)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)

@@ -22,6 +22,7 @@ The source may go quiet and come back (a restarted acquisition PC): silences lon
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import time
 from collections import deque
@@ -30,7 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtdecode.errors import StageError
+from rtdecode.sources import wire
 from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.rejects import Rejects
 from rtdecode.latency import Histogram
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -73,23 +76,46 @@ class LiveResult:
     source_restarts: int = 0  # the frame counter went back (the source restarted)
     silences: int = 0  # times the source sent no frame for longer than `silence_s`
     longest_silence_s: float = 0.0
+    acquired: Histogram = field(default_factory=Histogram)  # acquisition -> published (clock-corrected)
+    skipped_frames: int = 0  # frames not processed by the 'latest' freshness policy
+    message_errors: int = 0  # messages whose processing failed (counted, skipped)
+    ignored_ends: int = 0  # end messages from a publisher other than the source
+    stopped_by: str = ""  # 'source' (a valid end message), 'errors', or '' (time, idle, the user)
 
 
 class StimulusLog:
-    """Which stimulus frame was on screen when: the last `keep` stim messages, searchable by time."""
+    """Which stimulus frame was on screen when: the last `keep` stim messages, searchable by time.
 
-    def __init__(self, keep: int = 1000):
+    The images sent with them are kept for the ids kept, at most `max_image_bytes` in all (the
+    oldest images are let go first; their ids stay)."""
+
+    def __init__(self, keep: int = 1000, max_image_bytes: int = 64 * 2**20):
         self.times: deque[float] = deque(maxlen=keep)
         self.ids: deque[tuple[int, int]] = deque(maxlen=keep)
         self.images: dict[tuple[int, int], np.ndarray] = {}  # the images of the ids kept, when sent
+        self.max_image_bytes = max_image_bytes
+        self.image_bytes = 0
+        self.images_dropped = 0
+
+    def _drop_image(self, key) -> None:
+        img = self.images.pop(key, None)
+        if img is not None:
+            self.image_bytes -= img.nbytes
 
     def add(self, t: float, trial: int, frame: int, image: np.ndarray | None = None) -> None:
+        if self.times and t < self.times[-1]:
+            t = self.times[-1]  # keep the times sorted (bisect): a flip time that goes back is clamped
         if len(self.ids) == self.ids.maxlen:
-            self.images.pop(self.ids[0], None)
+            self._drop_image(self.ids[0])
         self.times.append(t)
         self.ids.append((trial, frame))
-        if image is not None and image.ndim == 2:
+        if image is not None and image.ndim == 2 and image.nbytes <= self.max_image_bytes:
+            self._drop_image((trial, frame))
             self.images[(trial, frame)] = image
+            self.image_bytes += image.nbytes
+            while self.image_bytes > self.max_image_bytes:  # dicts keep insertion order: oldest first
+                self._drop_image(next(iter(self.images)))
+                self.images_dropped += 1
 
     def at(self, t: float, tolerance: float = 1e-3) -> tuple[int, int] | None:
         """(trial, frame) shown at time t: the latest stim message sent at or before t."""
@@ -103,8 +129,10 @@ class LiveSession:
     def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
-                 time_stages: bool = True):
+                 time_stages: bool = True, max_age_s: float | None = 0.05):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
+        self.rejects = Rejects("live session", logger=log)
+        self.max_age_s = max_age_s  # triggers never fire on a frame older than this since acquisition
         if time_stages:
             chain.time_stages()
         self.silence_s = silence_s
@@ -129,8 +157,9 @@ class LiveSession:
         self.result = LiveResult()
 
     def run(self, seconds: float | None = None, idle_timeout_s: float = 10.0) -> LiveResult:
-        """Process messages until the sender says it ended, `seconds` pass, or nothing arrives for
-        `idle_timeout_s`."""
+        """Process messages until the source says it ended, `seconds` pass, or nothing arrives for
+        `idle_timeout_s`. No message can end the session otherwise: a message that fails (in the
+        ingest or here) is counted under a fixed reason and skipped, and triggers are turned off."""
         res = self.result
         start = time.monotonic()
         last_msg = last_stats = start
@@ -143,35 +172,29 @@ class LiveSession:
                 log.warning("no message for %.0f s; stopping", idle_timeout_s)
                 break
             if now - last_stats >= self.stats_every_s:
-                self.publish_stats()
+                self._safely(self.publish_stats)
                 last_stats = now
             if (self._last_frame is not None and not self._silent
                     and now - self._last_frame > self.silence_s):
                 self._silent = True
                 log.warning("no frame from the source for %.1f s; waiting for it", now - self._last_frame)
-            msg = self.ingest.receive(timeout_ms=50)
+            try:
+                msg = self.ingest.receive(timeout_ms=50)
+            except Exception as exc:  # noqa: BLE001 -- a receive that raises is a bug in a source: count it
+                self._message_failed(exc)
+                time.sleep(0.001)  # never a hot loop on a persistent fault
+                continue
             if msg is None:
                 continue
             last_msg = time.monotonic()
-            if msg.topic == "stim":
-                self.stim.add(msg.t, int(msg.header["trial"]), int(msg.header["frame"]), msg.array)
-                if self.collect:
-                    res.stimuli[(int(msg.header["trial"]), int(msg.header["frame"]))] = msg.array.copy()
-            elif msg.topic == "stats" and msg.header.get("end"):
-                res.ended = True
-                sent = msg.header.get("frames")  # the sender's count: frames lost at the very end show too
-                if isinstance(sent, int) and not isinstance(sent, bool) and sent > (self._last_acq or 0):
-                    res.lost_frames += sent - (self._last_acq or 0)
-                    self._last_acq = sent
-                break
-            elif msg.topic == "frame":
-                self._account(msg)
+            if msg.topic == "frame":
                 try:
+                    self._account(msg)
                     self.on_frame(msg)
                     consecutive_errors = 0
                 except StageError as exc:
                     res.rejected_frames += 1
-                    log.warning("frame %s rejected: %s", msg.header.get("frameNumberAcq"), exc)
+                    self.rejects.reject("field", f"frame {msg.header.get('frameNumberAcq')} rejected by a stage: {exc}")
                 except Exception:
                     res.errors += 1
                     if self.triggers is not None:
@@ -180,13 +203,59 @@ class LiveSession:
                     log.exception("error processing a frame (%d in a row)", consecutive_errors)
                     if consecutive_errors >= self.max_errors:
                         log.error("%d errors in a row: stopping the session", consecutive_errors)
+                        res.stopped_by = "errors"
                         break
+                continue
+            try:
+                if self._other(msg):
+                    break
+            except Exception as exc:  # noqa: BLE001 -- one message never ends the session
+                self._message_failed(exc)
         res.wall_s = time.monotonic() - start
-        self.publish_stats()
+        self._safely(self.publish_stats)
         return res
 
+    def _message_failed(self, exc: BaseException) -> None:
+        self.result.message_errors += 1
+        self.rejects.error(exc)
+        if self.triggers is not None and getattr(exc, "reason", "internal") == "internal":
+            self.triggers.disable("a message could not be processed")
+
+    def _safely(self, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 -- stats are best effort, never fatal
+            self.rejects.reject("internal", f"stats: {type(exc).__name__}: {exc}")
+
+    def _other(self, msg) -> bool:
+        """A non-frame message; True if it validly ends the session."""
+        res = self.result
+        if msg.topic == "stim":
+            trial, frame = msg.header["trial"], msg.header["frame"]  # integers, checked by wire.decode
+            image = msg.array if msg.array is not None and msg.array.ndim == 2 else None
+            self.stim.add(msg.t, trial, frame, image)
+            if self.collect and image is not None:
+                res.stimuli[(trial, frame)] = image.copy()
+            return False
+        if msg.topic == "stats" and msg.header.get("end") is True:
+            if getattr(msg, "source", 0) != 0:
+                res.ignored_ends += 1
+                self.rejects.reject("source", "an end message not from the acquisition source: ignored")
+                return False
+            res.ended = True
+            res.stopped_by = "source"
+            sent = msg.header.get("frames")  # the sender's count: frames lost at the very end show too
+            last = self._last_acq or 0
+            if (isinstance(sent, int) and not isinstance(sent, bool)
+                    and last < sent <= last + 1 + wire.MAX_GAP):
+                res.lost_frames += sent - last
+                self._last_acq = sent
+            return True
+        return False
+
     def _account(self, msg) -> None:
-        """Count lost frames (frameNumberAcq gaps), source restarts and silences."""
+        """Count lost frames (frameNumberAcq gaps, less the frames skipped on purpose), source
+        restarts (the counter went back, or jumped absurdly far) and silences."""
         res = self.result
         now = time.monotonic()
         if self._last_frame is not None:
@@ -196,16 +265,18 @@ class LiveSession:
                 res.longest_silence_s = max(res.longest_silence_s, quiet)
                 log.warning("frames resumed after %.1f s of silence (%d silence(s) so far)", quiet, res.silences)
         self._last_frame, self._silent = now, False
+        skipped = getattr(msg, "skipped", 0)
+        res.skipped_frames += skipped
         acq = msg.header.get("frameNumberAcq")
         if not isinstance(acq, int) or isinstance(acq, bool):
             return
         last = self._last_acq
         if last is not None:
-            if acq > last + 1:
-                res.lost_frames += acq - last - 1
-            elif acq < last:
+            if last + 1 < acq <= last + 1 + wire.MAX_GAP:
+                res.lost_frames += max(0, acq - last - 1 - skipped)
+            elif acq < last or acq > last + 1 + wire.MAX_GAP:
                 res.source_restarts += 1
-                log.warning("the source restarted: frameNumberAcq went back from %d to %d; following it", last, acq)
+                log.warning("the source restarted: frameNumberAcq went from %d to %d; following it", last, acq)
         self._last_acq = acq
 
     def on_frame(self, msg) -> None:
@@ -222,12 +293,15 @@ class LiveSession:
             self.pub.send("decoded", out, t=time.time(), trial=target[0], frame=target[1], target_t=target_t,
                           frameNumberAcq=msg.header.get("frameNumberAcq"))
             done = time.perf_counter()
+            acquired = msg.acquired or msg.received
             res.published += 1
             res.latency.add(done - msg.received)
+            res.acquired.add(max(done - acquired, 0.0))
             res.e2e.add(max(time.time() - msg.t, 0.0))
             if self.triggers is not None:
                 self.triggers.on_decoded(out, target_t, done - msg.received, ready, trial=target[0],
-                                         frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"))
+                                         frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"),
+                                         acquired=acquired, max_age_s=self.max_age_s)
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
         activity = self.activity_buffer if self.activity_buffer is not None else msg.array
@@ -242,9 +316,13 @@ class LiveSession:
         r = self.result
         out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
                "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts(),
+               "arrived_to_published_ms": _p50_p99(r.latency), "acquired_to_published_ms": _p50_p99(r.acquired),
                "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.chain.stage_summary_ms(),
                "lost_frames": r.lost_frames, "source_restarts": r.source_restarts, "silences": r.silences,
-               "longest_silence_s": round(r.longest_silence_s, 3)}
+               "longest_silence_s": round(r.longest_silence_s, 3), "skipped_frames": r.skipped_frames,
+               "message_errors": r.message_errors, "ignored_ends": r.ignored_ends, "stopped_by": r.stopped_by,
+               "session_rejected_by_reason": self.rejects.by_reason(),
+               "stimulus_images_dropped": self.stim.images_dropped}
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
         if self.recorder is not None:
@@ -258,4 +336,17 @@ class LiveSession:
         return out
 
     def publish_stats(self) -> None:
-        self.pub.send("stats", None, **self.stats())
+        stats = self.stats()
+        if len(json.dumps(stats, default=str)) > MAX_STATS_BYTES:  # never a huge message out of our counters
+            stats = {k: v for k, v in stats.items() if not isinstance(v, dict) or k in _SMALL_STATS}
+            stats["truncated"] = True
+        self.pub.send("stats", None, **stats)
+
+
+MAX_STATS_BYTES = 32 * 1024
+_SMALL_STATS = ("latency_ms", "acquired_to_published_ms", "arrived_to_published_ms", "e2e_ms", "triggers")
+
+
+def _p50_p99(h: Histogram) -> dict:
+    s = h.summary_ms()
+    return {"p50": s["p50"], "p99": s["p99"]}
