@@ -276,7 +276,9 @@ class LiveSession:
                 res.lost_frames += max(0, acq - last - 1 - skipped)
             elif acq < last or acq > last + 1 + wire.MAX_GAP:
                 res.source_restarts += 1
-                log.warning("the source restarted: frameNumberAcq went from %d to %d; following it", last, acq)
+                if res.source_restarts <= 10 or res.source_restarts % 1000 == 0:
+                    log.warning("the source restarted: frameNumberAcq went from %d to %d (%d restart(s)); following it",
+                                last, acq, res.source_restarts)
         self._last_acq = acq
 
     def on_frame(self, msg) -> None:

@@ -50,7 +50,7 @@ class Ingest:
 
     def __init__(self, endpoints: list[str], topics: tuple[str, ...] = ("frame", "stim", "stats"),
                  hwm: int = 64, context: zmq.Context | None = None, max_msg_bytes: int = 64 * 2**20,
-                 freshness: str = "every_frame", max_drain: int = 10000):
+                 freshness: str = "every_frame", max_drain: int = 10000, any_source: bool = False):
         if freshness not in FRESHNESS:
             raise ValueError(f"freshness {freshness!r}; valid: {', '.join(FRESHNESS)}")
         self.ctx = context or zmq.Context.instance()
@@ -63,6 +63,7 @@ class Ingest:
         self.max_payload = min(wire.MAX_PAYLOAD, self.max_msg_bytes)
         self.freshness = freshness
         self.max_drain = max_drain
+        self.any_source = any_source  # True: every publisher may send every topic (the probe)
         for i, ep in enumerate(endpoints):
             sock = self.ctx.socket(zmq.SUB)
             sock.setsockopt(zmq.RCVHWM, hwm)
@@ -138,7 +139,7 @@ class Ingest:
             self.rejects.error(exc)
             return None
         source = self.index[sock]
-        if source != 0 and msg.topic != "stim":
+        if source != 0 and msg.topic != "stim" and not self.any_source:
             self.rejects.reject("source", f"{msg.topic} from {self.endpoints[source]}, which may send stim only")
             return None
         msg.received, msg.source = received, source
@@ -148,8 +149,9 @@ class Ingest:
         restarts, last = gaps.restarts, gaps.last
         gaps.see(msg.seq)
         if gaps.restarts != restarts:
-            log.warning("publisher %s restarted: seq went from %s to %d (%d restart(s) so far); following it",
-                        self.endpoints[source], last, msg.seq, gaps.restarts)
+            if gaps.restarts <= 10 or gaps.restarts % 1000 == 0:
+                log.warning("publisher restarted (%s): seq went from %s to %d (%d restart(s) so far); following it",
+                            self.endpoints[source], last, msg.seq, gaps.restarts)
         self.received[msg.topic] += 1
         return msg
 
