@@ -180,15 +180,21 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     session = LiveSession(ingest, chain, pub, lag_min=card["window"]["lag_min"], recorder=recorder,
                           triggers=triggers, max_age_s=cfg.max_age_ms / 1e3)
     log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
+    error = None
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)
+        if session.result.stopped_by == "errors":
+            error = "stopped after repeated errors processing frames"
     except KeyboardInterrupt:
         log.info("stopped by the user")
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         stats = session.stats() | {"backend": backend}
         close_triggers(triggers)
         if recorder is not None:
-            recorder.close(stats)
+            recorder.close(stats, error=error)
         ingest.close()
         pub.close()
     return stats
