@@ -20,6 +20,7 @@ import numpy as np
 import zmq
 
 from rtdecode.sources import wire
+from rtdecode.sources.exposure import bound
 from rtdecode.rig import VirtualRig
 from rtdecode.stimuli.movies import FPS
 
@@ -59,7 +60,7 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     sock.setsockopt(zmq.SNDHWM, cfg.hwm)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.bind(cfg.endpoint)
-    endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    endpoint = bound(sock, "the virtual rig's sender")
     if ready is not None:
         ready.put(endpoint)
     if not sock.poll(int(cfg.wait_subscriber_s * 1000)):
