@@ -458,8 +458,9 @@ def load_config(path) -> RigConfig:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the rig file as UTF-8") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # reads the stream: may raise (control characters)
         node = loader.get_single_node()
         if node is not None:
             n = _expanded_nodes(node, {})
@@ -477,5 +478,6 @@ def load_config(path) -> RigConfig:
     except ConfigError as exc:
         raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return parse_config(data, str(path), base=path.resolve().parent)
