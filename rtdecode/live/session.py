@@ -231,7 +231,10 @@ class LiveSession:
         """A non-frame message; True if it validly ends the session."""
         res = self.result
         if msg.topic == "stim":
-            trial, frame = msg.header["trial"], msg.header["frame"]  # integers, checked by wire.decode
+            trial, frame = msg.header.get("trial"), msg.header.get("frame")  # checked by wire.decode; an
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (trial, frame)):  # adapter may not
+                self.rejects.reject("field", f"stim: trial and frame must be integers, got {trial!r:.40}, {frame!r:.40}")
+                return False
             image = msg.array if msg.array is not None and msg.array.ndim == 2 else None
             self.stim.add(msg.t, trial, frame, image)
             if self.collect and image is not None:

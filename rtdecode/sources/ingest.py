@@ -6,7 +6,8 @@ may send `stim` messages only. A message that cannot be used (malformed, too lar
 (rtdecode.sources.rejects) and logged a bounded number of times; it never stops the pipeline.
 
 Bounds: every socket refuses messages over `max_msg_bytes` (ZMQ_MAXMSGSIZE: the peer is
-disconnected before the message is held in memory) and holds at most `hwm` messages.
+disconnected before the message is held in memory, then redialled: rtdecode.sources.redial) and
+holds at most `hwm` messages.
 
 Gaps in a publisher's `seq` (messages dropped by a full queue or a slow subscriber) are counted as
 `dropped`. A publisher that restarts (its `seq` goes back, e.g. to 0, or jumps absurdly far) is
@@ -31,6 +32,7 @@ import zmq
 from rtdecode.errors import WireError
 from rtdecode.sources import wire
 from rtdecode.sources.clock import ClockOffset
+from rtdecode.sources.redial import Redial
 from rtdecode.sources.rejects import Rejects
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Ingest:
         self.gap_counters: dict[zmq.Socket, wire.GapCounter] = {}
         self.clocks: dict[zmq.Socket, ClockOffset] = {}
         self.index: dict[zmq.Socket, int] = {}
+        self.redialers: list[Redial] = []  # a connection dropped for a message over the limit is redialled
         self.max_msg_bytes = int(max_msg_bytes)
         self.max_payload = min(wire.MAX_PAYLOAD, self.max_msg_bytes)
         self.freshness = freshness
@@ -77,6 +80,7 @@ class Ingest:
             self.index[sock] = i
             self.gap_counters[sock] = wire.GapCounter()
             self.clocks[sock] = ClockOffset()
+            self.redialers.append(Redial(sock, ep, "ingest"))
         self.endpoints = list(endpoints)
         self.received: Counter[str] = Counter()
         self.rejects = Rejects("ingest", logger=log)
@@ -111,6 +115,8 @@ class Ingest:
         if self._pending:
             return self._pending.popleft()
         deadline = time.monotonic() + timeout_ms / 1000
+        for r in self.redialers:
+            r.check()
         while True:
             if not self._ready:
                 left = max(0, int((deadline - time.monotonic()) * 1000))
@@ -183,8 +189,15 @@ class Ingest:
     def counts(self) -> dict:
         return {"received": dict(self.received), "rejected": self.n_rejected,
                 "rejected_by_reason": self.rejects.by_reason(), "dropped": self.dropped,
-                "restarts": self.restarts, "skipped_frames": self.skipped, "clock": self.clock_summary()}
+                "restarts": self.restarts, "skipped_frames": self.skipped, "clock": self.clock_summary(),
+                "redials": self.redials}
+
+    @property
+    def redials(self) -> int:
+        return sum(r.redials for r in self.redialers)
 
     def close(self) -> None:
+        for r in self.redialers:
+            r.close()
         for sock in self.socks:
             sock.close()

@@ -24,6 +24,7 @@ import zmq
 
 from rtdecode.sources import safejson
 from rtdecode.sources.openephys import OpenEphysProtocolError
+from rtdecode.sources.redial import Redial
 from rtdecode.sources.rejects import Rejects
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,14 @@ class EventBroadcasterClient:
         self.sock.setsockopt(zmq.MAXMSGSIZE, int(max_msg_bytes))
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.connect(f"tcp://{host}:{port}")
+        self.redial = Redial(self.sock, f"tcp://{host}:{port}", "Event Broadcaster")
         self.received: Counter[str] = Counter()
         self.rejects = Rejects("Event Broadcaster", logger=log)
         self.rejected = self.rejects.counts
 
     def receive(self, timeout_ms: int = 100):
         deadline = time.monotonic() + timeout_ms / 1000
+        self.redial.check()
         while True:
             left = max(0, int((deadline - time.monotonic()) * 1000))
             if not self.sock.poll(left):
@@ -168,4 +171,5 @@ class EventBroadcasterClient:
         return self.rejects.total
 
     def close(self) -> None:
+        self.redial.close()
         self.sock.close(linger=0)

@@ -45,6 +45,7 @@ import zmq
 
 from rtdecode.sources import safejson
 from rtdecode.sources.openephys import OpenEphysProtocolError
+from rtdecode.sources.redial import Redial
 from rtdecode.sources.rejects import Rejects
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,7 @@ class ZmqInterfaceClient:
         self.sock.setsockopt(zmq.MAXMSGSIZE, int(max_msg_bytes))
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.connect(self.data_url)
+        self.redial = Redial(self.sock, self.data_url, "ZMQ Interface")
         self.hb: zmq.Socket | None = None
         self._hb_sent_at: float | None = None  # monotonic time of the outstanding heartbeat
         self._hb_next = 0.0  # send the first heartbeat at once
@@ -350,6 +352,7 @@ class ZmqInterfaceClient:
     def service_heartbeat(self, now: float | None = None) -> None:
         """Send a heartbeat when due, collect its reply, reset the REQ on timeout. Never blocks."""
         now = time.monotonic() if now is None else now
+        self.redial.check()
         try:
             if self._hb_sent_at is not None:
                 if self.hb.poll(0):
@@ -519,9 +522,11 @@ class ZmqInterfaceClient:
                 "missing_samples": dict(self.missing_samples), "message_restarts": self.message_restarts,
                 "sample_restarts": dict(self.sample_restarts), "incomplete_chunks": self.incomplete_chunks,
                 "heartbeats_sent": self.heartbeats_sent, "heartbeats_answered": self.heartbeats_answered,
-                "heartbeat_resets": self.heartbeat_resets, "bad_heartbeat_replies": self.bad_heartbeat_replies}
+                "heartbeat_resets": self.heartbeat_resets, "bad_heartbeat_replies": self.bad_heartbeat_replies,
+                "redials": self.redial.redials}
 
     def close(self) -> None:
+        self.redial.close()
         self.sock.close(linger=0)
         if self.hb is not None:
             self.hb.close(linger=0)
