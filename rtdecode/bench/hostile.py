@@ -47,11 +47,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _hostile_json(rng: random.Random, base: dict, nested: str | None = None) -> bytes:
+def _hostile_json(rng: random.Random, base: dict, nested: str | None = None, protect=()) -> bytes:
     h = json.loads(json.dumps(base))
     target = h[nested] if nested and isinstance(h.get(nested), dict) else h
     for _ in range(rng.randint(1, 2)):
-        key = rng.choice(list(target) + ["v" + str(rng.random())])
+        key = rng.choice([k for k in target if k not in protect] + ["v" + str(rng.random())])
         target[key] = rng.choice(HOSTILE)
     kind = rng.random()
     if kind < 0.05:
@@ -112,12 +112,15 @@ def fuzz_openephys(rng: random.Random, num: int, k: int) -> list[bytes]:
     return _mutate_parts(rng, frames)
 
 
+PROTECT: tuple = ()  # fields left valid (--no-sample-jumps: sample_number)
+
+
 def fuzz_eventbroadcaster(rng: random.Random, num: int, k: int) -> list[bytes]:
     if rng.random() < 0.5:
         frames = eb.encode_ttl("s", 1, 1000.0, "c", k * 33, 0, True)
     else:
         frames = eb.encode_spike("s", 1, f"e{rng.randrange(N)}", 1000.0, k * 33, 0, [1.0])
-    frames[1] = _hostile_json(rng, json.loads(frames[1]))
+    frames[1] = _hostile_json(rng, json.loads(frames[1]), protect=PROTECT)
     return _mutate_parts(rng, frames)
 
 
@@ -363,6 +366,8 @@ def main(argv=None) -> int:
     f.add_argument("--protocol", choices=("rtframe", "openephys", "eventbroadcaster"), required=True)
     f.add_argument("--messages", type=int, default=100_000)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-sample-jumps", action="store_true",
+                   help="eventbroadcaster: leave sample_number valid (the adapter's binning cannot take absurd ones)")
     f.add_argument("--json", required=True)
     m = sub.add_parser("memory")
     m.add_argument("--garbage", type=int, default=200_000)
@@ -372,6 +377,8 @@ def main(argv=None) -> int:
     cmd = "python -m rtdecode.bench.hostile " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
     if args.what == "fuzz":
+        global PROTECT
+        PROTECT = ("sample_number",) if args.no_sample_jumps else ()
         d = run_fuzz(args.protocol, args.messages, args.seed)
     else:
         d = run_memory(args.garbage, args.big_mib)

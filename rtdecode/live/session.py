@@ -1,9 +1,18 @@
 """The live loop: ingest -> extract -> activity ring -> decode -> publish, one frame at a time.
 
-The whole stage graph is checked before the first frame. Latency is measured from the arrival of a
-frame message (when the socket handed it over) to the moment its decoded frame was published, and
-kept as a histogram, as is each stage's time per frame. A frame a stage rejects (wrong shape or
+The whole stage graph is checked before the first frame. Latency is measured two ways, each kept as
+a histogram: from the arrival of a frame message (when the socket handed it over) to the moment its
+decoded frame was published (`arrived_to_published_ms`, the pipeline), and from its acquisition
+(the sender's `t`, mapped to the local clock by a per-publisher minimum-delay offset estimate:
+rtdecode.sources.clock) to the same moment (`acquired_to_published_ms`: includes the time it waited
+in the socket queues). Each stage's time per frame too. A frame a stage rejects (wrong shape or
 dtype) is counted and skipped; repeated unexpected errors stop the session rather than logging forever.
+
+No message ends the session but a valid end (`stats` with `end: true`) from the acquisition source:
+a message that fails anywhere (ingest, stimulus log, stats) is counted under a fixed reason
+(rtdecode.sources.rejects) and skipped, triggers off if it was unexpected. Freshness: triggers never
+fire on a frame older than `max_age_s` since its acquisition (suppressed, counted, recorded); the
+ingest's 'latest' policy processes only the newest frame queued (skipped frames are not lost ones).
 
 Queues and what they do when the pipeline falls behind (nothing grows without bound):
 - ingest: the SUB socket's receive high-water mark; beyond it ZeroMQ drops at the sender, and the
@@ -32,6 +41,7 @@ import numpy as np
 
 from rtdecode.errors import StageError
 from rtdecode.sources import wire
+from rtdecode.sources.clock import ClockOffset
 from rtdecode.sources.ingest import Ingest
 from rtdecode.sources.rejects import Rejects
 from rtdecode.latency import Histogram
@@ -132,6 +142,7 @@ class LiveSession:
                  time_stages: bool = True, max_age_s: float | None = 0.05):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         self.rejects = Rejects("live session", logger=log)
+        self.clock = ClockOffset()  # for frames whose ingest gives no acquisition time
         self.max_age_s = max_age_s  # triggers never fire on a frame older than this since acquisition
         if time_stages:
             chain.time_stages()
@@ -298,7 +309,7 @@ class LiveSession:
             self.pub.send("decoded", out, t=time.time(), trial=target[0], frame=target[1], target_t=target_t,
                           frameNumberAcq=msg.header.get("frameNumberAcq"))
             done = time.perf_counter()
-            acquired = msg.acquired or msg.received
+            acquired = msg.acquired or self._acquired(msg)
             res.published += 1
             res.latency.add(done - msg.received)
             res.acquired.add(max(done - acquired, 0.0))
@@ -317,6 +328,12 @@ class LiveSession:
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
                               shown, target, time.perf_counter() - msg.received, self.stim.images.get(shown))
 
+    def _acquired(self, msg) -> float:
+        """Acquisition time (perf_counter clock) of a frame its ingest did not map (the Open Ephys
+        adapters): its `t` through this session's own clock-offset estimate."""
+        excess = self.clock.see(msg.t, time.time() - (time.perf_counter() - msg.received))
+        return msg.received - excess
+
     def stats(self) -> dict:
         r = self.result
         out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
@@ -327,7 +344,8 @@ class LiveSession:
                "longest_silence_s": round(r.longest_silence_s, 3), "skipped_frames": r.skipped_frames,
                "message_errors": r.message_errors, "ignored_ends": r.ignored_ends, "stopped_by": r.stopped_by,
                "session_rejected_by_reason": self.rejects.by_reason(),
-               "stimulus_images_dropped": self.stim.images_dropped}
+               "stimulus_images_dropped": self.stim.images_dropped,
+               **({"clock_adapter": self.clock.summary()} if self.clock.n else {})}
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
         if self.recorder is not None:

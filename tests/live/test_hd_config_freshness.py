@@ -103,13 +103,20 @@ def test_no_trigger_on_a_stale_frame_and_the_suppressed_are_recorded():
 
 
 def test_clock_offset_sees_queueing_and_tracks_the_minimum():
-    c = ClockOffset()
+    c = ClockOffset(window_s=60.0)
     assert c.see(100.0, 100.5) == 0.0  # first message: offset 0.5 s (clocks apart), no excess
-    assert abs(c.see(101.0, 101.5) - 0.0) < 1e-9
-    assert abs(c.see(102.0, 102.8) - 0.3) < 1e-4  # 0.3 s more than the best (less 10 ppm aging): queueing
+    assert c.see(101.0, 101.5) == 0.0
+    assert abs(c.see(102.0, 102.8) - 0.3) < 1e-9  # 0.3 s more than the best: queueing
     assert c.see(103.0, 103.4) == 0.0 and abs(c.min_delay - 0.4) < 1e-9  # a better path
     s = c.summary()
     assert s["offset_ms"] == 400.0 and s["n"] == 4 and s["jitter_ms"] > 0
+    # the sender's clock steps back by 2 s: seen as queueing, for at most the window, then followed
+    assert abs(c.see(104.0 - 2.0, 104.4) - 2.0) < 1e-9
+    t = 104.0
+    while t < 104.0 + 61.0:
+        t += 1.0
+        last = c.see(t - 2.0, t + 0.4)
+    assert last == 0.0 and abs(c.min_delay - 2.4) < 1e-9
 
 
 def test_rejects_count_fixed_reasons_and_log_a_bounded_number_of_lines(caplog):

@@ -185,3 +185,14 @@ def test_event_broadcaster_survives_deep_json_and_hostile_fields(ctx):
         pub.close()
     assert isinstance(ev, eb.BroadcastTtl) and ev.sample_number == 5
     assert client.n_rejected == len(attacks) and set(client.rejected) <= set(REASONS)
+
+
+def test_zmq_interface_absurd_sample_jump_is_a_restart(ctx):
+    client = zi.ZmqInterfaceClient(data_port=9, heartbeat_interval_s=3600, context=ctx, n_channels=1)
+    out = []
+    try:
+        for num, s in enumerate([0, 100, 2**40, 2**40 + 100]):
+            client.handle(zi.encode_data(num + 1, "s", 0, "c", s, 1000.0, np.zeros(100, np.float32), 0.0), out)
+    finally:
+        client.close()
+    assert len(out) == 4 and dict(client.missing_samples) == {} and client.sample_restarts["s"] == 1

@@ -147,9 +147,9 @@ MAX_SPIKE_SAMPLES = 4096
 MAX_NAME = 256  # characters of a stream, channel or electrode name
 MAX_STREAMS = 16  # streams the client keeps state for; more are refused (reason 'limit')
 MAX_PENDING_CHANNELS = 4096  # channels of one block waiting for the rest
-MAX_PENDING_BYTES = 256 * 2**20  # samples held by all blocks waiting for channels
+MAX_PENDING_BYTES = 64 * 2**20  # samples held by all blocks waiting for channels
 MAX_MESSAGE_GAP = 1_000_000  # a message_num jump beyond this is a restart, not a loss
-MAX_SAMPLE_GAP = 2**31  # a sample_num jump beyond this is a restart, not a loss
+MAX_SAMPLE_GAP_S = 60.0  # a sample_num jump of more than this (seconds of samples) is a restart, not a loss
 SAMPLE_RANGE = (-(2**62), 2**62)
 MAX_MESSAGE_BYTES = 4 * MAX_SAMPLES + MAX_HEADER  # ZMQ_MAXMSGSIZE of the data socket
 
@@ -487,7 +487,7 @@ class ZmqInterfaceClient:
                         p.sample_num, stream, len(nums), want)
         st.n_channels = max(st.n_channels, len(nums))
         if st.next_sample is not None:
-            if st.next_sample < p.sample_num <= st.next_sample + MAX_SAMPLE_GAP:
+            if st.next_sample < p.sample_num <= st.next_sample + max(MAX_SAMPLE_GAP_S * p.sample_rate, p.num_samples):
                 self.missing_samples[stream] += p.sample_num - st.next_sample
                 self._warn("skipped", "ZMQ Interface: stream %s skipped %d samples before sample %d",
                             stream, p.sample_num - st.next_sample, p.sample_num)
