@@ -219,3 +219,31 @@ def test_latest_hands_out_the_newest_frame_and_counts_the_skipped():
     finally:
         ingest.close()
         src.close()
+
+
+def test_the_stats_message_stays_bounded_whatever_the_counts(chain):
+    """An adapter whose counts grew with sender-chosen names cannot make the stats message huge."""
+
+    class Noisy:
+        def receive(self, timeout_ms=100):
+            return wire.Message("stats", {"v": 1, "seq": 0, "t": 0.0, "end": True})
+
+        def counts(self):
+            return {"rejected": 1, "unknown_units": {f"unit {i}" * 5: i for i in range(20000)}}
+
+    ctx = zmq.Context.instance()
+    out = Publisher()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"stats")
+    sub.connect(out.endpoint)
+    time.sleep(0.2)
+    try:
+        LiveSession(Noisy(), chain, out, lag_min=0).publish_stats()
+        assert sub.poll(5000)
+        msg = sub.recv_multipart()
+    finally:
+        sub.close()
+        out.close()
+    header = json.loads(msg[1])
+    assert len(msg[1]) < 40_000 and header["truncated"] and "unknown_units" not in header
+    assert "acquired_to_published_ms" in header and header["rejected"] == 1
