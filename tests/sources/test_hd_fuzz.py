@@ -124,6 +124,12 @@ def _client():
     return _CLIENT[0]
 
 
+def teardown_module():
+    for client in _CLIENT:
+        client.close()
+    _CLIENT.clear()
+
+
 def _fuzz_zi(messages):
     client = _client()
     out = []
