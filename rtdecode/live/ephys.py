@@ -259,8 +259,8 @@ def make_ephys_ingest(cfg: RigConfig, stages: list[Stage], context: zmq.Context 
     host, port = split_endpoint(src.address[0])
     ingest: EphysIngest | None = None
 
-    def reject(detail: str) -> None:
-        ingest.reject(detail)
+    def reject(detail: str, reason: str = "field") -> None:
+        ingest.reject(detail, reason)
 
     if src.protocol == "openephys":
         if src.event_broadcaster:

@@ -80,7 +80,7 @@ class SortedSpikeSource:
         self.stream = stream
         self.hold_ms = float(hold_ms)
         self.clock_close = clock_close
-        self.on_reject = on_reject or (lambda reason: log.warning("%s: rejected: %s", self.name, reason))
+        self.on_reject = on_reject or (lambda detail, reason="field": log.warning("%s: rejected (%s): %s", self.name, reason, detail))
         self.client = eb.EventBroadcasterClient(host, port, context=context)
         self.sock = self.client.sock
         self.grid: BinGrid | None = None
