@@ -69,7 +69,7 @@ def test_probe_openephys_real_recording_checksum_and_counts(ctx, tmp_path):
     assert r["messages"] == emu.stats["messages"] and r["missing_messages"] == 0
     assert r["rejected"] == 0 and r["restarts"] == 0
     assert r["heartbeats_answered"] >= 1 and r["stopped_because"].startswith("idle")
-    assert r["x_real_time"] is not None  # reported, not asserted (no speed assertions in tests)
+    assert "x_real_time" in r  # reported (None when every message was already queued: no active time), never asserted
     log.warning("probe throughput on the real recording: %.1fx real time (%.3f s of data in %.3f s)",
                 r["x_real_time"], r["data_s"], r["active_s"])
     # the TTLs/spikes hash the same through the Event Broadcaster
