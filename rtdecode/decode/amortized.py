@@ -139,10 +139,15 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
     for name, pairs, steps in phases:
         if steps <= 0 or len(pairs) == 0:
             continue
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
         sched = warmup_cosine(opt, steps)
         best = (-np.inf, None, 0)
         hist = []
+        if val is not None and name == phases[-1][0]:
+            # step 0 competes: a network that starts as a good decoder (ridge + zero residual) keeps it
+            s = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)["pixel_corr_full"]
+            hist.append({"step": 0, "val_pixel_corr_full": s})
+            best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, 0)
         for step in tqdm(range(steps), desc=f"amortized:{name}", unit="step", disable=not progress, leave=False):
             net.train()
             x, y = pairs.batch(rng, batch)
@@ -181,6 +186,10 @@ def net_arrays(net: AmortizedNet, prefix: str = "amortized.") -> dict[str, np.nd
 
 def net_from_arrays(arrays: dict, card: dict, prefix: str = "amortized.") -> AmortizedNet:
     a = card["amortized"]
+    if a.get("kind") == "ridge_residual":
+        from rtdecode.decode import residual
+
+        return residual.from_arrays(arrays, card, prefix)
     net = AmortizedNet(card["neurons"], card["window"]["bins"], tuple(card["frame_shape"]),
                        AmortizedConfig(k=a["k"], hidden=a["hidden"], dropout=a["dropout"]))
     net.lag_min = card["window"]["lag_min"]
