@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "recorded and encoder-synthesised pairs, the best validation step kept (ridge alone competes), "
                    "plus the encoder for reconstruct --method warm|inverse")
     f.add_argument("--encoder-steps", type=int, default=None,
-                   help="encoder training steps (default 1000; 0: no encoder, with --synth-movies 0: an amortized "
-                   "model that cannot reconstruct --method warm|inverse)")
+                   help="encoder training steps (default: 1000 for --method inverse; 0 for amortized, whose model "
+                   "then cannot reconstruct --method warm|inverse: give e.g. 1000 to train the encoder for them)")
     f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
     f.add_argument("--inverse-iterations", type=_positive_int, default=None,
                    help="iterations of the inverse on the calibration trials (default 20)")
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--inverse-trials", type=int, default=None,
                    help="calibration trials inverted as warm-start training targets (default 0: measured no gain)")
     f.add_argument("--synth-movies", type=int, default=None,
-                   help="extra movies turned into training pairs by the encoder (default 20)")
+                   help="extra movies turned into training pairs by the encoder (default 0; needs --encoder-steps)")
     f.add_argument("--amortized-steps", type=int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
                    help="amortized training steps on the inverse's reconstructions (used only with "
                    "--inverse-trials), then on true frames (default 0 1500)")

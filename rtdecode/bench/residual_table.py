@@ -35,46 +35,62 @@ def _dataset(data: Path, seed: int, neurons: int, n_train: int, n_test: int) -> 
     return root
 
 
-def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, warm: bool, options: dict) -> dict:
+def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, warm: bool, options: dict,
+        checkpoint=None) -> dict:
+    """Rows in the order (neurons, seed), smallest count first; `checkpoint(result)` after each row."""
     from rtdecode.offline.fit import fit_dataset
     from rtdecode.offline.reconstruct import reconstruct
 
     rows = []
-    for seed in seeds:
-        ds = _dataset(data, seed, max(neurons), n_train, n_test)
-        for n in neurons:
+    for n in neurons:
+        for seed in seeds:
+            ds = _dataset(data, seed, max(neurons), n_train, n_test)
             row = {"seed": seed, "neurons": n}
             for method in ("ridge", "amortized"):
                 out = models / f"s{seed}_n{n}_{method}"
                 t0 = time.perf_counter()
-                card = fit_dataset(ds, out, method, neurons_subset=n if n < max(neurons) else None,
-                                   progress=True, **(options if method == "amortized" else {}))
-                row[f"{method}_fit_s"] = time.perf_counter() - t0
+                if (out / "card.json").is_file():  # fitted by an earlier, interrupted run: reused
+                    card = json.loads((out / "card.json").read_text())
+                    row[f"{method}_fit_s"] = card["training"].get("fit_seconds")
+                else:
+                    card = fit_dataset(ds, out, method, neurons_subset=n if n < max(neurons) else None,
+                                       progress=True, **(options if method == "amortized" else {}))
+                    row[f"{method}_fit_s"] = time.perf_counter() - t0
                 m = reconstruct(out, ds, models / f"rec_s{seed}_n{n}_{method}", progress=True)
                 row[method] = m["pixel_corr"]
                 row[f"{method}_trials"] = m["trials"]
                 if method == "amortized":
                     tp = card["training"]
                     row["amortized_best_step"] = tp["amortized"]["phases"][-1]["best_step"]
-                    row["encoder_val_corr"] = float(np.mean([e["val_corr"] for e in tp["encoder"]]))
+                    row["encoder_val_corr"] = (float(np.mean([e["val_corr"] for e in tp["encoder"]]))
+                                               if tp["encoder"] else None)
                     if warm:
                         w = reconstruct(out, ds, models / f"rec_s{seed}_n{n}_warm", method="warm", progress=True)
                         row["warm"] = w["pixel_corr"]
             row["gain"] = row["amortized"] - row["ridge"]
             log.info("seed %d, %d neurons: ridge %.4f amortized %.4f", seed, n, row["ridge"], row["amortized"])
             rows.append(row)
+            if checkpoint:
+                checkpoint({"rows": rows, "summary": summarise(rows, neurons, warm)})
+    return {"rows": rows, "summary": summarise(rows, neurons, warm)}
+
+
+def summarise(rows, neurons, warm) -> dict:
     summary = {}
     for n in neurons:
         rs = [r for r in rows if r["neurons"] == n]
+        if not rs:
+            continue
         summary[str(n)] = {k: {"mean": float(np.mean([r[k] for r in rs])), "std": float(np.std([r[k] for r in rs])),
                                "min": float(np.min([r[k] for r in rs]))}
                            for k in ("ridge", "amortized", "gain") + (("warm",) if warm else ())}
         summary[str(n)]["seeds"] = len(rs)
-    return {"rows": rows, "summary": summary}
+    return summary
 
 
 def figure(models: Path, data: Path, seed: int, neurons, n_train: int, n_test: int, path: Path, warm: bool,
-           trials: int = 3, frames: int = 5, zoom: int = 3) -> None:
+           trials: int = 3, frames: int = 5, zoom: int = 3, methods: list[str] | None = None,
+           dataset_neurons: int | None = None) -> None:
     """PNG: for `trials` oracle trials, `frames` frames each; rows: stimulus, then per neuron count
     ridge, amortized (and warm). Pixels outside the evaluation mask are dimmed."""
     from PIL import Image, ImageDraw
@@ -82,10 +98,10 @@ def figure(models: Path, data: Path, seed: int, neurons, n_train: int, n_test: i
     from rtdecode import metrics
     from rtdecode.offline.dataset import Dataset
 
-    ds = Dataset(_dataset(data, seed, max(neurons), n_train, n_test))
+    ds = Dataset(_dataset(data, seed, dataset_neurons or max(neurons), n_train, n_test))
     mask = ds.evaluation_mask()
     ids = ds.trials("oracle")[:trials]
-    methods = ["ridge", "amortized"] + (["warm"] if warm else [])
+    methods = methods or ["ridge", "amortized"] + (["warm"] if warm else [])
     rows = [("stimulus", None)] + [(f"{m} {n}", models / f"rec_s{seed}_n{n}_{m}") for n in neurons for m in methods]
     h, w = ds.frame_shape
     gap, label = 2, 110
@@ -128,11 +144,15 @@ def main(argv=None) -> int:
     opts = {k: v for k, v in (("encoder_steps", a.encoder_steps), ("synth_movies", a.synth_movies)) if v is not None}
     models = Path(a.models) if a.models else Path(a.data) / "models"
     t0 = time.perf_counter()
-    r = run(Path(a.data), models, a.seeds, sorted(a.neurons), a.train_trials, a.test_trials, a.warm, opts)
-    r["command"] = "python -m rtdecode.bench.residual_table " + " ".join(argv if argv is not None else sys.argv[1:])
-    r["seconds"] = time.perf_counter() - t0
+    command = "python -m rtdecode.bench.residual_table " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+
+    def save(r, done=False):
+        r.update({"command": command, "seconds": time.perf_counter() - t0, "complete": done})
+        Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+
+    r = run(Path(a.data), models, a.seeds, sorted(a.neurons), a.train_trials, a.test_trials, a.warm, opts, save)
+    save(r, done=True)
     if a.png:
         figure(models, Path(a.data), a.seeds[0], sorted(a.neurons), a.train_trials, a.test_trials, Path(a.png), a.warm)
     for n, s in r["summary"].items():

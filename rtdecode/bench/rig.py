@@ -89,7 +89,9 @@ def ridge_score(train: list, val: list, test: list, n: int, mask: np.ndarray) ->
 
 
 def run(neurons=(1000, 2000, 4000), n_train: int = 60, n_oracle: int = 10, seed: int = 0, repeats: int = 10,
-        noise_free: bool = True, rig: str = "realistic", progress: bool = True) -> dict:
+        noise_free: bool = True, rig: str = "realistic", progress: bool = True, noise_free_neurons: int | None = None,
+        checkpoint=None) -> dict:
+    """The report as a dict; `checkpoint(partial)` is called after every measurement (long runs)."""
     from tqdm import tqdm
 
     from rtdecode.rig import VirtualRig, rf_patch_mask
@@ -120,16 +122,20 @@ def run(neurons=(1000, 2000, 4000), n_train: int = 60, n_oracle: int = 10, seed:
     pairs = [(t.responses.T, t.movie) for t in train]
     tp = [(t.responses.T, t.movie) for t in test]
     mask = rf_patch_mask()
+    out["references"] = {k: {"value": v, "source": s} for k, (v, s) in REFERENCES.items()}
     out["ridge"] = {}
+    save = checkpoint or (lambda r: None)
+    nfn = noise_free_neurons or N
     for n in sorted(neurons):
         log.info("ridge at %d neurons", n)
         out["ridge"][str(n)] = ridge_score(pairs[:-nv], pairs[-nv:], tp, n, mask)
         log.info("ridge %d: %.3f", n, out["ridge"][str(n)]["pixel_corr"])
-    if noise_free:
-        nf_train = [(pop.respond(t.movie, t.behavior).T, t.movie) for t in train]
-        nf_test = [(r.T, t.movie) for r, t in zip(nf, test)]
-        out["noise_free_ridge"] = {str(N): ridge_score(nf_train[:-nv], nf_train[-nv:], nf_test, N, mask)}
-    out["references"] = {k: {"value": v, "source": s} for k, (v, s) in REFERENCES.items()}
+        save(out)
+        if noise_free and n == nfn:
+            nf_train = [(pop.respond(t.movie, t.behavior).T, t.movie) for t in train]
+            nf_test = [(r.T, t.movie) for r, t in zip(nf, test)]
+            out["noise_free_ridge"] = {str(n): ridge_score(nf_train[:-nv], nf_train[-nv:], nf_test, n, mask)}
+            save(out)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -166,14 +172,21 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rig", default="realistic", choices=("realistic", "easy"))
     p.add_argument("--no-noise-free", action="store_true", help="skip the noise-free ceiling (a second ridge fit)")
+    p.add_argument("--noise-free-neurons", type=int, default=None,
+                   help="neuron count of the noise-free ceiling (default: the largest)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    r = run(tuple(a.neurons), a.train_trials, a.oracle_trials, a.seed, a.repeats, not a.no_noise_free, a.rig)
     import sys
 
-    r["command"] = "python -m rtdecode.bench.rig " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m rtdecode.bench.rig " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+
+    def save(r, done=False):
+        Path(a.json).write_text(json.dumps({**r, "command": command, "complete": done}, indent=2) + "\n")
+
+    r = run(tuple(a.neurons), a.train_trials, a.oracle_trials, a.seed, a.repeats, not a.no_noise_free, a.rig,
+            noise_free_neurons=a.noise_free_neurons, checkpoint=save)
+    save(r, done=True)
     print(table(r))
     return 0
 

@@ -73,13 +73,14 @@ class AmortizedNet(nn.Module):
         return n * self.bins * k + n * k * hdn + hdn * H * W + H * W * 16 * 9 * 2
 
 
-def windows_of_trial(responses: np.ndarray, lag_min: int, bins: int) -> np.ndarray:
+def windows_of_trial(responses: np.ndarray, lag_min: int, bins: int, fill: np.ndarray | None = None) -> np.ndarray:
     """(N, T) -> (T, N, bins): frame f's window is bins [f+lag_min, f+lag_min+bins); bins
-    outside the trial are filled with each neuron's trial mean (as 0 after z-scoring)."""
+    outside the trial are filled with `fill` (N,), by default each neuron's trial mean."""
     N, T = responses.shape
     lo = max(0, -lag_min)
     hi = lag_min + bins
-    pad = np.repeat(responses.mean(1, keepdims=True), lo + max(hi, 0) + 1, 1)
+    fill = responses.mean(1) if fill is None else np.asarray(fill, np.float32).reshape(N)
+    pad = np.repeat(fill[:, None], lo + max(hi, 0) + 1, 1)
     padded = np.concatenate([pad[:, :lo], responses, pad[:, : max(hi, 0) + 1]], 1)
     start = lo + lag_min
     idx = start + np.arange(T)[:, None] + np.arange(bins)[None, :]
@@ -175,7 +176,9 @@ def predict_trial(net: AmortizedNet, responses: np.ndarray, lag_min: int | None 
     """(N, T) activity -> (T, H, W) frames."""
     net.eval()
     lag = getattr(net, "lag_min", 0) if lag_min is None else lag_min
-    w = windows_of_trial(np.asarray(responses, np.float32), lag, net.bins)
+    # the ridge-based network fills bins outside the trial with the training mean, as ridge does
+    fill = net.act_mean[:, 0].numpy() if getattr(net, "fill_with_act_mean", False) else None
+    w = windows_of_trial(np.asarray(responses, np.float32), lag, net.bins, fill)
     out = [net(torch.from_numpy(w[s : s + chunk])).numpy() for s in range(0, len(w), chunk)]
     return np.concatenate(out).astype(np.float32)
 

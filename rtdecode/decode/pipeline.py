@@ -124,10 +124,10 @@ def synth_pairs(encoders: list, behaviours: list[np.ndarray], n_movies: int, fra
 
 
 def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", lag_min: int = 0, bins: int = 8,
-                 frame_shape=(36, 64), encoder_steps: int = 1000, encoder_models: int = 1,
+                 frame_shape=(36, 64), encoder_steps: int | None = None, encoder_models: int = 1,
                  encoder_cfg: enc.EncoderConfig | None = None, inverse_cfg: InverseConfig | None = None,
                  inverse_trials: int | None = None, warm_iterations: int | None = None,
-                 synth_movies: int = 20, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
+                 synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
                  amortized_cfg: am.AmortizedConfig | ResidualConfig | None = None, batch: int = 64, seed: int = 0,
                  progress: bool = False, stash: dict | None = None,
                  say: Callable[[str], None] | None = None) -> tuple[PipelineDecoder, dict, dict]:
@@ -137,8 +137,11 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
 
     `amortized_cfg`: a `ResidualConfig` (the default: ridge + a residual network initialised at zero,
     rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network). Defaults that
-    depend on it: `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8) and
-    `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000))."""
+    depend on it: `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8),
+    `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (residual:
+    0, no encoder, so no reconstruct --method warm|inverse; otherwise 1000) and `synth_movies`
+    (residual: 0; stand-alone: 20). Why the residual's defaults pay for no encoder: README,
+    "The amortized decoder"."""
     from tqdm import tqdm
 
     say = say or (lambda s: log.info("fit: %s", s))
@@ -151,6 +154,10 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
         inverse_trials = 0 if residual else 8
     if amortized_steps is None:
         amortized_steps = (0, 1500) if residual else (1000, 1000)
+    if encoder_steps is None:
+        encoder_steps = 0 if (residual and method == "amortized") else 1000
+    if synth_movies is None:
+        synth_movies = 0 if residual else 20
     N = trials[0][0].shape[0]
     timings = {}
     t0 = time.perf_counter()

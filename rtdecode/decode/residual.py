@@ -38,6 +38,8 @@ class ResidualConfig:
 class RidgeResidualNet(nn.Module):
     """float32 (B, N, bins) raw activity, oldest bin first -> (B, H, W), 0-255 scale."""
 
+    fill_with_act_mean = True  # whole-trial prediction pads as ridge does (rtdecode.decode.amortized)
+
     def __init__(self, n_neurons: int, bins: int, n_basis: int, rank: int, frame_shape=(36, 64),
                  cfg: ResidualConfig | None = None):
         super().__init__()

@@ -41,6 +41,7 @@ class SenderConfig:
     prerender: int = 0  # > 0: render this many frames up front, then stream them in a loop
     hwm: int = 1000  # send high-water mark (messages); a full queue drops, seen as seq gaps downstream
     send_end: bool = True  # False: vanish without the end message (a crashed or unplugged source)
+    rig: str = "easy"  # population profile (rtdecode.rig.population.PROFILES); the live demo's is easy
 
 
 def run_sender(cfg: SenderConfig, ready=None) -> dict:
@@ -50,7 +51,7 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     """
     from rtdecode.rig.twophoton import Microscope
 
-    rig = VirtualRig(cfg.n_neurons, cfg.seed, cfg.n_train, cfg.n_oracle)
+    rig = VirtualRig(cfg.n_neurons, cfg.seed, cfg.n_train, cfg.n_oracle, rig=cfg.rig)
     scope = Microscope(cfg.n_neurons, seed=cfg.seed, frame_shape=cfg.frame_shape, fps=FPS)
     trials = [rig.trial(i) for i in (cfg.trials or rig.trials("oracle"))]
     cache = _prerender(trials, scope, cfg.prerender) if cfg.prerender > 0 else None
