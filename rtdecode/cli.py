@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-trials", type=_positive_int, default=4, help="held-out 'oracle' trials (default 4)")
     s.add_argument("--trial-frames", type=_positive_int, default=300, help="frames per trial (default 300 = 10 s)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rig", default="realistic", choices=("realistic", "easy"),
+                   help="realistic (default): calibrated to mouse V1 two-photon data (reliability ~0.1, mostly "
+                   "complex cells, behaviour gain, deconvolved-calcium responses with ~40%% zeros; "
+                   "python -m rtdecode.bench.rig reports it); easy: the original nearly linear rig, spike counts")
     s.add_argument("--two-photon-trials", type=int, default=0, metavar="K",
                    help="also render raw 512x512 uint16 two-photon frames of the first K trials to "
                    "OUT/twophoton/ (a TIFF per trial, suite2p ROIs, ground truth)")
@@ -85,18 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="model directory to write")
     f.add_argument("--method", default="ridge", choices=methods.fit_methods(),
                    help="; ".join(f"{m.name}: {m.help}" for m in methods.METHODS.values() if m.fit))
-    f.add_argument("--encoder-steps", type=_positive_int, default=None, help="encoder training steps (default 1000)")
+    f.add_argument("--encoder-steps", type=int, default=None,
+                   help="encoder training steps (default: 1000 for --method inverse; 0 for amortized, whose model "
+                   "then cannot reconstruct --method warm|inverse: give e.g. 1000 to train the encoder for them)")
     f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
     f.add_argument("--inverse-iterations", type=_positive_int, default=None,
                    help="iterations of the inverse on the calibration trials (default 20)")
     f.add_argument("--inverse-stride", type=_positive_int, default=None,
                    help="frames between the inverse's 32-frame windows (default 8, as Bauer et al.; 16 halves its cost)")
     f.add_argument("--inverse-trials", type=int, default=None,
-                   help="calibration trials inverted for the warm start (default 8)")
+                   help="calibration trials inverted as warm-start training targets (default 0: measured no gain)")
     f.add_argument("--synth-movies", type=int, default=None,
-                   help="extra movies turned into training pairs by the encoder (default 20)")
-    f.add_argument("--amortized-steps", type=_positive_int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
-                   help="amortized training steps on the inverse's reconstructions, then on true frames")
+                   help="extra movies turned into training pairs by the encoder (default 0; needs --encoder-steps)")
+    f.add_argument("--amortized-steps", type=int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
+                   help="amortized training steps on the inverse's reconstructions (used only with "
+                   "--inverse-trials), then on true frames (default 0 1500)")
     f.add_argument("--neurons-subset", type=_positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=_positive_int, default=8, help="activity bins per decoded frame (default 8)")
     f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
@@ -261,7 +268,7 @@ def cmd_simulate(args, progress) -> int:
 
     from rtdecode.rig import VirtualRig
 
-    rig = VirtualRig(args.neurons, args.seed, args.train_trials, args.test_trials, args.trial_frames)
+    rig = VirtualRig(args.neurons, args.seed, args.train_trials, args.test_trials, args.trial_frames, rig=args.rig)
     root = rig.write_dataset(args.out, progress=True)
     if args.two_photon_trials or args.ephys:
         from rtdecode.rig import output

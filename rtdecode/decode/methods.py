@@ -33,7 +33,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            help="the dynamic encoding model, reconstructed by the iterative inverse"),
     Method("amortized", "rtdecode.decode.pipeline:PipelineDecoder", ("amortized", "inverse", "warm"),
            encoder=True, fit=True,
-           help="encoder -> iterative inverse -> amortized decoder warm-started by it"),
+           help="ridge + a residual network initialised at zero, the best validation step kept (ridge alone "
+                "competes); with --encoder-steps also the encoder for reconstruct --method warm/inverse"),
 )}
 
 

@@ -27,6 +27,7 @@ from rtdecode.decode import encoder as enc
 from rtdecode.decode import methods
 from rtdecode.decode.card import ModelCard, new_card
 from rtdecode.decode.inverse import InverseConfig, invert
+from rtdecode.decode.residual import ResidualConfig, RidgeResidualNet
 from rtdecode.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,10 @@ class PipelineDecoder:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """How this model can reconstruct (rtdecode.decode.methods); the first is the default."""
+        """How this model can reconstruct (rtdecode.decode.methods); the first is the default. A model
+        fitted without an encoder (the amortized default) reconstructs only 'amortized'."""
+        if not self.encoders:
+            return ("amortized",)
         return methods.METHODS[self.card.method].modes
 
     def torch_module(self) -> torch.nn.Module:
@@ -126,44 +130,67 @@ def synth_pairs(encoders: list, behaviours: list[np.ndarray], n_movies: int, fra
 
 
 def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", lag_min: int = 0, bins: int = 8,
-                 frame_shape=(36, 64), encoder_steps: int = 1000, encoder_models: int = 1,
+                 frame_shape=(36, 64), encoder_steps: int | None = None, encoder_models: int = 1,
                  encoder_cfg: enc.EncoderConfig | None = None, inverse_cfg: InverseConfig | None = None,
-                 inverse_trials: int | None = 8, warm_iterations: int | None = None,
-                 synth_movies: int = 20, synth_frames: int = 300, amortized_steps: tuple[int, int] = (1000, 1000),
-                 amortized_cfg: am.AmortizedConfig | None = None, batch: int = 64, seed: int = 0,
+                 inverse_trials: int | None = None, warm_iterations: int | None = None,
+                 synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
+                 amortized_cfg: am.AmortizedConfig | ResidualConfig | None = None, batch: int = 64, seed: int = 0,
                  progress: bool = False, stash: dict | None = None,
                  say: Callable[[str], None] | None = None) -> tuple[PipelineDecoder, dict, dict]:
     """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
     Returns (decoder, arrays for weights.npz, card fields). `stash`, when given, receives
-    intermediate results (the inverse targets, the synthetic pairs) for reports."""
+    intermediate results (the inverse targets, the synthetic pairs) for reports.
+
+    `amortized_cfg`: a `ResidualConfig` (the default: ridge + a residual network initialised at zero,
+    rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network). Defaults that
+    depend on it: `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8),
+    `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (residual:
+    0, no encoder, so no reconstruct --method warm|inverse; otherwise 1000) and `synth_movies`
+    (residual: 0; stand-alone: 20). Why the residual's defaults pay for no encoder: README,
+    "The amortized decoder"."""
     from tqdm import tqdm
 
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
         raise ConfigError(f"unknown pipeline method '{method}'; valid: {', '.join(methods.encoder_methods())}")
     inverse_cfg = inverse_cfg or InverseConfig()
-    amortized_cfg = amortized_cfg or am.AmortizedConfig()
+    amortized_cfg = amortized_cfg or ResidualConfig()
+    residual = isinstance(amortized_cfg, ResidualConfig)
+    if inverse_trials is None:
+        inverse_trials = 0 if residual else 8
+    if amortized_steps is None:
+        amortized_steps = (0, 1500) if residual else (1000, 1000)
+    if encoder_steps is None:
+        encoder_steps = 0 if (residual and method == "amortized") else 1000
+    if synth_movies is None:
+        synth_movies = 0 if residual else 20
     N = trials[0][0].shape[0]
     timings = {}
     t0 = time.perf_counter()
     tr = enc.TrialData([t[1] for t in trials], [t[2] for t in trials], [t[0] for t in trials])
     va = enc.TrialData([t[1] for t in val_trials], [t[2] for t in val_trials], [t[0] for t in val_trials])
+    if encoder_steps == 0 and (method == "inverse" or not residual or synth_movies or inverse_trials):
+        raise ConfigError("encoder_steps 0 (no encoder) needs --method amortized with the residual decoder, "
+                          "no synthetic movies and no inverse targets (--synth-movies 0 --inverse-trials 0)")
     encoders, enc_infos = [], []
-    for k in range(encoder_models):
+    for k in range(encoder_models if encoder_steps else 0):
         say(f"training encoder {k + 1}/{encoder_models}")
         e, info = enc.train_encoder(tr, va, cfg=encoder_cfg, frame_shape=frame_shape, steps=encoder_steps,
                                     seed=seed + k, progress=progress)
         encoders.append(e); enc_infos.append(info)
     const_nll = enc.constant_corr_baseline(tr, va)
-    model_nll = float(np.mean([enc.poisson_nll(e, va) for e in encoders]))
+    model_nll = float(np.mean([enc.poisson_nll(e, va) for e in encoders])) if encoders else None
     timings["encoder_s"] = time.perf_counter() - t0
-    say(f"encoder validation correlation {np.mean([i['val_corr'] for i in enc_infos]):.3f}")
-    mask = encoders[0].population_mask()
+    if encoders:
+        say(f"encoder validation correlation {np.mean([i['val_corr'] for i in enc_infos]):.3f}")
+        mask = encoders[0].population_mask()
+    else:  # no encoder: an amortized-only model (no reconstruct --method warm|inverse)
+        mask = np.ones(frame_shape, np.float32)
     arrays = {"mask": mask}
     for k, e in enumerate(encoders):
         arrays.update(enc.state_arrays(e, f"encoder{k}."))
     fields = {  # card fields beyond the basics (rtdecode.decode.card)
-        "encoder": {**vars(encoders[0].cfg), "models": encoder_models, "pix_centre": enc.PIX_CENTRE,
+        "encoder": {**vars(encoders[0].cfg if encoders else enc.EncoderConfig()), "models": len(encoders), "pix_centre": enc.PIX_CENTRE,
                     "pix_scale": enc.PIX_SCALE, "behaviour": ["pupil", "running", "pupil_x", "pupil_y"]},
         "inverse": {k: v for k, v in asdict(inverse_cfg).items() if k != "extra"},
         "warm_iterations": int(warm_iterations or max(1, inverse_cfg.iterations // 10)),
@@ -190,10 +217,14 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     timings["synth_s"] = time.perf_counter() - t2
     # 5. amortized decoder
     t3 = time.perf_counter()
-    net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
-                                  synth, amortized_steps, warm=True)
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
-    am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
+    if residual:
+        net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
+                                    lag_min, bins, batch, seed, progress, say)
+    else:
+        net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
+                                      synth, amortized_steps, warm=True)
+        am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
     timings["amortized_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     arrays.update(am.net_arrays(net))
@@ -205,6 +236,40 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                       "mask": mask})
     dec = PipelineDecoder(new_card("amortized", N, lag_min, bins, frame_shape, 30.0, **fields), encoders, net, mask)
     return dec, arrays, {**fields, "training_pipeline": info}
+
+
+def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualConfig, steps, lag_min, bins,
+                 batch, seed, progress, say):
+    """Ridge (fit trials, penalty chosen on the validation trials) + a residual network trained on the
+    recorded and synthetic pairs (after a phase on the inverse's targets when there are any), the
+    best validation step kept (step 0 = ridge alone competes); then the linear path becomes the
+    ridge refitted on fit + validation trials. Returns (net, info)."""
+    from rtdecode.decode import ridge
+
+    say("ridge (the residual decoder's linear path)")
+    dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
+                               lag_min=lag_min, bins=bins, keep_fit_only=True)
+    dec_fit = rinfo.pop("fit_only_decoder")
+    net = RidgeResidualNet.from_ridge(dec_fit, cfg)
+    true = am.PairSet(lag_min, bins)
+    for r, v, _ in trials:
+        true.add(r, v)
+    for a, m in synth:
+        true.add(a, m)
+    phases = []
+    if inv_targets and steps[0] > 0:
+        inv = am.PairSet(lag_min, bins)
+        for i, rec in zip(inv_ids, inv_targets):
+            inv.add(trials[i][0], rec)
+        phases.append(("inverse_targets", inv, steps[0]))
+    phases.append(("true_frames", true, steps[1]))
+    say("residual network")
+    val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
+    info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
+    net.set_linear(dec_all)
+    info["ridge"] = rinfo
+    info["macs_per_frame"] = net.macs_per_frame()
+    return net, info
 
 
 def make_and_phases(N, bins, lag_min, frame_shape, cfg, trials, inv_ids, inv_targets, synth, steps, warm: bool):

@@ -20,7 +20,9 @@ __all__ = ["VirtualRig", "RigTrial", "rf_patch_mask"]
 
 @dataclass
 class RigTrial:
-    """movie (T, 36, 64) float32 0-255; behavior (2, T); pupil_center (2, T); rates and spikes (T, N)."""
+    """movie (T, 36, 64) float32 0-255; behavior (2, T); pupil_center (2, T); rates, spikes and
+    responses (T, N): responses are what the dataset records (deconvolved-calcium-like on the
+    realistic rig, the spike counts themselves on the easy rig)."""
 
     index: int
     tier: str
@@ -30,16 +32,21 @@ class RigTrial:
     pupil_center: np.ndarray
     rates: np.ndarray
     spikes: np.ndarray
+    responses: np.ndarray
 
 
 class VirtualRig:
-    """A ground-truth population plus a stimulus schedule of `n_train` + `n_oracle` trials."""
+    """A ground-truth population plus a stimulus schedule of `n_train` + `n_oracle` trials.
+
+    `rig`: 'realistic' (default; calibrated to mouse V1 two-photon data) or 'easy' (the original,
+    nearly linear rig with spike-count responses)."""
 
     def __init__(self, n_neurons: int = 1000, seed: int = 0, n_train: int = 20, n_oracle: int = 4,
-                 trial_frames: int = 300):
+                 trial_frames: int = 300, rig: str = "realistic"):
         self.seed = seed
+        self.rig = rig
         self.trial_frames = trial_frames
-        self.population = Population(n_neurons, seed)
+        self.population = Population(n_neurons, seed, rig)
         self.schedule = movies.trial_sources(n_train, n_oracle, np.random.default_rng([seed, 1]))
 
     @property
@@ -56,10 +63,11 @@ class VirtualRig:
         beh, centre = behavior(self.trial_frames, rng)
         rates = self.population.respond(movie, beh, rng)
         spikes = self.population.spikes(rates, rng)
-        return RigTrial(i, tier, source, movie, beh, centre, rates, spikes)
+        responses = self.population.deconvolved(spikes, rng)
+        return RigTrial(i, tier, source, movie, beh, centre, rates, spikes, responses)
 
     def write_dataset(self, out: str | Path, progress: bool = False) -> Path:
-        """Write every trial in the Sensorium 2023 layout; responses are spike counts per frame.
+        """Write every trial in the Sensorium 2023 layout; responses are `RigTrial.responses`.
 
         Also writes `meta/evaluation_mask.npy` (the true receptive-field patch, which rtdecode uses
         as the evaluation mask when a dataset has one) and `meta/rig/sources.npy` (each trial's
@@ -72,11 +80,12 @@ class VirtualRig:
         root = Path(out)
         for i in tqdm(range(len(self.schedule)), desc="simulate", unit="trial", disable=not progress):
             tr = self.trial(i)
-            write_trial(root, str(i), tr.movie, tr.spikes.T, tr.behavior, tr.pupil_center)
+            write_trial(root, str(i), tr.movie, tr.responses.T, tr.behavior, tr.pupil_center)
         coords = np.concatenate([self.population.centres * 10, np.zeros((self.n_neurons, 1))], 1)
         write_meta(root, [t for t, _ in self.schedule], self.n_neurons, coords)
         rig = root / "meta" / "rig"
         rig.mkdir(parents=True, exist_ok=True)
         np.save(root / "meta" / "evaluation_mask.npy", rf_patch_mask())
         np.save(rig / "sources.npy", np.array([s for _, s in self.schedule], dtype="<U32"))
+        (rig / "profile.txt").write_text(self.rig + "\n")
         return root

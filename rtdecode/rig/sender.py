@@ -45,6 +45,7 @@ class SenderConfig:
     hwm: int = 1000  # send high-water mark (messages); a full queue drops, seen as seq gaps downstream
     send_end: bool = True  # False: vanish without the end message (a crashed or unplugged source)
     stim_endpoint: str | None = None  # stimulus on its own socket (the stimulus PC); None: on the frames socket
+    rig: str = "easy"  # population profile (rtdecode.rig.population.PROFILES); the live demo's is easy
 
 
 def run_sender(cfg: SenderConfig, ready=None) -> dict:
@@ -54,7 +55,7 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     """
     from rtdecode.rig.twophoton import Microscope
 
-    rig = VirtualRig(cfg.n_neurons, cfg.seed, cfg.n_train, cfg.n_oracle)
+    rig = VirtualRig(cfg.n_neurons, cfg.seed, cfg.n_train, cfg.n_oracle, rig=cfg.rig)
     scope = Microscope(cfg.n_neurons, seed=cfg.seed, frame_shape=cfg.frame_shape, fps=FPS)
     trials = [rig.trial(i) for i in (cfg.trials or rig.trials("oracle"))]
     cache = _prerender(trials, scope, cfg.prerender) if cfg.prerender > 0 else None

@@ -1,0 +1,46 @@
+"""Batch-1 latency of the default amortized decoder (ridge + residual) at 4,000 neurons through
+onnxruntime on one CPU thread, random weights of the shapes `rtdecode fit` gives; ONNX vs torch parity.
+
+    python benchmarks/experiments/residual_latency.py --json benchmarks/results/residual_latency.json
+"""
+import argparse, json, sys, tempfile, time
+from pathlib import Path
+import numpy as np, torch
+
+from rtdecode.decode import ridge
+from rtdecode.decode.residual import RidgeResidualNet
+
+p = argparse.ArgumentParser()
+p.add_argument("--json", required=True)
+p.add_argument("--neurons", type=int, nargs="+", default=[1000, 4000])
+p.add_argument("--runs", type=int, default=2000)
+a = p.parse_args()
+import onnxruntime as ort
+out = {"command": "python benchmarks/experiments/residual_latency.py " + " ".join(sys.argv[1:]), "results": []}
+for n in a.neurons:
+    dec = ridge.random_decoder(n, 8)
+    net = RidgeResidualNet.from_ridge(dec).eval()
+    with torch.no_grad():
+        for m in (net.fc1, net.fc2, net.fc3):
+            m.weight.normal_(0, 0.02)
+    x = np.random.default_rng(0).gamma(0.5, 2.0, (1, n, 8)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        torch.onnx.export(net, (torch.from_numpy(x),), str(path), input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
+        so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+        s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x)).numpy()
+        y = s.run(None, {"x": x})[0]
+        err = float(np.abs(y - ref).max() / np.abs(ref).max())
+        for _ in range(200):
+            s.run(None, {"x": x})
+        ts = []
+        for _ in range(a.runs):
+            t = time.perf_counter(); s.run(None, {"x": x}); ts.append(time.perf_counter() - t)
+    ts = np.array(ts) * 1e3
+    r = {"neurons": n, "macs_per_frame": net.macs_per_frame(), "onnx_parity_max_rel_err": err,
+         "p50_ms": float(np.percentile(ts, 50)), "p99_ms": float(np.percentile(ts, 99)), "runs": a.runs, "threads": 1}
+    print(r, flush=True)
+    out["results"].append(r)
+Path(a.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -1,0 +1,50 @@
+"""The default amortized decoder: ridge + a residual network that starts at zero."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rtdecode.decode import amortized as am
+from rtdecode.decode import ridge
+from rtdecode.decode.residual import RidgeResidualNet
+
+
+def _ridge(tiny_trials):
+    fit, val = tiny_trials[:4], tiny_trials[4:6]
+    return ridge.fit(lambda: ((t[0], t[1]) for t in fit), lambda: ((t[0], t[1]) for t in val))[0]
+
+
+def test_starts_as_the_ridge_decoder(tiny_trials):
+    dec = _ridge(tiny_trials)
+    net = RidgeResidualNet.from_ridge(dec).eval()
+    resp = tiny_trials[6][0]
+    np.testing.assert_allclose(am.predict_trial(net, resp), dec.predict_trial(resp), rtol=1e-4, atol=1e-2)
+    out = np.empty(dec.frame_shape, np.float32)
+    dec.predict_window(resp[:, 10:18], out)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(resp[None, :, 10:18]))[0].numpy(), out, rtol=1e-4, atol=1e-2)
+
+
+def test_default_fit_keeps_ridge_in_the_race_and_exports(tiny_dataset, tmp_path):
+    from rtdecode import decode
+    from rtdecode.decode import export
+    from rtdecode.offline.fit import fit_dataset
+    from rtdecode.offline.reconstruct import reconstruct
+
+    card = fit_dataset(tiny_dataset, tmp_path / "m", method="amortized", progress=False, amortized_steps=(0, 20))
+    tp = card.training
+    assert card.amortized["kind"] == "ridge_residual" and tp["encoder"] == []
+    hist = tp["amortized"]["phases"][-1]["history"]
+    assert hist[0]["step"] == 0  # ridge alone competes for the kept step
+    kept = tp["amortized"]["phases"][-1]["best_step"]
+    assert max(h["val_pixel_corr_full"] for h in hist) == next(h for h in hist if h["step"] == kept)["val_pixel_corr_full"]
+    _, dec = decode.load(tmp_path / "m")
+    assert dec.modes == ("amortized",)
+    m = reconstruct(tmp_path / "m", tiny_dataset, tmp_path / "r", progress=False)
+    assert np.isfinite(m["pixel_corr"])
+    pytest.importorskip("onnxruntime")
+    entry = export.export_onnx(tmp_path / "m")
+    assert entry["parity_max_rel_err"] < 1e-4
+    assert json.loads((tmp_path / "m" / "card.json").read_text())["onnx"]["sha256"] == entry["sha256"]
