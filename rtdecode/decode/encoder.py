@@ -232,10 +232,12 @@ def predict_trial(model: Encoder, video_norm: torch.Tensor, beh: torch.Tensor, c
     """Whole-trial prediction (T, N), in chunks of `chunk` frames with causal context."""
     ctx = model.cfg.context
     T = video_norm.shape[0]
+    dev = model.bias.device
     out = []
     for s in range(0, T, chunk):
         lo = max(0, s - ctx)
-        out.append(model(video_norm[None, lo : s + chunk], beh[None, lo : s + chunk], first=s - lo)[0])
+        out.append(model(video_norm[None, lo : s + chunk].to(dev), beh[None, lo : s + chunk].to(dev),
+                         first=s - lo)[0].cpu())
     return torch.cat(out)
 
 
@@ -273,11 +275,20 @@ def poisson_nll(model: Encoder, data: TrialData) -> float:
 def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig | None = None,
                   frame_shape=(36, 64), steps: int = 1500, batch: int = 6, clip_len: int = 32,
                   lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0, eval_every: int = 250,
-                  time_limit_s: float | None = None, progress: bool = False) -> tuple[Encoder, dict]:
+                  time_limit_s: float | None = None, progress: bool = False,
+                  checkpoints=None, name: str = "encoder") -> tuple[Encoder, dict]:
     """Train on random clips of `clip_len` frames (+ causal context); keep the step with the best
-    validation correlation. Returns (model in eval mode, info)."""
+    validation correlation. Returns (model in eval mode, on the CPU, info).
+
+    Under torchrun (rtdecode.decode.distributed) the model is in DDP and each rank computes its
+    share of every global batch of `batch` clips; `checkpoints` (distributed.Checkpoints) saves
+    and resumes the loop under `name`."""
     from tqdm import tqdm
 
+    from rtdecode.decode import distributed as dist
+
+    env = dist.current()
+    ck = checkpoints or dist.no_checkpoints()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     N = train.resps[0].shape[1]
@@ -300,14 +311,28 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
     lengths = np.array([len(v) for v in train.videos])
     best = (-np.inf, None, 0)
     history = []
+    start = 0
+    resumed = ck.load(name, rng)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"]); opt.load_state_dict(resumed["opt"])
+        sched.load_state_dict(resumed["sched"])
+        best = (resumed["best_val"], resumed["best_state"], resumed["best_step"])
+        history, start = resumed["history"], resumed["step"]
+    ddp = env.wrap(model)  # model moved to env.device; DDP only with several ranks
+    dev = env.device
+    share = env.share(batch)
+    n_local = share.stop - share.start
+    if env.rank > 0:  # dropout etc.: an own stream per rank (rank 0's is the one-process stream)
+        torch.manual_seed(seed + 7919 * env.rank)
     L = clip_len + ctx
-    bar = tqdm(range(steps), desc="encoder", unit="step", disable=not progress, leave=False)
+    step = start - 1
+    bar = tqdm(range(start, steps), desc=name, unit="step", disable=not (progress and env.is_main), leave=False)
     for step in bar:
-        model.train()
+        ddp.train()
         trials = rng.integers(len(train), size=batch)
+        starts = [int(rng.integers(-ctx, max(lengths[i] - L, -ctx) + 1)) for i in trials]
         vids, behs, resps = [], [], []
-        for i in trials:
-            s = int(rng.integers(-ctx, max(lengths[i] - L, -ctx) + 1))
+        for i, s in list(zip(trials, starts))[share]:  # every rank draws the global batch, keeps its share
             lo = max(s, 0)
             v, b, r = train.videos[i][lo : s + L], train.behs[i][lo : s + L], train.resps[i][lo : s + L]
             padn = L - len(v)
@@ -315,28 +340,32 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
                 v = F.pad(v, (0, 0, 0, 0, padn, 0)); b = F.pad(b, (0, 0, padn, 0), value=0.0)
                 r = F.pad(r, (0, 0, padn, 0))
             vids.append(v); behs.append(b); resps.append(r)
-        V, Bh, R = torch.stack(vids), torch.stack(behs), torch.stack(resps)
-        pred = model(V, Bh, first=ctx)
-        loss = poisson_loss(pred, R[:, ctx:]) / (batch * clip_len * N)
+        V, Bh, R = torch.stack(vids).to(dev), torch.stack(behs).to(dev), torch.stack(resps).to(dev)
+        pred = ddp(V, Bh, first=ctx)
+        loss = poisson_loss(pred, R[:, ctx:]) / (n_local * clip_len * N) * env.loss_weight(n_local, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step(); sched.step()
-        if progress:
+        if progress and env.is_main:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         last = step == steps - 1
-        over = time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
+        over = time_limit_s is not None and env.main_only(lambda: time.perf_counter() - t0 > time_limit_s)
         if val is not None and ((step + 1) % eval_every == 0 or last or over):
-            c = float(np.mean(sensorium_corr(model, val)))
+            c = env.main_only(lambda: float(np.mean(sensorium_corr(model, val))))
             history.append({"step": step + 1, "val_corr": c, "train_loss": loss.item()})
             log.info("encoder step %d: validation correlation %.4f", step + 1, c)
             if c > best[0]:
                 best = (c, {k: v.detach().clone() for k, v in model.state_dict().items()}, step + 1)
+        ck.step(name, step + 1, last or over, lambda: {
+            "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": history}, rng)
         if over:
             log.info("encoder: time limit reached after %d steps", step + 1)
             break
     if best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()
+    model.cpu()
     info = {"steps": int(step + 1), "best_step": best[2], "val_corr": (None if val is None else best[0]),
             "history": history, "train_seconds": time.perf_counter() - t0,
             "config": vars(model.cfg) | {"batch": batch, "clip_len": clip_len, "lr": lr}}

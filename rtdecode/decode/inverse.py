@@ -127,3 +127,32 @@ def inverse_flops_per_frame(encoder_macs_per_frame: float, T: int, cfg: InverseC
     backward ~ 3 forwards) x 2 FLOPs per MAC x models."""
     n = len(window_starts(T, min(cfg.window, T), cfg.stride)) * (ctx + min(cfg.window, T))
     return 2.0 * 3.0 * encoder_macs_per_frame * n / T * cfg.iterations * models
+
+
+def invert_trials(encoders: list[Encoder], trials: list[tuple[np.ndarray, np.ndarray]], *,
+                  mask: np.ndarray | None = None, cfg: InverseConfig | None = None,
+                  progress: bool = False, desc: str = "inverse", checkpoints=None,
+                  name: str = "inverse_targets") -> list[np.ndarray]:
+    """`invert` for each (responses, behaviour) trial. Under torchrun the trials are split across
+    ranks (rank r takes trials r, r + world, ...) and every rank gets all reconstructions, in order
+    (the same arrays one process computes: each trial is inverted independently). `checkpoints`
+    (rtdecode.decode.distributed.Checkpoints) keeps the result under `name` for --resume."""
+    from tqdm import tqdm
+
+    from rtdecode.decode import distributed as dist
+
+    env = dist.current()
+    ck = checkpoints or dist.no_checkpoints()
+    resumed = ck.load(name)
+    if resumed is not None and resumed["step"] == len(trials):
+        return [t.numpy() for t in resumed["targets"]]
+    mine = list(range(env.rank, len(trials), env.world_size))
+    done = {}
+    for i in tqdm(mine, desc=desc, unit="trial", disable=not (progress and env.is_main), leave=False):
+        r, b = trials[i]
+        done[i] = invert(encoders, r, b, mask=mask, cfg=cfg)[0]
+    for part in env.all_gather(done):
+        done.update(part)
+    out = [done[i] for i in range(len(trials))]
+    ck.step(name, len(trials), True, lambda: {"targets": [torch.from_numpy(t) for t in out]})
+    return out

@@ -26,7 +26,7 @@ from rtdecode.decode import amortized as am
 from rtdecode.decode import encoder as enc
 from rtdecode.decode import methods
 from rtdecode.decode.card import ModelCard, new_card
-from rtdecode.decode.inverse import InverseConfig, invert
+from rtdecode.decode.inverse import InverseConfig, invert, invert_trials
 from rtdecode.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -132,11 +132,11 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                  synth_movies: int = 20, synth_frames: int = 300, amortized_steps: tuple[int, int] = (1000, 1000),
                  amortized_cfg: am.AmortizedConfig | None = None, batch: int = 64, seed: int = 0,
                  progress: bool = False, stash: dict | None = None,
-                 say: Callable[[str], None] | None = None) -> tuple[PipelineDecoder, dict, dict]:
+                 say: Callable[[str], None] | None = None, checkpoints=None) -> tuple[PipelineDecoder, dict, dict]:
     """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
     Returns (decoder, arrays for weights.npz, card fields). `stash`, when given, receives
-    intermediate results (the inverse targets, the synthetic pairs) for reports."""
-    from tqdm import tqdm
+    intermediate results (the inverse targets, the synthetic pairs) for reports. Under torchrun
+    every rank runs this (rtdecode.decode.distributed); `checkpoints` saves / resumes each stage."""
 
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
@@ -152,7 +152,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     for k in range(encoder_models):
         say(f"training encoder {k + 1}/{encoder_models}")
         e, info = enc.train_encoder(tr, va, cfg=encoder_cfg, frame_shape=frame_shape, steps=encoder_steps,
-                                    seed=seed + k, progress=progress)
+                                    seed=seed + k, progress=progress, checkpoints=checkpoints, name=f"encoder{k}")
         encoders.append(e); enc_infos.append(info)
     const_nll = enc.constant_corr_baseline(tr, va)
     model_nll = float(np.mean([enc.poisson_nll(e, va) for e in encoders]))
@@ -178,11 +178,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     # 3. inverse targets of the calibration trials
     t1 = time.perf_counter()
     inv_ids = list(range(len(trials) if inverse_trials is None else min(inverse_trials, len(trials))))
-    inv_targets = []
-    for i in tqdm(inv_ids, desc="inverse (calibration)", unit="trial", disable=not progress, leave=False):
-        r, _, b = trials[i]
-        rec, _ = invert(encoders, r, b, mask=mask, cfg=inverse_cfg)
-        inv_targets.append(rec)
+    inv_targets = invert_trials(encoders, [(trials[i][0], trials[i][2]) for i in inv_ids], mask=mask,
+                                cfg=inverse_cfg, progress=progress, desc="inverse (calibration)",
+                                checkpoints=checkpoints)
     timings["inverse_targets_s"] = time.perf_counter() - t1
     # 4. synthetic pairs
     t2 = time.perf_counter()
@@ -193,7 +191,8 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
                                   synth, amortized_steps, warm=True)
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
-    am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
+    am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
+                                 checkpoints=checkpoints)
     timings["amortized_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     arrays.update(am.net_arrays(net))
