@@ -303,7 +303,8 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
         model.pos.copy_(torch.from_numpy(pos))
         mean_rate = torch.cat(train.resps).mean(0).clamp_min(1e-3)
         model.bias.copy_(torch.log(torch.expm1(mean_rate)))  # softplus^-1 of the mean rate
-    log.info("encoder: readout positions initialised in %.1f s", time.perf_counter() - t0)
+    init_s = time.perf_counter() - t0
+    log.info("encoder: readout positions initialised in %.1f s", init_s)
     params = [{"params": [p for n, p in model.named_parameters() if n != "pos"], "weight_decay": weight_decay},
               {"params": [model.pos], "lr": lr * 0.1, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(params, lr=lr)
@@ -367,7 +368,7 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
     model.eval()
     model.cpu()
     info = {"steps": int(step + 1), "best_step": best[2], "val_corr": (None if val is None else best[0]),
-            "history": history, "train_seconds": time.perf_counter() - t0,
+            "history": history, "train_seconds": time.perf_counter() - t0, "init_seconds": init_s,
             "config": vars(model.cfg) | {"batch": batch, "clip_len": clip_len, "lr": lr}}
     return model, info
 
