@@ -205,7 +205,7 @@ def predict_trial(net: AmortizedNet, responses: np.ndarray, lag_min: int | None 
     net.eval()
     lag = getattr(net, "lag_min", 0) if lag_min is None else lag_min
     w = windows_of_trial(np.asarray(responses, np.float32), lag, net.bins)
-    dev = net.act_mean.device
+    dev = next(net.parameters()).device
     out = [net(torch.from_numpy(w[s : s + chunk]).to(dev)).cpu().numpy() for s in range(0, len(w), chunk)]
     return np.concatenate(out).astype(np.float32)
 

@@ -166,19 +166,6 @@ def current() -> DistEnv:
     return _ENV if _ENV is not None else DistEnv()
 
 
-def shutdown() -> None:
-    """Leave the process group (after a barrier, so no rank leaves while another still talks)."""
-    global _ENV
-    if _ENV is not None and _ENV.distributed:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    _ENV = None
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def launch(nproc: int, argv: list[str]) -> int:
     """Run `python -m rtdecode ARGV` in `nproc` processes under torch.distributed.run (torchrun)
     on this machine, on 127.0.0.1 and a free port; return its exit code."""
@@ -308,14 +295,12 @@ class Checkpoints:
 
 def no_checkpoints() -> Checkpoints:
     """Checkpoints that are never written or read (the default of the training functions)."""
-    ck = Checkpoints.__new__(Checkpoints)
-    ck.folder, ck.every, ck.resume, ck.env = Path("."), None, False, current()
-    return ck
+    return Checkpoints(".", every=None)
 
 
 @contextlib.contextmanager
 def session(backend: str | None = None):
-    """`with session() as env:` init, then shutdown (also on errors, without the final barrier)."""
+    """`with session() as env:` init, and leave the process group at the end (also on errors)."""
     env = init(backend)
     try:
         yield env

@@ -276,18 +276,18 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
                   frame_shape=(36, 64), steps: int = 1500, batch: int = 6, clip_len: int = 32,
                   lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0, eval_every: int = 250,
                   time_limit_s: float | None = None, progress: bool = False,
-                  checkpoints=None, name: str = "encoder") -> tuple[Encoder, dict]:
+                  checkpoints=None, name: str = "encoder", env=None) -> tuple[Encoder, dict]:
     """Train on random clips of `clip_len` frames (+ causal context); keep the step with the best
     validation correlation. Returns (model in eval mode, on the CPU, info).
 
     Under torchrun (rtdecode.decode.distributed) the model is in DDP and each rank computes its
     share of every global batch of `batch` clips; `checkpoints` (distributed.Checkpoints) saves
-    and resumes the loop under `name`."""
+    and resumes the loop under `name`; `env` (default: distributed.current()) overrides that."""
     from tqdm import tqdm
 
     from rtdecode.decode import distributed as dist
 
-    env = dist.current()
+    env = env or dist.current()
     ck = checkpoints or dist.no_checkpoints()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -371,6 +371,45 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
             "history": history, "train_seconds": time.perf_counter() - t0, "init_seconds": init_s,
             "config": vars(model.cfg) | {"batch": batch, "clip_len": clip_len, "lr": lr}}
     return model, info
+
+
+def train_ensemble(train: TrialData, val: TrialData | None, models: int, *, seed: int = 0, checkpoints=None,
+                   say=None, **kw) -> tuple[list[Encoder], list[dict]]:
+    """`models` encoders, member k trained by `train_encoder(seed=seed + k, name=f"encoder{k}", **kw)`.
+
+    Under torchrun with at least as many members as ranks, the members are spread over the ranks
+    (member k on rank k % world, each trained alone: no per-step communication, and exactly the
+    members one process trains) and then broadcast to every rank; with fewer members than ranks
+    each member is trained by all ranks in DDP."""
+    from rtdecode.decode import distributed as dist
+
+    env = dist.current()
+    say = say or (lambda s: log.info("fit: %s", s))
+    if not (env.distributed and models >= env.world_size):
+        out = []
+        for k in range(models):
+            say(f"training encoder {k + 1}/{models}")
+            out.append(train_encoder(train, val, seed=seed + k, checkpoints=checkpoints, name=f"encoder{k}", **kw))
+        return [m for m, _ in out], [i for _, i in out]
+    alone = dist.DistEnv()
+    ck = None if checkpoints is None else dist.Checkpoints(checkpoints.folder, checkpoints.every, checkpoints.resume, alone)
+    mine = {}
+    for k in range(env.rank, models, env.world_size):
+        say(f"training encoder {k + 1}/{models} on rank {env.rank}")
+        mine[k] = train_encoder(train, val, seed=seed + k, checkpoints=ck, name=f"encoder{k}", env=alone, **kw)
+    encoders, infos = [], []
+    for k in range(models):
+        owner = k % env.world_size
+        sd, info = env.broadcast(({n: t.detach() for n, t in mine[k][0].state_dict().items()}, mine[k][1])
+                                 if env.rank == owner else None, src=owner)
+        if env.rank == owner:
+            m = mine[k][0]
+        else:
+            m = Encoder(train.resps[0].shape[1], kw.get("frame_shape", (36, 64)), kw.get("cfg"))
+            m.load_state_dict(sd)
+            m.eval()
+        encoders.append(m); infos.append({**info, "rank": owner})
+    return encoders, infos
 
 
 # -- saving: plain state_dict arrays in an npz, prefixed per ensemble member ------------------

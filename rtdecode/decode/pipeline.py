@@ -148,12 +148,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     t0 = time.perf_counter()
     tr = enc.TrialData([t[1] for t in trials], [t[2] for t in trials], [t[0] for t in trials])
     va = enc.TrialData([t[1] for t in val_trials], [t[2] for t in val_trials], [t[0] for t in val_trials])
-    encoders, enc_infos = [], []
-    for k in range(encoder_models):
-        say(f"training encoder {k + 1}/{encoder_models}")
-        e, info = enc.train_encoder(tr, va, cfg=encoder_cfg, frame_shape=frame_shape, steps=encoder_steps,
-                                    seed=seed + k, progress=progress, checkpoints=checkpoints, name=f"encoder{k}")
-        encoders.append(e); enc_infos.append(info)
+    encoders, enc_infos = enc.train_ensemble(tr, va, encoder_models, cfg=encoder_cfg, frame_shape=frame_shape,
+                                             steps=encoder_steps, seed=seed, progress=progress,
+                                             checkpoints=checkpoints, say=say)
     const_nll = enc.constant_corr_baseline(tr, va)
     model_nll = float(np.mean([enc.poisson_nll(e, va) for e in encoders]))
     timings["encoder_s"] = time.perf_counter() - t0

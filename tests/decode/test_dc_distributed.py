@@ -99,6 +99,21 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(reference, tiny_datase
     assert diff < 1e-6, f"resumed vs uninterrupted: max difference {diff}"
 
 
+def test_an_ensemble_is_spread_over_ranks_and_equals_the_one_process_ensemble(tiny_dataset, tmp_path):
+    """Two members on two ranks: each trained alone on its rank, so bitwise the one-process members."""
+    from rtdecode.offline.fit import fit_dataset
+
+    fit_dataset(tiny_dataset, tmp_path / "one", method="inverse", progress=False, encoder_steps=4, encoder_models=2)
+    r = _run(["fit", str(tiny_dataset), "--out", str(tmp_path / "two"), "--method", "inverse", "--encoder-steps", "4",
+              "--encoder-models", "2", "--nproc", "2"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert sorted(one) == sorted(two) and any(k.startswith("encoder1.") for k in two)
+    assert all(np.array_equal(one[k], two[k]) for k in one)
+    ranks = [e["rank"] for e in read_card(tmp_path / "two").training["encoder"]]
+    assert ranks == [0, 1]
+
+
 def test_resume_without_checkpoints_says_what_to_do(tiny_dataset, tmp_path):
     from rtdecode.errors import ConfigError
     from rtdecode.offline.fit import fit_dataset
