@@ -99,6 +99,7 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(reference, tiny_datase
     assert diff < 1e-6, f"resumed vs uninterrupted: max difference {diff}"
 
 
+@pytest.mark.slow  # ~25 s on the loaded 2-core machine; the default run has the DDP and resume tests
 def test_an_ensemble_is_spread_over_ranks_and_equals_the_one_process_ensemble(tiny_dataset, tmp_path):
     """Two members on two ranks: each trained alone on its rank, so bitwise the one-process members."""
     from rtdecode.offline.fit import fit_dataset
@@ -112,6 +113,20 @@ def test_an_ensemble_is_spread_over_ranks_and_equals_the_one_process_ensemble(ti
     assert all(np.array_equal(one[k], two[k]) for k in one)
     ranks = [e["rank"] for e in read_card(tmp_path / "two").training["encoder"]]
     assert ranks == [0, 1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL data parallelism needs 2 CUDA GPUs")
+def test_two_nccl_processes_match_one(reference, tiny_dataset, tmp_path):
+    """The NCCL path (one GPU per process); written for a GPU machine, not run on the CPU-only ones."""
+    out = tmp_path / "model"
+    r = _run(["fit", str(tiny_dataset), "--out", str(out), *ARGS, "--nproc", "2"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = read_card(out)
+    assert card.distributed["backend"] == "nccl" and card.distributed["devices"][0].startswith("cuda")
+    one, two = _weights(reference), _weights(out)
+    diff = max(float(np.abs(one[k] - two[k]).max()) for k in one if k.startswith("encoder0."))
+    assert diff < 1e-3, f"encoder weights, 2 GPUs vs 1 CPU process: {diff}"  # cuDNN / TF32 arithmetic
 
 
 def test_resume_without_checkpoints_says_what_to_do(tiny_dataset, tmp_path):
