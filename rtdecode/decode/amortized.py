@@ -143,7 +143,8 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
     rng = np.random.default_rng(seed)
     info = {"phases": []}
     t0 = time.perf_counter()
-    resumed = ck.load(name, rng)
+    config = {"phases": [[n, int(st), len(pr)] for n, pr, st in phases], "batch": batch, "lr": lr, "seed": seed}
+    resumed = ck.load(name, rng, config)
     done_phases = 0
     if resumed is not None:
         net.load_state_dict(resumed["net"])
@@ -188,7 +189,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
                 net.load_state_dict(best[1])
             phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
             ck.step(name, step + 1, last, lambda: {
-                "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "config": config, "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                 "phase": p + 1 if last else p, "info_phases": info["phases"] + ([phase_info] if last else []),
                 "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": hist}, rng)
         info["phases"].append({"name": pname, "steps": steps, "pairs": len(pairs), "history": hist,

@@ -246,9 +246,9 @@ class Checkpoints:
             return False
         return last or (self.every > 0 and step % self.every == 0)
 
-    def load(self, name: str, gen: np.random.Generator | None = None) -> dict | None:
+    def load(self, name: str, gen: np.random.Generator | None = None, config: dict | None = None) -> dict | None:
         """The checkpoint of loop `name` (with --resume and if one exists), this rank's RNG states
-        restored; None otherwise."""
+        restored; None otherwise. `config`: the loop's settings, which must equal the saved ones."""
         p = self.path(name)
         if not self.resume or not p.is_file():
             return None
@@ -256,6 +256,9 @@ class Checkpoints:
             ck = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ConfigError(f"{p}: cannot read this checkpoint ({exc}); delete it to restart that stage") from exc
+        if config is not None and ck.get("config") != config:
+            raise ConfigError(f"{p} was written with {ck.get('config')}, this fit has {config}: resume with the "
+                              "same options, or delete the checkpoint folder to start again")
         states = ck.pop("rng")
         if len(states) != self.env.world_size:
             log.warning("%s was written by %d process(es), resuming with %d: the data split changes, so the "

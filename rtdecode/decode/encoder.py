@@ -313,7 +313,8 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
     best = (-np.inf, None, 0)
     history = []
     start = 0
-    resumed = ck.load(name, rng)
+    config = {"steps": steps, "batch": batch, "clip_len": clip_len, "lr": lr, "seed": seed, "neurons": N}
+    resumed = ck.load(name, rng, config)
     if resumed is not None:
         model.load_state_dict(resumed["model"]); opt.load_state_dict(resumed["opt"])
         sched.load_state_dict(resumed["sched"])
@@ -358,7 +359,7 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
             if c > best[0]:
                 best = (c, {k: v.detach().clone() for k, v in model.state_dict().items()}, step + 1)
         ck.step(name, step + 1, last or over, lambda: {
-            "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "config": config, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
             "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": history}, rng)
         if over:
             log.info("encoder: time limit reached after %d steps", step + 1)

@@ -143,8 +143,11 @@ def invert_trials(encoders: list[Encoder], trials: list[tuple[np.ndarray, np.nda
 
     env = dist.current()
     ck = checkpoints or dist.no_checkpoints()
-    resumed = ck.load(name)
-    if resumed is not None and resumed["step"] == len(trials):
+    from dataclasses import asdict
+
+    config = {"trials": len(trials), **{k: v for k, v in asdict(cfg or InverseConfig()).items() if k != "extra"}}
+    resumed = ck.load(name, config=config)
+    if resumed is not None:
         return [t.numpy() for t in resumed["targets"]]
     mine = list(range(env.rank, len(trials), env.world_size))
     done = {}
@@ -154,5 +157,5 @@ def invert_trials(encoders: list[Encoder], trials: list[tuple[np.ndarray, np.nda
     for part in env.all_gather(done):
         done.update(part)
     out = [done[i] for i in range(len(trials))]
-    ck.step(name, len(trials), True, lambda: {"targets": [torch.from_numpy(t) for t in out]})
+    ck.step(name, len(trials), True, lambda: {"config": config, "targets": [torch.from_numpy(t) for t in out]})
     return out

@@ -97,6 +97,11 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(reference, tiny_datase
     one, resumed = _weights(reference), _weights(out)
     diff = max(float(np.abs(one[k] - resumed[k]).max()) for k in one)
     assert diff < 1e-6, f"resumed vs uninterrupted: max difference {diff}"
+    from rtdecode.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="same options"):  # a checkpoint of another fit is refused
+        fit_dataset(tiny_dataset, out, method="amortized", progress=False, inverse_cfg=InverseConfig(iterations=2),
+                    checkpoint_every=3, resume=True, **{**OPTIONS, "encoder_steps": 9})
 
 
 @pytest.mark.slow  # ~25 s on the loaded 2-core machine; the default run has the DDP and resume tests
