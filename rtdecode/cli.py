@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "it, until the source ends, --seconds pass or Ctrl-C. The decoder runs on the first of "
                         "decoder.backends that loads here.")
     rn.add_argument("config", help="rig file, e.g. configs/scanimage_2p.yaml")
-    rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder")
+    rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder (needed "
+                    "when the rig file has no decoder: a calibration block for 'rtdecode fit PATH')")
     rn.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
 
     ex = sub.add_parser("export", help="write a recorded session as a Sensorium 2023 dataset (--out) or NWB (--nwb)",
@@ -163,6 +164,25 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--age", default=None, help="--nwb: ISO 8601 duration, e.g. P90D")
     ex.add_argument("--experimenter", default=None, help="--nwb: 'Last, First'")
     ex.add_argument("--institution", default=None)
+
+    ds = sub.add_parser("dataset", help="a ScanImage TIFF + a stimulus log -> a fit dataset (Sensorium 2023 layout)",
+                        description="Runs the live extraction chain over a ScanImage TIFF recording (channels, planes "
+                        "and frame numbers from its own metadata) and pairs each frame with the stimulus frame the "
+                        "log puts on screen. Stimulus log: CSV with the header 'frame,trial,stim_frame' (ScanImage "
+                        "frame number from 1; the movie MOVIES/{trial}.npy, (T, H, W) 0-255; its frame index from "
+                        "0), or a (K, 3) integer .npy. Then: rtdecode fit OUT --out MODEL.")
+    ds.add_argument("tiff", help="a ScanImage TIFF, or a folder of them (read in name order)")
+    ds.add_argument("--stimulus-log", required=True, metavar="CSV|NPY", help="frame,trial,stim_frame rows")
+    ds.add_argument("--movies", required=True, metavar="DIR", help="folder of {trial}.npy movies, (T, H, W), 0-255")
+    ds.add_argument("--rois", required=True, nargs="+", metavar="DIR",
+                    help="suite2p folder (stat.npy, iscell.npy, ops.npy with meanImg); one per plane of --planes")
+    ds.add_argument("--out", required=True, help="dataset folder to create")
+    ds.add_argument("--channel", type=_positive_int, default=1, help="imaging channel to extract (default 1)")
+    ds.add_argument("--planes", type=_positive_int, nargs="+", default=[1], help="planes to extract (default 1)")
+    ds.add_argument("--fps", type=_positive_float, default=30.0, help="frame (volume) rate, Hz (default 30)")
+    ds.add_argument("--crop", type=_positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
+                    help="registration crop, as extraction.two_photon.crop (default 256 256)")
+    ds.add_argument("--tier", default="train", help="tier of every trial (default train)")
 
     i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
                        description="Prints a session's duration, frames, triggers and sequence gaps, and whether "
@@ -283,6 +303,16 @@ def cmd_export(args, progress) -> int:
     return 0
 
 
+def cmd_dataset(args, progress) -> int:
+    from rtdecode.offline.tiff_dataset import tiff_dataset
+
+    r = tiff_dataset(args.tiff, args.stimulus_log, args.movies, args.rois, args.out, channel=args.channel,
+                     planes=args.planes, fps=args.fps, crop=tuple(args.crop), tier=args.tier, progress=progress)
+    print(f"wrote {r['root']}: {r['trials']} trials, {r['paired']} of {r['volumes']} frames paired with a stimulus "
+          f"frame, {r['neurons']} neurons; ignored {r['ignored']}")
+    return 0
+
+
 def cmd_fit(args, progress) -> int:
     from rtdecode.decode import distributed as dist
 
@@ -371,8 +401,15 @@ def cmd_run(args, progress) -> int:
 
     st = run_session(args.config, args.record, args.seconds)
     lat = st["latency_ms"]
-    print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
-          f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}")
+    ignored = sum(st.get("ignored_frames", {}).values())
+    if st["backend"] is None:
+        print(f"calibration block (no decoder): {st['frames']} frames extracted and recorded, dropped "
+              f"{st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
+              "(other channels / planes)")
+    else:
+        print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
+              f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, "
+              f"ignored {ignored}")
     print("stage latency (ms): " + ", ".join(f"{name} p50 {s['p50']} p99 {s['p99']}"
                                              for name, s in st["stages_ms"].items()))
     return 0
@@ -414,4 +451,4 @@ def cmd_compile(args, progress) -> int:
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
             "inspect": cmd_inspect, "probe": cmd_probe,
-            "compile": cmd_compile, "run": cmd_run, "export": cmd_export, "rig": cmd_rig}
+            "compile": cmd_compile, "run": cmd_run, "export": cmd_export, "dataset": cmd_dataset, "rig": cmd_rig}

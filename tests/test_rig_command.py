@@ -58,6 +58,8 @@ def test_rig_writes_what_the_virtual_config_needs_and_run_uses_it(tmp_path):
     cfg["source"]["address"] = [frames_ep, stim_ep]
     cfg["extraction"]["two_photon"]["crop"] = [64, 64]
     cfg["outputs"]["publish"] = f"tcp://127.0.0.1:{_free_port()}"
+    for t in cfg.get("triggers") or []:
+        t["address"] = f"tcp://127.0.0.1:{_free_port()}"
     (tmp_path / "configs").mkdir()
     path = tmp_path / "configs" / "virtual_rig_2p.yaml"  # same relative layout: ../data, ../models
     path.write_text(yaml.safe_dump(cfg))

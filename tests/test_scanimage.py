@@ -41,7 +41,8 @@ def test_scanimage_description_parser():
     d = parse_description("frameNumbers = 7\nframeTimestamps_sec = 0.233100\nepoch = [2024 1 1]\n"
                           "acqTriggerTimestamps_sec = \nauxTrigger0 = []")
     assert d["frameNumbers"] == 7 and d["frameTimestamps_sec"] == pytest.approx(0.2331)
-    assert isinstance(d["epoch"], str)
+    assert d["epoch"] == [2024, 1, 1]  # tifffile's parser of ScanImage's MATLAB syntax
+    assert parse_description("ImageJ=1.48v\nmin=0.0") == {"ImageJ": "1.48v", "min": 0.0}
 
 
 

@@ -16,10 +16,21 @@ Sections:
   stimulus PC, passed through to the live loop), idle_end_s (end the session once the source has
   been silent this long, e.g. after a replay; default: wait), group_by (eventbroadcaster: electrode
   or unit) and units (eventbroadcaster: the electrode / "ELECTRODE:SORTED_ID" names in the model's
-  input order; their number must equal the model's neurons).
+  input order; their number must equal the model's neurons). Two-photon protocols (rtframe,
+  scanimage_zmq) only: channel (the one
+  imaging channel extracted, ScanImage's numbering from 1; default 1) and planes (the planes
+  extracted, ScanImage's zIdx from 1, increasing; default [1]); frames of other channels or planes
+  (or a multi-ROI scan's ROIs after the first) are counted in stats (`ignored_frames`, by reason)
+  and ignored.
 - extraction: two_photon (rois, reference, crop, max_shift, neuropil_r, tau_s, fps) or ephys
   (band_hz, threshold, threshold_uv, reference, bin_ms, block_samples) — the one that matches the protocol.
-- decoder: model (directory), backends (preference list of tensorrt, onnxruntime, torch, numpy).
+  Several planes: `rois` (and `reference`, if given) is a list with one suite2p folder (image) per
+  plane, in the order of source.planes; each plane has its own chain, and the activity vector is
+  the planes' activities one after the other (plane order, then ROI order within the plane); `fps`
+  is then the volume rate.
+- decoder (optional): model (directory), backends (preference list of tensorrt, onnxruntime, torch,
+  numpy). Without it `rtdecode run` records a calibration block (extracted activity, the stimulus
+  shown, frames' metadata; needs a record path), publishes activity only, and takes no triggers.
 - outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional).
 - triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
   min_interval_s}.
@@ -160,6 +171,8 @@ class Source(_Model):
     idle_end_s: Annotated[float, Range(gt=0.0, le=3600.0)] | None = None  # end when the source is silent this long
     group_by: Annotated[str, OneOf(("electrode", "unit"))] | None = None  # eventbroadcaster: one input per electrode or unit
     units: Annotated[list[Name], NonEmpty] | None = None  # eventbroadcaster
+    channel: Annotated[int, Range(ge=1, le=64)] | None = None  # two-photon: the imaging channel extracted (default 1)
+    planes: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = None  # two-photon (default [1])
 
     @field_validator("address")
     @classmethod
@@ -173,6 +186,13 @@ class Source(_Model):
             raise _problem(f"{sorted(u for u in set(v) if v.count(u) > 1)} listed more than once")
         return v
 
+    @field_validator("planes")
+    @classmethod
+    def _planes(cls, v):
+        if v is not None and any(b <= a for a, b in zip(v, v[1:])):
+            raise _problem(f"{v}: list each plane once, in increasing order (the order they are acquired)")
+        return v
+
     @model_validator(mode="after")
     def _protocol_fields(self):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
@@ -180,7 +200,8 @@ class Source(_Model):
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
                 "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
                 "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
-                "units": ("eventbroadcaster",)}
+                "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"),
+                "planes": ("rtframe", "scanimage_zmq")}
         for key, names in only.items():
             if getattr(self, key) is not None and self.protocol not in names:
                 raise _problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
@@ -194,16 +215,37 @@ class Source(_Model):
             return self.heartbeat.port
         return split_endpoint(self.address[0])[1] + 1
 
+    @property
+    def frame_channel(self) -> int:
+        """The imaging channel extracted (default 1)."""
+        return 1 if self.channel is None else self.channel
+
+    @property
+    def frame_planes(self) -> list[int]:
+        """The planes extracted, increasing (default [1])."""
+        return [1] if self.planes is None else list(self.planes)
+
 
 class TwoPhoton(_Model):
-    rois: Path  # suite2p folder (stat.npy, iscell.npy, ops.npy)
-    reference: Path | None = None  # .npy image; default: ops['meanImg'] of the ROI folder
+    # suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane (a list, in source.planes order)
+    rois: Path | Annotated[list[Path], NonEmpty]
+    reference: Path | Annotated[list[Path], NonEmpty] | None = None  # .npy image (one per plane); default: ops['meanImg']
     crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = (256, 256)
     max_shift: Annotated[int, Range(ge=1, le=1024)] | None = None
     neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = 0.7
     tau_s: Annotated[float, Range(gt=0.0, le=10.0)] = 0.7  # indicator decay time
     fps: Annotated[float, Range(gt=0.0, le=2000.0)] = 30.0
     frame_dtype: Annotated[str, OneOf(("uint16", "int16"))] = "uint16"  # ScanImage acquires int16
+
+    @property
+    def rois_per_plane(self) -> list[Path]:
+        return list(self.rois) if isinstance(self.rois, list) else [self.rois]
+
+    @property
+    def reference_per_plane(self) -> list[Path | None]:
+        if self.reference is None:
+            return [None] * len(self.rois_per_plane)
+        return list(self.reference) if isinstance(self.reference, list) else [self.reference]
 
 
 class Ephys(_Model):
@@ -298,7 +340,7 @@ class RigConfig(_Model):
     rig: Name = "rig"  # a name for logs and session files
     source: Source
     extraction: Extraction
-    decoder: Decoder
+    decoder: Decoder | None = None  # none: a calibration block (record only)
     outputs: Outputs = Outputs()
     triggers: list[Trigger] = []
 
@@ -307,6 +349,21 @@ class RigConfig(_Model):
         want = protocols.get(self.source.protocol).extraction
         if getattr(self.extraction, want) is None:
             raise _problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
+        if self.decoder is None and want != "two_photon":
+            raise _problem(f"decoder: required with protocol {self.source.protocol} (recording a calibration block "
+                           "without a model is two-photon only)")
+        if self.decoder is None and self.triggers:
+            raise _problem("triggers: a session without a decoder (a calibration block) cannot trigger; "
+                           "add decoder.model or remove the triggers")
+        tp = self.extraction.two_photon
+        if tp is not None and want == "two_photon":
+            planes = self.source.frame_planes
+            for key, given in (("rois", tp.rois), ("reference", tp.reference)):
+                count = len(given) if isinstance(given, list) else 1
+                if given is not None and count != len(planes):
+                    raise _problem(f"extraction.two_photon.{key}: source.planes lists {len(planes)} plane(s) "
+                                   f"{planes}, so give {len(planes)} {'suite2p folder' if key == 'rois' else 'image'}"
+                                   f"{'s' if len(planes) > 1 else ''} (a list in plane order), got {count}")
         # ports on one host must not collide (Open Ephys plugins default to the same ones)
         used: dict[tuple[str, int], str] = {}
 
@@ -336,16 +393,19 @@ class RigConfig(_Model):
         def fix(p):
             return p if p is None or Path(p).is_absolute() else Path(os.path.normpath(Path(base) / p))
 
+        def fix_all(p):
+            return [fix(q) for q in p] if isinstance(p, list) else fix(p)
+
         ex = self.extraction
         if ex.two_photon is not None:
             ex = ex.model_copy(update={"two_photon": ex.two_photon.model_copy(
-                update={"rois": fix(ex.two_photon.rois), "reference": fix(ex.two_photon.reference)})})
+                update={"rois": fix_all(ex.two_photon.rois), "reference": fix_all(ex.two_photon.reference)})})
         triggers = [t if t.rule is None or t.rule.target is None else t.model_copy(
             update={"rule": t.rule.model_copy(update={"target": fix(t.rule.target)})}) for t in self.triggers]
         return self.model_copy(update={
             "triggers": triggers,
             "extraction": ex,
-            "decoder": self.decoder.model_copy(update={"model": fix(self.decoder.model)}),
+            "decoder": None if self.decoder is None else self.decoder.model_copy(update={"model": fix(self.decoder.model)}),
             "outputs": self.outputs.model_copy(update={"record": fix(self.outputs.record)})})
 
 

@@ -2,7 +2,10 @@
 
 Builds the stage graph (extraction -> activity ring -> decoder backend), checks it, warms every
 stage, then runs the live loop until the source ends, `--seconds` pass or Ctrl-C; records the
-session when asked. Two-photon: one chain, frame by frame. Ephys sources (openephys,
+session when asked. Two-photon: frames of `source.channel` and `source.planes` only (others counted
+in `ignored_frames`); one plane: one chain, frame by frame; several planes: one extraction chain per
+plane (rtdecode.extract.planes), the volume's activity vector into [activity ring, decoder]. Without a
+decoder in the rig file: a calibration block, extraction and recording only. Ephys sources (openephys,
 eventbroadcaster): the extraction stages (bandpass, common_reference, detect, bin; or bin_units for
 sorted spikes) run per block of samples inside the Open Ephys adapter (rtdecode.live.ephys), which
 hands out one activity vector per bin to the chain [activity ring, decoder]; the whole graph is
@@ -28,7 +31,9 @@ from rtdecode.errors import ConfigError
 from rtdecode.sources import protocols
 from rtdecode.sources.ingest import Ingest
 from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
-from rtdecode.live.session import LiveSession, limit_blas_threads, record_extraction, recorder_extras
+from rtdecode.extract.planes import Planes
+from rtdecode.live.session import (LiveSession, limit_blas_threads, record_extraction, record_planes,
+                                    recorder_extras)
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing
@@ -36,6 +41,8 @@ from rtdecode.sources.address import split_endpoint
 from rtdecode.stage import Chain, check_graph
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder: the dataset layout (DESIGN 3.2)
 
 
 def decoder_stage(cfg: RigConfig):
@@ -51,29 +58,39 @@ def decoder_stage(cfg: RigConfig):
     return card, BackendStage(card, backend), fill, backend.name
 
 
-def extraction_stages(cfg: RigConfig) -> list:
-    """The two-photon stages before the activity ring, or none for ephys (its stages depend on the
-    model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
+def plane_chains(cfg: RigConfig) -> list[Chain]:
+    """One two-photon extraction chain per plane of `source.planes` (its own ROIs and reference)."""
     tp = cfg.extraction.two_photon
-    if cfg.source.protocol != "rtframe":
-        return []
     if tp is None:
         raise ConfigError("source.protocol rtframe needs extraction.two_photon")
     from rtdecode.extract import build_chain
     from rtdecode.extract.offline import suite2p_reference
     from rtdecode.extract.rois import load_suite2p
 
-    rois = load_suite2p(tp.rois)
-    if tp.reference is not None:
-        reference = np.load(tp.reference, allow_pickle=False)
-    else:
-        reference = suite2p_reference(tp.rois)
-        if reference is None:
-            raise ConfigError(f"extraction.two_photon: no reference image: {tp.rois}/ops.npy has no meanImg; "
-                              "set extraction.two_photon.reference to a .npy image")
-    chain = build_chain(rois, reference, fps=tp.fps, crop=tuple(tp.crop), max_shift=tp.max_shift,
-                        r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype))
-    return chain.stages
+    chains = []
+    for rois_dir, ref_path in zip(tp.rois_per_plane, tp.reference_per_plane):
+        rois = load_suite2p(rois_dir)
+        if ref_path is not None:
+            reference = np.load(ref_path, allow_pickle=False)
+        else:
+            reference = suite2p_reference(rois_dir)
+            if reference is None:
+                raise ConfigError(f"extraction.two_photon: no reference image: {rois_dir}/ops.npy has no meanImg; "
+                                  "set extraction.two_photon.reference to a .npy image")
+        chains.append(build_chain(rois, reference, fps=tp.fps, crop=tuple(tp.crop), max_shift=tp.max_shift,
+                                  r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype)))
+    return chains
+
+
+def extraction_stages(cfg: RigConfig) -> list:
+    """The two-photon stages before the activity ring (one plane), or none for ephys (its stages depend
+    on the model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
+    if protocols.get(cfg.source.protocol).extraction != "two_photon":
+        return []
+    chains = plane_chains(cfg)
+    if len(chains) != 1:
+        raise ConfigError(f"source.planes lists {len(chains)} planes: use plane_chains()")
+    return chains[0].stages
 
 
 def make_frame_ingest(cfg: RigConfig):
@@ -98,7 +115,7 @@ def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
 
 def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
     """A TriggerEngine with one rule and one output per `triggers` entry, or None without any."""
-    if not cfg.triggers:
+    if not cfg.triggers or cfg.decoder is None:
         return None
     from rtdecode.outputs.triggers import LuminanceRule, MotionEnergyRule, SimilarityRule, TriggerEngine
     from rtdecode.outputs.triggers.sinks import NetworkEventsSink, SerialSink, ZmqSink
@@ -156,40 +173,77 @@ def close_triggers(engine) -> None:
 
 
 def run_session(config: str | Path, record: str | Path | None = None, seconds: float | None = None) -> dict:
-    """Run a live session; returns its stats (also in the session's end.json when recording)."""
+    """Run a live session; returns its stats (also in the session's end.json when recording).
+
+    Without a decoder in the rig file the session is a calibration block: extraction only, recorded
+    (activity, stimulus shown, frame metadata) so that `rtdecode fit SESSION` can train on it."""
     cfg = load_config(config)
-    stages = extraction_stages(cfg)
-    card, dec_stage, fill, backend = decoder_stage(cfg)
-    ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
     ephys = protocols.get(cfg.source.protocol).extraction == "ephys"
+    record = record if record is not None else cfg.outputs.record
+    if cfg.decoder is None and record is None:
+        raise ConfigError("decoder: the rig file has no decoder, so this session is a calibration block; give "
+                          "--record DIR (or outputs.record) to keep it, then fit on it: rtdecode fit DIR --out MODEL")
+    planes = None
+    stages = []
+    if not ephys:
+        chains = plane_chains(cfg)
+        if len(chains) == 1:  # one plane: the extraction is the chain's head, frames only filtered
+            stages = chains[0].stages
+            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes)
+        else:
+            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, chains)
+    card = dec_stage = backend = None
+    if cfg.decoder is not None:
+        card, dec_stage, fill, backend = decoder_stage(cfg)
+        ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
+        if planes is not None and planes.chains is not None and planes.n != card.neurons:
+            raise ConfigError(f"extraction.two_photon.rois: the planes {planes.planes} hold {planes.n} ROIs in all, "
+                              f"the model {cfg.decoder.model} has {card.neurons} neurons; they must be equal")
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         check_ephys_inputs(cfg, card)
         stages = ephys_stages(cfg, card.neurons)
         check_graph(stages + [ring, dec_stage])  # the whole graph, before the first block
         chain = Chain([ring, dec_stage])
-    else:
+    elif card is not None:
         chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
-    limit_blas_threads(cfg.decoder.blas_threads)
+    else:
+        chain = Chain(stages) if stages else None
+    if cfg.decoder is not None:
+        limit_blas_threads(cfg.decoder.blas_threads)
     t0 = time.perf_counter()
     if ephys:
         for s in stages:
             s.warm_up()
-    chain.warm_up()
-    graph = (stages if ephys else []) + chain.stages
-    log.info("%d stages checked and warmed up in %.0f ms (%s); decoder backend %s", len(graph),
-             (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in graph), backend)
-    record = record if record is not None else cfg.outputs.record
+    if planes is not None:
+        planes.warm_up()
+    if chain is not None:
+        chain.warm_up()
+    graph = (stages if ephys else []) + ([] if chain is None else chain.stages)
+    log.info("%d stages checked and warmed up in %.0f ms (%s)%s; decoder backend %s", len(graph),
+             (time.perf_counter() - t0) * 1e3, " -> ".join(s.name for s in graph),
+             f" after {len(planes.planes)} plane chains" if planes is not None and planes.chains else "", backend)
+    if planes is not None and planes.chains is not None:
+        n_neurons = planes.n
+    else:
+        n_neurons = card.neurons if card is not None else int(chain.out_spec.shape[0])
+    # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (DESIGN 3.2)
+    frame_shape = card.frame_shape if card is not None else CALIBRATION_FRAME_SHAPE
     # before the session folder: it may refuse the model (neurons)
     ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg)
     recorder = triggers = None
     try:
         if record is not None:
-            recorder = Recorder(record, card.neurons, card.frame_shape,
-                                meta={"config": cfg.model_dump(mode="json"), "model_card": card.to_dict(), "backend": backend,
-                                      "config_file": str(Path(config).resolve())},
-                                fps=_frame_rate(cfg), extras=recorder_extras(chain))
-            record_extraction(recorder, chain)
-        triggers = make_triggers(cfg, card.frame_shape, recorder)
+            recorder = Recorder(record, n_neurons, frame_shape,
+                                meta={"config": cfg.model_dump(mode="json"),
+                                      "model_card": None if card is None else card.to_dict(), "backend": backend,
+                                      "config_file": str(Path(config).resolve()),
+                                      "calibration": card is None},
+                                fps=_frame_rate(cfg), extras=recorder_extras(chain, planes))
+            if planes is not None and planes.chains is not None:
+                record_planes(recorder, planes)
+            elif chain is not None:
+                record_extraction(recorder, chain)
+        triggers = make_triggers(cfg, frame_shape, recorder)
         pub = Publisher(cfg.outputs.publish)
     except BaseException:
         ingest.close()
@@ -197,9 +251,11 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         if recorder is not None:
             recorder.close({"error": "could not start"})
         raise
-    session = LiveSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
-                          triggers=triggers, extraction=ingest.chain if ephys else None)
-    log.info("live: %s -> %s", ", ".join(cfg.source.address), pub.endpoint)
+    session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
+                          triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
+                          decode=card is not None)
+    log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
+             ", ".join(cfg.source.address), pub.endpoint)
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)
     except KeyboardInterrupt:

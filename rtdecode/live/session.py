@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +34,7 @@ from rtdecode.sources.ingest import Ingest
 from rtdecode.latency import Histogram
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder, rois_npz
+from rtdecode.extract.planes import REASONS as IGNORE_REASONS, Planes
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.stage import Chain
 
@@ -74,6 +75,7 @@ class LiveResult:
     source_restarts: int = 0  # the frame counter went back (the source restarted)
     silences: int = 0  # times the source sent no frame for longer than `silence_s`
     longest_silence_s: float = 0.0
+    ignored: Counter = field(default_factory=Counter)  # frames not extracted, by reason (extract.planes.REASONS)
 
 
 def extraction_taps(chain: Chain) -> dict:
@@ -83,7 +85,7 @@ def extraction_taps(chain: Chain) -> dict:
     from rtdecode.extract import DeltaF, Register, Traces
 
     taps = {}
-    for i, st in enumerate(chain.stages):
+    for i, st in enumerate([] if chain is None else chain.stages):
         if isinstance(st, Register):
             taps["shifts"] = (lambda st=st: st.last_shift, (2,), "float32")
         elif isinstance(st, Traces):
@@ -93,6 +95,35 @@ def extraction_taps(chain: Chain) -> dict:
             buf = chain.buffers[i]
             taps["dff"] = (lambda buf=buf: buf, buf.shape, "float32")
     return taps
+
+
+def plane_taps(planes: Planes) -> dict:
+    """`extraction_taps` of a volume: 'F', 'Fneu', 'dff' concatenated over the planes (the activity
+    vector's order), 'shifts' (planes, 2)."""
+    per = [extraction_taps(c) for c in planes.chains]
+    taps = {}
+    for k in ("F", "Fneu", "dff"):
+        if all(k in t for t in per):
+            getters = [t[k][0] for t in per]
+            taps[k] = (lambda g=getters: np.concatenate([f() for f in g]), (planes.n,), "float32")
+    if all("shifts" in t for t in per):
+        getters = [t["shifts"][0] for t in per]
+        taps["shifts"] = (lambda g=getters: np.stack([f() for f in g]), (len(per), 2), "float32")
+    return taps
+
+
+def record_planes(recorder: Recorder, planes: Planes) -> None:
+    """One chain: rois.npz as `record_extraction`; several planes: rois_plane{p}.npz per plane."""
+    if len(planes.chains) == 1:
+        record_extraction(recorder, planes.chains[0])
+        return
+    from rtdecode.extract import Register, Traces
+
+    for p, chain in zip(planes.planes, planes.chains):
+        traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
+        reg = next((st for st in chain.stages if isinstance(st, Register)), None)
+        if traces is not None:
+            recorder.attach(f"rois_plane{p}", rois_npz(traces.rois, None if reg is None else reg.reference))
 
 
 def record_extraction(recorder: Recorder, chain: Chain) -> dict:
@@ -111,9 +142,11 @@ def record_extraction(recorder: Recorder, chain: Chain) -> dict:
     return arrays
 
 
-def recorder_extras(chain: Chain) -> dict:
-    """{name: (shape, dtype)} of `extraction_taps(chain)`, for Recorder(extras=...)."""
-    return {k: (shape, dt) for k, (_, shape, dt) in extraction_taps(chain).items()}
+def recorder_extras(chain: Chain | None, planes: Planes | None = None) -> dict:
+    """{name: (shape, dtype)} of `extraction_taps(chain)` (or `plane_taps(planes)` with per-plane
+    chains), for Recorder(extras=...)."""
+    taps = extraction_taps(chain) if planes is None or planes.chains is None else plane_taps(planes)
+    return {k: (shape, dt) for k, (_, shape, dt) in taps.items()}
 
 
 class StimulusLog:
@@ -142,33 +175,51 @@ class LiveSession:
     """Runs `chain` (extraction stages + ring + decode) on every `frame` message of `ingest`.
 
     extraction: stages the ingest runs itself before a frame exists (Open Ephys: per block of
-    samples, rtdecode.live.ephys); the session times them and reports them first in `stages_ms`."""
+    samples, rtdecode.live.ephys); the session times them and reports them first in `stages_ms`.
+    planes: which frames are extracted (rtdecode.extract.planes.Planes: one channel, some planes);
+    the others are counted in `ignored_frames` by reason. With per-plane chains, `chain` starts at
+    the activity ring and gets one activity vector per volume (`frames` then counts volumes).
+    decode: False for a calibration block: `chain` is the extraction only (None: nothing after the
+    per-plane chains), no decoded frame is published, the recorder gets activity and stimulus."""
 
-    def __init__(self, ingest: Ingest, chain: Chain, publisher: Publisher, lag_min: int,
+    def __init__(self, ingest: Ingest, chain: Chain | None, publisher: Publisher, lag_min: int = 0,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
-                 time_stages: bool = True, extraction: Chain | None = None):
+                 time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
+                 decode: bool = True):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         # Stages the ingest runs before the frames reach `chain` (ephys: per block, not per bin);
         # only timed and reported here.
         self.extraction = extraction
+        self.planes = planes
+        self.decode = decode
         if time_stages:
-            chain.time_stages()
+            if chain is not None:
+                chain.time_stages()
             if extraction is not None:
                 extraction.time_stages()
+            if planes is not None:
+                planes.time_stages()
         self.silence_s = silence_s
         self._last_acq: int | None = None
         self._last_frame: float | None = None  # time.monotonic() of the last frame message
         self._silent = False
-        rings = [i for i, s in enumerate(chain.stages) if isinstance(s, ActivityRing)]
-        if len(rings) != 1:
+        stages = [] if chain is None else chain.stages
+        rings = [i for i, s in enumerate(stages) if isinstance(s, ActivityRing)]
+        if decode and len(rings) != 1:
             raise StageError(f"the live chain needs exactly one activity ring, found {len(rings)}")
-        ring = rings[0]
-        bins = chain.stages[ring].history
-        # The activity vector of the current frame: the ring's input.
-        self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
+        if not decode and (rings or triggers is not None):
+            raise StageError("a session without a decoder takes no activity ring and no triggers")
+        if decode:
+            ring = rings[0]
+            bins = chain.stages[ring].history
+            # The activity vector of the current frame: the ring's input.
+            self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
+        else:
+            bins = 1
+            self.activity_buffer = None  # the extraction's output is the activity
         self.recorder = recorder
-        taps = extraction_taps(chain)
+        taps = extraction_taps(chain) if planes is None or planes.chains is None else plane_taps(planes)
         self.taps = {k: g for k, (g, _, _) in taps.items() if recorder is not None and k in recorder.extras}
         self.triggers = triggers  # a rtdecode.outputs.triggers.TriggerEngine, or None
         self.target_back = bins - 1 + lag_min  # bins between the newest bin and the decoded frame
@@ -178,6 +229,7 @@ class LiveSession:
         self.max_errors = max_errors
         self.stats_every_s = stats_every_s
         self.result = LiveResult()
+        self._stim_shape_warned = False
 
     def run(self, seconds: float | None = None, idle_timeout_s: float = 10.0) -> LiveResult:
         """Process messages until the sender says it ended, `seconds` pass, or nothing arrives for
@@ -261,11 +313,21 @@ class LiveSession:
 
     def on_frame(self, msg) -> None:
         res = self.result
-        out = self.chain.process(msg.array)
+        inp = msg.array
+        if self.planes is not None:
+            why = self.planes.ignore(msg.header)
+            if why is not None:
+                res.ignored[why] += 1
+                return
+            if self.planes.chains is not None:
+                inp = self.planes.add(msg.header["plane"], msg.array)
+                if inp is None:  # not the volume's last plane yet
+                    return
+        out = inp if self.chain is None else self.chain.process(inp)
         ready = time.perf_counter()
         self.frame_times.append(msg.t)
         res.frames += 1
-        decodable = len(self.frame_times) > self.target_back
+        decodable = self.decode and len(self.frame_times) > self.target_back
         target = (-1, -1)
         if decodable:
             target_t = self.frame_times[0]
@@ -281,13 +343,21 @@ class LiveSession:
                                          frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"))
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
-        activity = self.activity_buffer if self.activity_buffer is not None else msg.array
+        if not self.decode:
+            activity = out
+        else:
+            activity = self.activity_buffer if self.activity_buffer is not None else inp
         self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
         if self.recorder is not None:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
             shown = self.stim.at(msg.t) or (-1, -1)
+            image = self.stim.images.get(shown)
+            if image is not None and image.shape != self.recorder.shape and not self._stim_shape_warned:
+                self._stim_shape_warned = True
+                log.warning("stimulus images are %s but the session records %s: they are not recorded",
+                            image.shape, self.recorder.shape)
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
-                              shown, target, time.perf_counter() - msg.received, self.stim.images.get(shown),
+                              shown, target, time.perf_counter() - msg.received, image,
                               {k: g() for k, g in self.taps.items()} if self.taps else None)
 
     def stats(self) -> dict:
@@ -297,6 +367,10 @@ class LiveSession:
                "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.stage_summary_ms(),
                "lost_frames": r.lost_frames, "source_restarts": r.source_restarts, "silences": r.silences,
                "longest_silence_s": round(r.longest_silence_s, 3)}
+        if self.planes is not None:
+            out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
+            if self.planes.chains is not None and len(self.planes.planes) > 1:
+                out["incomplete_volumes"] = self.planes.incomplete
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
         if self.recorder is not None:
@@ -312,7 +386,9 @@ class LiveSession:
     def stage_summary_ms(self) -> dict:
         """{stage name: {p50, p99, max, n} in ms}: the extraction's stages (if any), then the chain's."""
         out = {} if self.extraction is None else self.extraction.stage_summary_ms()
-        return out | self.chain.stage_summary_ms()
+        if self.planes is not None:
+            out |= self.planes.stage_summary_ms()
+        return out | ({} if self.chain is None else self.chain.stage_summary_ms())
 
     def publish_stats(self) -> None:
         self.pub.send("stats", None, **self.stats())

@@ -32,15 +32,28 @@ def export_sensorium(session: str | Path, out: str | Path, tier: str = "train") 
     known = shown[:, 0] >= 0
     if not known.any():
         raise RecordError(f"{session}: no recorded frame has a known stimulus; was the stimulus stream connected?")
+    root = write_pairs(out, a["activity"], shown, lambda rows: a["stimulus"][rows], tier)
+    log.info("exported %d trials (%d frames) of %s to %s", len(set(shown[known, 0].tolist())), int(known.sum()),
+             session, root)
+    return root
+
+
+def write_pairs(out: str | Path, activity: np.ndarray, shown: np.ndarray, images, tier: str = "train") -> Path:
+    """Write (activity, stimulus) pairs in the Sensorium 2023 layout, one trial per stimulus trial.
+
+    activity: (T, N) per acquired frame (or volume); shown: (T, 2) (trial, stimulus frame) on screen
+    then, (-1, -1) if none (such rows are left out); images(rows) -> (len(rows), H, W) stimulus images
+    of those rows. Each trial's rows are sorted by stimulus frame; behaviour and pupil centre are
+    zeros (not recorded). Trials are numbered 0, 1, ... in increasing stimulus-trial order."""
     root = Path(out)
+    known = shown[:, 0] >= 0
     trials = sorted(set(shown[known, 0].tolist()))
     for k, trial in enumerate(trials):
         rows = np.flatnonzero(shown[:, 0] == trial)
         rows = rows[np.argsort(shown[rows, 1], kind="stable")]
-        video = a["stimulus"][rows].astype(np.float32)
+        video = np.asarray(images(rows), np.float32)
         T = len(rows)
-        write_trial(root, str(k), video, a["activity"][rows].T, np.zeros((2, T)), np.zeros((2, T)))
-    n = int(s["meta"]["neurons"])
+        write_trial(root, str(k), video, activity[rows].T, np.zeros((2, T)), np.zeros((2, T)))
+    n = int(activity.shape[1])
     write_meta(root, [tier] * len(trials), n, np.zeros((n, 3)))
-    log.info("exported %d trials (%d frames) of %s to %s", len(trials), int(known.sum()), session, root)
     return root

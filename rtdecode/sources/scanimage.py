@@ -13,9 +13,11 @@
   transposes it first, so the bytes are the same. MATLAB numbers are doubles; jsonencode writes
   integral ones without a decimal point (`5`), which is what this function does.
 
-`read_tiff_frames(path)` yields frames of a ScanImage TIFF (per-frame `frameNumbers` and
-`frameTimestamps_sec` from each page's ImageDescription; channel from `SI.hChannels.channelSave`) or of
-a plain TIFF stack (index and a given rate). `replay_tiff(...)` publishes them as rtframe `frame`
+`read_tiff_frames(path)` yields frames of a ScanImage TIFF, its metadata read by tifffile
+(`TiffFile.scanimage_metadata`; per-frame `frameNumbers` and `frameTimestamps_sec` from each page's
+description): channel from `SI.hChannels.channelSave`, plane from the page's place in the volume
+(`SI.hStackManager` slices), multi-ROI pages split into their ROIs (`RoiGroups`); or of a plain TIFF
+stack (index and a given rate). `replay_tiff(...)` publishes them as rtframe `frame`
 messages at the original timing (`speed` 1), faster, or as fast as possible (`speed` 0).
 """
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,65 +80,114 @@ class TiffFrame:
     timestamp: float  # s since the acquisition start
     channel: int = 1
     plane: int = 1
-
-
-_KV = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*(.*?)\s*$")
+    roi: int = 1  # multi-ROI (mesoscope) scans: the ROI's index in the ROI group, from 1
 
 
 def parse_description(text: str) -> dict:
-    """`key = value` lines of a ScanImage page description -> dict (numbers parsed, nothing evaluated)."""
-    out = {}
-    for line in (text or "").splitlines():
-        m = _KV.match(line)
-        if not m:
-            continue
-        k, v = m.groups()
-        try:
-            out[k] = int(v)
-        except ValueError:
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v.strip("'")
+    """A ScanImage page description (`key = value` lines, MATLAB syntax) -> dict, parsed by tifffile
+    (numbers and arrays parsed, nothing evaluated); {} for text that is not in that form."""
+    from tifffile.tifffile import matlabstr2py
+
+    try:
+        out = matlabstr2py(text or "")
+    except Exception as exc:  # noqa: BLE001 -- foreign descriptions (ImageJ, OME) are not ours to judge
+        log.debug("not a ScanImage description: %s", exc)
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+@dataclass
+class TiffLayout:
+    """How a ScanImage TIFF's pages are ordered, from its non-varying metadata (`FrameData`)."""
+
+    channels: list[int]  # SI.hChannels.channelSave: pages cycle through these first
+    planes: int  # slices per volume (SI.hStackManager numSlices when a stack or FastZ is on), then
+    rois: list[tuple[int, int]]  # multi-ROI: (lines, pixels) of each ROI, stacked top to bottom in a page
+    frame_rate: float | None  # SI.hRoiManager.scanFrameRate
+
+
+def tiff_layout(tf) -> TiffLayout:
+    """The page layout of an open tifffile.TiffFile: ScanImage's own metadata as tifffile reads it
+    (`TiffFile.scanimage_metadata`: the BigTIFF header block, or the first page's Software tag)."""
+    frame_data, roi_groups = {}, {}
+    try:
+        meta = tf.scanimage_metadata or {}
+    except Exception as exc:  # noqa: BLE001 -- a damaged header: fall back to the page tags below
+        log.warning("ScanImage metadata unreadable (%s); using the first page's tags", exc)
+        meta = {}
+    frame_data = meta.get("FrameData") or {}
+    roi_groups = meta.get("RoiGroups") or {}
+    page = tf.pages[0]
+    if not frame_data and (getattr(page, "software", "") or "")[:3] == "SI.":
+        frame_data = parse_description(page.software)
+    chans = np.atleast_1d(np.asarray(frame_data.get("SI.hChannels.channelSave", [1]))).astype(int).ravel().tolist()
+    stack = bool(frame_data.get("SI.hStackManager.enable") or frame_data.get("SI.hFastZ.enable"))
+    slices = frame_data.get("SI.hStackManager.actualNumSlices", frame_data.get("SI.hStackManager.numSlices", 1))
+    planes = int(slices) if stack and isinstance(slices, (int, float)) and slices >= 1 else 1
+    rois = []
+    if frame_data.get("SI.hRoiManager.mroiEnable"):
+        for roi in _as_list((roi_groups.get("imagingRoiGroup") or {}).get("rois")):
+            if not roi.get("enable", True):
+                continue
+            field = _as_list(roi.get("scanfields"))[0] if roi.get("scanfields") else {}
+            res = field.get("pixelResolutionXY")
+            if res is not None:
+                rois.append((int(res[1]), int(res[0])))
+        if not rois:
+            log.warning("multi-ROI scan without readable ROI sizes (RoiGroups): pages are read whole")
+    rate = frame_data.get("SI.hRoiManager.scanFrameRate")
+    return TiffLayout(chans or [1], planes, rois, float(rate) if isinstance(rate, (int, float)) else None)
+
+
+def _as_list(v):
+    return [] if v is None else v if isinstance(v, list) else [v]
+
+
+def split_rois(image: np.ndarray, rois: list[tuple[int, int]]) -> list[np.ndarray]:
+    """A multi-ROI page -> one image per ROI: ROIs are stacked top to bottom, the same number of
+    flyback lines between each two (what is left of the page's lines, shared equally)."""
+    if len(rois) < 2:
+        return [image]
+    lines = sum(h for h, _ in rois)
+    gap, rest = divmod(image.shape[0] - lines, len(rois) - 1)
+    if gap < 0 or rest:
+        raise DatasetError(f"a {image.shape} page does not hold ROIs of {rois} lines with equal gaps")
+    out, y = [], 0
+    for h, w in rois:
+        out.append(image[y:y + h, :w])
+        y += h + gap
     return out
 
 
-def _channels_saved(tf) -> list[int]:
-    try:
-        meta = tf.scanimage_metadata or {}
-        saved = meta.get("FrameData", {}).get("SI.hChannels.channelSave")
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:  # foreign metadata
-        log.debug("no ScanImage metadata: %s", exc)
-        return [1]
-    if saved is None:
-        return [1]
-    saved = np.atleast_1d(np.asarray(saved)).astype(int).ravel().tolist()
-    return saved or [1]
-
-
-def read_tiff_frames(path, rate_hz: float = 30.0):
-    """Yield TiffFrame per page. Plain stacks: frame_number = index + 1, timestamp = index / rate_hz."""
+def read_tiff_frames(path, rate_hz: float | None = None):
+    """Yield a TiffFrame per channel, plane and ROI of each page. ScanImage TIFFs: layout from the
+    file's metadata (`tiff_layout`), per-frame `frameNumbers` and `frameTimestamps_sec` from each
+    page's description (read by tifffile). Plain stacks: frame_number = index + 1, timestamp =
+    index / rate_hz (default: the file's scan frame rate, else 30 Hz)."""
     import tifffile
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"TIFF file not found: {path}")
-    if rate_hz <= 0:
+    if rate_hz is not None and rate_hz <= 0:
         raise ConfigError(f"rate_hz must be > 0, got {rate_hz}")
     with tifffile.TiffFile(path) as tf:
-        chans = _channels_saved(tf)
+        lay = tiff_layout(tf)
+        rate = rate_hz or lay.frame_rate or 30.0
+        C = len(lay.channels)
         for i, page in enumerate(tf.pages):
             img = page.asarray()
             if img.ndim != 2:
                 raise DatasetError(f"{path} page {i}: expected a 2-D frame, got shape {img.shape}")
-            d = parse_description(getattr(page, "description", "") or "")
+            text = getattr(page, "description", "") or ""
+            d = parse_description(text) if page.is_scanimage or "frameNumbers" in text else {}
             fn = d.get("frameNumbers")
             ts = d.get("frameTimestamps_sec")
-            if isinstance(fn, int) and isinstance(ts, (int, float)):
-                yield TiffFrame(img, fn, float(ts), chans[i % len(chans)], 1)
-            else:
-                k = i // len(chans)
-                yield TiffFrame(img, k + 1, k / rate_hz, chans[i % len(chans)], 1)
+            if not (isinstance(fn, int) and isinstance(ts, (int, float))):
+                fn, ts = i // C + 1, (i // C) / rate
+            channel, plane = lay.channels[i % C], (i // C) % lay.planes + 1
+            for r, sub in enumerate(split_rois(img, lay.rois), 1):
+                yield TiffFrame(sub, int(fn), float(ts), channel, plane, r)
 
 
 def replay_tiff(path, endpoint: str = "tcp://127.0.0.1:*", speed: float = 1.0, rate_hz: float = 30.0,
@@ -174,7 +224,8 @@ def replay_tiff(path, endpoint: str = "tcp://127.0.0.1:*", speed: float = 1.0, r
                 if delay > 0:
                     time.sleep(delay)
             sock.send_multipart(wire.encode("frame", seq(), time.time(), f.image, frameNumberAcq=f.frame_number,
-                                            frameTimestamp=f.timestamp, channel=f.channel, plane=f.plane))
+                                            frameTimestamp=f.timestamp, channel=f.channel, plane=f.plane,
+                                            roi=f.roi))
         wall = time.perf_counter() - t0
         if send_end:
             sock.send_multipart(wire.encode("stats", seq(), time.time(), None, end=True, frames=len(frames)))

@@ -1,0 +1,80 @@
+"""The README's "Rehearse on the virtual rig" block: checked command by command (default run), and run
+verbatim with bash (slow: a 60-s calibration block, a fit and a 30-s live session; `.ci/run` runs it).
+
+The verbatim run happens in a fresh folder holding a copy of `configs/` (what the block reads from the
+repository root), with this checkout's `rtdecode` first on the path. It binds the rig files' fixed
+loopback ports (5555, 5570, 5560, 5561): another program on them makes it fail."""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rtdecode.cli import build_parser
+from rtdecode.live.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADING = "## Rehearse on the virtual rig"
+
+
+def rehearsal_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count(HEADING + "\n") == 1, "README.md needs exactly one section headed " + HEADING
+    section = text.split(HEADING + "\n", 1)[1]
+    section = re.split(r"^## ", section, maxsplit=1, flags=re.M)[0]
+    blocks = re.findall(r"^```bash\n(.*?)^```$", section, flags=re.S | re.M)
+    assert len(blocks) == 1 and section.count("```") == 2, "the section holds exactly one fenced bash block"
+    return blocks[0]
+
+
+def commands(block: str) -> list[list[str]]:
+    """The rtdecode commands of the block, as argv lists (comments and a trailing & dropped)."""
+    out = []
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[-1] == "&":
+            words = words[:-1]
+        if words and words[0] == "rtdecode":
+            out.append(words[1:])
+    return out
+
+
+def test_the_rehearsal_block_does_the_whole_workflow_with_valid_commands():
+    cmds = commands(rehearsal_block())
+    parser = build_parser()
+    parsed = [parser.parse_args(argv) for argv in cmds]  # SystemExit on any unknown flag or value
+    names = [a.command for a in parsed]
+    assert names[-1] == "inspect"
+    runs = [a for a in parsed if a.command == "run"]
+    assert len(runs) == 2 and all(a.record for a in runs)
+    calib, live = (load_config(ROOT / a.config) for a in runs)
+    assert calib.decoder is None and live.decoder is not None and live.triggers  # no model, then a model + a rule
+    assert all(t.rule is not None for t in live.triggers)
+    fits = [a for a in parsed if a.command == "fit"]
+    assert len(fits) == 1 and fits[0].dataset == runs[0].record  # fitted on the recorded calibration block
+    assert live.decoder.model.resolve() == (ROOT / fits[0].out).resolve()  # the live rig file uses that model
+    assert parsed[-1].session == runs[1].record  # inspect the live session
+    rigs = [a for a in parsed if a.command == "rig"]
+    assert [a.tier for a in rigs if not a.prepare_only] == ["train", "oracle"]
+    assert any(a.seconds == 30 for a in rigs if a.tier == "oracle")  # a 30-second live session
+
+
+@pytest.mark.slow
+def test_the_rehearsal_block_runs_verbatim(tmp_path):
+    block = rehearsal_block()
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=1500)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert "calibration block (no decoder): " in out and "stopped cleanly" in out, out[-6000:]
+    assert (tmp_path / "models" / "virtual" / "card.json").is_file()
+    assert (tmp_path / "sessions" / "rehearsal" / "live" / "end.json").is_file()
