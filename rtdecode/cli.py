@@ -422,9 +422,11 @@ def cmd_inspect(args, progress) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
     else:
+        stop = ("stopped cleanly" if s["clean_stop"] else "ended by an error" if s["ended_by"] == "error"
+                else "did not stop cleanly (killed?)")
         print(f"{args.session}: {s['frames']} frames over {s['duration_s']:.1f} s, {s['neurons']} neurons, "
-              f"{s['triggers']} triggers, {s['gaps']} missing frames (sequence gaps), "
-              f"{'stopped cleanly' if s['clean_stop'] else 'did not stop cleanly (killed?)'}")
+              f"{s['triggers']} triggers ({s['suppressed_triggers']} suppressed), {s['gaps']} missing frames "
+              f"(sequence gaps), {len(s['missing_chunks'])} missing chunks, {stop}")
         for problem in s["damaged"]:
             print(f"  damaged: {problem}")
     return 0 if s["ok"] else 1

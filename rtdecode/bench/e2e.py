@@ -125,7 +125,8 @@ def start_sender(cfg: SenderConfig, timeout_s: float = 300.0):
 
 
 def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape, seed: int = 0,
-             prerender: int = 300, record: str | Path | None = None, trigger_every_frame: bool = True) -> dict:
+             prerender: int = 300, record: str | Path | None = None, trigger_every_frame: bool = True,
+             freshness: str = "every_frame", max_age_s: float = 0.05) -> dict:
     """One streamed run: sender at `speed` x 30 Hz for `frames` frames -> the live session. Returns stats."""
     from rtdecode.sources.ingest import Ingest
     from rtdecode.outputs.publish import Publisher
@@ -152,9 +153,9 @@ def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape
     rules = [CallableRule("every_frame", lambda f: 1.0, threshold=0.5, refractory_s=0.0)] if trigger_every_frame else []
     triggers = TriggerEngine(rules, [ZmqSink(pub)], max_lag_s=0.1,
                              record=recorder.trigger if recorder is not None else None)
-    ingest = Ingest([endpoint])
+    ingest = Ingest([endpoint], freshness=freshness)
     session = TracedSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
-                             triggers=triggers)
+                             triggers=triggers, max_age_s=max_age_s)
     load0 = os.getloadavg()
     try:
         res = session.run(seconds=frames / (FPS * max(speed, 1e-3)) + 60, idle_timeout_s=5)
@@ -177,6 +178,11 @@ def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape
         "published": res.published, "dropped_messages": stats["dropped"], "lost_frames": res.lost_frames,
         "missing_frames": frames - res.frames, "sender_ended": res.ended, "errors": res.errors,
         "latency_ms": res.latency.summary_ms(), "e2e_ms": res.e2e.summary_ms(),
+        "freshness": freshness, "max_age_ms": max_age_s * 1e3, "skipped_frames": res.skipped_frames,
+        "arrived_to_published_ms": stats["arrived_to_published_ms"],
+        "acquired_to_published_ms": stats["acquired_to_published_ms"],
+        "acquired_to_trigger_ms": triggers.from_acquisition.summary_ms(), "stale_frames": triggers.stale_frames,
+        "suppressed_stale": triggers.suppressed_stale, "clock": ingest.clock_summary(),
         "to_wire_ms": triggers.to_wire.summary_ms(), "triggers_fired": triggers.fired,
         "triggers_enabled": triggers.enabled, "triggers_disabled_reason": triggers.disabled_reason,
         "stages_ms": chain.stage_summary_ms(), "delay_growth_ms": round(growth_ms, 3),
@@ -235,6 +241,15 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
             if not r["sustainable"]:
                 break
             best = r
+        # the same overload with the closed-loop policy: only the newest frame, no trigger on a stale one
+        latest = None
+        if search:
+            s = search[-1]["speed"]
+            n = int(min(max(seconds_per_step * FPS * s, 150), 3000))
+            latest = run_once(chain, card, float(s), n, neurons, shape, seed, prerender=300, freshness="latest")
+            say(f"x{s} with freshness latest: skipped {latest['skipped_frames']}, fired {latest['triggers_fired']}, "
+                f"suppressed (stale) {latest['suppressed_stale']}, acquired->published p99 "
+                f"{latest['acquired_to_published_ms']['p99']} ms")
     if blas_default is not None:
         limit_blas_threads(blas_default)
     out = {
@@ -253,6 +268,12 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
         },
         "definitions": {
             "latency_ms": "frame message handed over by the SUB socket -> decoded frame published",
+            "arrived_to_published_ms": "the same, p50/p99",
+            "acquired_to_published_ms": "frame acquired (sender's t mapped to the local clock by the per-publisher "
+                                        "minimum-delay offset estimate) -> decoded frame published: includes the "
+                                        "time the frame waited in the socket queues",
+            "acquired_to_trigger_ms": "frame acquired -> trigger sent by the ZmqSink",
+            "suppressed_stale": "triggers not sent because their frame was older than max_age_ms since acquisition",
             "e2e_ms": "sender timestamp (time.time) -> decoded frame published (includes loopback transport)",
             "to_wire_ms": "decoded frame ready (chain done) -> trigger sent by the ZmqSink (rule fires every frame)",
             "stages_ms": "time per frame of each stage of the chain",
@@ -264,11 +285,14 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
         "at_30hz": at30,
         "at_30hz_default_blas_threads": at30_default,
         "search": search,
+        "latest_at_fastest_tried": latest,
         "fastest_sustainable": None if best is None else {
             "speed": best["speed"], "rate_hz": best["rate_hz"], "latency_ms": best["latency_ms"],
             "to_wire_ms": best["to_wire_ms"], "e2e_ms": best["e2e_ms"]},
         "fastest_tried_failed": None if not search or search[-1]["sustainable"] else search[-1]["speed"],
         "meets": {"latency_p99_at_30hz": at30["latency_ms"]["p99"] <= TARGETS["latency_p99_ms_at_30hz"],
+                  "acquired_to_published_p99_at_30hz":
+                      at30["acquired_to_published_ms"]["p99"] <= TARGETS["latency_p99_ms_at_30hz"],
                   "to_wire_p99": at30["to_wire_ms"]["p99"] <= TARGETS["to_wire_p99_ms"]},
     }
     write_json(json_out, out)
@@ -278,6 +302,9 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
 def summary_lines(d: dict) -> list[str]:
     a = d["at_30hz"]
     lines = [f"e2e bench: {d['neurons']} neurons, {d['frame_shape'][0]}x{d['frame_shape'][1]} frames",
+             (f"30 Hz: acquired->published p50 {a['acquired_to_published_ms']['p50']} ms "
+              f"p99 {a['acquired_to_published_ms']['p99']} ms; acquired->trigger p99 "
+              f"{a['acquired_to_trigger_ms']['p99']} ms"),
              (f"30 Hz: arrival->published p50 {a['latency_ms']['p50']} ms p99 {a['latency_ms']['p99']} ms; "
               f"ready->trigger p50 {a['to_wire_ms']['p50']} ms p99 {a['to_wire_ms']['p99']} ms; dropped "
               f"{a['dropped_messages']}")]

@@ -63,10 +63,12 @@ def suite2p_reference(folder) -> np.ndarray | None:
     ops = Path(folder) / "ops.npy"
     if not ops.is_file():
         return None
-    try:
-        d = np.load(ops, allow_pickle=True).item()  # suite2p's own pickled format
-    except Exception as e:
-        raise RoiError(f"cannot read {ops}: {e}") from e
+    from rtdecode.extract import safe_npy
+
+    arr = safe_npy.load(ops, error=RoiError)  # suite2p's pickled format, restricted to plain types
+    d = arr.item() if arr.dtype.hasobject and arr.size == 1 else None
+    if not isinstance(d, dict):
+        raise RoiError(f"{ops} does not hold suite2p's ops dictionary")
     return None if d.get("meanImg") is None else np.asarray(d["meanImg"], np.float32)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage, sparse
 
 from rtdecode.errors import RoiError
+from rtdecode.extract import safe_npy
 
 log = logging.getLogger(__name__)
 
@@ -149,19 +150,16 @@ def load_suite2p(
     stat_path = folder / "stat.npy"
     if not stat_path.is_file():
         raise RoiError(f"{stat_path} not found; point to a suite2p plane folder (e.g. suite2p/plane0)")
-    # suite2p stores stat.npy and ops.npy as pickled objects, so they need allow_pickle; only load
-    # them from folders you trust. Everything else in rtdecode is read without pickle.
-    try:
-        stat = np.load(stat_path, allow_pickle=True)
-    except Exception as e:  # a damaged file can fail in many ways inside np.load / pickle
-        raise RoiError(f"cannot read {stat_path}: {e}") from e
+    # suite2p stores stat.npy and ops.npy as pickled objects: they are read by an unpickler that
+    # admits only the numpy and builtin types suite2p writes (rtdecode.extract.safe_npy).
+    stat = safe_npy.load(stat_path, error=RoiError)
 
     ops_path = folder / "ops.npy"
     if ops_path.is_file():
-        try:
-            ops = np.load(ops_path, allow_pickle=True).item()
-        except Exception as e:
-            raise RoiError(f"cannot read {ops_path}: {e}") from e
+        ops = safe_npy.load(ops_path, error=RoiError)
+        ops = ops.item() if ops.dtype.hasobject and ops.size == 1 else None
+        if not isinstance(ops, dict):
+            raise RoiError(f"{ops_path} does not hold suite2p's ops dictionary")
         ops_shape = (int(ops["Ly"]), int(ops["Lx"])) if "Ly" in ops and "Lx" in ops else None
     else:
         ops_shape = None

@@ -34,6 +34,9 @@ Sections:
 - outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional).
 - triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
   min_interval_s}.
+- freshness: every_frame (default: process every frame, recording grade) or latest (closed loop:
+  process only the newest frame queued, count the skipped ones); max_age_ms (default 50): no trigger
+  fires on a frame older than this since its acquisition (suppressed ones are counted and recorded).
 """
 
 from __future__ import annotations
@@ -343,6 +346,10 @@ class RigConfig(_Model):
     decoder: Decoder | None = None  # none: a calibration block (record only)
     outputs: Outputs = Outputs()
     triggers: list[Trigger] = []
+    # every_frame: process every frame (recording grade; a backlog shows in the latency);
+    # latest: closed loop, drain the socket and process only the newest frame (skipped ones counted)
+    freshness: Annotated[str, OneOf(("every_frame", "latest"))] = "every_frame"
+    max_age_ms: Annotated[float, Range(gt=0.0, le=60000.0)] = 50.0  # no trigger on a frame older than this since acquisition
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -445,19 +452,65 @@ def parse_config(data, source: str = "", base: Path | None = None) -> RigConfig:
     return cfg.resolve_paths(base) if base is not None else cfg
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NODES = 100_000  # YAML nodes after expanding aliases (an alias bomb expands to billions)
+MAX_CONFIG_DEPTH = 50
+
+
+def _expanded_nodes(node, memo: dict, depth: int = 0) -> int:
+    """Nodes of the YAML graph with every alias expanded (memoized: fast even for a bomb)."""
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"nested more than {MAX_CONFIG_DEPTH} levels deep")
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a cycle counts once here; the constructor refuses it later
+    n = 1
+    if isinstance(node.value, list):
+        for item in node.value:
+            for sub in (item if isinstance(item, tuple) else (item,)):
+                n += _expanded_nodes(sub, memo, depth + 1)
+    memo[key] = n
+    return n
+
+
 def load_config(path) -> RigConfig:
-    """Read and check a rig configuration YAML file; ConfigError says what is wrong and where."""
+    """Read and check a rig configuration YAML file; ConfigError says what is wrong and where, in
+    one line, quickly: a file that is not UTF-8, over MAX_CONFIG_BYTES, nested too deep, or whose
+    aliases expand to more than MAX_CONFIG_NODES nodes is refused before it is built."""
     import yaml
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {len(raw)} bytes; a rig file is at most {MAX_CONFIG_BYTES} bytes")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the rig file as UTF-8") from None
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # reads the stream: may raise (control characters)
+        node = loader.get_single_node()
+        if node is not None:
+            n = _expanded_nodes(node, {})
+            if n > MAX_CONFIG_NODES:
+                raise ConfigError(f"{path}: its YAML aliases expand to {n:.3g} nodes (limit {MAX_CONFIG_NODES}); "
+                                  "is it an alias bomb? write the values out")
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0][:200]
+        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deep to be a rig file") from None
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     return parse_config(data, str(path), base=path.resolve().parent)

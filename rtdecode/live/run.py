@@ -29,7 +29,7 @@ from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
 from rtdecode.sources import protocols
-from rtdecode.sources.ingest import Ingest
+from rtdecode.sources.ingest import Ingest, max_message_bytes
 from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
 from rtdecode.live.session import (LiveSession, limit_blas_threads, record_extraction, record_planes,
@@ -93,13 +93,15 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chains[0].stages
 
 
-def make_frame_ingest(cfg: RigConfig):
-    """The two-photon message source: rtframe subscribers, or ScanImage's native stream (with the
-    stimulus PC's rtframe publisher beside it)."""
+def make_frame_ingest(cfg: RigConfig, frame_bytes: int | None = None):
+    """The two-photon message source: rtframe subscribers (refusing messages much larger than
+    `frame_bytes`, the acquisition frame's size), or ScanImage's native stream (with the stimulus
+    PC's rtframe publisher beside it)."""
     if cfg.source.protocol == "scanimage_zmq":
         stim = [cfg.source.stim_address] if cfg.source.stim_address else []
         return ScanImageZmqIngest(cfg.source.address[0], stim_endpoints=stim)
-    return Ingest(cfg.source.address)
+    limit = max_message_bytes(max(frame_bytes or 0, 4 * 2**20))  # stimulus images may ride along too
+    return Ingest(cfg.source.address, max_msg_bytes=limit, freshness=cfg.freshness)
 
 
 def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
@@ -229,7 +231,11 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (DESIGN 3.2)
     frame_shape = card.frame_shape if card is not None else CALIBRATION_FRAME_SHAPE
     # before the session folder: it may refuse the model (neurons)
-    ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg)
+    frame_bytes = None
+    if not ephys:  # the acquisition frame's size bounds what a frame socket accepts
+        head = stages[0] if stages else planes.chains[0].stages[0]
+        frame_bytes = int(np.prod(head.in_spec.shape)) * np.dtype(head.in_spec.dtype).itemsize
+    ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg, frame_bytes)
     recorder = triggers = None
     try:
         if record is not None:
@@ -253,18 +259,24 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         raise
     session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
                           triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
-                          decode=card is not None)
+                          decode=card is not None, max_age_s=cfg.max_age_ms / 1e3)
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
              ", ".join(cfg.source.address), pub.endpoint)
+    error = None
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)
+        if session.result.stopped_by == "errors":
+            error = "stopped after repeated errors processing frames"
     except KeyboardInterrupt:
         log.info("stopped by the user")
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         stats = session.stats() | {"backend": backend}
         close_triggers(triggers)
         if recorder is not None:
-            recorder.close(stats)
+            recorder.close(stats, error=error)
         ingest.close()
         pub.close()
     return stats

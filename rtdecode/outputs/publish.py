@@ -8,6 +8,7 @@ import numpy as np
 import zmq
 
 from rtdecode.sources import wire
+from rtdecode.sources.exposure import bound
 
 
 class Publisher:
@@ -19,7 +20,7 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, hwm)  # slow viewers lose old frames, never stall us
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(endpoint)
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint = bound(self.sock, "the publisher")
         self.seq = wire.Sequencer()
 
     def send(self, topic: str, array: np.ndarray | None = None, t: float | None = None, **fields) -> None:

@@ -7,19 +7,31 @@ A session is a folder:
                         and the `extras` the live loop taps, e.g. F, Fneu, dff, motion shifts)
   rois.npz              (two-photon) the ROI and neuropil masks and registration reference used live
   triggers.jsonl        one line per trigger, flushed and fsynced as it happens
-  end.json              written on a clean stop (its absence means the session was killed)
+  manifest.jsonl        one line per chunk as it lands: file, SHA-256, rows, frame range, keys and shapes
+  status.json           'recording' at the start, then 'stopped', 'error' or 'damaged' (a file of
+                        fixed size, allocated at the start and rewritten in place: it can be updated
+                        on a full disk)
+  end.json              written on a stop (its absence means the session was killed); `ended_by`
+                        'stop' or 'error', `damaged` when recording failed, `chunks` the manifest
 
 Each chunk is written to a temporary file, fsynced and renamed, so a chunk on disk is always whole:
 after `kill -9` at most the last second (the chunk being gathered) is missing. Writing happens on a
 background thread; the live loop only copies a frame's arrays into the open chunk. The queue of
 chunks waiting for the disk is bounded (`max_backlog`): when it is full the live loop waits (records
 are never dropped to keep up; the time waited is `blocked_s`). A chunk that cannot be written (disk
-full, folder gone) is logged and its records counted in `lost`, so nothing is lost silently. Nothing
-is pickled: chunks are plain .npz, read with allow_pickle=False.
+full, folder gone) stops the recording: it and every later record are counted in `lost`, the
+session is marked damaged (status.json), and the live loop goes on decoding. Nothing is pickled:
+chunks are plain .npz, read with allow_pickle=False.
+
+`read_session` checks every chunk against the manifest (missing, damaged: SHA-256 mismatch or
+unreadable, inconsistent keys or shapes: such a chunk is reported and left out, never misaligning
+the arrays), and reports `.tmp` leftovers and sessions that ended by error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -36,6 +48,17 @@ from rtdecode.errors import RecordError
 log = logging.getLogger(__name__)
 
 FORMAT = "rtdecode-session"
+KEYS = ("number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus")
+STATUS_BYTES = 4096
+
+
+def _write_status(path: Path, status: dict) -> None:
+    """Rewrite the fixed-size status file in place (no new disk blocks needed)."""
+    text = json.dumps(status).encode()[: STATUS_BYTES - 1]
+    with open(path, "r+b" if path.exists() else "wb") as fh:
+        fh.write(text.ljust(STATUS_BYTES, b" "))
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -93,6 +116,11 @@ class Recorder:
                 "extras": {k: {"shape": list(sh), "dtype": dt.str} for k, (sh, dt) in self.extras.items()},
                 **(meta or {})}
         _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+        self._status_path = self.folder / "status.json"
+        _write_status(self._status_path, {"state": "recording"})
+        self.failed: str | None = None  # why recording stopped (disk full, ...), None while it works
+        self.manifest: list[dict] = []
+        self._manifest = open(self.folder / "manifest.jsonl", "ab")
         self.cap = max(1, int(round(chunk_s * fps)))
         self.n, self.shape = n_neurons, tuple(frame_shape)
         self._new_chunk()
@@ -126,6 +154,10 @@ class Recorder:
     def add(self, number: int, t: float, activity: np.ndarray, decoded: np.ndarray | None,
             shown: tuple[int, int], target: tuple[int, int], latency_s: float,
             stimulus: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> None:
+        if self.failed is not None:  # recording stopped: count, never block or buffer
+            self.records += 1
+            self.lost += 1
+            return
         b, i = self.buf, self.fill
         for k, (_, dt) in self.extras.items():
             v = None if extras is None else extras.get(k)
@@ -192,32 +224,105 @@ class Recorder:
                 return
             index, arrays = item
             path = self.folder / "chunks" / f"{index:06d}.npz"
+            rows = len(arrays["number"])
+            if self.failed is not None:
+                self.lost += rows
+                continue
             try:
-                _atomic_write(path, lambda fh: np.savez(fh, **arrays))
-                self.written += len(arrays["number"])
-            except Exception as exc:  # noqa: BLE001 -- disk full, folder removed, anything: the writer must
-                # live on (the live loop waits for its bounded queue); say so loudly, count what was lost
+                buf = io.BytesIO()
+                np.savez(buf, **arrays)
+                data = buf.getbuffer()
+                _atomic_write(path, lambda fh: fh.write(data))
+                entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "rows": rows,
+                         "first": int(arrays["number"][0]), "last": int(arrays["number"][-1]),
+                         "shapes": {k: list(v.shape) for k, v in arrays.items()}}
+                self._manifest.write((json.dumps(entry) + "\n").encode())
+                self._manifest.flush()
+                os.fsync(self._manifest.fileno())
+                self.manifest.append(entry)
+                self.written += rows
+            except Exception as exc:  # noqa: BLE001 -- disk full, folder removed, anything: stop recording,
+                # count what is lost, mark the session damaged; the live loop goes on decoding
                 self.errors += 1
-                self.lost += len(arrays["number"])
-                log.error("could not write %s (%d records lost): %s", path, len(arrays["number"]), exc)
+                self.lost += rows
+                self.failed = f"{type(exc).__name__}: {exc}"
+                log.error("could not write %s (%d records lost): %s; recording stopped, decoding goes on",
+                          path, rows, exc)
+                try:
+                    path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+                    _write_status(self._status_path, {"state": "damaged", "reason": self.failed, "chunk": path.name})
+                except OSError:
+                    pass
 
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
 
-    def close(self, stats: dict | None = None) -> None:
+    def close(self, stats: dict | None = None, error: str | None = None) -> None:
+        """Flush, then write end.json; `error` says the session ended by an error (not a clean stop)."""
         self.flush()
         self._queue.put(None)
         self._thread.join()
         self._triggers.close()
+        self._manifest.close()
         end = {**(stats or {}), "stopped": time.time(), "records": self.records, "written": self.written,
-               "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers}
+               "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers,
+               "ended_by": "error" if error else "stop", "error": error, "damaged": self.failed,
+               "chunks": self.manifest}
         if stats is not None and "recorded" in stats:  # the session's stats were taken before this last flush
             end.update(recorded=self.written, record_errors=self.errors, records_lost=self.lost, record_backlog=0)
         if self.lost or self.lost_triggers:
             log.error("session %s: %d of %d records and %d trigger lines could not be written", self.folder,
                       self.lost, self.records, self.lost_triggers)
-        _atomic_write(self.folder / "end.json", lambda fh: fh.write(json.dumps(end, indent=2).encode()))
+        state = "damaged" if (self.failed or self.lost or self.lost_triggers) else "error" if error else "stopped"
+        try:
+            _atomic_write(self.folder / "end.json", lambda fh: fh.write(json.dumps(end, indent=2).encode()))
+        except OSError as exc:
+            log.error("could not write %s/end.json: %s", self.folder, exc)
+            state = "damaged"
+            try:
+                (self.folder / "end.json.tmp").unlink(missing_ok=True)
+            except OSError:
+                pass
+        try:
+            _write_status(self._status_path, {"state": state, "reason": self.failed or error, "records": self.records,
+                                              "lost_records": self.lost})
+        except OSError as exc:
+            log.error("could not update %s: %s", self._status_path, exc)
+
+
+def _read_json(path: Path):
+    """(object, problem): the JSON in `path`, or None and what is wrong (never raises)."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8")), None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return None, f"{path.name}: unreadable ({type(exc).__name__}: {str(exc)[:100]})"
+
+
+def _chunk_problem(z_files, arrays: dict, neurons, frame_shape, extras=None) -> str | None:
+    """Why a chunk's arrays are inconsistent with the session (its KEYS, plus the per-frame `extras`
+    session.json declares as {name: {shape, dtype}}), or None."""
+    keys = set(z_files)
+    extras = extras if isinstance(extras, dict) else {}
+    want_keys = set(KEYS) | set(extras)
+    if keys != want_keys:
+        missing, extra = sorted(want_keys - keys), sorted(keys - want_keys)
+        return f"keys differ from the session's (missing {missing}, extra {extra})"
+    rows = {len(v) if v.ndim else -1 for v in arrays.values()}
+    if len(rows) != 1:
+        return f"arrays of different lengths {sorted(rows)}"
+    want = {"number": (), "t": (), "shown": (2,), "target": (2,), "latency_s": ()}
+    if isinstance(neurons, int):
+        want["activity"] = (neurons,)
+    if isinstance(frame_shape, list):
+        want["decoded"] = want["stimulus"] = tuple(frame_shape)
+    for k, spec in extras.items():
+        if isinstance(spec, dict) and isinstance(spec.get("shape"), list):
+            want[k] = tuple(spec["shape"])
+    for k, shape in want.items():
+        if arrays[k].shape[1:] != tuple(shape):
+            return f"'{k}' rows are {list(arrays[k].shape[1:])}, the session's are {list(shape)}"
+    return None
 
 
 def rois_npz(rois, reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -237,53 +342,125 @@ def rois_npz(rois, reference: np.ndarray | None = None) -> dict[str, np.ndarray]
 
 def read_session(folder: str | Path) -> dict:
     """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
-    chunks, 'damaged': list of problems}. RecordError if it is not a session at all."""
+    the chunks that are whole and consistent, 'damaged': list of problems, 'missing_chunks',
+    'unfinished_chunks' (.tmp leftovers), 'status'}. RecordError if it is not a session at all;
+    anything else wrong is reported in 'damaged', never raised."""
     folder = Path(folder)
     meta_path = folder / "session.json"
     if not meta_path.is_file():
         raise RecordError(f"{folder} is not an rtdecode session (no session.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{meta_path}: not valid JSON ({exc})") from None
-    damaged = []
-    parts: dict[str, list] = {}
-    for path in sorted((folder / "chunks").glob("*.npz")):
+    meta, problem = _read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise RecordError(f"{meta_path}: not a JSON object ({problem or type(meta).__name__})")
+    neurons, frame_shape = meta.get("neurons"), meta.get("frame_shape")
+    damaged: list[str] = []
+    end = None
+    if (folder / "end.json").is_file():
+        end, problem = _read_json(folder / "end.json")
+        if problem or not isinstance(end, dict):
+            damaged.append(problem or "end.json: not a JSON object")
+            end = None
+    status, _ = _read_json(folder / "status.json") if (folder / "status.json").is_file() else (None, None)
+    status = status if isinstance(status, dict) else None
+    # the manifest: what landed, with hashes (end.json's copy, else the lines written as chunks landed)
+    manifest: dict[str, dict] = {}
+    has_manifest = (folder / "manifest.jsonl").is_file() or (end is not None and "chunks" in end)
+    if end is not None and isinstance(end.get("chunks"), list):
+        entries = end["chunks"]
+    else:
+        entries = []
         try:
-            with np.load(path, allow_pickle=False) as z:
-                for k in z.files:
-                    parts.setdefault(k, []).append(z[k])
-        except Exception as exc:
-            damaged.append(f"{path.name}: {exc}")
-    leftovers = sorted(p.name for p in (folder / "chunks").glob("*.tmp"))
+            lines = (folder / "manifest.jsonl").read_bytes().splitlines() if (folder / "manifest.jsonl").is_file() else []
+        except OSError as exc:
+            lines = []
+            damaged.append(f"manifest.jsonl: unreadable ({exc})")
+        for i, line in enumerate(lines):
+            try:
+                entries.append(json.loads(line))
+            except (ValueError, RecursionError):
+                damaged.append(f"manifest.jsonl line {i + 1} is not JSON")
+    for e in entries:
+        if isinstance(e, dict) and isinstance(e.get("file"), str):
+            manifest[e["file"]] = e
+    chunk_dir = folder / "chunks"
+    files = sorted(chunk_dir.glob("*.npz")) if chunk_dir.is_dir() else []
+    on_disk = {p.name for p in files}
+    missing = sorted(set(manifest) - on_disk)
+    indices = sorted(int(p.stem) for p in files if p.stem.isdigit())
+    expected = set(range(max(indices) + 1)) if indices else set()
+    expected |= {int(Path(f).stem) for f in manifest if Path(f).stem.isdigit()}
+    missing = sorted(set(missing) | {f"{i:06d}.npz" for i in expected - set(indices)})
+    for name in missing:
+        e = manifest.get(name)
+        damaged.append(f"{name}: missing" + (f" (frames {e.get('first')}..{e.get('last')})" if e else ""))
+    parts: dict[str, list] = {}
+    for path in files:
+        try:
+            data = path.read_bytes()
+            e = manifest.get(path.name)
+            if e is not None and e.get("sha256") != hashlib.sha256(data).hexdigest():
+                damaged.append(f"{path.name}: damaged (SHA-256 differs from the manifest)")
+                continue
+            if e is None and has_manifest and end is not None:
+                damaged.append(f"{path.name}: not in the manifest")
+                continue
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            problem = _chunk_problem(arrays.keys(), arrays, neurons, frame_shape, meta.get("extras"))
+            if problem:
+                damaged.append(f"{path.name}: inconsistent: {problem}")
+                continue
+        except Exception as exc:  # noqa: BLE001 -- any unreadable chunk is reported, never raised
+            damaged.append(f"{path.name}: damaged ({type(exc).__name__}: {str(exc)[:100]})")
+            continue
+        for k, v in arrays.items():
+            parts.setdefault(k, []).append(v)
+    leftovers = sorted(p.name for p in folder.rglob("*.tmp"))
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     triggers = []
     tpath = folder / "triggers.jsonl"
     if tpath.is_file():
-        for i, line in enumerate(tpath.read_text().splitlines()):
+        for i, line in enumerate(tpath.read_bytes().splitlines()):
             try:
                 triggers.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 damaged.append(f"triggers.jsonl line {i + 1} is not JSON")
-    end_path = folder / "end.json"
-    end = json.loads(end_path.read_text()) if end_path.is_file() else None
+    if end is not None:
+        if end.get("ended_by") == "error":
+            damaged.append(f"the session ended by an error: {str(end.get('error'))[:200]}")
+        if end.get("damaged"):
+            damaged.append(f"recording failed during the session: {str(end.get('damaged'))[:200]}")
+        lost = end.get("lost_records")
+        if isinstance(lost, int) and lost > 0:
+            damaged.append(f"{lost} records could not be written")
+        if leftovers:
+            damaged.append(f"unfinished files left behind: {', '.join(leftovers[:10])}")
+    elif status is not None and status.get("state") in ("damaged", "error"):
+        damaged.append(f"status.json: {status.get('state')} ({str(status.get('reason'))[:200]}); end.json missing")
     return {"meta": meta, "end": end, "triggers": triggers, "arrays": arrays, "damaged": damaged,
-            "unfinished_chunks": leftovers}
+            "missing_chunks": missing, "unfinished_chunks": leftovers, "status": status}
 
 
 def summarize(session: dict) -> dict:
-    """What a session holds: duration, frames, triggers, gaps; `ok` False if anything is damaged."""
+    """What a session holds: duration, frames, triggers, gaps; `ok` False if anything is damaged
+    or missing, or the session ended by an error."""
     a = session["arrays"]
     number = a.get("number", np.zeros(0, np.int64))
     t = a.get("t", np.zeros(0))
     gaps = int(np.sum(np.maximum(np.diff(number) - 1, 0))) if number.size > 1 else 0
+    end = session["end"]
+    suppressed = sum(1 for e in session["triggers"] if isinstance(e, dict) and e.get("suppressed"))
     return {
         "frames": int(number.size),
         "duration_s": float(t[-1] - t[0]) if t.size > 1 else 0.0,
-        "triggers": len(session["triggers"]),
+        "triggers": len(session["triggers"]) - suppressed,
+        "suppressed_triggers": suppressed,
         "gaps": gaps,
         "neurons": session["meta"].get("neurons"),
-        "clean_stop": session["end"] is not None,
+        "clean_stop": end is not None and end.get("ended_by", "stop") == "stop",
+        "ended_by": None if end is None else end.get("ended_by", "stop"),
+        "missing_chunks": session.get("missing_chunks", []),
+        "unfinished": session.get("unfinished_chunks", []),
         "damaged": session["damaged"],
         "ok": not session["damaged"],
     }

@@ -22,6 +22,7 @@ import numpy as np
 import zmq
 
 from rtdecode.sources import wire
+from rtdecode.sources.exposure import bound
 from rtdecode.rig import VirtualRig
 from rtdecode.stimuli.movies import FPS
 
@@ -62,14 +63,14 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
     sock.setsockopt(zmq.SNDHWM, cfg.hwm)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.bind(cfg.endpoint)
-    endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    endpoint = bound(sock, "the virtual rig's sender")
     stim_sock, stim_endpoint = sock, None
     if cfg.stim_endpoint is not None:
         stim_sock = ctx.socket(zmq.XPUB)
         stim_sock.setsockopt(zmq.SNDHWM, cfg.hwm)
         stim_sock.setsockopt(zmq.LINGER, 2000)
         stim_sock.bind(cfg.stim_endpoint)
-        stim_endpoint = stim_sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        stim_endpoint = bound(stim_sock, "the virtual rig's stimulus sender")
     if ready is not None:
         ready.put(endpoint)
     log.info("virtual rig: frames on %s%s; waiting up to %g s for a subscriber", endpoint,

@@ -1,24 +1,49 @@
 """Ingest: subscribe to acquisition publishers, validate `rtframe` messages, count what was lost.
 
-A malformed message is counted under `rejected` (with its reason) and logged, at most once per
-reason per second so a broken sender cannot flood the log; it never stops the pipeline. Gaps in a
-publisher's `seq` (messages dropped by a full queue or a slow subscriber) are counted as `dropped`.
-A publisher that restarts (its `seq` goes back, e.g. to 0) is counted under `restarts`, logged, and
-followed: the messages after the restart are accepted and no gap is counted across it.
+The first endpoint is the acquisition source (ScanImage, the virtual rig); others (the stimulus PC)
+may send `stim` messages only. A message that cannot be used (malformed, too large, a `frame` or a
+`stats` from a publisher other than the source) is counted under a fixed reason
+(rtdecode.sources.rejects) and logged a bounded number of times; it never stops the pipeline.
+
+Bounds: every socket refuses messages over `max_msg_bytes` (ZMQ_MAXMSGSIZE: the peer is
+disconnected before the message is held in memory, then redialled: rtdecode.sources.redial) and
+holds at most `hwm` messages.
+
+Gaps in a publisher's `seq` (messages dropped by a full queue or a slow subscriber) are counted as
+`dropped`. A publisher that restarts (its `seq` goes back, e.g. to 0, or jumps absurdly far) is
+counted under `restarts`, logged, and followed: no gap is counted across it.
+
+Time: each message's arrival (`received`, time.perf_counter() right after the socket handed it
+over) and its acquisition mapped onto the same clock (`acquired`): the sender's `t` corrected by a
+per-publisher minimum-delay clock-offset estimate (rtdecode.sources.clock), so time spent in the
+socket queues shows. Freshness: `latest` drains the source's queue at each frame and hands out only
+the newest frame (the skipped ones are counted, and `msg.skipped` says how many came just before);
+`every_frame` hands out every frame.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import zmq
 
-from rtdecode.sources import wire
 from rtdecode.errors import WireError
+from rtdecode.sources import wire
+from rtdecode.sources.clock import ClockOffset
+from rtdecode.sources.redial import Redial
+from rtdecode.sources.rejects import Rejects
 
 log = logging.getLogger(__name__)
+
+FRESHNESS = ("every_frame", "latest")
+HEADER_MARGIN = wire.MAX_HEADER + 4096
+
+
+def max_message_bytes(payload_bytes: int, margin: float = 2.0) -> int:
+    """A ZMQ_MAXMSGSIZE for messages whose largest payload is `payload_bytes`."""
+    return int(payload_bytes * margin) + HEADER_MARGIN
 
 
 class Ingest:
@@ -26,25 +51,43 @@ class Ingest:
     publisher: e.g. ScanImage and the stimulus PC). `receive(timeout_ms)` -> Message or None."""
 
     def __init__(self, endpoints: list[str], topics: tuple[str, ...] = ("frame", "stim", "stats"),
-                 hwm: int = 1000, context: zmq.Context | None = None):
+                 hwm: int = 64, context: zmq.Context | None = None, max_msg_bytes: int = 64 * 2**20,
+                 freshness: str = "every_frame", max_drain: int = 10000, any_source: bool = False):
+        if freshness not in FRESHNESS:
+            raise ValueError(f"freshness {freshness!r}; valid: {', '.join(FRESHNESS)}")
         self.ctx = context or zmq.Context.instance()
         self.poller = zmq.Poller()
         self.socks: list[zmq.Socket] = []
         self.gap_counters: dict[zmq.Socket, wire.GapCounter] = {}
-        for ep in endpoints:
+        self.clocks: dict[zmq.Socket, ClockOffset] = {}
+        self.index: dict[zmq.Socket, int] = {}
+        self.redialers: list[Redial] = []  # a connection dropped for a message over the limit is redialled
+        self.max_msg_bytes = int(max_msg_bytes)
+        self.max_payload = min(wire.MAX_PAYLOAD, self.max_msg_bytes)
+        self.freshness = freshness
+        self.max_drain = max_drain
+        self.any_source = any_source  # True: every publisher may send every topic (the probe)
+        for i, ep in enumerate(endpoints):
             sock = self.ctx.socket(zmq.SUB)
             sock.setsockopt(zmq.RCVHWM, hwm)
             sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_msg_bytes)
             for topic in topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
             sock.connect(ep)
             self.poller.register(sock, zmq.POLLIN)
             self.socks.append(sock)
+            self.index[sock] = i
             self.gap_counters[sock] = wire.GapCounter()
+            self.clocks[sock] = ClockOffset()
+            self.redialers.append(Redial(sock, ep, "ingest"))
+        self.endpoints = list(endpoints)
         self.received: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
-        self._last_log: dict[str, float] = {}
+        self.rejects = Rejects("ingest", logger=log)
+        self.rejected = self.rejects.counts
+        self.skipped = 0  # frames not handed out under the 'latest' policy
         self._ready: list[zmq.Socket] = []
+        self._pending: deque[wire.Message] = deque()
 
     @property
     def gaps(self) -> wire.GapCounter:
@@ -65,11 +108,15 @@ class Ingest:
 
     @property
     def n_rejected(self) -> int:
-        return sum(self.rejected.values())
+        return self.rejects.total
 
     def receive(self, timeout_ms: int = 100) -> wire.Message | None:
         """The next valid message, or None if nothing valid arrived within `timeout_ms`."""
+        if self._pending:
+            return self._pending.popleft()
         deadline = time.monotonic() + timeout_ms / 1000
+        for r in self.redialers:
+            r.check()
         while True:
             if not self._ready:
                 left = max(0, int((deadline - time.monotonic()) * 1000))
@@ -77,36 +124,80 @@ class Ingest:
                 if not self._ready:
                     return None
             sock = self._ready.pop(0)
-            frames = sock.recv_multipart(copy=True)
-            received = time.perf_counter()
-            try:
-                msg = wire.decode(frames)
-            except WireError as exc:
-                self._reject(str(exc))
+            msg = self._read(sock)
+            if msg is None:
                 continue
-            msg.received = received
-            gaps = self.gap_counters[sock]
-            restarts, last = gaps.restarts, gaps.last
-            gaps.see(msg.seq)
-            if gaps.restarts != restarts:
-                log.warning("publisher restarted: seq went back from %s to %d (%d restart(s) so far); following it",
-                            last, msg.seq, gaps.restarts)
-            self.received[msg.topic] += 1
+            if msg.topic == "frame" and self.freshness == "latest":
+                return self._newest(sock, msg)
             return msg
 
-    def _reject(self, reason: str) -> None:
-        key = reason.split(":")[0] + ":" + reason.split(":")[1][:40] if ":" in reason else reason[:60]
-        self.rejected[key] += 1
-        now = time.monotonic()
-        if now - self._last_log.get(key, 0.0) > 1.0:
-            self._last_log[key] = now
-            log.warning("rejected message (%d so far of this kind): %s", self.rejected[key], reason)
+    def _read(self, sock: zmq.Socket) -> wire.Message | None:
+        """One message from `sock` (which has one ready), decoded and accounted; None if rejected."""
+        try:
+            frames = sock.recv_multipart(copy=True, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        received = time.perf_counter()
+        wall = time.time()
+        try:
+            msg = wire.decode(frames, self.max_payload)
+        except WireError as exc:
+            self.rejects.error(exc)
+            return None
+        source = self.index[sock]
+        if source != 0 and msg.topic != "stim" and not self.any_source:
+            self.rejects.reject("source", f"{msg.topic} from {self.endpoints[source]}, which may send stim only")
+            return None
+        msg.received, msg.source = received, source
+        excess = self.clocks[sock].see(msg.t, wall)
+        msg.acquired = received - excess
+        gaps = self.gap_counters[sock]
+        restarts, last = gaps.restarts, gaps.last
+        gaps.see(msg.seq)
+        if gaps.restarts != restarts:
+            if gaps.restarts <= 10 or gaps.restarts % 1000 == 0:
+                log.warning("publisher restarted (%s): seq went from %s to %d (%d restart(s) so far); following it",
+                            self.endpoints[source], last, msg.seq, gaps.restarts)
+        self.received[msg.topic] += 1
+        return msg
+
+    def _newest(self, sock: zmq.Socket, msg: wire.Message) -> wire.Message:
+        """'latest': read what is already queued on the source; keep every non-frame message (in
+        order) and only the newest frame; returns the first of them."""
+        skipped = 0
+        for _ in range(self.max_drain):
+            if not sock.poll(0):
+                break
+            nxt = self._read(sock)
+            if nxt is None:
+                continue
+            if nxt.topic == "frame":
+                skipped += 1
+                msg = nxt
+            else:
+                self._pending.append(nxt)
+        msg.skipped = skipped
+        self.skipped += skipped
+        if self._pending:
+            self._pending.append(msg)
+            return self._pending.popleft()
+        return msg
+
+    def clock_summary(self) -> dict:
+        return {ep: self.clocks[s].summary() for ep, s in zip(self.endpoints, self.socks)}
 
     def counts(self) -> dict:
         return {"received": dict(self.received), "rejected": self.n_rejected,
-                "rejected_by_reason": dict(self.rejected), "dropped": self.dropped,
-                "restarts": self.restarts}
+                "rejected_by_reason": self.rejects.by_reason(), "dropped": self.dropped,
+                "restarts": self.restarts, "skipped_frames": self.skipped, "clock": self.clock_summary(),
+                "redials": self.redials}
+
+    @property
+    def redials(self) -> int:
+        return sum(r.redials for r in self.redialers)
 
     def close(self) -> None:
+        for r in self.redialers:
+            r.close()
         for sock in self.socks:
             sock.close()

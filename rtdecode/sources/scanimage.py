@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from rtdecode.sources import wire
+from rtdecode.sources import exposure, wire
 from rtdecode.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def replay_tiff(path, endpoint: str = "tcp://127.0.0.1:*", speed: float = 1.0, r
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.LINGER, 2000)
     sock.bind(endpoint)
-    bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    bound = exposure.bound(sock, "the ScanImage sender")
     if ready is not None:
         ready(bound)
     try:

@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from rtdecode.sources import wire
+from rtdecode.sources.exposure import bound
 from rtdecode.errors import StageError
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class StimulusSender:
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.bind(endpoint)
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.endpoint = bound(self.sock, "the stimulus sender")
         self.seq = wire.Sequencer()
         self.sent = 0
         if wait_subscriber_s > 0:

@@ -19,13 +19,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtdecode.errors import WireError
+from rtdecode.sources import safejson
 
 VERSION = 1
 TOPICS = ("frame", "stim", "decoded", "activity", "stats", "trigger")
 # Numeric dtypes only: object, string and void dtypes could smuggle structure in the payload.
 DTYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8", "|b1")
+# Required per-topic fields, all integers (checked in range; a trial may be -1: none)
 REQUIRED_FIELDS = {"frame": ("frameNumberAcq", "channel", "plane"), "stim": ("frame", "trial")}
 MAX_PAYLOAD = 256 * 1024 * 1024
+MAX_HEADER = 64 * 1024  # bytes of header JSON
+MAX_DEPTH = 8  # JSON nesting of a header
+MAX_NDIM = 8
+MAX_DIM = 2**31
+MAX_COUNTER = 2**53  # seq, frameNumberAcq, frame, ...: integers a double holds exactly
+MAX_GAP = 1_000_000  # a counter jump beyond this is not a gap but a restart (no absurd 'dropped')
 
 
 @dataclass
@@ -34,6 +42,9 @@ class Message:
     header: dict
     array: np.ndarray | None = field(default=None)
     received: float = 0.0  # time.perf_counter() when the receiver got it (0 if not stamped)
+    source: int = 0  # which publisher of the ingest sent it (0: the acquisition source)
+    acquired: float = 0.0  # its acquisition time on time.perf_counter()'s clock (0 if unknown)
+    skipped: int = 0  # frames not handed out just before this one (freshness 'latest')
 
     @property
     def seq(self) -> int:
@@ -60,48 +71,56 @@ def encode(topic: str, seq: int, t: float, array: np.ndarray | None = None, **fi
     return [topic.encode("ascii"), json.dumps(header, separators=(",", ":")).encode("utf-8"), arr.tobytes()]
 
 
-def decode(frames: list[bytes]) -> Message:
-    """Validate and decode a multipart message; WireError says what is wrong.
+def decode(frames: list[bytes], max_payload: int = MAX_PAYLOAD) -> Message:
+    """Validate and decode a multipart message; WireError (with a fixed `reason`) says what is wrong.
 
-    The returned array is a read-only view on the payload (no copy).
+    Every field is type- and range-checked before use: the header is at most MAX_HEADER bytes and
+    MAX_DEPTH deep (checked before parsing), `seq` and the frame counters are integers below 2**53,
+    `t` is finite, `shape` has at most MAX_NDIM dimensions of at most MAX_DIM each. The returned
+    array is a read-only view on the payload (no copy).
     """
-    if len(frames) != 3:
-        raise WireError(f"expected 3 frames (topic, header, payload), got {len(frames)}")
-    raw_topic, raw_header, payload = (bytes(f) if not isinstance(f, bytes) else f for f in frames)
+    if not isinstance(frames, (list, tuple)) or len(frames) != 3:
+        n = len(frames) if isinstance(frames, (list, tuple)) else "?"
+        raise WireError(f"expected 3 frames (topic, header, payload), got {n}", reason="framing")
+    raw_topic, raw_header, payload = (f if isinstance(f, bytes) else bytes(f) for f in frames)
+    if len(raw_topic) > 16:
+        raise WireError(f"topic is {len(raw_topic)} bytes; valid topics: {', '.join(TOPICS)}", reason="topic")
     try:
         topic = raw_topic.decode("ascii")
     except UnicodeDecodeError:
-        raise WireError(f"topic is not ASCII: {raw_topic[:32]!r}") from None
+        raise WireError(f"topic is not ASCII: {raw_topic[:16]!r}", reason="not_utf8") from None
     if topic not in TOPICS:
-        raise WireError(f"unknown topic '{topic[:32]}'; valid topics: {', '.join(TOPICS)}")
-    try:
-        header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"{topic}: header is not UTF-8 JSON ({exc})") from None
+        raise WireError(f"unknown topic {topic[:16]!r}; valid topics: {', '.join(TOPICS)}", reason="topic")
+    header = safejson.loads(raw_header, MAX_HEADER, MAX_DEPTH, f"{topic}: header")
     if not isinstance(header, dict):
-        raise WireError(f"{topic}: header must be a JSON object, got {type(header).__name__}")
-    if header.get("v") != VERSION:
-        raise WireError(f"{topic}: version {header.get('v')!r}, this reader speaks v{VERSION}")
-    seq = header.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise WireError(f"{topic}: 'seq' must be a non-negative integer, got {seq!r}")
-    t = header.get("t")
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
-        raise WireError(f"{topic}: 't' must be a finite number of seconds, got {t!r}")
+        raise WireError(f"{topic}: header must be a JSON object, got {type(header).__name__}", reason="not_json")
+    if header.get("v") != VERSION or isinstance(header.get("v"), bool):
+        raise WireError(f"{topic}: version {safejson._short(header.get('v'))}, this reader speaks v{VERSION}",
+                        reason="version")
+    safejson.integer(header, "seq", topic, 0, MAX_COUNTER)
+    safejson.number(header, "t", topic)
     dtype = header.get("dtype")
-    if dtype not in DTYPES:
-        raise WireError(f"{topic}: dtype {dtype!r} not allowed; valid: {', '.join(DTYPES)}")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise WireError(f"{topic}: dtype {safejson._short(dtype)} not allowed; valid: {', '.join(DTYPES)}",
+                        reason="dtype")
     shape = header.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        raise WireError(f"{topic}: 'shape' must be a list of non-negative integers, got {shape!r}")
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_DIM for s in shape):
+        raise WireError(f"{topic}: 'shape' must be a list of at most {MAX_NDIM} integers in 0..{MAX_DIM}, got "
+                        f"{safejson._short(shape)}", reason="shape")
     for key in REQUIRED_FIELDS.get(topic, ()):
         if key not in header:
-            raise WireError(f"{topic}: header lacks '{key}' (required for this topic)")
+            raise WireError(f"{topic}: header lacks '{key}' (required for this topic)", reason="field")
+        safejson.integer(header, key, topic, -1 if key == "trial" else 0, MAX_COUNTER)
+    if topic == "stats" and "end" in header and not isinstance(header["end"], bool):
+        raise WireError(f"stats: 'end' must be true or false, got {safejson._short(header['end'])}", reason="field")
     expected = math.prod(shape) * np.dtype(dtype).itemsize
-    if expected > MAX_PAYLOAD:
-        raise WireError(f"{topic}: shape {shape} of {dtype} is {expected} bytes, over the {MAX_PAYLOAD}-byte limit")
+    if expected > max_payload:
+        raise WireError(f"{topic}: shape {shape} of {dtype} is {expected} bytes, over the {max_payload}-byte limit",
+                        reason="too_large")
     if len(payload) != expected:
-        raise WireError(f"{topic}: payload is {len(payload)} bytes, shape {shape} of {dtype} needs {expected}")
+        raise WireError(f"{topic}: payload is {len(payload)} bytes, shape {shape} of {dtype} needs {expected}",
+                        reason="payload")
     array = np.frombuffer(payload, dtype=np.dtype(dtype)).reshape(shape)
     return Message(topic, header, array)
 
@@ -121,18 +140,20 @@ class Sequencer:
 class GapCounter:
     """Counts messages missing from a publisher's seq stream (dropped by a full queue or lost)."""
 
-    def __init__(self):
+    def __init__(self, max_gap: int = MAX_GAP):
         self.last: int | None = None
         self.missing = 0
         self.restarts = 0
+        self.max_gap = max_gap
 
     def see(self, seq: int) -> int:
-        """Record `seq`; return how many messages were skipped just before it."""
+        """Record `seq`; return how many messages were skipped just before it. A jump forward of more
+        than `max_gap` is not believed (a hostile or broken counter): it counts as a restart."""
         gap = 0
         if self.last is not None:
-            if seq > self.last + 1:
+            if self.last + 1 < seq <= self.last + 1 + self.max_gap:
                 gap = seq - self.last - 1
-            elif seq <= self.last:  # the publisher restarted its counter
+            elif seq <= self.last or seq > self.last + 1 + self.max_gap:  # the publisher restarted its counter
                 self.restarts += 1
         self.last = seq
         self.missing += gap

@@ -6,6 +6,11 @@ are never dropped: fast sinks fire on the live thread, slow ones through a queue
 and every event is recorded. When slow sinks fall behind (`max_pending` events waiting), triggers are
 disabled too (the queued events are still delivered), so the queue stays bounded and no trigger goes
 out late.
+
+Freshness: a trigger never fires on a frame older than `max_age_s` since its acquisition (the
+caller passes the acquisition time, clock-corrected, on time.perf_counter()'s clock). The rules are
+still evaluated, so their state stays right, but what they would have fired is suppressed: counted
+(`suppressed_stale`) and recorded with `suppressed: "stale"` and the frame's age.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class TriggerEngine:
         self.fired = 0
         self.sink_failures = 0
         self.to_wire = Histogram()  # decoded frame ready -> trigger sent by the fast sinks
+        self.from_acquisition = Histogram()  # frame acquired -> trigger sent by the fast sinks
+        self.stale_frames = 0  # frames older than max_age_s when decoded
+        self.suppressed_stale = 0  # triggers not sent because their frame was too old
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="triggers", daemon=True)
         self._has_slow = bool(self.slow) or any(s.slow for r in rules for s in (r.sinks or ()))
@@ -53,10 +61,24 @@ class TriggerEngine:
         for r in self.rules:
             r.reset()
 
-    def on_decoded(self, image: np.ndarray, t: float, lag_s: float, ready: float, **context) -> int:
+    def on_decoded(self, image: np.ndarray, t: float, lag_s: float, ready: float, acquired: float | None = None,
+                   max_age_s: float | None = None, **context) -> int:
         """Evaluate the rules on a decoded frame `image` (H, W) for stimulus time `t`; `context` (trial,
-        frame, ...) goes into every event; `ready` is time.perf_counter() when it was ready.
+        frame, ...) goes into every event; `ready` is time.perf_counter() when it was ready; `acquired`
+        (same clock) when the newest frame behind it was acquired: older than `max_age_s`, nothing fires.
         Returns the number of triggers fired."""
+        age = None if acquired is None else time.perf_counter() - acquired
+        if age is not None and max_age_s is not None and age > max_age_s:
+            self.stale_frames += 1
+            if self.enabled:
+                for rule in self.rules:
+                    if rule.update(image, t):
+                        self.suppressed_stale += 1
+                        if self.record is not None:
+                            self.record({"rule": rule.name, "score": rule.last_score, "t_frame": t, "t": time.time(),
+                                         "suppressed": "stale", "age_ms": round(age * 1e3, 3),
+                                         "max_age_ms": round(max_age_s * 1e3, 3), **context})
+            return 0
         if lag_s > self.max_lag_s:
             self.disable(f"pipeline behind: a frame took {lag_s * 1e3:.1f} ms (limit {self.max_lag_s * 1e3:.0f} ms)")
         if self._has_slow and self._queue.qsize() >= self.max_pending:
@@ -72,7 +94,10 @@ class TriggerEngine:
                 [s for s in rule.sinks if not s.slow], [s for s in rule.sinks if s.slow])
             for sink in fast:
                 self._fire(sink, event)
-            self.to_wire.add(time.perf_counter() - ready)
+            sent = time.perf_counter()
+            self.to_wire.add(sent - ready)
+            if acquired is not None:
+                self.from_acquisition.add(max(sent - acquired, 0.0))
             if slow:
                 self._queue.put((event, slow))
                 self.max_pending_seen = max(self.max_pending_seen, self._queue.qsize())
@@ -104,7 +129,8 @@ class TriggerEngine:
         return {"enabled": self.enabled, "disabled_reason": self.disabled_reason, "fired": self.fired,
                 "sink_failures": self.sink_failures, "pending": self._queue.qsize(),
                 "pending_max": self.max_pending_seen,
-                "to_wire_ms": self.to_wire.summary_ms()}
+                "to_wire_ms": self.to_wire.summary_ms(), "acquired_to_trigger_ms": self.from_acquisition.summary_ms(),
+                "stale_frames": self.stale_frames, "suppressed_stale": self.suppressed_stale}
 
     def close(self) -> None:
         if self._has_slow:

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import zmq
 
-from rtdecode.errors import ConfigError
+from rtdecode.errors import ConfigError, WireError
+from rtdecode.sources import safejson
+from rtdecode.sources.exposure import bound
 from rtdecode.sources.openephys import event_broadcaster as eb
 from rtdecode.sources.openephys import zmq_interface as zi
 from rtdecode.sources.openephys.recording import Recording, load_recording
@@ -70,6 +72,7 @@ class Emulator:
             else:
                 self.eb_sock.bind(f"tcp://{host}:{broadcaster_port}")
                 self.broadcaster_port = broadcaster_port
+            bound(self.eb_sock, "the Open Ephys emulator (Event Broadcaster)")
         self.heartbeats: dict[str, dict] = {}  # uuid -> {"application", "last", "count"}
         self.stats: dict = {}
         self.blocks_sent = 0  # blocks published so far by the current run (progress, for tests and UIs)
@@ -99,8 +102,11 @@ class Emulator:
                 raise ConfigError(f"cannot bind the data port {port} on {host}: {exc}") from None
             hb = self.ctx.socket(zmq.REP)
             hb.setsockopt(zmq.LINGER, 0)
+            hb.setsockopt(zmq.MAXMSGSIZE, 4096)
             try:
                 hb.bind(f"tcp://{host}:{p + 1}")
+                bound(data, "the Open Ephys emulator (ZMQ Interface data)")
+                bound(hb, "the Open Ephys emulator (heartbeat)")
                 return data, hb, p
             except zmq.ZMQError as exc:
                 hb.close(linger=0)
@@ -114,20 +120,22 @@ class Emulator:
         while not self._stop.is_set():
             if not self.hb_sock.poll(50):
                 continue
-            raw = self.hb_sock.recv()
+            parts = self.hb_sock.recv_multipart()  # every part: REP must read the whole request
             try:
-                msg = json.loads(raw.decode("utf-8"))
+                msg = safejson.loads(parts[0], 4096, 4, "heartbeat") if len(parts) == 1 else None
                 ok = isinstance(msg, dict)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except WireError:
                 ok, msg = False, {}
             if ok and msg.get("type") == "event":
                 reply = "message correctly parsed"
             elif ok:
                 reply = zi.HEARTBEAT_REPLY
-                entry = self.heartbeats.setdefault(str(msg.get("uuid", "")), {"application": msg.get("application"),
-                                                                               "count": 0})
-                entry["last"] = time.monotonic()
-                entry["count"] += 1
+                key = str(msg.get("uuid", ""))[:64]
+                if key in self.heartbeats or len(self.heartbeats) < 1000:  # bounded: clients choose uuids
+                    entry = self.heartbeats.setdefault(key, {"application": str(msg.get("application"))[:64],
+                                                             "count": 0})
+                    entry["last"] = time.monotonic()
+                    entry["count"] += 1
             else:
                 reply = "JSON message could not be read"
             self.hb_sock.send(reply.encode("utf-8"))
@@ -268,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Replay an Open Ephys Binary recording as the ZMQ Interface "
                                              "and Event Broadcaster plugins would publish it.")
     ap.add_argument("recording", help="folder holding structure.oebin (or a parent of it)")
-    ap.add_argument("--host", default="*", help="interface to bind (default: all, like the plugins)")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="interface to bind (default 127.0.0.1; '*' for all, as the plugins do: a warning names the port)")
     ap.add_argument("--data-port", type=int, default=5556, help="ZMQ Interface data port; heartbeat on +1")
     ap.add_argument("--broadcaster-port", type=int, default=5558,
                     help="Event Broadcaster port (its default 5557 collides with the heartbeat port); -1: off")

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from rtdecode.sources import safejson
 from rtdecode.sources.openephys import OpenEphysProtocolError
+from rtdecode.sources.redial import Redial
+from rtdecode.sources.rejects import Rejects
 
 log = logging.getLogger(__name__)
 
@@ -71,64 +74,85 @@ def encode_spike(stream: str, source_node: int, electrode: str, sample_rate: flo
     return [TYPE_SPIKE.to_bytes(2, "little"), json.dumps(obj).encode("utf-8")]
 
 
-def _get(obj: dict, key: str, kinds, what: str):
-    v = obj.get(key)
-    if not isinstance(v, kinds) or isinstance(v, bool) and bool not in kinds:
-        raise OpenEphysProtocolError(f"{what}: '{key}' missing or of the wrong type ({v!r})")
-    if isinstance(v, float) and not math.isfinite(v):
-        raise OpenEphysProtocolError(f"{what}: '{key}' is not finite")
-    return v
+MAX_JSON = 64 * 1024
+MAX_DEPTH = 4  # the plugin sends one flat object
+MAX_CHANNELS = 1024  # amp1..ampN of a spike
+MAX_NAME = 256
+MAX_MESSAGE_BYTES = MAX_JSON + 64  # ZMQ_MAXMSGSIZE of the socket
+SAMPLE_RANGE = (-(2**62), 2**62)
+
+
+def _err(text: str, reason: str = "field") -> OpenEphysProtocolError:
+    return OpenEphysProtocolError(text, reason=reason)
+
+
+def _int(obj, key, what, lo=-(2**31), hi=2**31):
+    return safejson.integer(obj, key, what, lo, hi, error=OpenEphysProtocolError)
+
+
+def _num(obj, key, what, lo=-math.inf, hi=math.inf):
+    return safejson.number(obj, key, what, lo, hi, error=OpenEphysProtocolError)
+
+
+def _str(obj, key, what):
+    return safejson.string(obj, key, what, MAX_NAME, error=OpenEphysProtocolError, default="", required=False)
 
 
 def parse_broadcast(frames: list[bytes]) -> BroadcastTtl | BroadcastSpike:
-    if len(frames) != 2:
-        raise OpenEphysProtocolError(f"expected 2 frames (uint16 type, JSON), got {len(frames)}")
+    """Decode one Event Broadcaster message; every field type- and range-checked. Raises
+    OpenEphysProtocolError (with a fixed `reason`) saying what is wrong."""
+    if not isinstance(frames, (list, tuple)) or len(frames) != 2:
+        raise _err(f"expected 2 frames (uint16 type, JSON), got "
+                   f"{len(frames) if isinstance(frames, (list, tuple)) else '?'}", "framing")
     raw_type, raw_json = bytes(frames[0]), bytes(frames[1])
     if len(raw_type) != 2:
-        raise OpenEphysProtocolError(f"type frame is {len(raw_type)} bytes, expected a uint16 (2 bytes)")
+        raise _err(f"type frame is {len(raw_type)} bytes, expected a uint16 (2 bytes)", "framing")
     etype = int.from_bytes(raw_type, "little")
-    try:
-        obj = json.loads(raw_json.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OpenEphysProtocolError(f"JSON frame unreadable ({exc}); is the plugin set to JSON output?") from None
+    if etype not in (TYPE_TTL, TYPE_SPIKE):
+        raise _err(f"unknown event type {etype} (0 TTL, 1 spike)", "topic")
+    obj = safejson.loads(raw_json, MAX_JSON, MAX_DEPTH, "JSON frame (is the plugin set to JSON output?)",
+                         error=OpenEphysProtocolError)
     if not isinstance(obj, dict):
-        raise OpenEphysProtocolError("JSON frame is not an object")
+        raise _err("JSON frame is not an object", "not_json")
     if etype == TYPE_TTL:
         if obj.get("event_type") != "ttl":
-            raise OpenEphysProtocolError(f"type 0 (TTL) but event_type {obj.get('event_type')!r}")
-        return BroadcastTtl(str(obj.get("stream", "")), int(_get(obj, "source_node", (int,), "ttl")),
-                            float(_get(obj, "sample_rate", (int, float), "ttl")), str(obj.get("channel_name", "")),
-                            int(_get(obj, "sample_number", (int,), "ttl")), int(_get(obj, "line", (int,), "ttl")),
-                            bool(_get(obj, "state", (bool, int), "ttl")))
-    if etype == TYPE_SPIKE:
-        if obj.get("event_type") != "spike":
-            raise OpenEphysProtocolError(f"type 1 (spike) but event_type {obj.get('event_type')!r}")
-        n = int(_get(obj, "num_channels", (int,), "spike"))
-        amps = [float(_get(obj, f"amp{k + 1}", (int, float), "spike")) for k in range(n)]
-        return BroadcastSpike(str(obj.get("stream", "")), int(_get(obj, "source_node", (int,), "spike")),
-                              str(obj.get("electrode", "")), n, float(_get(obj, "sample_rate", (int, float), "spike")),
-                              int(_get(obj, "sample_number", (int,), "spike")),
-                              int(_get(obj, "sorted_id", (int,), "spike")), amps)
-    raise OpenEphysProtocolError(f"unknown event type {etype} (0 TTL, 1 spike)")
+            raise _err(f"type 0 (TTL) but event_type {safejson._short(obj.get('event_type'))}")
+        state = obj.get("state")
+        if not isinstance(state, (bool, int)) or state not in (0, 1):
+            raise _err(f"ttl: 'state' must be true or false, got {safejson._short(state)}")
+        return BroadcastTtl(_str(obj, "stream", "ttl"), _int(obj, "source_node", "ttl"),
+                            _num(obj, "sample_rate", "ttl", 1e-3, 1e8), _str(obj, "channel_name", "ttl"),
+                            _int(obj, "sample_number", "ttl", *SAMPLE_RANGE), _int(obj, "line", "ttl", 0, 65535),
+                            bool(state))
+    if obj.get("event_type") != "spike":
+        raise _err(f"type 1 (spike) but event_type {safejson._short(obj.get('event_type'))}")
+    n = _int(obj, "num_channels", "spike", 0, MAX_CHANNELS)
+    amps = [_num(obj, f"amp{k + 1}", "spike") for k in range(n)]
+    return BroadcastSpike(_str(obj, "stream", "spike"), _int(obj, "source_node", "spike"),
+                          _str(obj, "electrode", "spike"), n, _num(obj, "sample_rate", "spike", 1e-3, 1e8),
+                          _int(obj, "sample_number", "spike", *SAMPLE_RANGE), _int(obj, "sorted_id", "spike"), amps)
 
 
 class EventBroadcasterClient:
     """SUB on the Event Broadcaster; `receive(timeout_ms)` -> BroadcastTtl / BroadcastSpike / None."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 5557, context: zmq.Context | None = None,
-                 hwm: int = 100000):
+                 hwm: int = 10000, max_msg_bytes: int = MAX_MESSAGE_BYTES):
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, int(max_msg_bytes))
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.connect(f"tcp://{host}:{port}")
+        self.redial = Redial(self.sock, f"tcp://{host}:{port}", "Event Broadcaster")
         self.received: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
-        self._last_log: dict[str, float] = {}
+        self.rejects = Rejects("Event Broadcaster", logger=log)
+        self.rejected = self.rejects.counts
 
     def receive(self, timeout_ms: int = 100):
         deadline = time.monotonic() + timeout_ms / 1000
+        self.redial.check()
         while True:
             left = max(0, int((deadline - time.monotonic()) * 1000))
             if not self.sock.poll(left):
@@ -137,20 +161,15 @@ class EventBroadcasterClient:
             try:
                 ev = parse_broadcast(frames)
             except OpenEphysProtocolError as exc:
-                key = str(exc)[:60]
-                self.rejected[key] += 1
-                now = time.monotonic()
-                if now - self._last_log.get(key, -10.0) > 1.0:
-                    self._last_log[key] = now
-                    log.warning("Event Broadcaster: rejected message (%d so far of this kind): %s",
-                                self.rejected[key], exc)
+                self.rejects.error(exc)
                 continue
             self.received["ttl" if isinstance(ev, BroadcastTtl) else "spike"] += 1
             return ev
 
     @property
     def n_rejected(self) -> int:
-        return sum(self.rejected.values())
+        return self.rejects.total
 
     def close(self) -> None:
+        self.redial.close()
         self.sock.close(linger=0)

@@ -22,6 +22,8 @@ from rtdecode.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+MAX_REPLY = 4096  # bytes of a reply (the GUI answers a few words)
+
 
 class NetworkEventsClient:
     def __init__(self, host: str = "127.0.0.1", port: int = 5556, timeout_s: float = 0.5,
@@ -40,6 +42,7 @@ class NetworkEventsClient:
     def _open(self) -> None:
         self.sock = self.ctx.socket(zmq.REQ)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY)  # replies are short strings
         self.sock.connect(self.url)
 
     def _reset(self) -> None:
@@ -52,16 +55,28 @@ class NetworkEventsClient:
         return sum(self.errors.values())
 
     def request(self, command: str) -> str | None:
-        """Send one command; its reply, or None after `timeout_s` (socket reset, error counted)."""
-        self.sock.send_string(command)
-        self.sent += 1
-        if not self.sock.poll(int(self.timeout_s * 1000)):
-            self.errors["timeout"] += 1
-            log.warning("Network Events at %s: no reply to %r within %.3f s; socket reset",
-                        self.url, command, self.timeout_s)
+        """Send one command; its reply, or None after `timeout_s` or a reply that is not one short
+        string (socket reset, error counted under a fixed reason)."""
+        try:
+            self.sock.send_string(command, zmq.NOBLOCK)
+            self.sent += 1
+            if not self.sock.poll(int(self.timeout_s * 1000)):
+                self.errors["timeout"] += 1
+                if self.errors["timeout"] <= 10 or self.errors["timeout"] % 1000 == 0:
+                    log.warning("Network Events at %s: no reply to %r within %.3f s; socket reset (%d so far)",
+                                self.url, command, self.timeout_s, self.errors["timeout"])
+                self._reset()
+                return None
+            parts = self.sock.recv_multipart()  # every part: a multi-part reply must not wedge the REQ
+        except zmq.ZMQError as exc:
+            self.errors["socket"] += 1
+            log.warning("Network Events at %s: socket error (%s); socket reset", self.url, exc)
             self._reset()
             return None
-        return self.sock.recv().decode("utf-8", "replace")
+        if len(parts) != 1:
+            self.errors["bad reply"] += 1
+            return None
+        return bytes(parts[0][:MAX_REPLY]).decode("utf-8", "replace")
 
     def ttl(self, line: int, state: int) -> bool:
         """Set TTL `line` (1-256) to `state` (0/1); True if the GUI confirmed it."""
