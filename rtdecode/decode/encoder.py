@@ -375,18 +375,20 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
 
 
 def train_ensemble(train: TrialData, val: TrialData | None, models: int, *, seed: int = 0, checkpoints=None,
-                   say=None, **kw) -> tuple[list[Encoder], list[dict]]:
+                   say=None, spread: bool | None = None, **kw) -> tuple[list[Encoder], list[dict]]:
     """`models` encoders, member k trained by `train_encoder(seed=seed + k, name=f"encoder{k}", **kw)`.
 
     Under torchrun with at least as many members as ranks, the members are spread over the ranks
     (member k on rank k % world, each trained alone: no per-step communication, and exactly the
     members one process trains) and then broadcast to every rank; with fewer members than ranks
-    each member is trained by all ranks in DDP."""
+    each member is trained by all ranks in DDP. `spread` True / False forces one way (benchmarks)."""
     from rtdecode.decode import distributed as dist
 
     env = dist.current()
     say = say or (lambda s: log.info("fit: %s", s))
-    if not (env.distributed and models >= env.world_size):
+    if spread is None:
+        spread = models >= env.world_size
+    if not (env.distributed and spread):
         out = []
         for k in range(models):
             say(f"training encoder {k + 1}/{models}")
