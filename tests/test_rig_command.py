@@ -111,7 +111,7 @@ def test_rig_replays_open_ephys_and_the_virtual_ephys_config_runs(tmp_path):
     path = tmp_path / "configs" / "virtual_rig_ephys.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["rig", "--openephys", str(rec), "--model", str(model), "--prepare-only"]) == 0
-    proc = _rig("--openephys", str(rec), "--model", str(model), "--data-port", str(data_port), "--speed", "0",
+    proc = _rig("--openephys", str(rec), "--model", str(model), "--data-port", str(data_port), "--speed", "1",
                 "--wait", "120")
     try:
         stats = run_session(path, seconds=120)

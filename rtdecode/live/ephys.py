@@ -55,9 +55,12 @@ from rtdecode.live.config import RigConfig, split_endpoint
 from rtdecode.sources import wire
 from rtdecode.sources.openephys.continuous import Block, ContinuousSource
 from rtdecode.sources.openephys.sorted_spikes import SortedSpikeSource, SpikeBin
+from rtdecode.sources.rejects import Rejects
 from rtdecode.stage import Chain, Stage
 
 log = logging.getLogger(__name__)
+
+STIM_MAX_BYTES = 16 * 2**20  # the largest stimulus message taken (a stimulus image rides along)
 
 SPIKES_PER_EVENT_BLOCK = 4096  # sorted path: a bin with more spikes goes through `bin_units` in several blocks
 
@@ -104,17 +107,18 @@ class EphysIngest:
         if stim_address is not None:
             self.stim_sock = self.ctx.socket(zmq.SUB)
             self.stim_sock.setsockopt(zmq.LINGER, 0)
+            self.stim_sock.setsockopt(zmq.RCVHWM, 64)
+            self.stim_sock.setsockopt(zmq.MAXMSGSIZE, STIM_MAX_BYTES)  # a stimulus image, not a flood
             self.stim_sock.setsockopt(zmq.SUBSCRIBE, b"stim")
             self.stim_sock.connect(stim_address)
             self.poller.register(self.stim_sock, zmq.POLLIN)
         self.sent: Counter[str] = Counter()  # messages handed to the live loop, by topic
-        self.rejected_here: Counter[str] = Counter()
+        self.rejects = Rejects(f"{source.name} (live adapter)", logger=log)
         self.seq = 0
         self.started = False  # the first block has set the sample rate
         self.bin: int | None = None  # the bin the extraction's counts belong to
         self._events = None if isinstance(extraction, SampleChain) else extraction.in_spec.empty()
         self.ended = False
-        self._last_log: dict[str, float] = {}
 
     # ---------------------------------------------------------------- Ingest interface
     def receive(self, timeout_ms: int = 100) -> wire.Message | None:
@@ -152,11 +156,11 @@ class EphysIngest:
 
     @property
     def n_rejected(self) -> int:
-        return sum(self.rejected_here.values()) + self.source.n_rejected
+        return self.rejects.total + self.source.n_rejected
 
     def counts(self) -> dict:
         out = {"received": dict(self.sent), "rejected": self.n_rejected,
-               "rejected_by_reason": dict(self.rejected_here), "dropped": self.source.dropped_bins,
+               "rejected_by_reason": self.rejects.by_reason(), "dropped": self.source.dropped_bins,
                "restarts": self.source.restarts, "stim_dropped": self.stim_gaps.missing, **self.source.counts()}
         if self.detect is not None:
             out["crossings"] = self.detect.events
@@ -169,14 +173,10 @@ class EphysIngest:
         self.source.close()
 
     # ---------------------------------------------------------------- source items -> extraction -> frames
-    def reject(self, reason: str) -> None:
-        """Count and log (at most once a second per kind) a message the live path cannot use."""
-        key = reason[:60]
-        self.rejected_here[key] += 1
-        now = time.monotonic()
-        if now - self._last_log.get(key, -10.0) > 1.0:
-            self._last_log[key] = now
-            log.warning("%s: rejected (%d so far of this kind): %s", self.source.name, self.rejected_here[key], reason)
+    def reject(self, detail: str, reason: str = "field") -> None:
+        """Count a message the live path cannot use under a fixed `reason` (rtdecode.sources.rejects),
+        with a bounded log of its `detail`."""
+        self.rejects.reject(reason, detail)
 
     def _run_items(self) -> None:
         for item in self.items:
@@ -236,10 +236,14 @@ class EphysIngest:
             received = time.perf_counter()
             try:
                 msg = wire.decode(frames)
-                if msg.topic != "stim":
-                    raise WireError(f"stim_address: expected topic 'stim', got '{msg.topic}'")
             except WireError as exc:
-                self.reject(f"stim: {exc}")
+                self.reject(f"stim: {exc}", getattr(exc, "reason", "framing"))
+                continue
+            except Exception as exc:  # noqa: BLE001 -- one message never ends the session
+                self.reject(f"stim: {type(exc).__name__}: {exc}", "internal")
+                continue
+            if msg.topic != "stim":
+                self.reject(f"stim_address: expected topic 'stim', got '{msg.topic[:40]}'", "topic")
                 continue
             msg.received = received
             self.stim_gaps.see(msg.seq)
@@ -255,8 +259,8 @@ def make_ephys_ingest(cfg: RigConfig, stages: list[Stage], context: zmq.Context 
     host, port = split_endpoint(src.address[0])
     ingest: EphysIngest | None = None
 
-    def reject(reason: str) -> None:
-        ingest.reject(reason)
+    def reject(detail: str, reason: str = "field") -> None:
+        ingest.reject(detail, reason)
 
     if src.protocol == "openephys":
         if src.event_broadcaster:

@@ -1,5 +1,6 @@
 """The ephys live path: Open Ephys emulator (real recording) -> source -> extraction stages -> `rtdecode run`."""
 
+import logging
 import socket
 import threading
 import time
@@ -257,23 +258,28 @@ def test_a_mis_specified_graph_is_refused_before_the_first_block(tmp_path, monke
         run_session(cfg, seconds=1)
 
 
-def test_neuron_count_must_match(tmp_path, rec, ctx):
+def test_neuron_count_must_match(tmp_path, rec, ctx, caplog):
     cfg = _config(tmp_path, '{protocol: openephys, address: "tcp://127.0.0.1:45871", channels: [0, 1, 2]}')
     with pytest.raises(ConfigError, match=r"3 channels.*16 neurons"):
         run_session(cfg, seconds=1)
     cfg = _config(tmp_path, '{protocol: eventbroadcaster, address: "tcp://127.0.0.1:45871", units: [a, b]}', n=8)
     with pytest.raises(ConfigError, match=r"2 units.*8 neurons"):
         run_session(cfg, seconds=1)
-    # without channels listed, the stream's channel count is checked at its first block
+    # without channels listed, the stream's channel count is checked at its first block: a stream
+    # that does not fit is rejected (counted under 'source', the reason logged), never taken, and it
+    # does not end the session (a stray stream must not; issue 12)
     emu = Emulator(rec, data_port=0, broadcaster_port=None, speed=0, block_size=BLOCK, wait_subscriber_s=30,
                    context=ctx)
     cfg = _config(tmp_path, f'{{protocol: openephys, address: "tcp://127.0.0.1:{emu.data_port}"}}', n=8)
     emu.start()
     try:
-        with pytest.raises(ConfigError, match=r"sends 16 channels but the model card has 8"):
-            run_session(cfg, seconds=30)
+        with caplog.at_level(logging.WARNING):
+            stats = run_session(cfg, seconds=4)
     finally:
         emu.close()
+    assert stats["frames"] == 0
+    assert "sends 16 channels but the model card has 8" in caplog.text
+    assert stats["rejected_by_reason"].get("source", 0) >= 1, stats["rejected_by_reason"]
 
 
 def _cfg(source):

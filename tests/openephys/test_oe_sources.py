@@ -76,3 +76,31 @@ def test_the_adapter_moves_the_extraction_clock_across_gaps_and_restarts():
     finally:
         ing.close()
         ctx.destroy(linger=0)
+
+
+def test_sorted_spikes_far_future_sample_number_is_a_restart_not_a_flood():
+    """A spike whose sample_number jumps 2**62 ahead (hostile or corrupt) restarts the bin grid; it
+    never hands out the empty bins in between (which would not end), and unknown unit names are
+    counted by name only up to a bound."""
+    from rtdecode.sources.openephys import event_broadcaster as eb
+    from rtdecode.sources.openephys.sorted_spikes import MAX_UNKNOWN, SortedSpikeSource
+
+    src = SortedSpikeSource("127.0.0.1", 1, n_inputs=2, bin_ms=10.0, units=["a", "b"])
+    try:
+        out: list = []
+
+        def spike(s, electrode="a"):
+            return eb.BroadcastSpike("st", 100, electrode, 1, 30000.0, s, 0)
+
+        for s in range(0, 30000, 300):
+            src._on_event(spike(s), 0.0, out)
+        n_before = len(out)
+        assert 90 <= n_before <= 100
+        src._on_event(spike(2**62), 0.0, out)
+        assert src.restarts == 1 and len(out) - n_before <= 1
+        for k in range(MAX_UNKNOWN + 500):
+            src._on_event(spike(2**62 + 1 + k, electrode=f"x{k}"), 0.0, out)
+        assert len(src.unknown_units) <= MAX_UNKNOWN + 1
+        assert sum(src.unknown_units.values()) == MAX_UNKNOWN + 500
+    finally:
+        src.close()

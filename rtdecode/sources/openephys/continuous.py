@@ -90,7 +90,7 @@ class ContinuousSource:
         self.block = int(block_samples)
         self.stream = stream
         self.channels = None if channels is None else [int(c) for c in channels]
-        self.on_reject = on_reject or (lambda reason: log.warning("%s: rejected: %s", self.name, reason))
+        self.on_reject = on_reject or (lambda detail, reason="field": log.warning("%s: rejected (%s): %s", self.name, reason, detail))
         self.client = zi.ZmqInterfaceClient(host, data_port, heartbeat_port=heartbeat_port,
                                             heartbeat_interval_s=heartbeat_interval_s, context=context)
         self.sock = self.client.sock
@@ -194,13 +194,19 @@ class ContinuousSource:
         self.open = 0
 
     def _on_chunk(self, ch: zi.ContinuousChunk, received: float, out: list) -> None:
-        if self.stream is None:
-            self.stream = ch.stream
-        elif ch.stream != self.stream:
+        if self.stream is not None and ch.stream != self.stream:
             self.skipped["other stream"] += 1
             return
         if self.layout is None:
-            self._setup(ch)
+            # The first stream that fits the model is taken; one that does not (a stray stream, or a
+            # model fitted on other channels) is rejected with the reason, never taken, never fatal.
+            try:
+                self._setup(ch)
+            except ConfigError as exc:
+                self.skipped["unusable stream"] += 1
+                self.on_reject(f"{exc}", "source")
+                return
+            self.stream = ch.stream
         if not ch.complete or ch.channel_nums != self.layout:
             # A lost channel message: the block is incomplete; its samples become a gap.
             self.skipped["incomplete block"] += 1

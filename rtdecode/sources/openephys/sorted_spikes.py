@@ -31,6 +31,9 @@ from rtdecode.sources.openephys.bins import BinGrid
 
 log = logging.getLogger(__name__)
 
+MAX_JUMP_S = 60.0  # sample numbers further ahead than this: the acquisition restarted
+MAX_UNKNOWN = 64  # unknown unit names kept by name in the counts
+
 
 @dataclass
 class SpikeBin:
@@ -77,7 +80,7 @@ class SortedSpikeSource:
         self.stream = stream
         self.hold_ms = float(hold_ms)
         self.clock_close = clock_close
-        self.on_reject = on_reject or (lambda reason: log.warning("%s: rejected: %s", self.name, reason))
+        self.on_reject = on_reject or (lambda detail, reason="field": log.warning("%s: rejected (%s): %s", self.name, reason, detail))
         self.client = eb.EventBroadcasterClient(host, port, context=context)
         self.sock = self.client.sock
         self.grid: BinGrid | None = None
@@ -161,8 +164,10 @@ class SortedSpikeSource:
             log.info("%s: %s %r is input %d (order of first spike; list source.units to fix it)",
                      self.name, self.group_by, key, i)
         if i is None:
-            self.unknown_units[key] += 1
-            self._warn_once("unit:" + key, "%s: spikes of %s %r are not among the model's %d inputs: ignored",
+            # counted by name for the first MAX_UNKNOWN names only: names are the sender's text
+            name = key if key in self.unknown_units or len(self.unknown_units) < MAX_UNKNOWN else "(other names)"
+            self.unknown_units[name] += 1
+            self._warn_once("unit", "%s: spikes of %s %r are not among the model's %d inputs: ignored",
                             self.name, self.group_by, key, self.N)
         return i
 
@@ -173,8 +178,12 @@ class SortedSpikeSource:
             self.other_stream += 1
             return
         s = ev.sample_number
-        if self.grid is None or (self.last_sample is not None and s < self.last_sample - 10 * self.hold - 1
-                                 and self.grid.index(s) < self.open):
+        back = (self.last_sample is not None and s < self.last_sample - 10 * self.hold - 1
+                and self.grid.index(s) < self.open)
+        # A jump forward of more than MAX_JUMP_S is a restart too, never a run of empty bins to hand
+        # out one by one (a hostile or corrupt sample_number of 2**62 would never end).
+        ahead = self.last_sample is not None and s > self.last_sample + MAX_JUMP_S * self.fs
+        if self.grid is None or back or ahead:
             if ev.sample_rate <= 0:
                 self.on_reject(f"{type(ev).__name__}: sample_rate {ev.sample_rate} is not positive")
                 return
@@ -184,7 +193,8 @@ class SortedSpikeSource:
                     self.dropped_bins += 1
                     self.open = max(self.pending) + 1
                 self.pending.clear()
-                log.warning("%s: sample numbers went back to %d (acquisition restarted)", self.name, s)
+                self._warn_once("restart", "%s: sample numbers jumped %s to %d (acquisition restarted)", self.name,
+                                "back" if back else "forward", s)
                 self.base += self.open
             self.fs = ev.sample_rate
             self.hold = round(self.hold_ms * 1e-3 * self.fs)
