@@ -5,8 +5,9 @@ checkpoint and resumed matches an uninterrupted one.
 Tolerances, measured on the tiny virtual dataset (200 neurons, 5 train trials of 120 frames):
   * 2 processes vs 1: encoder weights differ by at most 2.4e-7 after 8 AdamW steps (the gradient
     sums are ordered differently); the test allows 1e-5. The inverse's targets, computed through
-    those encoders, by 1.5e-5 (0-255 scale); allowed 1e-3. The amortized network is not compared:
-    its dropout masks come from per-rank streams (statistically, not bitwise, the same).
+    those encoders, by 1.5e-5 (0-255 scale); allowed 1e-3. The amortized network of the fit is not
+    compared: its dropout masks come from per-rank streams (statistically, not bitwise, the same);
+    without dropout its loop matches to 2.3e-6 (slow test, allowed 1e-4).
   * killed and resumed vs uninterrupted: identical (max difference 0.0), with one process and with
     two (slow test); allowed 1e-6.
 """
@@ -103,6 +104,62 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(reference, tiny_datase
     with pytest.raises(ConfigError, match="same options"):  # a checkpoint of another fit is refused
         fit_dataset(tiny_dataset, out, method="amortized", progress=False, inverse_cfg=InverseConfig(iterations=2),
                     checkpoint_every=3, resume=True, **{**OPTIONS, "encoder_steps": 9})
+
+
+AMORTIZED_SCRIPT = """
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+from rtdecode.decode import amortized as am, distributed as dist
+
+def build():
+    torch.manual_seed(0)  # torch's start-up seed differs per process
+    g = np.random.default_rng(1)
+    net = am.AmortizedNet(30, 4, (36, 64), am.AmortizedConfig(k=2, hidden=32, dropout=0.0))
+    pairs = am.PairSet(0, 4)
+    for _ in range(3):
+        pairs.add(g.poisson(1.0, (30, 50)).astype(np.float32), g.uniform(0, 255, (50, 36, 64)).astype(np.float32))
+    return net, [("a", pairs, 3), ("b", pairs, 3)]
+
+with dist.session() as env:
+    net, phases = build()
+    am.train_amortized(net, phases, batch=8, seed=0)
+    if env.is_main:
+        torch.save(net.state_dict(), sys.argv[1])
+"""
+
+
+@pytest.mark.slow  # ~18 s on the loaded 2-core machine
+def test_amortized_training_in_two_processes_matches_one_without_dropout(tmp_path):
+    """The amortized loop's batch shares and loss weights (dropout 0, so the runs are comparable):
+    2.3e-6 measured after 6 steps, allowed 1e-4 (a wrong share or weight gives ~0.1-0.6)."""
+    script = tmp_path / "am.py"
+    script.write_text(AMORTIZED_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for v in dist.LAUNCH_VARS:
+        env.pop(v, None)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                          "127.0.0.1", "--master-port", str(port), str(script), str(tmp_path / "two.pt")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = torch.load(tmp_path / "one.pt", weights_only=True)
+    b = torch.load(tmp_path / "two.pt", weights_only=True)
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    moved = float((a["fc1.weight"] - am_init_fc1()).abs().max())
+    assert moved > 1e-4  # it trained
+    assert diff < 1e-4, f"amortized weights, 2 processes vs 1: max difference {diff}"
+
+
+def am_init_fc1():
+    from rtdecode.decode import amortized as am
+
+    torch.manual_seed(0)
+    return am.AmortizedNet(30, 4, (36, 64), am.AmortizedConfig(k=2, hidden=32, dropout=0.0)).fc1.weight.detach()
 
 
 @pytest.mark.slow  # ~60 s on the loaded 2-core machine
