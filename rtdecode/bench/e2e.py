@@ -320,6 +320,22 @@ def summary_lines(d: dict) -> list[str]:
     return lines
 
 
+def freshness_run(json_out: str | Path, speed: float = 32.0, frames: int = 3000, neurons: int = 1000,
+                  shape: tuple[int, int] = (512, 512), seed: int = 0, command: str = "") -> dict:
+    """The same stream at `speed` x 30 Hz, once with freshness `every_frame`, once with `latest`
+    (max_age 50 ms, a trigger rule that fires on every frame): how old the frames that triggers fire
+    on are, and how many were suppressed as stale."""
+    limit_blas_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        chain, card = build_live(tmp, neurons, shape, seed)
+        runs = {fresh: run_once(chain, card, speed, frames, neurons, shape, seed, prerender=300, freshness=fresh)
+                for fresh in ("every_frame", "latest")}
+    out = {"command": command, "benchmark": "e2e freshness", "speed": speed, "frames": frames, "neurons": neurons,
+           "shape": list(shape), "machine": _machine_info(), "runs": runs}
+    write_json(json_out, out)
+    return out
+
+
 def main(argv=None, progress=False) -> int:
     p = parser("e2e", __doc__)
     p.add_argument("--json", "--out", dest="out", default=str(RESULTS / "bench_e2e.json"),
@@ -331,7 +347,19 @@ def main(argv=None, progress=False) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS threads in the pipeline process (0: leave the default)")
+    p.add_argument("--freshness-at", type=positive_float, default=None, metavar="SPEED",
+                   help="instead: stream 3000 frames at SPEED x 30 Hz with freshness every_frame, then latest")
     args = p.parse_args(argv)
+    if args.freshness_at is not None:
+        import sys
+
+        d = freshness_run(args.out, speed=args.freshness_at, neurons=args.neurons, shape=tuple(args.shape),
+                          seed=args.seed, command="rtdecode bench e2e " + " ".join(sys.argv[3:] if argv is None else argv))
+        for name, r in d["runs"].items():
+            print(f"{name}: frames {r['frames']}, skipped {r['skipped_frames']}, triggers fired {r['triggers_fired']}, "
+                  f"suppressed stale {r['suppressed_stale']}, acquired->trigger max {r['acquired_to_trigger_ms']['max']} ms")
+        print(f"wrote {args.out}")
+        return 0
     say = (lambda s: log.info("bench e2e: %s", s)) if progress else None
     d = run(args.out, neurons=args.neurons, shape=tuple(args.shape), seconds_30hz=args.seconds,
             seconds_per_step=args.step_seconds, seed=args.seed, blas_threads=args.blas_threads or None, progress=say)

@@ -325,6 +325,9 @@ class Trigger(_Model):
     kind: Annotated[str, OneOf(TRIGGER_KINDS)]
     address: Name  # tcp://HOST:PORT (zmq, network_events) or a serial device
     line: Annotated[int, Range(ge=1, le=256)] | None = None  # Network Events TTL line (1-based)
+    # Network Events pulse width: at least one of the GUI's processing blocks (1024 samples at 30 kHz
+    # is 34 ms), or the on and off edges can land on the same sample number
+    pulse_ms: Annotated[float, Range(ge=1.0, le=10000.0)] = 50.0
     min_interval_s: Annotated[float, Range(ge=0.0, le=3600.0)] = 0.0
 
     @model_validator(mode="after")

@@ -151,7 +151,7 @@ def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
             rule.sinks = [ZmqSink(Publisher(t.address))]
         elif t.kind == "network_events":
             host, port = split_endpoint(t.address)
-            rule.sinks = [NetworkEventsSink(host, port, line=t.line)]
+            rule.sinks = [NetworkEventsSink(host, port, line=t.line, width_s=t.pulse_ms / 1e3)]
         else:
             rule.sinks = [SerialSink(t.address)]
         rules.append(rule)

@@ -84,10 +84,13 @@ def test_network_events_sink_pulses_a_ttl_line_off_the_live_thread():
     port = rep.bind_to_random_port("tcp://127.0.0.1")
     got = []
 
-    def gui():  # answers like the Open Ephys GUI's Network Events plugin
-        while len(got) < 2 and rep.poll(5000):
+    def gui():  # answers like the Open Ephys GUI's Network Events plugin, acquiring
+        while len(got) < 3 and rep.poll(5000):
             cmd = rep.recv_string()
             got.append(cmd)
+            if cmd == "IsAcquiring":
+                rep.send_string("1")
+                continue
             line, state = (kv.split("=")[1] for kv in cmd.split()[1:])
             rep.send_string(f"TTLHandled: Line={line} State={state}")
 
@@ -99,5 +102,5 @@ def test_network_events_sink_pulses_a_ttl_line_off_the_live_thread():
     th.join(timeout=10)
     engine.close()
     rep.close()
-    assert got == ["TTL Line=4 State=1", "TTL Line=4 State=0"]
+    assert got == ["IsAcquiring", "TTL Line=4 State=1", "TTL Line=4 State=0"]
     assert engine.sink_failures == 0

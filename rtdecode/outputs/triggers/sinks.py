@@ -28,11 +28,14 @@ class ZmqSink:
 
 
 class NetworkEventsSink:
-    """Open Ephys Network Events: `TTL Line=N State=1`, then `State=0` after `width_s`."""
+    """Open Ephys Network Events: `TTL Line=N State=1`, then `State=0` after `width_s`, only while the
+    GUI acquires (asked with `IsAcquiring`, at most once a second): a trigger counts as confirmed only
+    then. `width_s` must cover at least one of the GUI's processing blocks (e.g. 1024 samples at
+    30 kHz = 34 ms), or both edges can get the same sample number."""
 
     slow = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 5559, line: int = 1, width_s: float = 0.01,
+    def __init__(self, host: str = "127.0.0.1", port: int = 5559, line: int = 1, width_s: float = 0.05,
                  timeout_s: float = 0.2):
         from rtdecode.sources.openephys.network_events import NetworkEventsClient
 
@@ -40,7 +43,7 @@ class NetworkEventsSink:
         self.line, self.width_s = line, width_s
 
     def fire(self, event: dict) -> bool:
-        return self.client.pulse(self.line, self.width_s)
+        return self.client.confirmed_pulse(self.line, self.width_s)
 
     def close(self) -> None:
         self.client.close()

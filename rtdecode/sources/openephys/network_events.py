@@ -3,8 +3,11 @@
 The plugin is a REP socket (default `tcp://*:5556`, collides with the ZMQ Interface: set both ports).
 Text commands, first token the command then `key=value`:
 `TTL Line=<1-256> State=<0|1>` -> `TTLHandled: Line=N State=S`; `StartAcquisition`,
-`StopAcquisition`, `StartRecord`, `StopRecord`, `IsAcquiring` (-> "1" or "0"). The GUI stamps a TTL
-at the first sample of its next processing block.
+`StopAcquisition`, `StartRecord`, `StopRecord`, `IsAcquiring` / `IsRecording` (-> "1" or "0"). The
+GUI stamps a TTL at the first sample of its next processing block, and only while it acquires: it
+answers `TTLHandled` either way (the plugin queues the event only when acquiring), so a reply alone
+does not prove an event was made; `confirmed_pulse` checks `IsAcquiring` first. Anything the plugin
+does not know, and `StartRecord` while already recording, is answered `NotHandled`.
 
 A REQ socket whose request gets no reply cannot send again, so on a timeout the socket is closed and
 reopened, the error counted and None returned; the caller is never blocked longer than `timeout_s`.
@@ -37,6 +40,8 @@ class NetworkEventsClient:
         self.errors: Counter[str] = Counter()
         self.sent = 0
         self.resets = 0
+        self._acq_state: bool | None = None  # the GUI's last IsAcquiring answer, and when it was asked
+        self._acq_checked = 0.0
         self._open()
 
     def _open(self) -> None:
@@ -93,12 +98,28 @@ class NetworkEventsClient:
             return False
         return True
 
-    def pulse(self, line: int, width_s: float = 0.01) -> bool:
-        """TTL `line` high, wait `width_s`, low. True if both edges were confirmed."""
+    def pulse(self, line: int, width_s: float = 0.05) -> bool:
+        """TTL `line` high, wait `width_s`, low. True if both edges were answered `TTLHandled`
+        (which the plugin says even when not acquiring: see `confirmed_pulse`)."""
         on = self.ttl(line, 1)
         time.sleep(max(0.0, width_s))
         off = self.ttl(line, 0)
         return on and off
+
+    def confirmed_pulse(self, line: int, width_s: float = 0.05, state_max_age_s: float = 1.0) -> bool:
+        """A pulse only while the GUI acquires (its `IsAcquiring`, asked at most every
+        `state_max_age_s`): True if the GUI was acquiring and handled both edges. Not acquiring, or no
+        answer: no TTL is sent, False, counted under 'not acquiring' / the request's error."""
+        now = time.monotonic()
+        if self._acq_state is None or not self._acq_state or now - self._acq_checked > state_max_age_s:
+            self._acq_state, self._acq_checked = self.is_acquiring(), now
+        if not self._acq_state:
+            self.errors["not acquiring"] += 1
+            if self.errors["not acquiring"] <= 5 or self.errors["not acquiring"] % 1000 == 0:
+                log.warning("Network Events at %s: the GUI is not acquiring (or did not say); TTL on line %d not "
+                            "sent (%d so far)", self.url, line, self.errors["not acquiring"])
+            return False
+        return self.pulse(line, width_s)
 
     def _simple(self, command: str, *accepted: str) -> bool:
         reply = self.request(command)
@@ -117,21 +138,39 @@ class NetworkEventsClient:
         return self._simple("StopAcquisition", "StoppedAcquisition")
 
     def start_record(self) -> bool:
-        return self._simple("StartRecord", "StartedRecording")
+        """True once the GUI records: `StartedRecording`, or `NotHandled` (its answer while already
+        recording) with `IsRecording` saying 1."""
+        reply = self.request("StartRecord")
+        if reply is None:
+            return False
+        if reply.strip() == "StartedRecording":
+            return True
+        if reply.strip() == "NotHandled" and self.is_recording():
+            return True
+        self.errors["bad reply"] += 1
+        log.warning("Network Events: StartRecord answered %r", reply[:80])
+        return False
 
     def stop_record(self) -> bool:
         return self._simple("StopRecord", "StoppedRecording")
 
     def is_acquiring(self) -> bool | None:
         """True/False, or None if the GUI did not answer or answered something else."""
-        reply = self.request("IsAcquiring")
+        return self._flag("IsAcquiring")
+
+    def is_recording(self) -> bool | None:
+        """True/False, or None if the GUI did not answer or answered something else."""
+        return self._flag("IsRecording")
+
+    def _flag(self, command: str) -> bool | None:
+        reply = self.request(command)
         if reply is None:
             return None
         r = reply.strip()
         if r in ("1", "0"):
             return r == "1"
         self.errors["bad reply"] += 1
-        log.warning("Network Events: IsAcquiring answered %r", reply[:80])
+        log.warning("Network Events: %s answered %r", command, reply[:80])
         return None
 
     def close(self) -> None:
