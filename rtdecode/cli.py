@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--neurons-subset", type=_positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=_positive_int, default=8, help="activity bins per decoded frame (default 8)")
     f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
+    f.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                   help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
+                   "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")
+    f.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                   help="checkpoint each training loop every K steps (0: at the end of each stage) in "
+                   "OUT/checkpoints")
+    f.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoints (same seed and steps: the uninterrupted result)")
 
     r = sub.add_parser("reconstruct", help="decode held-out trials and score them",
                        description="Writes OUT/videos/{trial}.npy (same shape as the dataset's videos) and "
@@ -238,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command is None:
@@ -312,6 +321,27 @@ def cmd_dataset(args, progress) -> int:
 
 
 def cmd_fit(args, progress) -> int:
+    from rtdecode.decode import distributed as dist
+
+    if args.nproc > 1 and not dist.launched():  # start torchrun, which runs this command N times
+        return dist.launch(args.nproc, _without_nproc(args.argv))
+    with dist.session() as env:
+        return _fit(args, env)
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _fit(args, env) -> int:
     from pathlib import Path
 
     from rtdecode.offline.fit import fit_dataset
@@ -337,8 +367,11 @@ def cmd_fit(args, progress) -> int:
         if inv:
             opts["inverse_cfg"] = InverseConfig(**inv)
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
-                       lag_min=args.lag_min, progress=True, **opts)
-    print(f"wrote {args.out} ({card.method}, {card.neurons} neurons, window {card.window.bins} bins)")
+                       lag_min=args.lag_min, progress=True, checkpoint_every=args.checkpoint_every,
+                       resume=args.resume, **opts)
+    if env.is_main:
+        print(f"wrote {args.out} ({card.method}, {card.neurons} neurons, window {card.window.bins} bins"
+              + (f", {env.world_size} processes, {env.backend})" if env.distributed else ")"))
     return 0
 
 

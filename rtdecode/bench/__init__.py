@@ -32,6 +32,7 @@ BENCHES = {
     "warm_start_ablation": "amortized decoder warm-started vs from scratch over several seeds",
     "ridge_rank": "held-out pixel_corr of the ridge decoder at several weight ranks vs full rank",
     "readout": "the encoder readout's feature sum: einsum vs multiply-and-sum, forward + backward",
+    "ddp_scaling": "data-parallel fitting (torchrun, gloo): 1 process vs N processes vs N threads, back to back",
 }
 
 PACKAGES = ("numpy", "scipy", "numba", "torch", "onnxruntime", "pyzmq", "threadpoolctl", "rtdecode")

@@ -103,12 +103,14 @@ class PairSet:
     def __len__(self):
         return sum(len(t) for t in self.targets)
 
-    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, rng: np.random.Generator, size: int, share: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch of `size` pairs; `share`: the part of it this rank builds (all ranks
+        draw the same global batch)."""
         lens = np.array([len(t) for t in self.targets])
         trial = rng.choice(len(lens), size=size, p=lens / lens.sum())
+        frames = [int(rng.integers(lens[i])) for i in trial]
         xs, ys = [], []
-        for i in trial:
-            f = int(rng.integers(lens[i]))
+        for i, f in list(zip(trial, frames))[share]:
             xs.append(self._window(i, f)); ys.append(self.targets[i][f])
         return torch.stack(xs), torch.stack(ys)
 
@@ -125,49 +127,84 @@ class PairSet:
 def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *, batch: int = 64,
                     lr: float = 1e-3, weight_decay: float = 1e-2, seed: int = 0,
                     val: tuple[list[np.ndarray], list[np.ndarray]] | None = None, eval_every: int = 200,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, checkpoints=None, name: str = "amortized") -> dict:
     """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
     phase). `val` = (responses list, true videos list) scores full-frame pixel correlation; the
-    best step of the last phase is kept. Returns info."""
+    best step of the last phase is kept. Returns info. Under torchrun the network is in DDP, each
+    rank building its share of every global batch (rtdecode.decode.distributed); `checkpoints`
+    saves and resumes the loop under `name`; `net` ends in eval mode on the CPU."""
     from tqdm import tqdm
 
     from rtdecode import metrics
+    from rtdecode.decode import distributed as dist
 
+    env = dist.current()
+    ck = checkpoints or dist.no_checkpoints()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     info = {"phases": []}
     t0 = time.perf_counter()
-    for name, pairs, steps in phases:
-        if steps <= 0 or len(pairs) == 0:
+    config = {"phases": [[n, int(st), len(pr)] for n, pr, st in phases], "batch": batch, "lr": lr, "seed": seed}
+    resumed = ck.load(name, rng, config)
+    done_phases = 0
+    if resumed is not None:
+        net.load_state_dict(resumed["net"])
+        info["phases"], done_phases = resumed["info_phases"], resumed["phase"]
+    ddp = env.wrap(net)
+    dev = env.device
+    share = env.share(batch)
+    n_local = share.stop - share.start
+    if env.rank > 0:  # dropout: an own stream per rank (rank 0's is the one-process stream)
+        torch.manual_seed(seed + 7919 * env.rank)
+    for p, (pname, pairs, steps) in enumerate(phases):
+        if steps <= 0 or len(pairs) == 0 or p < done_phases:
             continue
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
         sched = warmup_cosine(opt, steps)
         best = (-np.inf, None, 0)
         hist = []
-        if val is not None and name == phases[-1][0]:
+        start = 0
+        if resumed is not None and resumed["phase"] == p:  # in the middle of this phase
+            opt.load_state_dict(resumed["opt"]); sched.load_state_dict(resumed["sched"])
+            best = (resumed["best_val"], resumed["best_state"], resumed["best_step"])
+            hist, start = resumed["history"], resumed["step"]
+        if val is not None and pname == phases[-1][0] and start == 0:
             # step 0 competes: a network that starts as a good decoder (ridge + zero residual) keeps it
-            s = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)["pixel_corr_full"]
+            def score0():
+                return metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)["pixel_corr_full"]
+            s = env.main_only(score0)
             hist.append({"step": 0, "val_pixel_corr_full": s})
             best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, 0)
-        for step in tqdm(range(steps), desc=f"amortized:{name}", unit="step", disable=not progress, leave=False):
-            net.train()
-            x, y = pairs.batch(rng, batch)
-            loss = F.mse_loss(net(x), y) / PIX_SCALE**2
+        bar = tqdm(range(start, steps), desc=f"amortized:{pname}", unit="step",
+                   disable=not (progress and env.is_main), leave=False)
+        for step in bar:
+            ddp.train()
+            x, y = pairs.batch(rng, batch, share)
+            loss = F.mse_loss(ddp(x.to(dev)), y.to(dev)) / PIX_SCALE**2 * env.loss_weight(n_local, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step(); sched.step()
             if val is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
-                recs = [predict_trial(net, r) for r in val[0]]
-                s = metrics.score(list(zip(recs, val[1])), None)["pixel_corr_full"]
+                def score():
+                    recs = [predict_trial(net, r) for r in val[0]]
+                    return metrics.score(list(zip(recs, val[1])), None)["pixel_corr_full"]
+                s = env.main_only(score)
                 hist.append({"step": step + 1, "val_pixel_corr_full": s})
                 if s > best[0]:
                     best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, step + 1)
-        if best[1] is not None and name == phases[-1][0]:
-            net.load_state_dict(best[1])
-        info["phases"].append({"name": name, "steps": steps, "pairs": len(pairs), "history": hist,
+            last = step == steps - 1
+            if last and best[1] is not None and pname == phases[-1][0]:
+                net.load_state_dict(best[1])
+            phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
+            ck.step(name, step + 1, last, lambda: {
+                "config": config, "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "phase": p + 1 if last else p, "info_phases": info["phases"] + ([phase_info] if last else []),
+                "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": hist}, rng)
+        info["phases"].append({"name": pname, "steps": steps, "pairs": len(pairs), "history": hist,
                                "best_step": best[2]})
     info["train_seconds"] = time.perf_counter() - t0
     net.eval()
+    net.cpu()
     return info
 
 
@@ -177,9 +214,10 @@ def predict_trial(net: AmortizedNet, responses: np.ndarray, lag_min: int | None 
     net.eval()
     lag = getattr(net, "lag_min", 0) if lag_min is None else lag_min
     # the ridge-based network fills bins outside the trial with the training mean, as ridge does
-    fill = net.act_mean[:, 0].numpy() if getattr(net, "fill_with_act_mean", False) else None
+    fill = net.act_mean[:, 0].cpu().numpy() if getattr(net, "fill_with_act_mean", False) else None
     w = windows_of_trial(np.asarray(responses, np.float32), lag, net.bins, fill)
-    out = [net(torch.from_numpy(w[s : s + chunk])).numpy() for s in range(0, len(w), chunk)]
+    dev = next(net.parameters()).device
+    out = [net(torch.from_numpy(w[s : s + chunk]).to(dev)).cpu().numpy() for s in range(0, len(w), chunk)]
     return np.concatenate(out).astype(np.float32)
 
 

@@ -59,6 +59,7 @@ class ModelCard:
     warm_iterations: int | None = None
     amortized: dict | None = None  # amortized: AmortizedConfig
     onnx: dict | None = None  # the exported graph (rtdecode.decode.export): file, opset, sha256, shapes
+    distributed: dict | None = None  # how the fit ran (rtdecode.decode.distributed): world_size, backend, devices
 
     @property
     def in_shape(self) -> tuple[int, int]:
@@ -119,7 +120,7 @@ class ModelCard:
         if not (isinstance(fs, list) and len(fs) == 2 and all(isinstance(x, int) and x > 0 for x in fs)):
             raise ModelError(f"{where}: field frame_shape must be [height, width] in pixels, got {fs!r}")
         kw["frame_shape"] = (fs[0], fs[1])
-        for name in ("training", "architecture", "encoder", "inverse", "amortized", "onnx"):
+        for name in ("training", "architecture", "encoder", "inverse", "amortized", "onnx", "distributed"):
             if kw.get(name) is not None:
                 _typed(kw, name, dict, where)
         if kw.get("warm_iterations") is not None:
@@ -145,7 +146,7 @@ def _positive(d: dict, key: str, where: str, name: str | None = None) -> int:
 def new_card(method: str, neurons: int, lag_min: int, bins: int, frame_shape: tuple[int, int],
              fps: float, normalisation: dict | None = None, **optional) -> ModelCard:
     """A card for a decoder that maps activity bins [f+lag_min, f+lag_min+bins) to frame f.
-    `optional`: training, architecture, encoder, inverse, warm_iterations, amortized, onnx."""
+    `optional`: training, architecture, encoder, inverse, warm_iterations, amortized, onnx, distributed."""
     return ModelCard(
         format=FORMAT,
         card_version=CARD_VERSION,

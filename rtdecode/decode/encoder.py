@@ -232,10 +232,12 @@ def predict_trial(model: Encoder, video_norm: torch.Tensor, beh: torch.Tensor, c
     """Whole-trial prediction (T, N), in chunks of `chunk` frames with causal context."""
     ctx = model.cfg.context
     T = video_norm.shape[0]
+    dev = model.bias.device
     out = []
     for s in range(0, T, chunk):
         lo = max(0, s - ctx)
-        out.append(model(video_norm[None, lo : s + chunk], beh[None, lo : s + chunk], first=s - lo)[0])
+        out.append(model(video_norm[None, lo : s + chunk].to(dev), beh[None, lo : s + chunk].to(dev),
+                         first=s - lo)[0].cpu())
     return torch.cat(out)
 
 
@@ -273,11 +275,20 @@ def poisson_nll(model: Encoder, data: TrialData) -> float:
 def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig | None = None,
                   frame_shape=(36, 64), steps: int = 1500, batch: int = 6, clip_len: int = 32,
                   lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0, eval_every: int = 250,
-                  time_limit_s: float | None = None, progress: bool = False) -> tuple[Encoder, dict]:
+                  time_limit_s: float | None = None, progress: bool = False,
+                  checkpoints=None, name: str = "encoder", env=None) -> tuple[Encoder, dict]:
     """Train on random clips of `clip_len` frames (+ causal context); keep the step with the best
-    validation correlation. Returns (model in eval mode, info)."""
+    validation correlation. Returns (model in eval mode, on the CPU, info).
+
+    Under torchrun (rtdecode.decode.distributed) the model is in DDP and each rank computes its
+    share of every global batch of `batch` clips; `checkpoints` (distributed.Checkpoints) saves
+    and resumes the loop under `name`; `env` (default: distributed.current()) overrides that."""
     from tqdm import tqdm
 
+    from rtdecode.decode import distributed as dist
+
+    env = env or dist.current()
+    ck = checkpoints or dist.no_checkpoints()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     N = train.resps[0].shape[1]
@@ -292,7 +303,8 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
         model.pos.copy_(torch.from_numpy(pos))
         mean_rate = torch.cat(train.resps).mean(0).clamp_min(1e-3)
         model.bias.copy_(torch.log(torch.expm1(mean_rate)))  # softplus^-1 of the mean rate
-    log.info("encoder: readout positions initialised in %.1f s", time.perf_counter() - t0)
+    init_s = time.perf_counter() - t0
+    log.info("encoder: readout positions initialised in %.1f s", init_s)
     params = [{"params": [p for n, p in model.named_parameters() if n != "pos"], "weight_decay": weight_decay},
               {"params": [model.pos], "lr": lr * 0.1, "weight_decay": 0.0}]
     opt = torch.optim.AdamW(params, lr=lr)
@@ -300,14 +312,29 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
     lengths = np.array([len(v) for v in train.videos])
     best = (-np.inf, None, 0)
     history = []
+    start = 0
+    config = {"steps": steps, "batch": batch, "clip_len": clip_len, "lr": lr, "seed": seed, "neurons": N}
+    resumed = ck.load(name, rng, config)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"]); opt.load_state_dict(resumed["opt"])
+        sched.load_state_dict(resumed["sched"])
+        best = (resumed["best_val"], resumed["best_state"], resumed["best_step"])
+        history, start = resumed["history"], resumed["step"]
+    ddp = env.wrap(model)  # model moved to env.device; DDP only with several ranks
+    dev = env.device
+    share = env.share(batch)
+    n_local = share.stop - share.start
+    if env.rank > 0:  # dropout etc.: an own stream per rank (rank 0's is the one-process stream)
+        torch.manual_seed(seed + 7919 * env.rank)
     L = clip_len + ctx
-    bar = tqdm(range(steps), desc="encoder", unit="step", disable=not progress, leave=False)
+    step = start - 1
+    bar = tqdm(range(start, steps), desc=name, unit="step", disable=not (progress and env.is_main), leave=False)
     for step in bar:
-        model.train()
+        ddp.train()
         trials = rng.integers(len(train), size=batch)
+        starts = [int(rng.integers(-ctx, max(lengths[i] - L, -ctx) + 1)) for i in trials]
         vids, behs, resps = [], [], []
-        for i in trials:
-            s = int(rng.integers(-ctx, max(lengths[i] - L, -ctx) + 1))
+        for i, s in list(zip(trials, starts))[share]:  # every rank draws the global batch, keeps its share
             lo = max(s, 0)
             v, b, r = train.videos[i][lo : s + L], train.behs[i][lo : s + L], train.resps[i][lo : s + L]
             padn = L - len(v)
@@ -315,32 +342,77 @@ def train_encoder(train: TrialData, val: TrialData | None, *, cfg: EncoderConfig
                 v = F.pad(v, (0, 0, 0, 0, padn, 0)); b = F.pad(b, (0, 0, padn, 0), value=0.0)
                 r = F.pad(r, (0, 0, padn, 0))
             vids.append(v); behs.append(b); resps.append(r)
-        V, Bh, R = torch.stack(vids), torch.stack(behs), torch.stack(resps)
-        pred = model(V, Bh, first=ctx)
-        loss = poisson_loss(pred, R[:, ctx:]) / (batch * clip_len * N)
+        V, Bh, R = torch.stack(vids).to(dev), torch.stack(behs).to(dev), torch.stack(resps).to(dev)
+        pred = ddp(V, Bh, first=ctx)
+        loss = poisson_loss(pred, R[:, ctx:]) / (n_local * clip_len * N) * env.loss_weight(n_local, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step(); sched.step()
-        if progress:
+        if progress and env.is_main:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         last = step == steps - 1
-        over = time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
+        over = time_limit_s is not None and env.main_only(lambda: time.perf_counter() - t0 > time_limit_s)
         if val is not None and ((step + 1) % eval_every == 0 or last or over):
-            c = float(np.mean(sensorium_corr(model, val)))
+            c = env.main_only(lambda: float(np.mean(sensorium_corr(model, val))))
             history.append({"step": step + 1, "val_corr": c, "train_loss": loss.item()})
             log.info("encoder step %d: validation correlation %.4f", step + 1, c)
             if c > best[0]:
                 best = (c, {k: v.detach().clone() for k, v in model.state_dict().items()}, step + 1)
+        ck.step(name, step + 1, last or over, lambda: {
+            "config": config, "model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+            "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": history}, rng)
         if over:
             log.info("encoder: time limit reached after %d steps", step + 1)
             break
     if best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()
+    model.cpu()
     info = {"steps": int(step + 1), "best_step": best[2], "val_corr": (None if val is None else best[0]),
-            "history": history, "train_seconds": time.perf_counter() - t0,
+            "history": history, "train_seconds": time.perf_counter() - t0, "init_seconds": init_s,
             "config": vars(model.cfg) | {"batch": batch, "clip_len": clip_len, "lr": lr}}
     return model, info
+
+
+def train_ensemble(train: TrialData, val: TrialData | None, models: int, *, seed: int = 0, checkpoints=None,
+                   say=None, spread: bool | None = None, **kw) -> tuple[list[Encoder], list[dict]]:
+    """`models` encoders, member k trained by `train_encoder(seed=seed + k, name=f"encoder{k}", **kw)`.
+
+    Under torchrun with at least as many members as ranks, the members are spread over the ranks
+    (member k on rank k % world, each trained alone: no per-step communication, and exactly the
+    members one process trains) and then broadcast to every rank; with fewer members than ranks
+    each member is trained by all ranks in DDP. `spread` True / False forces one way (benchmarks)."""
+    from rtdecode.decode import distributed as dist
+
+    env = dist.current()
+    say = say or (lambda s: log.info("fit: %s", s))
+    if spread is None:
+        spread = models >= env.world_size
+    if not (env.distributed and spread):
+        out = []
+        for k in range(models):
+            say(f"training encoder {k + 1}/{models}")
+            out.append(train_encoder(train, val, seed=seed + k, checkpoints=checkpoints, name=f"encoder{k}", **kw))
+        return [m for m, _ in out], [i for _, i in out]
+    alone = dist.DistEnv()
+    ck = None if checkpoints is None else dist.Checkpoints(checkpoints.folder, checkpoints.every, checkpoints.resume, alone)
+    mine = {}
+    for k in range(env.rank, models, env.world_size):
+        say(f"training encoder {k + 1}/{models} on rank {env.rank}")
+        mine[k] = train_encoder(train, val, seed=seed + k, checkpoints=ck, name=f"encoder{k}", env=alone, **kw)
+    encoders, infos = [], []
+    for k in range(models):
+        owner = k % env.world_size
+        sd, info = env.broadcast(({n: t.detach() for n, t in mine[k][0].state_dict().items()}, mine[k][1])
+                                 if env.rank == owner else None, src=owner)
+        if env.rank == owner:
+            m = mine[k][0]
+        else:
+            m = Encoder(train.resps[0].shape[1], kw.get("frame_shape", (36, 64)), kw.get("cfg"))
+            m.load_state_dict(sd)
+            m.eval()
+        encoders.append(m); infos.append({**info, "rank": owner})
+    return encoders, infos
 
 
 # -- saving: plain state_dict arrays in an npz, prefixed per ensemble member ------------------

@@ -83,17 +83,20 @@ def _invert_one(enc: Encoder, responses, behaviour, mask, init, cfg: InverseConf
     ctx = enc.cfg.context
     for p in enc.parameters():
         p.requires_grad_(False)
-    R = torch.from_numpy(np.ascontiguousarray(responses.T, dtype=np.float32))  # (T, N)
-    Bh = torch.from_numpy(np.asarray(behaviour, np.float32))
+    dev = enc.bias.device  # the encoder's device (a rank's GPU under torchrun with NCCL)
+    R = torch.from_numpy(np.ascontiguousarray(responses.T, dtype=np.float32)).to(dev)  # (T, N)
+    Bh = torch.from_numpy(np.asarray(behaviour, np.float32)).to(dev)
     video = torch.full((T, H, W), PIX_CENTRE) if init is None else torch.from_numpy(np.asarray(init, np.float32)).clone()
+    video = video.to(dev)
     m = torch.ones(H, W) if mask is None else torch.from_numpy((np.asarray(mask) >= cfg.mask_threshold).astype(np.float32))
+    m = m.to(dev)
     win = min(cfg.window, T)
     starts = window_starts(T, win, cfg.stride)
     # Frame indices of each window, context included; -1 means "before the trial": gray.
-    idx = torch.tensor([[s - ctx + j for j in range(ctx + win)] for s in starts])
+    idx = torch.tensor([[s - ctx + j for j in range(ctx + win)] for s in starts], device=dev)
     valid = idx >= 0
     idx_c = idx.clamp_min(0)
-    cover = torch.zeros(T).index_add_(0, idx_c[valid], torch.ones(int(valid.sum())))
+    cover = torch.zeros(T, device=dev).index_add_(0, idx_c[valid], torch.ones(int(valid.sum()), device=dev))
     cover = cover.clamp_min(1).view(T, 1, 1)
     Rw = R[idx_c[:, ctx:]]  # (nw, win, N)
     Bw = Bh[idx_c] * valid[..., None]
@@ -116,10 +119,10 @@ def _invert_one(enc: Encoder, responses, behaviour, mask, init, cfg: InverseConf
         lr = cfg.lr * min(1.0, (it + 1) / max(cfg.warmup, 1))
         video.sub_(lr * vel).clamp_(0, 255)
         if callback is not None and cfg.record_every and (it + 1) % cfg.record_every == 0:
-            callback(it + 1, video.numpy().copy())
+            callback(it + 1, video.cpu().numpy().copy())
     for p in enc.parameters():
         p.requires_grad_(True)
-    return video.numpy().copy(), {"windows": len(starts), "encoder_frames_per_iter": len(starts) * (ctx + win)}
+    return video.cpu().numpy().copy(), {"windows": len(starts), "encoder_frames_per_iter": len(starts) * (ctx + win)}
 
 
 def inverse_flops_per_frame(encoder_macs_per_frame: float, T: int, cfg: InverseConfig, ctx: int, models: int) -> float:
@@ -127,3 +130,38 @@ def inverse_flops_per_frame(encoder_macs_per_frame: float, T: int, cfg: InverseC
     backward ~ 3 forwards) x 2 FLOPs per MAC x models."""
     n = len(window_starts(T, min(cfg.window, T), cfg.stride)) * (ctx + min(cfg.window, T))
     return 2.0 * 3.0 * encoder_macs_per_frame * n / T * cfg.iterations * models
+
+
+def invert_trials(encoders: list[Encoder], trials: list[tuple[np.ndarray, np.ndarray]], *,
+                  mask: np.ndarray | None = None, cfg: InverseConfig | None = None,
+                  progress: bool = False, desc: str = "inverse", checkpoints=None,
+                  name: str = "inverse_targets") -> list[np.ndarray]:
+    """`invert` for each (responses, behaviour) trial. Under torchrun the trials are split across
+    ranks (rank r takes trials r, r + world, ...) and every rank gets all reconstructions, in order
+    (the same arrays one process computes: each trial is inverted independently). `checkpoints`
+    (rtdecode.decode.distributed.Checkpoints) keeps the result under `name` for --resume."""
+    import copy
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from rtdecode.decode import distributed as dist
+
+    env = dist.current()
+    ck = checkpoints or dist.no_checkpoints()
+    if env.device.type == "cuda":  # invert on this rank's GPU
+        encoders = [copy.deepcopy(e).to(env.device) for e in encoders]
+    config = {"trials": len(trials), **{k: v for k, v in asdict(cfg or InverseConfig()).items() if k != "extra"}}
+    resumed = ck.load(name, config=config)
+    if resumed is not None:
+        return [t.numpy() for t in resumed["targets"]]
+    mine = list(range(env.rank, len(trials), env.world_size))
+    done = {}
+    for i in tqdm(mine, desc=desc, unit="trial", disable=not (progress and env.is_main), leave=False):
+        r, b = trials[i]
+        done[i] = invert(encoders, r, b, mask=mask, cfg=cfg)[0]
+    for part in env.all_gather(done):
+        done.update(part)
+    out = [done[i] for i in range(len(trials))]
+    ck.step(name, len(trials), True, lambda: {"config": config, "targets": [torch.from_numpy(t) for t in out]})
+    return out

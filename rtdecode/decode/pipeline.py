@@ -26,7 +26,7 @@ from rtdecode.decode import amortized as am
 from rtdecode.decode import encoder as enc
 from rtdecode.decode import methods
 from rtdecode.decode.card import ModelCard, new_card
-from rtdecode.decode.inverse import InverseConfig, invert
+from rtdecode.decode.inverse import InverseConfig, invert, invert_trials
 from rtdecode.decode.residual import ResidualConfig, RidgeResidualNet
 from rtdecode.errors import ConfigError, ModelError
 
@@ -136,10 +136,11 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                  synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
                  amortized_cfg: am.AmortizedConfig | ResidualConfig | None = None, batch: int = 64, seed: int = 0,
                  progress: bool = False, stash: dict | None = None,
-                 say: Callable[[str], None] | None = None) -> tuple[PipelineDecoder, dict, dict]:
+                 say: Callable[[str], None] | None = None, checkpoints=None) -> tuple[PipelineDecoder, dict, dict]:
     """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
     Returns (decoder, arrays for weights.npz, card fields). `stash`, when given, receives
-    intermediate results (the inverse targets, the synthetic pairs) for reports.
+    intermediate results (the inverse targets, the synthetic pairs) for reports. Under torchrun
+    every rank runs this (rtdecode.decode.distributed); `checkpoints` saves / resumes each stage.
 
     `amortized_cfg`: a `ResidualConfig` (the default: ridge + a residual network initialised at zero,
     rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network). Defaults that
@@ -148,7 +149,6 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     0, no encoder, so no reconstruct --method warm|inverse; otherwise 1000) and `synth_movies`
     (residual: 0; stand-alone: 20). Why the residual's defaults pay for no encoder: README,
     "The amortized decoder"."""
-    from tqdm import tqdm
 
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
@@ -172,12 +172,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     if encoder_steps == 0 and (method == "inverse" or not residual or synth_movies or inverse_trials):
         raise ConfigError("encoder_steps 0 (no encoder) needs --method amortized with the residual decoder, "
                           "no synthetic movies and no inverse targets (--synth-movies 0 --inverse-trials 0)")
-    encoders, enc_infos = [], []
-    for k in range(encoder_models if encoder_steps else 0):
-        say(f"training encoder {k + 1}/{encoder_models}")
-        e, info = enc.train_encoder(tr, va, cfg=encoder_cfg, frame_shape=frame_shape, steps=encoder_steps,
-                                    seed=seed + k, progress=progress)
-        encoders.append(e); enc_infos.append(info)
+    encoders, enc_infos = enc.train_ensemble(tr, va, encoder_models if encoder_steps else 0, cfg=encoder_cfg,
+                                             frame_shape=frame_shape, steps=encoder_steps, seed=seed,
+                                             progress=progress, checkpoints=checkpoints, say=say)
     const_nll = enc.constant_corr_baseline(tr, va)
     model_nll = float(np.mean([enc.poisson_nll(e, va) for e in encoders])) if encoders else None
     timings["encoder_s"] = time.perf_counter() - t0
@@ -205,11 +202,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     # 3. inverse targets of the calibration trials
     t1 = time.perf_counter()
     inv_ids = list(range(len(trials) if inverse_trials is None else min(inverse_trials, len(trials))))
-    inv_targets = []
-    for i in tqdm(inv_ids, desc="inverse (calibration)", unit="trial", disable=not progress, leave=False):
-        r, _, b = trials[i]
-        rec, _ = invert(encoders, r, b, mask=mask, cfg=inverse_cfg)
-        inv_targets.append(rec)
+    inv_targets = invert_trials(encoders, [(trials[i][0], trials[i][2]) for i in inv_ids], mask=mask,
+                                cfg=inverse_cfg, progress=progress, desc="inverse (calibration)",
+                                checkpoints=checkpoints)
     timings["inverse_targets_s"] = time.perf_counter() - t1
     # 4. synthetic pairs
     t2 = time.perf_counter()
@@ -220,11 +215,12 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     if residual:
         net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
-                                    lag_min, bins, batch, seed, progress, say)
+                                    lag_min, bins, batch, seed, progress, say, checkpoints)
     else:
         net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
                                       synth, amortized_steps, warm=True)
-        am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
+        am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
+                                     checkpoints=checkpoints)
     timings["amortized_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     arrays.update(am.net_arrays(net))
@@ -239,7 +235,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
 
 
 def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualConfig, steps, lag_min, bins,
-                 batch, seed, progress, say):
+                 batch, seed, progress, say, checkpoints=None):
     """Ridge (fit trials, penalty chosen on the validation trials) + a residual network trained on the
     recorded and synthetic pairs (after a phase on the inverse's targets when there are any), the
     best validation step kept (step 0 = ridge alone competes); then the linear path becomes the
@@ -265,7 +261,8 @@ def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualC
     phases.append(("true_frames", true, steps[1]))
     say("residual network")
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
-    info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress)
+    info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
+                              checkpoints=checkpoints)
     net.set_linear(dec_all)
     info["ridge"] = rinfo
     info["macs_per_frame"] = net.macs_per_frame()

@@ -18,15 +18,27 @@ log = logging.getLogger(__name__)
 
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
                 bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
-                progress: bool = True, **pipeline_options) -> ModelCard:
+                progress: bool = True, checkpoint_every: int | None = None, resume: bool = False,
+                checkpoint_dir: str | Path | None = None, **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
     `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
     encoder -> inverse -> amortized decoder. `pipeline_options` go to
-    `rtdecode.decode.pipeline.fit_pipeline` (encoder_steps, inverse_cfg, amortized_steps, ...)."""
+    `rtdecode.decode.pipeline.fit_pipeline` (encoder_steps, inverse_cfg, amortized_steps, ...).
+
+    Encoder methods run under torchrun too (rtdecode.decode.distributed: every rank calls this,
+    rank 0 writes `out`). `checkpoint_every` K: checkpoints every K steps of each training loop
+    (0: only at the end of each stage) in `checkpoint_dir` (default OUT/checkpoints); `resume`
+    continues from them."""
     from tqdm import tqdm
 
+    from rtdecode.decode import distributed as dist
+
     spec = methods.check_fit_method(method)
+    env = dist.current()
+    if not spec.encoder and (env.distributed or checkpoint_every is not None or resume):
+        raise ConfigError(f"--method {method} fits in one pass on one process: run it without torchrun / --nproc, "
+                          "--checkpoint-every and --resume (they apply to inverse and amortized)")
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     ds = Dataset(dataset)
@@ -42,6 +54,10 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     fit_ids, val_ids = train[:-nv], train[-nv:]
 
     if spec.encoder:
+        if checkpoint_every is not None or resume:
+            pipeline_options["checkpoints"] = dist.Checkpoints(
+                Path(checkpoint_dir) if checkpoint_dir else Path(out) / "checkpoints",
+                checkpoint_every or 0, resume, env)
         return _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min,
                              progress, pipeline_options)
 
@@ -85,8 +101,11 @@ def load_trials(ds: Dataset, ids: list[str], n: int, progress: bool = False, des
 def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min, progress, options):
     import time
 
+    from rtdecode.decode import distributed as dist
     from rtdecode.decode.pipeline import fit_pipeline
 
+    env = dist.current()
+    progress = progress and env.is_main
     t0 = time.perf_counter()
     trials = load_trials(ds, fit_ids, n, progress, "load train")
     val = load_trials(ds, val_ids, n, progress, "load validation")
@@ -105,7 +124,9 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
     card = model_dir.new_card(method, n, lag_min, bins, ds.frame_shape, 30.0, normalisation,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
                                         "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info},
-                              **fields)
-    model_dir.save(out, card, arrays)
-    log.info("fit %s: %.0f s", method, info["fit_seconds"])
+                              distributed=env.card_fields(), **fields)
+    if env.is_main:
+        model_dir.save(out, card, arrays)
+        log.info("fit %s: %.0f s", method, info["fit_seconds"])
+    env.barrier()
     return card
