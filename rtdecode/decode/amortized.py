@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from rtdecode.decode.card import ModelCard
 from rtdecode.decode.encoder import PIX_SCALE, warmup_cosine
 from rtdecode.decode.ridge import temporal_basis
+from rtdecode.decode.model import load_module_arrays
 from rtdecode.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -236,13 +237,5 @@ def net_from_arrays(arrays: dict, card: ModelCard, prefix: str = "amortized.") -
     net = AmortizedNet(card.neurons, card.window.bins, card.frame_shape,
                        AmortizedConfig(k=a["k"], hidden=a["hidden"], dropout=a["dropout"]))
     net.lag_min = card.window.lag_min
-    sd = net.state_dict()
-    for k, t in sd.items():
-        key = prefix + k
-        if key not in arrays:
-            raise ModelError(f"weights.npz has no '{key}'")
-        if tuple(arrays[key].shape) != tuple(t.shape):
-            raise ModelError(f"weights.npz '{key}' has shape {tuple(arrays[key].shape)}, the card implies {tuple(t.shape)}")
-    net.load_state_dict({k: torch.from_numpy(np.asarray(arrays[prefix + k])) for k in sd})
-    net.eval()
+    load_module_arrays(net, arrays, prefix)
     return net

@@ -34,3 +34,19 @@ def load(folder: str | Path) -> tuple[ModelCard, dict[str, np.ndarray]]:
     except Exception as exc:
         raise ModelError(f"{path}: cannot read ({exc})") from exc
     return card, arrays
+
+
+def load_module_arrays(module, arrays: dict, prefix: str) -> None:
+    """Load a torch module's state from weights.npz `arrays` (keys `prefix` + state name), every key
+    and shape checked first (ModelError names the first that is missing or differs); eval mode."""
+    import torch  # only the torch decoders call this
+
+    sd = module.state_dict()
+    for k, t in sd.items():
+        key = prefix + k
+        if key not in arrays:
+            raise ModelError(f"weights.npz has no '{key}'")
+        if tuple(arrays[key].shape) != tuple(t.shape):
+            raise ModelError(f"weights.npz '{key}' has shape {tuple(arrays[key].shape)}, the card implies {tuple(t.shape)}")
+    module.load_state_dict({k: torch.from_numpy(np.asarray(arrays[prefix + k])) for k in sd})
+    module.eval()

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rtdecode.decode.encoder import PIX_SCALE
+from rtdecode.decode.model import load_module_arrays
 from rtdecode.errors import ModelError
 
 
@@ -111,13 +112,5 @@ def from_arrays(arrays: dict, card, prefix: str = "amortized.") -> RidgeResidual
     net = RidgeResidualNet(n, bins, nb, rank, tuple(card.frame_shape),
                            ResidualConfig(hidden=a["hidden"], hidden2=a["hidden2"], dropout=a["dropout"]))
     net.lag_min = card.window.lag_min
-    sd = net.state_dict()
-    for k, t in sd.items():
-        key = prefix + k
-        if key not in arrays:
-            raise ModelError(f"weights.npz has no '{key}'")
-        if tuple(arrays[key].shape) != tuple(t.shape):
-            raise ModelError(f"weights.npz '{key}' has shape {tuple(arrays[key].shape)}, the card implies {tuple(t.shape)}")
-    net.load_state_dict({k: torch.from_numpy(np.asarray(arrays[prefix + k])) for k in sd})
-    net.eval()
+    load_module_arrays(net, arrays, prefix)
     return net

@@ -79,3 +79,18 @@ class Rejects:
 
     def by_reason(self) -> dict:
         return dict(self.counts)
+
+
+class WarnEvery:
+    """A warning logged at most once per `every_s` seconds per key, for conditions that are not
+    rejected messages (gaps, late events); keys are our own fixed names, never sender text."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 1.0):
+        self.log, self.every_s = logger, every_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, fmt: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e18) > self.every_s:
+            self._last[key] = now
+            self.log.warning(fmt, *args)

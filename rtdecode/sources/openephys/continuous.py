@@ -42,6 +42,7 @@ import zmq
 from rtdecode.errors import ConfigError
 from rtdecode.sources.openephys import zmq_interface as zi
 from rtdecode.sources.openephys.bins import BinGrid
+from rtdecode.sources.rejects import WarnEvery
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class ContinuousSource:
         self.restarts = 0
         self.chunks = 0
         self.skipped: Counter[str] = Counter()  # chunks not used, by reason
-        self._last_log: dict[str, float] = {}
+        self._warn_once = WarnEvery(log)  # at most once a second per kind
 
     # ---------------------------------------------------------------- what the live adapter calls
     def read(self, out: list) -> None:
@@ -162,12 +163,6 @@ class ContinuousSource:
         self.client.close()
 
     # ---------------------------------------------------------------- chunks -> blocks
-    def _warn_once(self, key: str, fmt: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(key, -10.0) > 1.0:
-            self._last_log[key] = now
-            log.warning(fmt, *args)
-
     def _setup(self, ch: zi.ContinuousChunk) -> None:
         nums = list(ch.channel_nums)
         if self.channels is not None:

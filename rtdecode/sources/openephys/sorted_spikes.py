@@ -28,6 +28,7 @@ import zmq
 from rtdecode.errors import ConfigError
 from rtdecode.sources.openephys import event_broadcaster as eb
 from rtdecode.sources.openephys.bins import BinGrid
+from rtdecode.sources.rejects import WarnEvery
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class SortedSpikeSource:
         self.late_spikes = 0
         self.unknown_units: Counter[str] = Counter()
         self.other_stream = 0
-        self._last_log: dict[str, float] = {}
+        self._warn_once = WarnEvery(log)  # at most once a second per kind
 
     @property
     def max_wait_ms(self) -> int:
@@ -150,12 +151,6 @@ class SortedSpikeSource:
         self.client.close()
 
     # ---------------------------------------------------------------- events -> bins
-    def _warn_once(self, key: str, fmt: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(key, -10.0) > 1.0:
-            self._last_log[key] = now
-            log.warning(fmt, *args)
-
     def _unit(self, sp: eb.BroadcastSpike) -> int | None:
         key = sp.electrode if self.group_by == "electrode" else f"{sp.electrode}:{sp.sorted_id}"
         i = self.unit_index.get(key)
