@@ -23,6 +23,16 @@ full, folder gone) stops the recording: it and every later record are counted in
 session is marked damaged (status.json), and the live loop goes on decoding. Nothing is pickled:
 chunks are plain .npz, read with allow_pickle=False.
 
+Times, per frame: `t` is the frame's time as its sender stamped it (ScanImage's clock; the same
+`t` as on the wire and in triggers.jsonl's `t_frame`), `local_t` the same moment on this PC's wall
+clock (`t` + the sender's offset as estimated live, rtdecode.sources.clock), `shown_t` the local
+time at which the stimulus frame `shown` started (its corrected sender time, or its TTL edge with
+hardware flip times; NaN if none). `shown` and `target` were matched on local times. To re-align
+offline: `local_t - t` is the imaging PC's offset row by row, `shown_t` puts each stimulus frame on
+the same clock, and end.json's `clock` (per publisher: offset_ms, jitter_ms) and `flips` (display
+latency) say how good that was. Sessions recorded before `local_t` / `shown_t` existed lack them
+(OPTIONAL_KEYS); they read as before.
+
 `read_session` checks every chunk against the manifest (missing, damaged: SHA-256 mismatch or
 unreadable, inconsistent keys or shapes: such a chunk is reported and left out, never misaligning
 the arrays), and reports `.tmp` leftovers and sessions that ended by error.
@@ -48,7 +58,8 @@ from rtdecode.errors import RecordError
 log = logging.getLogger(__name__)
 
 FORMAT = "rtdecode-session"
-KEYS = ("number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus")
+KEYS = ("number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus", "local_t", "shown_t")
+OPTIONAL_KEYS = ("local_t", "shown_t")  # absent from sessions recorded before them
 STATUS_BYTES = 4096
 
 
@@ -88,7 +99,9 @@ class Recorder:
     `add(number, t, activity (N,), decoded (H, W) or None, shown, target, latency_s, stimulus)` copies
     into the open chunk (shown/target: (trial, stimulus frame) on screen at this bin / of the decoded
     frame, (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN;
-    stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0);
+    stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0;
+    keywords `local_t` / `shown_t`: the frame's time and its shown stimulus's start on this PC's wall
+    clock, NaN if not given: see the module doc);
     `trigger(dict)` is written through at once. `close()` flushes everything and writes end.json.
     extras: more per-frame arrays, {name: (shape, dtype)} (e.g. 'F': ((n,), 'float32')), given to
     `add(..., extras={name: array})`; one missing from a frame is stored as NaN (floats) or 0.
@@ -99,7 +112,7 @@ class Recorder:
                  meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30,
                  extras: dict[str, tuple[tuple[int, ...], str]] | None = None):
         self.extras = {k: (tuple(int(d) for d in shape), np.dtype(dt)) for k, (shape, dt) in (extras or {}).items()}
-        clash = set(self.extras) & {"number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus"}
+        clash = set(self.extras) & set(KEYS)
         if clash:
             raise RecordError(f"extras {sorted(clash)} would overwrite the recorder's own arrays; rename them")
         self.folder = Path(folder)
@@ -146,6 +159,7 @@ class Recorder:
             "activity": np.zeros((c, self.n), np.float32), "decoded": np.zeros((c,) + self.shape, np.float32),
             "shown": np.zeros((c, 2), np.int64), "target": np.zeros((c, 2), np.int64),
             "latency_s": np.zeros(c, np.float64), "stimulus": np.zeros((c,) + self.shape, np.uint8),
+            "local_t": np.zeros(c, np.float64), "shown_t": np.zeros(c, np.float64),
         }
         for k, (shape, dt) in self.extras.items():
             self.buf[k] = np.zeros((c,) + shape, dt)
@@ -153,7 +167,8 @@ class Recorder:
 
     def add(self, number: int, t: float, activity: np.ndarray, decoded: np.ndarray | None,
             shown: tuple[int, int], target: tuple[int, int], latency_s: float,
-            stimulus: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None) -> None:
+            stimulus: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None,
+            local_t: float = float("nan"), shown_t: float = float("nan")) -> None:
         if self.failed is not None:  # recording stopped: count, never block or buffer
             self.records += 1
             self.lost += 1
@@ -170,6 +185,7 @@ class Recorder:
         else:
             b["stimulus"][i] = 0
         b["number"][i], b["t"][i], b["latency_s"][i] = number, t, latency_s
+        b["local_t"][i], b["shown_t"][i] = local_t, shown_t
         b["shown"][i], b["target"][i] = shown, target
         b["activity"][i] = activity
         if decoded is None:
@@ -305,6 +321,8 @@ def _chunk_problem(z_files, arrays: dict, neurons, frame_shape, extras=None) -> 
     keys = set(z_files)
     extras = extras if isinstance(extras, dict) else {}
     want_keys = set(KEYS) | set(extras)
+    if not keys & set(OPTIONAL_KEYS):  # recorded before them
+        want_keys -= set(OPTIONAL_KEYS)
     if keys != want_keys:
         missing, extra = sorted(want_keys - keys), sorted(keys - want_keys)
         return f"keys differ from the session's (missing {missing}, extra {extra})"
@@ -312,6 +330,7 @@ def _chunk_problem(z_files, arrays: dict, neurons, frame_shape, extras=None) -> 
     if len(rows) != 1:
         return f"arrays of different lengths {sorted(rows)}"
     want = {"number": (), "t": (), "shown": (2,), "target": (2,), "latency_s": ()}
+    want |= {k: () for k in OPTIONAL_KEYS if k in keys}
     if isinstance(neurons, int):
         want["activity"] = (neurons,)
     if isinstance(frame_shape, list):

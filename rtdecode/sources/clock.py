@@ -10,6 +10,11 @@ fail safe: suppressed as stale) for at most `window_s`; one that steps forward i
 A backlog that lasts longer than the window would be hidden after it: the socket's small
 high-water mark and the 'latest' freshness policy keep backlogs far shorter.
 
+Common clock: `local(t)` = `t + min_delay` puts a sender time on this PC's wall clock
+(time.time()). The offset cancels exactly; what remains is the bare one-way transport in
+`min_delay` (~0.1 ms on a LAN, more over Wi-Fi or a loaded switch): that is the residual error when
+times of two publishers are compared (the live loop matches stimulus frames to imaging frames so).
+
 Reported: `offset_ms` (the minimum delay: offset + bare transport), `jitter_ms` (smoothed mean of
 `d - min_delay`: transport variance and queueing), `n`. The estimate is per publisher: two machines'
 clocks are never mixed.
@@ -48,6 +53,11 @@ class ClockOffset:
         self.jitter = self.jitter + self.smoothing * (excess - self.jitter) if self.n else excess
         self.n += 1
         return excess
+
+    def local(self, sender_t: float) -> float | None:
+        """`sender_t` on this PC's wall clock: sender_t + min_delay (None before any message)."""
+        m = self.min_delay
+        return None if m is None else sender_t + m
 
     def summary(self) -> dict:
         m = self.min_delay

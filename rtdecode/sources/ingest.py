@@ -16,7 +16,10 @@ counted under `restarts`, logged, and followed: no gap is counted across it.
 Time: each message's arrival (`received`, time.perf_counter() right after the socket handed it
 over) and its acquisition mapped onto the same clock (`acquired`): the sender's `t` corrected by a
 per-publisher minimum-delay clock-offset estimate (rtdecode.sources.clock), so time spent in the
-socket queues shows. Freshness: `latest` drains the source's queue at each frame and hands out only
+socket queues shows; and `local_t`, the sender's `t` on this PC's wall clock (`t + min_delay` of
+that publisher: its clock offset plus the bare one-way transport, ~0.1 ms on a LAN, which is the
+residual error; the offset itself cancels). Times from different publishers (ScanImage, the stimulus
+PC) are compared on `local_t` only. Freshness: `latest` drains the source's queue at each frame and hands out only
 the newest frame (the skipped ones are counted, and `msg.skipped` says how many came just before);
 `every_frame` hands out every frame.
 """
@@ -149,8 +152,11 @@ class Ingest:
             self.rejects.reject("source", f"{msg.topic} from {self.endpoints[source]}, which may send stim only")
             return None
         msg.received, msg.source = received, source
-        excess = self.clocks[sock].see(msg.t, wall)
+        clock = self.clocks[sock]
+        excess = clock.see(msg.t, wall)
         msg.acquired = received - excess
+        local = clock.local(msg.t)
+        msg.local_t = wall if local is None else local
         gaps = self.gap_counters[sock]
         restarts, last = gaps.restarts, gaps.last
         gaps.see(msg.seq)

@@ -248,6 +248,7 @@ class ScanImageZmqIngest:
             c["rejected_by_reason"].update({f"stim: {k}": v for k, v in s["rejected_by_reason"].items()})
             c["dropped"] += s["dropped"]
             c["restarts"] += s["restarts"]
+            c["clock"] = s["clock"]  # the stimulus publishers' offsets (frames are stamped on arrival here)
         return c
 
     def close(self) -> None:

@@ -45,6 +45,7 @@ class Message:
     source: int = 0  # which publisher of the ingest sent it (0: the acquisition source)
     acquired: float = 0.0  # its acquisition time on time.perf_counter()'s clock (0 if unknown)
     skipped: int = 0  # frames not handed out just before this one (freshness 'latest')
+    local_t: float = 0.0  # its `t` on this PC's wall clock (time.time()): t + its publisher's offset (0 if not mapped)
 
     @property
     def seq(self) -> int:
