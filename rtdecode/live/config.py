@@ -34,6 +34,13 @@ Sections:
 - outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional).
 - triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
   min_interval_s}.
+- stimulus (optional): flip_times: sender (default: a stimulus frame starts at its stim message's
+  `t`, clock-corrected) or ttl (hardware flip times from a photodiode or the stimulus PC's frame
+  clock, recorded by Open Ephys: `ttl: {address, line, edges, tolerance_ms, max_latency_ms}`, the
+  Event Broadcaster's address (JSON output), the TTL line as the GUI numbers it from 1, which edges
+  mark a flip (rising, or both for a patch that alternates each flip), how far an edge may be from
+  the expected display latency (default 8 ms: half a 60 Hz frame) and the longest display latency
+  looked for before one is known (default 100 ms); see rtdecode.sources.flips).
 - freshness: every_frame (default: process every frame, recording grade) or latest (closed loop:
   process only the newest frame queued, count the skipped ones); max_age_ms (default 50): no trigger
   fires on a frame older than this since its acquisition (suppressed ones are counted and recorded).
@@ -342,6 +349,31 @@ class Trigger(_Model):
         return self
 
 
+class Ttl(_Model):
+    """Hardware flip times on a TTL line of the Open Ephys Event Broadcaster (rtdecode.sources.flips)."""
+
+    address: Endpoint  # the Event Broadcaster (JSON output), e.g. tcp://192.168.1.10:5557
+    line: Annotated[int, Range(ge=1, le=256)]  # the TTL line, numbered from 1 as in the GUI
+    edges: Annotated[str, OneOf(("rising", "both"))] = "rising"  # both: a photodiode patch alternating each flip
+    tolerance_ms: Annotated[float, Range(gt=0.0, le=100.0)] = 8.0  # half a 60 Hz stimulus frame
+    max_latency_ms: Annotated[float, Range(gt=0.0, le=1000.0)] = 100.0  # the longest display latency looked for
+
+
+class Stimulus(_Model):
+    """When each stimulus frame started: the stim message's own time (sender) or a TTL edge (ttl)."""
+
+    flip_times: Annotated[str, OneOf(("sender", "ttl"))] = "sender"
+    ttl: Ttl | None = None
+
+    @model_validator(mode="after")
+    def _ttl(self):
+        if self.flip_times == "ttl" and self.ttl is None:
+            raise _problem("ttl: flip_times ttl needs ttl: {address: tcp://HOST:PORT, line: N}")
+        if self.flip_times != "ttl" and self.ttl is not None:
+            raise _problem(f"ttl: only used with flip_times: ttl, not {self.flip_times}")
+        return self
+
+
 class RigConfig(_Model):
     rig: Name = "rig"  # a name for logs and session files
     source: Source
@@ -349,6 +381,7 @@ class RigConfig(_Model):
     decoder: Decoder | None = None  # none: a calibration block (record only)
     outputs: Outputs = Outputs()
     triggers: list[Trigger] = []
+    stimulus: Stimulus = Stimulus()
     # every_frame: process every frame (recording grade; a backlog shows in the latency);
     # latest: closed loop, drain the socket and process only the newest frame (skipped ones counted)
     freshness: Annotated[str, OneOf(("every_frame", "latest"))] = "every_frame"

@@ -29,6 +29,7 @@ from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
 from rtdecode.sources import protocols
+from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.sources.ingest import Ingest, max_message_bytes
 from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
@@ -174,6 +175,16 @@ def close_triggers(engine) -> None:
             sink.close()
 
 
+def make_flips(cfg: RigConfig):
+    """The hardware flip-time input of `stimulus.flip_times: ttl` (rtdecode.sources.flips), or None."""
+    ttl = cfg.stimulus.ttl
+    if cfg.stimulus.flip_times != "ttl" or ttl is None:
+        return None
+    aligner = FlipAligner(tolerance_s=ttl.tolerance_ms / 1e3, max_latency_s=ttl.max_latency_ms / 1e3)
+    log.info("flip times: TTL line %d (%s edges) of the Event Broadcaster at %s", ttl.line, ttl.edges, ttl.address)
+    return TtlFlips(ttl.address, ttl.line - 1, aligner, edges=ttl.edges)
+
+
 def run_session(config: str | Path, record: str | Path | None = None, seconds: float | None = None) -> dict:
     """Run a live session; returns its stats (also in the session's end.json when recording).
 
@@ -236,8 +247,9 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         head = stages[0] if stages else planes.chains[0].stages[0]
         frame_bytes = int(np.prod(head.in_spec.shape)) * np.dtype(head.in_spec.dtype).itemsize
     ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg, frame_bytes)
-    recorder = triggers = None
+    recorder = triggers = flips = None
     try:
+        flips = make_flips(cfg)
         if record is not None:
             recorder = Recorder(record, n_neurons, frame_shape,
                                 meta={"config": cfg.model_dump(mode="json"),
@@ -253,13 +265,15 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         pub = Publisher(cfg.outputs.publish)
     except BaseException:
         ingest.close()
+        if flips is not None:
+            flips.close()
         close_triggers(triggers)
         if recorder is not None:
             recorder.close({"error": "could not start"})
         raise
     session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
                           triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
-                          decode=card is not None, max_age_s=cfg.max_age_ms / 1e3)
+                          decode=card is not None, max_age_s=cfg.max_age_ms / 1e3, flips=flips)
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
              ", ".join(cfg.source.address), pub.endpoint)
     error = None
@@ -278,5 +292,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         if recorder is not None:
             recorder.close(stats, error=error)
         ingest.close()
+        if flips is not None:
+            flips.close()
         pub.close()
     return stats

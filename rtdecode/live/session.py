@@ -26,6 +26,20 @@ Queues and what they do when the pipeline falls behind (nothing grows without bo
 
 The source may go quiet and come back (a restarted acquisition PC): silences longer than
 `silence_s` are logged and counted, a frame counter that goes back is counted as a restart.
+
+One clock for matching stimulus to frames: the stimulus PC and the acquisition PC each stamp `t` on
+their own clock, so the loop compares their `msg.local_t` only (the sender's `t` on this PC's wall
+clock through that publisher's minimum-delay offset estimate: rtdecode.sources.clock; the residual
+error is the bare one-way transport, not the offset). The ingest sets it; for messages built by an
+adapter (the Open Ephys adapters, ScanImage's native stream) the session maps them itself, with one
+ClockOffset for frames and one for stim messages. The stimulus log, the decoded frame's target and
+the recorder's `shown` all use local times; what is published and recorded keeps the sender's `t`
+(`target_t`, the recording's `t`), with the local time beside it (`target_local_t`, `local_t`).
+
+Flip times (`flips`, rtdecode.sources.flips.TtlFlips): with a photodiode or frame-clock TTL on the
+Open Ephys Event Broadcaster, stim messages go through a FlipAligner and enter the stimulus log at
+their edge's time (unmatched ones at their own); the TTL socket is read every loop turn (the receive
+timeout is then short, `FLIP_POLL_MS`), and its counts go into the stats under `flips`.
 """
 
 from __future__ import annotations
@@ -53,6 +67,8 @@ from rtdecode.stage import Chain
 
 log = logging.getLogger(__name__)
 
+FLIP_POLL_MS = 2  # the longest the loop waits for a message while TTL edges may be queued
+
 
 def limit_blas_threads(n: int | None) -> int | None:
     """Set the BLAS thread count of this process (None: leave it); returns the count before.
@@ -79,7 +95,7 @@ class LiveResult:
     rejected_frames: int = 0
     errors: int = 0
     latency: Histogram = field(default_factory=Histogram)
-    e2e: Histogram = field(default_factory=Histogram)
+    e2e: Histogram = field(default_factory=Histogram)  # the sender's t -> published: includes its clock offset
     decoded: dict = field(default_factory=dict)  # (trial, stim frame) -> (H, W) float32
     stimuli: dict = field(default_factory=dict)  # (trial, stim frame) -> (H, W) uint8
     ended: bool = False
@@ -201,10 +217,15 @@ class StimulusLog:
                 self._drop_image(next(iter(self.images)))
                 self.images_dropped += 1
 
+    def find(self, t: float, tolerance: float = 1e-3) -> int | None:
+        """Index of the stim shown at time t (the latest at or before t), or None."""
+        i = bisect.bisect_right(self.times, t + tolerance) - 1
+        return i if i >= 0 else None
+
     def at(self, t: float, tolerance: float = 1e-3) -> tuple[int, int] | None:
         """(trial, frame) shown at time t: the latest stim message sent at or before t."""
-        i = bisect.bisect_right(self.times, t + tolerance) - 1
-        return self.ids[i] if i >= 0 else None
+        i = self.find(t, tolerance)
+        return None if i is None else self.ids[i]
 
 
 class LiveSession:
@@ -216,13 +237,14 @@ class LiveSession:
     the others are counted in `ignored_frames` by reason. With per-plane chains, `chain` starts at
     the activity ring and gets one activity vector per volume (`frames` then counts volumes).
     decode: False for a calibration block: `chain` is the extraction only (None: nothing after the
-    per-plane chains), no decoded frame is published, the recorder gets activity and stimulus."""
+    per-plane chains), no decoded frame is published, the recorder gets activity and stimulus.
+    flips: a rtdecode.sources.flips.TtlFlips (hardware flip times for the stim messages), or None."""
 
     def __init__(self, ingest: Ingest, chain: Chain | None, publisher: Publisher, lag_min: int = 0,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
                  time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
-                 decode: bool = True, max_age_s: float | None = 0.05):
+                 decode: bool = True, max_age_s: float | None = 0.05, flips=None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         # Stages the ingest runs before the frames reach `chain` (ephys: per block, not per bin);
         # only timed and reported here.
@@ -231,6 +253,8 @@ class LiveSession:
         self.decode = decode
         self.rejects = Rejects("live session", logger=log)
         self.clock = ClockOffset()  # for frames whose ingest gives no acquisition time
+        self.stim_clock = ClockOffset()  # for stim messages whose ingest gives no local time
+        self.flips = flips
         self.max_age_s = max_age_s  # triggers never fire on a frame older than this since acquisition
         if time_stages:
             if chain is not None:
@@ -262,7 +286,8 @@ class LiveSession:
         self.taps = {k: g for k, (g, _, _) in taps.items() if recorder is not None and k in recorder.extras}
         self.triggers = triggers  # a rtdecode.outputs.triggers.TriggerEngine, or None
         self.target_back = bins - 1 + lag_min  # bins between the newest bin and the decoded frame
-        self.frame_times: deque[float] = deque(maxlen=max(self.target_back, 0) + 1)
+        # (local time, sender's t) of the last frames: the decoded frame's target is the oldest
+        self.frame_times: deque[tuple[float, float]] = deque(maxlen=max(self.target_back, 0) + 1)
         self.stim = StimulusLog()
         self.collect = collect
         self.max_errors = max_errors
@@ -292,8 +317,10 @@ class LiveSession:
                     and now - self._last_frame > self.silence_s):
                 self._silent = True
                 log.warning("no frame from the source for %.1f s; waiting for it", now - self._last_frame)
+            if self.flips is not None:
+                self._safely(self._poll_flips)
             try:
-                msg = self.ingest.receive(timeout_ms=50)
+                msg = self.ingest.receive(timeout_ms=50 if self.flips is None else FLIP_POLL_MS)
             except Exception as exc:  # noqa: BLE001 -- a receive that raises is a bug in a source: count it
                 self._message_failed(exc)
                 time.sleep(0.001)  # never a hot loop on a persistent fault
@@ -350,7 +377,12 @@ class LiveSession:
                 self.rejects.reject("field", f"stim: trial and frame must be integers, got {trial!r:.40}, {frame!r:.40}")
                 return False
             image = msg.array if msg.array is not None and msg.array.ndim == 2 else None
-            self.stim.add(msg.t, trial, frame, image)
+            t = self._local(msg)
+            if self.flips is not None:
+                self.flips.aligner.add_stim(t, (trial, frame, image))
+                self._poll_flips()
+            else:
+                self.stim.add(t, trial, frame, image)
             if self.collect and image is not None:
                 res.stimuli[(trial, frame)] = image.copy()
             return False
@@ -400,6 +432,9 @@ class LiveSession:
 
     def on_frame(self, msg) -> None:
         res = self.result
+        local_t = self._local(msg)  # every frame feeds the clock estimate, extracted or not
+        if self.flips is not None:
+            self._poll_flips()  # the stimulus log as complete as it can be for this frame
         inp = msg.array
         if self.planes is not None:
             why = self.planes.ignore(msg.header)
@@ -412,17 +447,17 @@ class LiveSession:
                     return
         out = inp if self.chain is None else self.chain.process(inp)
         ready = time.perf_counter()
-        self.frame_times.append(msg.t)
+        self.frame_times.append((local_t, msg.t))
         res.frames += 1
         decodable = self.decode and len(self.frame_times) > self.target_back
         target = (-1, -1)
         if decodable:
-            target_t = self.frame_times[0]
-            target = self.stim.at(target_t) or (-1, -1)
+            target_local_t, target_t = self.frame_times[0]
+            target = self.stim.at(target_local_t) or (-1, -1)
             self.pub.send("decoded", out, t=time.time(), trial=target[0], frame=target[1], target_t=target_t,
-                          frameNumberAcq=msg.header.get("frameNumberAcq"))
+                          target_local_t=target_local_t, frameNumberAcq=msg.header.get("frameNumberAcq"))
             done = time.perf_counter()
-            acquired = msg.acquired or self._acquired(msg)
+            acquired = msg.acquired
             res.published += 1
             res.latency.add(done - msg.received)
             res.acquired.add(max(done - acquired, 0.0))
@@ -440,7 +475,8 @@ class LiveSession:
         self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
         if self.recorder is not None:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
-            shown = self.stim.at(msg.t) or (-1, -1)
+            i = self.stim.find(local_t)
+            shown = (-1, -1) if i is None else self.stim.ids[i]
             image = self.stim.images.get(shown)
             if image is not None and image.shape != self.recorder.shape and not self._stim_shape_warned:
                 self._stim_shape_warned = True
@@ -448,13 +484,32 @@ class LiveSession:
                             image.shape, self.recorder.shape)
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
                               shown, target, time.perf_counter() - msg.received, image,
-                              {k: g() for k, g in self.taps.items()} if self.taps else None)
+                              {k: g() for k, g in self.taps.items()} if self.taps else None,
+                              local_t=local_t, shown_t=float("nan") if i is None else self.stim.times[i])
 
-    def _acquired(self, msg) -> float:
-        """Acquisition time (perf_counter clock) of a frame its ingest did not map (the Open Ephys
-        adapters): its `t` through this session's own clock-offset estimate."""
-        excess = self.clock.see(msg.t, time.time() - (time.perf_counter() - msg.received))
-        return msg.received - excess
+    def _local(self, msg) -> float:
+        """The message's time on this PC's wall clock (`msg.local_t`). A message its ingest did not
+        map (the Open Ephys adapters, ScanImage's native stream) goes through this session's own
+        estimate, one per topic (frames and stim messages come from different publishers), which
+        also gives a frame its acquisition time (`msg.acquired`, perf_counter clock)."""
+        if msg.local_t:
+            return msg.local_t
+        clock = self.clock if msg.topic == "frame" else self.stim_clock
+        received = msg.received or time.perf_counter()
+        wall = time.time() - (time.perf_counter() - received)
+        excess = clock.see(msg.t, wall)
+        if msg.topic == "frame" and not msg.acquired:
+            msg.acquired = received - excess
+        local = clock.local(msg.t)
+        msg.local_t = wall if local is None else local
+        return msg.local_t
+
+    def _poll_flips(self) -> None:
+        """Read the TTL edges queued, pair them with the stim messages, and enter the stims resolved
+        into the stimulus log at their flip times."""
+        self.flips.poll()
+        for t, (trial, frame, image), _ in self.flips.aligner.resolve(time.time()):
+            self.stim.add(t, trial, frame, image)
 
     def stats(self) -> dict:
         r = self.result
@@ -467,7 +522,9 @@ class LiveSession:
                "message_errors": r.message_errors, "ignored_ends": r.ignored_ends, "stopped_by": r.stopped_by,
                "session_rejected_by_reason": self.rejects.by_reason(),
                "stimulus_images_dropped": self.stim.images_dropped,
-               **({"clock_adapter": self.clock.summary()} if self.clock.n else {})}
+               **({"clock_adapter": self.clock.summary()} if self.clock.n else {}),
+               **({"clock_adapter_stim": self.stim_clock.summary()} if self.stim_clock.n else {}),
+               **({"flips": self.flips.stats()} if self.flips is not None else {})}
 
         if self.planes is not None:
             out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
