@@ -135,3 +135,32 @@ def test_trigger_rules_are_checked(rule, message):
 def test_openephys_file_has_a_complete_trigger_rule():
     rule = load_config(CONFIGS[0].parent / "openephys_ephys.yaml").triggers[0].rule
     assert rule.kind == "luminance" and rule.consecutive == 3 and rule.region == (9, 27, 17, 47)
+
+
+TTL = {"address": "tcp://127.0.0.1:5558", "line": 2}
+
+
+def test_flip_times_validate():
+    assert parse_config(BASE).stimulus.flip_times == "sender"
+    cfg = parse_config({**BASE, "stimulus": {"flip_times": "ttl", "ttl": {**TTL, "edges": "both", "tolerance_ms": 4}}})
+    assert (cfg.stimulus.ttl.line, cfg.stimulus.ttl.edges, cfg.stimulus.ttl.tolerance_ms) == (2, "both", 4.0)
+    assert cfg.stimulus.ttl.max_latency_ms == 100.0
+
+
+@pytest.mark.parametrize("stimulus, expected", [
+    ({"flip_times": "photodiode"}, "stimulus.flip_times: 'photodiode' is not one of sender, ttl"),
+    ({"flip_times": "ttl"}, "stimulus.ttl: flip_times ttl needs ttl: {address: tcp://HOST:PORT, line: N}"),
+    ({"ttl": TTL}, "stimulus.ttl: only used with flip_times: ttl, not sender"),
+    ({"flip_times": "ttl", "ttl": {**TTL, "line": 0}}, "stimulus.ttl.line: 0 is out of range; allowed: [1, 256]"),
+    ({"flip_times": "ttl", "ttl": {**TTL, "edges": "falling"}}, "stimulus.ttl.edges: 'falling' is not one of rising, both"),
+    ({"flip_times": "ttl", "ttl": {**TTL, "address": "5558"}}, "stimulus.ttl.address: '5558' is not a ZeroMQ address"),
+    ({"flip_times": "ttl", "ttl": {**TTL, "tolerance_ms": 0}}, "stimulus.ttl.tolerance_ms: 0 is out of range; allowed: (0, 100]"),
+    ({"flip_times": "ttl", "ttl": {"line": 1}}, "stimulus.ttl.address: required key is missing"),
+    ({"flip_times": "ttl", "ttl": {**TTL, "channel": 1}},
+     "stimulus.ttl.channel: unknown key; allowed here: address, line, edges, tolerance_ms, max_latency_ms"),
+    ({"flips": "ttl"}, "stimulus.flips: unknown key; allowed here: flip_times, ttl"),
+])
+def test_bad_flip_time_settings_name_the_key(stimulus, expected):
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**BASE, "stimulus": stimulus}, "rig.yaml")
+    assert str(exc.value).startswith("rig.yaml: ") and expected in str(exc.value), str(exc.value)

@@ -12,7 +12,8 @@ A sample clock that goes back (the GUI restarted acquisition) starts a fresh est
 
 `FlipAligner` (pure logic, bounded memory) pairs them. Times are local wall times (time.time()):
 a stim message's is its clock-corrected sender time, an edge's as above. The pending stims are
-paired in order: each with the edge nearest to `stim + latency` within `tolerance_s`, where
+paired in order: each with the first edge within `tolerance_s` of `stim + latency` (a window
+narrower than a stimulus frame, so it holds one edge unless the line glitched), where
 `latency` is the median of the recent pairs (the display latency). Before any pair (or after
 `reset_after` stims in a row found none) the latency is unknown: a stim is paired with the first
 edge in [stim - tolerance_s, stim + max_latency_s], but only after a pause, i.e. when no edge came in
@@ -137,11 +138,8 @@ class FlipAligner:
                     edge = cands[0]
                 elif not past:
                     return self._hand_out()
-            elif cands:
-                centre = st + lat
-                edge = min(cands, key=lambda e: abs(e - centre))
-                if not past and cands[-1] < centre:  # a nearer edge may still arrive
-                    return self._hand_out()
+            elif cands:  # the window is narrower than a stimulus frame: the first edge in it is the one
+                edge = cands[0]
             elif not past:
                 return self._hand_out()
             self.stims.popleft()
