@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--neurons-subset", type=_positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=_positive_int, default=8, help="activity bins per decoded frame (default 8)")
     f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
+    f.add_argument("--compress", type=float, default=None, metavar="S",
+                   help="activity compression for ridge and the amortized decoder's ridge path: log1p(x / (S x the "
+                   "mean training activity)) before the z-score, which tames deconvolved calcium's large events; "
+                   "0 turns it off (default 6)")
     f.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
                    help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
                    "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")
@@ -366,6 +370,12 @@ def _fit(args, env) -> int:
         inv = {k: v for k, v in (("iterations", args.inverse_iterations), ("stride", args.inverse_stride)) if v}
         if inv:
             opts["inverse_cfg"] = InverseConfig(**inv)
+    if args.compress is not None:
+        from rtdecode.errors import ConfigError
+
+        if not (args.compress >= 0 and args.compress < float("inf")):
+            raise ConfigError(f"--compress must be a finite number >= 0 (0: off), got {args.compress}")
+        opts["compress"] = args.compress
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
                        lag_min=args.lag_min, progress=True, checkpoint_every=args.checkpoint_every,
                        resume=args.resume, **opts)

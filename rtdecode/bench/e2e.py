@@ -69,7 +69,7 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     card = model_dir.new_card("ridge", n_neurons, lag_min, bins, (36, 64), FPS)
     model_dir.save(folder / "model", card, dec.arrays())
     card, dec = decode.load(folder / "model")
-    chain = Chain(extract.stages + [ActivityRing(n_neurons, bins, fill=dec.act_mean), decode.DecodeStage(card, dec)])
+    chain = Chain(extract.stages + [ActivityRing(n_neurons, bins, fill=dec.fill()), decode.DecodeStage(card, dec)])
     chain.warm_up()
     return chain, card
 

@@ -215,7 +215,11 @@ def predict_trial(net: AmortizedNet, responses: np.ndarray, lag_min: int | None 
     net.eval()
     lag = getattr(net, "lag_min", 0) if lag_min is None else lag_min
     # the ridge-based network fills bins outside the trial with the training mean, as ridge does
-    fill = net.act_mean[:, 0].cpu().numpy() if getattr(net, "fill_with_act_mean", False) else None
+    fill = None
+    if getattr(net, "fill_with_act_mean", False):
+        from rtdecode.decode.ridge import raw_fill
+
+        fill = raw_fill(net.act_mean[:, 0].cpu().numpy(), float(net.act_scale[0]) if hasattr(net, "act_scale") else 0.0)
     w = windows_of_trial(np.asarray(responses, np.float32), lag, net.bins, fill)
     dev = next(net.parameters()).device
     out = [net(torch.from_numpy(w[s : s + chunk]).to(dev)).cpu().numpy() for s in range(0, len(w), chunk)]

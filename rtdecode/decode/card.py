@@ -26,7 +26,8 @@ CARD_VERSION = 1
 CARD_FILE = "card.json"
 
 DEFAULT_NORMALISATION = {
-    "activity": "z-score per neuron with act_mean, act_std (weights.npz)",
+    "activity": "log1p(max(x, 0) / act_scale) when weights.npz has act_scale (else x), then z-score per "
+                "neuron with act_mean, act_std (weights.npz)",
     "pixels": "0-255 (the stimulus scale); pixel_mean added back",
 }
 

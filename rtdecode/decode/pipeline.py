@@ -25,6 +25,7 @@ import torch
 from rtdecode.decode import amortized as am
 from rtdecode.decode import encoder as enc
 from rtdecode.decode import methods
+from rtdecode.decode import ridge
 from rtdecode.decode.card import ModelCard, new_card
 from rtdecode.decode.inverse import InverseConfig, invert, invert_trials
 from rtdecode.decode.residual import ResidualConfig, RidgeResidualNet
@@ -135,6 +136,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                  inverse_trials: int | None = None, warm_iterations: int | None = None,
                  synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
                  amortized_cfg: am.AmortizedConfig | ResidualConfig | None = None, batch: int = 64, seed: int = 0,
+                 compress_scale: float | None = ridge.COMPRESS,
                  progress: bool = False, stash: dict | None = None,
                  say: Callable[[str], None] | None = None, checkpoints=None) -> tuple[PipelineDecoder, dict, dict]:
     """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
@@ -148,7 +150,8 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (residual:
     0, no encoder, so no reconstruct --method warm|inverse; otherwise 1000) and `synth_movies`
     (residual: 0; stand-alone: 20). Why the residual's defaults pay for no encoder: README,
-    "The amortized decoder"."""
+    "The amortized decoder". `compress_scale`: the residual's ridge path compression
+    (rtdecode.decode.ridge.compress; None or 0: none)."""
 
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
@@ -215,7 +218,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     if residual:
         net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
-                                    lag_min, bins, batch, seed, progress, say, checkpoints)
+                                    lag_min, bins, batch, seed, progress, say, checkpoints, compress_scale)
     else:
         net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
                                       synth, amortized_steps, warm=True)
@@ -235,16 +238,14 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
 
 
 def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualConfig, steps, lag_min, bins,
-                 batch, seed, progress, say, checkpoints=None):
+                 batch, seed, progress, say, checkpoints=None, compress_scale=ridge.COMPRESS):
     """Ridge (fit trials, penalty chosen on the validation trials) + a residual network trained on the
     recorded and synthetic pairs (after a phase on the inverse's targets when there are any), the
     best validation step kept (step 0 = ridge alone competes); then the linear path becomes the
     ridge refitted on fit + validation trials. Returns (net, info)."""
-    from rtdecode.decode import ridge
-
     say("ridge (the residual decoder's linear path)")
     dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
-                               lag_min=lag_min, bins=bins, keep_fit_only=True)
+                               lag_min=lag_min, bins=bins, keep_fit_only=True, compress_scale=compress_scale)
     dec_fit = rinfo.pop("fit_only_decoder")
     net = RidgeResidualNet.from_ridge(dec_fit, cfg)
     true = am.PairSet(lag_min, bins)

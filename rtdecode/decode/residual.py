@@ -1,7 +1,7 @@
 """The amortized decoder as ridge plus a learned residual: it starts as the ridge solution and can
 only add to it.
 
-    window (B, N, bins) -> z-score -> temporal basis (bins -> nb, the ridge's) -> f (B, N*nb)
+    window (B, N, bins) -> compress (ridge.compress, when act_scale > 0) -> z-score -> temporal basis (bins -> nb, the ridge's) -> f (B, N*nb)
     linear    f @ w_in (N*nb, rank) @ w_out (rank, H*W) + pixel_mean          (the ridge decoder)
     residual  f -> Linear(N*nb, hidden) -> GELU -> Linear(hidden, hidden2) -> GELU
                 -> Linear(hidden2, H*W), initialised at zero, times PIX_SCALE
@@ -50,6 +50,8 @@ class RidgeResidualNet(nn.Module):
         self.lag_min = 0
         H, W = frame_shape
         d = n_neurons * n_basis
+        self.register_buffer("act_scale", torch.zeros(1))  # 0: no compression (rtdecode.decode.ridge.compress)
+        self.compressed = False  # fixed per model, so the exported graph has no branch
         self.register_buffer("act_mean", torch.zeros(n_neurons, 1))
         self.register_buffer("act_std", torch.ones(n_neurons, 1))
         self.register_buffer("basis", torch.zeros(bins, n_basis))
@@ -71,6 +73,8 @@ class RidgeResidualNet(nn.Module):
                             ("basis", dec.basis), ("w_in", dec.weights), ("w_out", dec.w_out),
                             ("pixel_mean", dec.pixel_mean)):
                 getattr(self, name).copy_(torch.from_numpy(np.asarray(a, np.float32)))
+            self.act_scale.fill_(float(dec.act_scale))
+        self.compressed = dec.act_scale > 0
         self.lag_min = dec.lag_min
 
     @classmethod
@@ -81,6 +85,8 @@ class RidgeResidualNet(nn.Module):
         return net
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compressed:
+            x = torch.log1p(torch.clamp(x, min=0.0) * (1.0 / self.act_scale))
         z = (x - self.act_mean) / self.act_std
         return torch.matmul(z, self.basis).flatten(1)  # (B, N*nb), neuron-major as the ridge's
 
@@ -112,5 +118,8 @@ def from_arrays(arrays: dict, card, prefix: str = "amortized.") -> RidgeResidual
     net = RidgeResidualNet(n, bins, nb, rank, tuple(card.frame_shape),
                            ResidualConfig(hidden=a["hidden"], hidden2=a["hidden2"], dropout=a["dropout"]))
     net.lag_min = card.window.lag_min
+    if prefix + "act_scale" not in arrays:  # fitted before compression existed
+        arrays = {**arrays, prefix + "act_scale": np.zeros(1, np.float32)}
     load_module_arrays(net, arrays, prefix)
+    net.compressed = float(net.act_scale[0]) > 0
     return net

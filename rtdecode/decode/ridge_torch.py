@@ -1,7 +1,7 @@
 """The ridge decoder as a torch module, for ONNX export and the torch backend (imports torch).
 
-It is linear, so the module is exact: the same float32 operations as
-`RidgeDecoder.predict_window` (z-score, temporal basis, one matmul -- two when low-rank -- and the
+It is exact: the same float32 operations as `RidgeDecoder.predict_window` (compression,
+z-score, temporal basis, one matmul -- two when low-rank -- and the
 pixel mean).
 """
 
@@ -29,8 +29,11 @@ class RidgeModule(torch.nn.Module):
             self.register_buffer("w_out", f32(d.w_out))
         self.register_buffer("pixel_mean", f32(d.pixel_mean))
         self.frame_shape = tuple(int(x) for x in d.frame_shape)
+        self.act_scale = float(d.act_scale)  # fixed per model: 0 traces no compression
 
     def forward(self, window):
+        if self.act_scale:
+            window = torch.log1p(torch.clamp(window, min=0.0) * (1.0 / self.act_scale))
         z = (window - self.act_mean) / self.act_std            # (1, N, bins)
         feats = torch.matmul(z, self.basis).reshape(1, -1)     # (1, N * nb), neuron-major
         y = torch.matmul(feats, self.weights)

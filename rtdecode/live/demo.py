@@ -123,7 +123,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
                         extras=recorder_extras(extract_chain))
     record_extraction(recorder, extract_chain)
     limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
-    ring = ActivityRing(n_neurons, card.window.bins, fill=dec.act_mean)
+    ring = ActivityRing(n_neurons, card.window.bins, fill=dec.fill())
     chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])
     ring.warm_up()
     # An example closed-loop rule: the reconstruction is bright inside the receptive-field patch.

@@ -24,6 +24,7 @@ import numpy as np
 
 from rtdecode.live.ephys import ephys_stages, make_ephys_ingest
 from rtdecode.decode import model as model_dir
+from rtdecode.decode import ridge
 from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
@@ -49,7 +50,7 @@ CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder
 def decoder_stage(cfg: RigConfig):
     """(card, stage, fill, backend name): the first backend of the preference list that loads."""
     card, arrays = model_dir.load(cfg.decoder.model)
-    fill = arrays["act_mean"] if "act_mean" in arrays else np.zeros(card.neurons, np.float32)
+    fill = ridge.window_fill(arrays, card)
     try:
         backend = choose(cfg.decoder.backends, cfg.decoder.model, card)
     except BackendUnavailable as exc:

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
                 bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
                 progress: bool = True, checkpoint_every: int | None = None, resume: bool = False,
-                checkpoint_dir: str | Path | None = None, **pipeline_options) -> ModelCard:
+                checkpoint_dir: str | Path | None = None, compress: float = ridge.COMPRESS,
+                **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
     `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
@@ -29,7 +30,8 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     Encoder methods run under torchrun too (rtdecode.decode.distributed: every rank calls this,
     rank 0 writes `out`). `checkpoint_every` K: checkpoints every K steps of each training loop
     (0: only at the end of each stage) in `checkpoint_dir` (default OUT/checkpoints); `resume`
-    continues from them."""
+    continues from them. `compress`: the activity compression of ridge and of the amortized
+    decoder's ridge path (rtdecode.decode.ridge.compress; 0: none)."""
     from tqdm import tqdm
 
     from rtdecode.decode import distributed as dist
@@ -59,7 +61,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
                 Path(checkpoint_dir) if checkpoint_dir else Path(out) / "checkpoints",
                 checkpoint_every or 0, resume, env)
         return _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min,
-                             progress, pipeline_options)
+                             progress, {"compress_scale": compress, **pipeline_options})
 
     def source(ids, desc):
         def it():
@@ -69,7 +71,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
         return it
 
     dec, info = ridge.fit(source(fit_ids, "fit trials"), source(val_ids, "validation trials"),
-                          lag_min=lag_min, bins=bins, n_basis=n_basis,
+                          lag_min=lag_min, bins=bins, n_basis=n_basis, compress_scale=compress,
                           progress=(lambda s: log.info("ridge: %s", s)))
     card = model_dir.new_card(method, n, lag_min, bins, dec.frame_shape, 30.0,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
@@ -115,7 +117,8 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
     info = fields.pop("training_pipeline")
     info["fit_seconds"] = time.perf_counter() - t0
     normalisation = {
-        "activity": "amortized: z-score per neuron inside the network (act_mean, act_std buffers); "
+        "activity": "amortized: log1p(max(x, 0) / act_scale) when act_scale > 0, then z-score per neuron "
+                    "inside the network (act_scale, act_mean, act_std buffers); "
                     "encoder: raw activity per frame (Poisson)",
         "pixels": f"network output and inverse in 0-255; encoder input (pixel - {fields['encoder']['pix_centre']}) / "
                   f"{fields['encoder']['pix_scale']}",
