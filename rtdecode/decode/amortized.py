@@ -128,12 +128,14 @@ class PairSet:
 def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *, batch: int = 64,
                     lr: float = 1e-3, weight_decay: float = 1e-2, seed: int = 0,
                     val: tuple[list[np.ndarray], list[np.ndarray]] | None = None, eval_every: int = 200,
-                    progress: bool = False, checkpoints=None, name: str = "amortized") -> dict:
+                    progress: bool = False, checkpoints=None, name: str = "amortized",
+                    patience: int | None = None) -> dict:
     """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
     phase). `val` = (responses list, true videos list) scores full-frame pixel correlation; the
     best step of the last phase is kept. Returns info. Under torchrun the network is in DDP, each
     rank building its share of every global batch (rtdecode.decode.distributed); `checkpoints`
-    saves and resumes the loop under `name`; `net` ends in eval mode on the CPU."""
+    saves and resumes the loop under `name`; `net` ends in eval mode on the CPU. `patience` K: the
+    last phase stops once K validations in a row have not beaten its best (the best is kept)."""
     from tqdm import tqdm
 
     from rtdecode import metrics
@@ -176,6 +178,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
             s = env.main_only(score0)
             hist.append({"step": 0, "val_pixel_corr_full": s})
             best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, 0)
+        phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
         bar = tqdm(range(start, steps), desc=f"amortized:{pname}", unit="step",
                    disable=not (progress and env.is_main), leave=False)
         for step in bar:
@@ -193,16 +196,23 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
                 hist.append({"step": step + 1, "val_pixel_corr_full": s})
                 if s > best[0]:
                     best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, step + 1)
-            last = step == steps - 1
+            # evaluations since the best one (from the history, so a resumed loop counts the same)
+            stale = sum(1 for h in hist if h["step"] > best[2])
+            stop = bool(patience) and pname == phases[-1][0] and stale >= patience and step < steps - 1
+            last = step == steps - 1 or stop
             if last and best[1] is not None and pname == phases[-1][0]:
                 net.load_state_dict(best[1])
-            phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
+            phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2],
+                          **({"stopped_at": step + 1} if stop else {})}
             ck.step(name, step + 1, last, lambda: {
                 "config": config, "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                 "phase": p + 1 if last else p, "info_phases": info["phases"] + ([phase_info] if last else []),
                 "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": hist}, rng)
-        info["phases"].append({"name": pname, "steps": steps, "pairs": len(pairs), "history": hist,
-                               "best_step": best[2]})
+            if stop:
+                log.info("%s:%s: no better validation score for %d evaluations; stopped at step %d of %d, "
+                         "kept step %d", name, pname, stale, step + 1, steps, best[2])
+                break
+        info["phases"].append(phase_info)
     info["train_seconds"] = time.perf_counter() - t0
     net.eval()
     net.cpu()

@@ -34,6 +34,10 @@ class ResidualConfig:
     hidden: int = 64
     hidden2: int = 256
     dropout: float = 0.1
+    # Training stops after this many validations (every 200 steps) without beating the best one; the
+    # network never beat ridge alone (step 0) in any run measured (benchmarks/results/decoder_table.json),
+    # so the remaining steps were time without a use.
+    patience: int | None = 3
 
 
 class RidgeResidualNet(nn.Module):

@@ -48,3 +48,19 @@ def test_default_fit_keeps_ridge_in_the_race_and_exports(tiny_dataset, tmp_path)
     entry = export.export_onnx(tmp_path / "m")
     assert entry["parity_max_rel_err"] < 1e-4
     assert json.loads((tmp_path / "m" / "card.json").read_text())["onnx"]["sha256"] == entry["sha256"]
+
+
+@pytest.mark.parametrize("patience, ran", [(2, 20), (None, 60)])
+def test_training_stops_after_patience_validations_without_a_better_score(tiny_trials, patience, ran):
+    dec = _ridge(tiny_trials)
+    net = RidgeResidualNet.from_ridge(dec)
+    pairs = am.PairSet(0, dec.basis.shape[0])
+    for t in tiny_trials[:4]:
+        pairs.add(t[0], t[1])
+    val = ([t[0] for t in tiny_trials[4:6]], [t[1] for t in tiny_trials[4:6]])
+    # lr 0: the network never changes, so no validation beats step 0
+    info = am.train_amortized(net, [("true_frames", pairs, 60)], lr=0.0, val=val, eval_every=10, patience=patience)
+    phase = info["phases"][-1]
+    assert phase["best_step"] == 0
+    assert phase["history"][-1]["step"] == ran
+    assert phase.get("stopped_at") == (ran if patience else None)
