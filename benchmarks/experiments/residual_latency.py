@@ -14,11 +14,13 @@ p = argparse.ArgumentParser()
 p.add_argument("--json", required=True)
 p.add_argument("--neurons", type=int, nargs="+", default=[1000, 4000])
 p.add_argument("--runs", type=int, default=2000)
+p.add_argument("--act-scale", type=float, default=2.4, help="activity compression scale (0: none; fit's default is 6 x the mean activity)")
 a = p.parse_args()
 import onnxruntime as ort
 out = {"command": "python benchmarks/experiments/residual_latency.py " + " ".join(sys.argv[1:]), "results": []}
 for n in a.neurons:
     dec = ridge.random_decoder(n, 8)
+    dec.act_scale = a.act_scale  # the compression (log1p) is part of the graph when > 0
     net = RidgeResidualNet.from_ridge(dec).eval()
     with torch.no_grad():
         for m in (net.fc1, net.fc2, net.fc3):
@@ -40,7 +42,10 @@ for n in a.neurons:
             t = time.perf_counter(); s.run(None, {"x": x}); ts.append(time.perf_counter() - t)
     ts = np.array(ts) * 1e3
     r = {"neurons": n, "macs_per_frame": net.macs_per_frame(), "onnx_parity_max_rel_err": err,
-         "p50_ms": float(np.percentile(ts, 50)), "p99_ms": float(np.percentile(ts, 99)), "runs": a.runs, "threads": 1}
+         "p50_ms": float(np.percentile(ts, 50)), "p99_ms": float(np.percentile(ts, 99)), "runs": a.runs, "threads": 1,
+         "act_scale": a.act_scale}
     print(r, flush=True)
     out["results"].append(r)
+from rtdecode.bench import machine_info
+out["machine"] = machine_info()
 Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
