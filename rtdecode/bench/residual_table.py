@@ -54,7 +54,7 @@ def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, war
                     row[f"{method}_fit_s"] = card["training"].get("fit_seconds")
                 else:
                     card = fit_dataset(ds, out, method, neurons_subset=n if n < max(neurons) else None,
-                                       progress=True, **(options if method == "amortized" else {}))
+                                       progress=True, **(options if method == "amortized" else {})).to_dict()
                     row[f"{method}_fit_s"] = time.perf_counter() - t0
                 m = reconstruct(out, ds, models / f"rec_s{seed}_n{n}_{method}", progress=True)
                 row[method] = m["pixel_corr"]
