@@ -66,6 +66,22 @@ def _decoded(watcher):
     return got
 
 
+def _run(session, send, rec, watcher, to_close):
+    """Run `send` in a thread against the session; returns (result, stats, decoded); closes `to_close`."""
+    th = threading.Thread(target=send)
+    th.start()
+    try:
+        res = session.run(seconds=30)
+        th.join()
+        stats = session.stats()
+        rec.close(stats)
+        decoded = _decoded(watcher)
+    finally:
+        for c in to_close:
+            c.close()
+    return res, stats, decoded
+
+
 def _sleep_until(t):
     d = t - time.time()
     if d > 0:
@@ -97,19 +113,7 @@ def test_two_publishers_with_different_clocks_label_frames_with_the_stimulus_sho
                                                   frameNumberAcq=k + 1, channel=1, plane=1))
         frames_pub.send_multipart(wire.encode("stats", fseq(), time.time(), None, end=True))
 
-    th = threading.Thread(target=send)
-    th.start()
-    try:
-        res = session.run(seconds=30)
-        th.join()
-        stats = session.stats()
-        rec.close(stats)
-        decoded = _decoded(watcher)
-    finally:
-        for s in (frames_pub, stim_pub, watcher):
-            s.close()
-        ingest.close()
-        out.close()
+    res, stats, decoded = _run(session, send, rec, watcher, [frames_pub, stim_pub, watcher, ingest, out])
     assert res.ended and res.frames == FRAMES
     # raw sender times would have labelled frame k with stimulus frame k + 6
     raw = [int(np.searchsorted(stamps["stim"], t, side="right")) - 1 for t in stamps["frame"]]
@@ -169,20 +173,7 @@ def test_ttl_flip_times_label_frames_and_measure_the_display_latency(tmp_path):
         time.sleep(0.2)
         frames_pub.send_multipart(wire.encode("stats", fseq(), time.time(), None, end=True))
 
-    th = threading.Thread(target=send)
-    th.start()
-    try:
-        res = session.run(seconds=30)
-        th.join()
-        stats = session.stats()
-        rec.close(stats)
-        decoded = _decoded(watcher)
-    finally:
-        for s in (frames_pub, stim_pub, ttl_pub, watcher):
-            s.close()
-        ingest.close()
-        flips.close()
-        out.close()
+    res, stats, decoded = _run(session, send, rec, watcher, [frames_pub, stim_pub, ttl_pub, watcher, ingest, flips, out])
     assert res.ended and res.frames == FRAMES and res.message_errors == 0
     # on screen at frame k: the last stimulus frame whose edge came before it (k - 1 here, not k)
     edge_t = np.asarray([t for t, _ in sorted(edges)])
