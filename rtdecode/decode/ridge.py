@@ -195,9 +195,9 @@ class RidgeDecoder:
 
 
 def random_decoder(n: int, bins: int = 8, frame_shape=(36, 64), rank: int | None = 128, lag_min: int = 0,
-                   seed: int = 0) -> RidgeDecoder:
-    """A decoder with random weights of exactly the shapes `fit` gives (basis, rank), for
-    benchmarks and tests where speed, not quality, is measured."""
+                   seed: int = 0, act_scale: float = 1.0) -> RidgeDecoder:
+    """A decoder with random weights of exactly the shapes and operations `fit` gives (basis, rank,
+    compression: act_scale > 0), for benchmarks and tests where speed, not quality, is measured."""
     rng = np.random.default_rng(seed)
     h, w = frame_shape
     nb = default_n_basis(n)
@@ -207,7 +207,7 @@ def random_decoder(n: int, bins: int = 8, frame_shape=(36, 64), rank: int | None
     w_out = None if rank is None else rng.standard_normal((k, h * w), np.float32) / np.float32(np.sqrt(k))
     return RidgeDecoder(rng.uniform(0, 1, n).astype(np.float32), rng.uniform(0.5, 2, n).astype(np.float32),
                         temporal_basis(bins, nb), weights, rng.uniform(0, 255, h * w).astype(np.float32),
-                        (h, w), lag_min, w_out)
+                        (h, w), lag_min, w_out, act_scale)
 
 
 def _solve(G: np.ndarray, C: np.ndarray, penalty: float, keep: bool) -> np.ndarray:
