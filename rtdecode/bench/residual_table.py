@@ -148,7 +148,10 @@ def main(argv=None) -> int:
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
 
     def save(r, done=False):
-        r.update({"command": command, "seconds": time.perf_counter() - t0, "complete": done})
+        from rtdecode.bench import machine_info
+
+        r.update({"command": command, "seconds": time.perf_counter() - t0, "complete": done,
+                  "machine": machine_info()})
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
 
     r = run(Path(a.data), models, a.seeds, sorted(a.neurons), a.train_trials, a.test_trials, a.warm, opts, save)
