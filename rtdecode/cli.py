@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(Kilosort/phy layout) to OUT/ephys/")
 
     f = sub.add_parser("fit", help="fit a decoder on a dataset's 'train' trials",
-                       description="Fits on the trials whose tier is 'train' (the last 20%% of them choose the "
+                       description="Fits on the trials whose tier is 'train' (the last 20% of them choose the "
                        "ridge penalty) and writes a self-describing model directory: card.json + weights.npz.")
     f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout, or a recorded session folder "
                    "(a calibration block: exported to the layout first, every trial as 'train')")

@@ -314,7 +314,7 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     C += C_va
     del G_va
     w = _solve(G, C, alpha * scale, keep=False)
-    del G
+    G = None  # frees the Gram matrix (the closure above still names G)
     def truncate(w):
         if rank is not None and rank < min(w.shape):
             u, sv, vt = np.linalg.svd(w, full_matrices=False)
