@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trial-frames", type=_positive_int, default=300, help="frames per trial (default 300 = 10 s)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--rig", default="realistic", choices=("realistic", "easy"),
-                   help="realistic (default): calibrated to mouse V1 two-photon data (reliability ~0.1, mostly "
+                   help="realistic (default): calibrated toward mouse V1 two-photon data (single-trial reliability "
+                   "0.036 measured, ~0.1 in real data: still too low; mostly "
                    "complex cells, behaviour gain, deconvolved-calcium responses with ~40%% zeros; "
                    "python -m rtdecode.bench.rig reports it); easy: the original nearly linear rig, spike counts")
     s.add_argument("--two-photon-trials", type=int, default=0, metavar="K",
