@@ -9,7 +9,7 @@ whatever the recording length (8,000 neurons x 2 basis functions: a 2 GB Gram ma
 Activity is compressed before the z-score, x -> log1p(max(x, 0) / act_scale) with act_scale =
 COMPRESS x the mean activity of the training trials (one number, so the transform does not depend
 on the recording's units): deconvolved calcium is heavy-tailed (on the realistic rig the largest
-value is ~50x the mean), and a few large events otherwise dominate the z-scores. On the realistic
+value of a trial is ~50x the mean: ridge_explore.json "responses"), and a few large events otherwise dominate the z-scores. On the realistic
 rig at 1,000 neurons this added +0.005 to +0.015 pixel_corr on each of 3 seeds
 (benchmarks/results/ridge_compress.json). act_scale 0 means no compression (models fitted before).
 """
