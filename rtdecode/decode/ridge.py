@@ -9,9 +9,11 @@ whatever the recording length (8,000 neurons x 2 basis functions: a 2 GB Gram ma
 Activity is compressed before the z-score, x -> log1p(max(x, 0) / act_scale) with act_scale =
 COMPRESS x the mean activity of the training trials (one number, so the transform does not depend
 on the recording's units): deconvolved calcium is heavy-tailed (on the realistic rig the largest
-value of a trial is ~50x the mean: ridge_explore.json "responses"), and a few large events otherwise dominate the z-scores. On the realistic
-rig at 1,000 neurons this added +0.005 to +0.015 pixel_corr on each of 3 seeds
-(benchmarks/results/ridge_compress.json). act_scale 0 means no compression (models fitted before).
+value of a trial is ~50x the mean: benchmarks/results/ridge_explore.json "responses"), and a few
+large events otherwise dominate the z-scores. On the realistic rig, `rtdecode fit` then
+`reconstruct` gained +0.010 to +0.017 pixel_corr at 1,000 neurons and +0.022 to +0.035 at 4,000, on
+each of 3 seeds (benchmarks/results/ridge_compress.json, ridge_compress_4000.json; at 2,000 one seed
+lost 0.016 to a different penalty choice). act_scale 0 means no compression (models fitted before).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from rtdecode.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
-COMPRESS = 6.0  # act_scale in units of the training mean activity (2.5-15 scored alike: ridge_compress.json)
+COMPRESS = 6.0  # act_scale in units of the training mean activity (2.5-15 scored alike: ridge_explore.json)
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
 # OpenBLAS's Cholesky (numpy's and scipy's wheels) segfaults on this machine at 24,000 x 24,000 and
 # works at 16,000 (observed crashes, not a saved result); the temporal basis shrinks so the features stay within this.
