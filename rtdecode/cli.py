@@ -38,6 +38,10 @@ def _positive_float(text: str) -> float:
     return v
 
 
+# the virtual rig's population profiles (rtdecode.rig.population.PROFILES; tests/test_cli.py checks they agree)
+RIG_PROFILES = ("realistic", "realistic_v1", "easy")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtdecode", description="Real-time reconstruction of what a mouse sees, "
                                 "from its visual cortex, during the experiment.", epilog=EPILOG,
@@ -54,10 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seconds", type=_positive_float, default=40.0, help="length of the live block (default 40)")
     d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     d.add_argument("--neurons", type=_positive_int, default=1000, help="neurons / ROIs (default 1000)")
-    d.add_argument("--train-trials", type=_positive_int, default=12,
-                   help="10-s movies in the calibration block (default 12)")
+    d.add_argument("--train-trials", type=_positive_int, default=30,
+                   help="10-s movies in the calibration block (default 30: ~2.5 of the demo's ~4 minutes; the "
+                        "realistic rig's decoder keeps improving with more, see benchmarks/README.md)")
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--rig", default="realistic", choices=RIG_PROFILES,
+                   help="the virtual mouse: realistic (default; as hard as real mouse V1, python -m rtdecode.bench.rig), "
+                        "realistic_v1 (its first calibration) or easy (the original, nearly linear rig)")
     d.add_argument("--screenshot", default=None, metavar="PNG",
                    help="also run the viewer offscreen and save a PNG of it near the end")
 
@@ -71,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-trials", type=_positive_int, default=4, help="held-out 'oracle' trials (default 4)")
     s.add_argument("--trial-frames", type=_positive_int, default=300, help="frames per trial (default 300 = 10 s)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--rig", default="realistic", choices=("realistic", "easy"),
+    s.add_argument("--rig", default="realistic", choices=RIG_PROFILES,
                    help="realistic (default): calibrated toward mouse V1 two-photon data (single-trial reliability "
                    "0.036 measured, ~0.1 in real data: still too low; mostly "
                    "complex cells, behaviour gain, deconvolved-calcium responses with ~40%% zeros; "
@@ -270,7 +278,7 @@ def cmd_demo(args, progress) -> int:
 
     summary = run_demo(args.out, seconds=args.seconds, headless=args.headless, n_neurons=args.neurons,
                        n_train=args.train_trials, seed=args.seed, speed=args.speed, progress=True,
-                       screenshot=args.screenshot)
+                       screenshot=args.screenshot, rig=args.rig)
     lat = summary["latency_ms"]
     print(f"pixel_corr {summary['pixel_corr']:.3f}  latency p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  "
           f"frames {summary['frames']}  dropped {summary['dropped']}  ({args.out}/summary.json)")

@@ -69,3 +69,11 @@ def test_one_address_parser():
         parse_address("ipc:///tmp/x")
     with pytest.raises(ConfigError, match="expected tcp://HOST:PORT, HOST:PORT or PORT"):
         parse_address("tcp://host")
+
+
+def test_rig_profile_choices_are_the_population_profiles():
+    from rtdecode.rig.population import PROFILES
+
+    for cmd in ("simulate", "demo", "rig"):
+        assert tuple(_choices(cmd, "--rig")) == tuple(PROFILES)
+    assert "realistic" in PROFILES and "easy" in PROFILES

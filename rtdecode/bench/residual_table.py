@@ -30,8 +30,13 @@ def _dataset(data: Path, seed: int, neurons: int, n_train: int, n_test: int) -> 
     from rtdecode.rig import VirtualRig
 
     root = data / f"realistic_n{neurons}_t{n_train}_o{n_test}_s{seed}"
-    if not (root / "meta" / "rig" / "profile.txt").is_file():
-        VirtualRig(neurons, seed, n_train, n_test).write_dataset(root, progress=True)
+    rig = VirtualRig(neurons, seed, n_train, n_test)
+    written = root / "meta" / "rig" / "profile.json"
+    if not written.is_file() or json.loads(written.read_text()) != json.loads(json.dumps(rig.profile_params())):
+        if root.exists():  # written by an earlier profile: its numbers would be mislabelled
+            raise SystemExit(f"{root} holds a dataset of another rig profile (or one written before profile.json "
+                             "existed): remove it or choose another --data")
+        rig.write_dataset(root, progress=True)
     return root
 
 

@@ -107,6 +107,7 @@ def run(neurons=(1000, 2000, 4000), n_train: int = 60, n_oracle: int = 10, seed:
     resp = np.concatenate([t.responses for t in train])
     out = {"rig": rig, "seed": seed, "neurons": list(neurons), "train_trials": n_train, "oracle_trials": n_oracle,
            "trial_frames": vr.trial_frames}
+    out["profile"] = vr.profile_params()
     out["complex_fraction"] = float(np.mean(pop.kind == 1))
     out["zero_fraction"] = float(np.mean(resp == 0))
     out["mean_response"] = float(resp.mean())
@@ -170,7 +171,9 @@ def main(argv=None) -> int:
     p.add_argument("--oracle-trials", type=int, default=10)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rig", default="realistic", choices=("realistic", "easy"))
+    from rtdecode.rig.population import PROFILES
+
+    p.add_argument("--rig", default="realistic", choices=tuple(PROFILES))
     p.add_argument("--no-noise-free", action="store_true", help="skip the noise-free ceiling (a second ridge fit)")
     p.add_argument("--noise-free-neurons", type=int, default=None,
                    help="neuron count of the noise-free ceiling (default: the largest)")

@@ -62,18 +62,18 @@ def side_by_side(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, n: int 
 
 
 def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool = True,
-             n_neurons: int = 1000, n_train: int = 12, seed: int = 0, speed: float = 1.0,
+             n_neurons: int = 1000, n_train: int = 30, seed: int = 0, speed: float = 1.0,
              frame_shape: tuple[int, int] = (512, 512), progress: bool = True,
-             screenshot: str | Path | None = None, rig: str = "easy") -> dict:
+             screenshot: str | Path | None = None, rig: str = "realistic") -> dict:
     """Run the demo; returns the summary (also written to out/summary.json). `screenshot`: a PNG the
-    viewer renders offscreen near the end of the live block. `rig`: the population profile; the
-    demo stays on the easy rig for now (on the realistic one a 12-trial calibration block through
-    two-photon extraction decodes too little for a demo: tests/test_demo.py failed at 0.15)."""
+    viewer renders offscreen near the end of the live block. `rig`: the population profile
+    (rtdecode.rig.population.PROFILES)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     n_oracle = max(1, int(np.ceil(seconds * FPS / 300)))
-    rig = VirtualRig(n_neurons, seed, n_train=n_train, n_oracle=n_oracle, rig=rig)
+    profile = rig
+    rig = VirtualRig(n_neurons, seed, n_train=n_train, n_oracle=n_oracle, rig=profile)
     scope = Microscope(n_neurons, seed=seed, frame_shape=frame_shape, fps=FPS)
 
     # The sender starts first: it renders its movies while we calibrate.
@@ -173,6 +173,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         "trials_scored": len(pairs),
         "neurons": n_neurons,
         "calibration_trials": n_train,
+        "rig": profile,
         "frame_shape": list(frame_shape),
         "speed": speed,
         "decoder": "ridge",

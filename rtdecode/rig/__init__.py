@@ -7,6 +7,9 @@ layout; `rtdecode.rig.twophoton` renders raw two-photon frames, `rtdecode.rig.ep
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,4 +91,10 @@ class VirtualRig:
         np.save(root / "meta" / "evaluation_mask.npy", rf_patch_mask())
         np.save(rig / "sources.npy", np.array([s for _, s in self.schedule], dtype="<U32"))
         (rig / "profile.txt").write_text(self.rig + "\n")
+        # the parameters too: a profile's name outlives a recalibration (realistic -> realistic_v1)
+        (rig / "profile.json").write_text(json.dumps(self.profile_params(), indent=1) + "\n")
         return root
+
+    def profile_params(self) -> dict:
+        """The population profile's parameters, JSON-ready."""
+        return dataclasses.asdict(self.population.profile)

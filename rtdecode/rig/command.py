@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def add_rig_parser(subparsers) -> argparse.ArgumentParser:
+    from rtdecode.rig.population import PROFILES
+
     p = subparsers.add_parser(
         "rig", help="the virtual two-photon rig as its own process: frames and stimulus over ZeroMQ",
         description="Streams the virtual rig's two-photon frames (like ScanImage) and stimulus messages (like the "
@@ -53,6 +55,9 @@ def add_rig_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--neurons", type=int, default=1000, help="neurons / ROIs (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="the virtual mouse (default 0)")
     p.add_argument("--train-trials", type=int, default=12, help="10-s movies in the calibration block (default 12)")
+    p.add_argument("--rig", default="realistic", choices=tuple(PROFILES),
+                   help="the virtual mouse's population profile: realistic (default; calibrated to mouse V1, "
+                        "python -m rtdecode.bench.rig), realistic_v1 (its first calibration), easy (nearly linear)")
     p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
                    help="frame size (default 512 512)")
     p.add_argument("--wait", type=float, default=600.0, help="seconds to wait for a subscriber (default 600)")
@@ -134,7 +139,7 @@ def cmd_rig(args, progress) -> int:
         from rtdecode.rig.prepare import write_rig_files
 
         r = write_rig_files(args.write_rois, args.model, args.neurons, args.seed, args.train_trials,
-                            tuple(args.shape), progress=True, force=args.force)
+                            tuple(args.shape), progress=True, force=args.force, rig=args.rig)
         print(f"{'wrote' if r['written'] else 'kept (up to date)'} ROIs in {r['rois']}"
               + (f" and the model in {r['model']}" if r["model"] else ""), flush=True)
         if args.prepare_only:
@@ -150,9 +155,9 @@ def cmd_rig(args, progress) -> int:
         need = max(1, math.ceil(args.seconds * FPS / per_trial))
         n_oracle = max(n_oracle, need) if args.tier == "oracle" else n_oracle
         n_train = max(n_train, need) if args.tier == "train" else n_train
-    rig = VirtualRig(args.neurons, args.seed, n_train, n_oracle, per_trial)
+    rig = VirtualRig(args.neurons, args.seed, n_train, n_oracle, per_trial, rig=args.rig)
     trials = tuple(rig.trials(args.tier))
-    cfg = SenderConfig(n_neurons=args.neurons, seed=args.seed, n_train=n_train, n_oracle=n_oracle, trials=trials,
+    cfg = SenderConfig(n_neurons=args.neurons, seed=args.seed, n_train=n_train, n_oracle=n_oracle, trials=trials, rig=args.rig,
                        speed=args.speed, frame_shape=tuple(args.shape), endpoint=args.frames,
                        stim_endpoint=None if args.stim == "same" else args.stim, wait_subscriber_s=args.wait,
                        max_frames=None if args.seconds is None else int(round(args.seconds * FPS)))

@@ -66,11 +66,12 @@ def fit_calibration(calib: list, n_neurons: int, source: str) -> tuple[dict, obj
 
 def write_rig_files(rois_dir: str | Path, model_dir: str | Path | None = None, n_neurons: int = 1000,
                     seed: int = 0, n_train: int = 12, frame_shape: tuple[int, int] = (512, 512),
-                    progress: bool = True, force: bool = False) -> dict:
-    """Write the ROIs (and the model). Returns what was written or kept."""
+                    progress: bool = True, force: bool = False, rig: str = "realistic") -> dict:
+    """Write the ROIs (and the model). Returns what was written or kept. `rig`: the population profile
+    (rtdecode.rig.population.PROFILES) the calibration block is simulated with."""
     rois_dir = Path(rois_dir)
     params = {"neurons": int(n_neurons), "seed": int(seed), "frame_shape": [int(v) for v in frame_shape],
-              "train_trials": int(n_train)}
+              "train_trials": int(n_train), "rig": rig}
     stamp = rois_dir / "rig.json"
     same = (not force and stamp.is_file() and json.loads(stamp.read_text()) == params
             and (rois_dir / "stat.npy").is_file())
@@ -78,14 +79,14 @@ def write_rig_files(rois_dir: str | Path, model_dir: str | Path | None = None, n
     if same and model_ok:
         log.info("virtual rig files in %s%s are up to date", rois_dir, f" and {model_dir}" if model_dir else "")
         return {"rois": str(rois_dir), "model": str(model_dir) if model_dir else None, "written": False}
-    rig = VirtualRig(n_neurons, seed, n_train=n_train, n_oracle=1)
+    rig = VirtualRig(n_neurons, seed, n_train=n_train, n_oracle=1, rig=rig)
     scope = Microscope(n_neurons, seed=seed, frame_shape=tuple(frame_shape), fps=FPS)
     if model_dir is None:
         scope.save_rois(rois_dir)
     else:
         _, calib = calibrate(rig, scope, rois_dir, progress)
         card, dec = fit_calibration(calib, n_neurons, "virtual rig calibration block (two-photon, live "
-                                    f"extraction chain), seed {seed}")
+                                    f"extraction chain), seed {seed}, rig profile {rig.rig}")
         model_dir_io.save(model_dir, card, dec.arrays())
         decode.load(model_dir)  # it loads back
     stamp.write_text(json.dumps(params) + "\n")

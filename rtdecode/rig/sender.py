@@ -45,7 +45,7 @@ class SenderConfig:
     hwm: int = 1000  # send high-water mark (messages); a full queue drops, seen as seq gaps downstream
     send_end: bool = True  # False: vanish without the end message (a crashed or unplugged source)
     stim_endpoint: str | None = None  # stimulus on its own socket (the stimulus PC); None: on the frames socket
-    rig: str = "easy"  # population profile (rtdecode.rig.population.PROFILES); the live demo's is easy
+    rig: str = "realistic"  # population profile (rtdecode.rig.population.PROFILES)
 
 
 def run_sender(cfg: SenderConfig, ready=None) -> dict:
