@@ -4,9 +4,11 @@ from rtdecode.bench import rig as B
 from rtdecode.rig import VirtualRig, rf_patch_mask
 from rtdecode.stimuli import movies
 variants = json.loads(sys.argv[1])
+import os
+BASE = P.PROFILES[os.environ.get("BASE", "realistic_v1")]  # every variant starts from it
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 for v in variants:
-    P.PROFILES["realistic"] = dataclasses.replace(P.PROFILES["realistic"], **{k: (tuple(x) if isinstance(x, list) else x) for k, x in v.items()})
+    P.PROFILES["realistic"] = dataclasses.replace(BASE, **{k: (tuple(x) if isinstance(x, list) else x) for k, x in v.items()})
     t0 = time.time()
     vr = VirtualRig(N, 0, 60, 10)
     tr = [vr.trial(i) for i in range(70)]
