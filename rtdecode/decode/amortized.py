@@ -125,17 +125,30 @@ class PairSet:
         return w
 
 
+def confident_gain(scores, base, z: float) -> tuple[float, float, bool]:
+    """Per-trial scores against the same trials' base scores: (mean gain, its standard error, whether
+    the mean is more than z standard errors above zero). One trial: never confident."""
+    g = np.asarray(scores, np.float64) - np.asarray(base, np.float64)
+    se = float(g.std(ddof=1) / np.sqrt(len(g))) if len(g) > 1 else float("inf")
+    return float(g.mean()), se, bool(g.mean() > z * se)
+
+
 def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *, batch: int = 64,
                     lr: float = 1e-3, weight_decay: float = 1e-2, seed: int = 0,
                     val: tuple[list[np.ndarray], list[np.ndarray]] | None = None, eval_every: int = 200,
                     progress: bool = False, checkpoints=None, name: str = "amortized",
-                    patience: int | None = None) -> dict:
+                    patience: int | None = None, min_gain_z: float | None = None) -> dict:
     """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
     phase). `val` = (responses list, true videos list) scores full-frame pixel correlation; the
     best step of the last phase is kept. Returns info. Under torchrun the network is in DDP, each
     rank building its share of every global batch (rtdecode.decode.distributed); `checkpoints`
     saves and resumes the loop under `name`; `net` ends in eval mode on the CPU. `patience` K: the
-    last phase stops once K validations in a row have not beaten its best (the best is kept)."""
+    last phase stops once K validations in a row have not beaten its best (the best is kept).
+    `min_gain_z` z (for a network whose step 0 is already a decoder, the ridge + residual): a later
+    step replaces step 0 only if its gain over step 0, paired per validation trial, is at least z
+    standard errors above zero; a gain the validation trials do not agree on is noise or a
+    stimulus-set difference (decoder_table.json, seed 0 at 1,000 neurons: +0.016 on validation came
+    with -0.012 on the held-out photographs)."""
     from tqdm import tqdm
 
     from rtdecode import metrics
@@ -167,15 +180,18 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
         best = (-np.inf, None, 0)
         hist = []
         start = 0
+        base_trials = None  # step 0's per-trial validation scores (min_gain_z)
         if resumed is not None and resumed["phase"] == p:  # in the middle of this phase
             opt.load_state_dict(resumed["opt"]); sched.load_state_dict(resumed["sched"])
             best = (resumed["best_val"], resumed["best_state"], resumed["best_step"])
+            base_trials = resumed.get("base_trials")
             hist, start = resumed["history"], resumed["step"]
         if val is not None and pname == phases[-1][0] and start == 0:
             # step 0 competes: a network that starts as a good decoder (ridge + zero residual) keeps it
             def score0():
-                return metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)["pixel_corr_full"]
-            s = env.main_only(score0)
+                sc = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)
+                return sc["pixel_corr_full"], [t["pixel_corr_full"] for t in sc["per_trial"]]
+            s, base_trials = env.main_only(score0)
             hist.append({"step": 0, "val_pixel_corr_full": s})
             best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, 0)
         phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
@@ -191,10 +207,15 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
             if val is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
                 def score():
                     recs = [predict_trial(net, r) for r in val[0]]
-                    return metrics.score(list(zip(recs, val[1])), None)["pixel_corr_full"]
-                s = env.main_only(score)
-                hist.append({"step": step + 1, "val_pixel_corr_full": s})
-                if s > best[0]:
+                    sc = metrics.score(list(zip(recs, val[1])), None)
+                    return sc["pixel_corr_full"], [t["pixel_corr_full"] for t in sc["per_trial"]]
+                s, per = env.main_only(score)
+                h = {"step": step + 1, "val_pixel_corr_full": s}
+                ok = True
+                if min_gain_z is not None and base_trials is not None:
+                    h["gain_over_step0"], h["gain_se"], ok = confident_gain(per, base_trials, min_gain_z)
+                hist.append(h)
+                if s > best[0] and ok:
                     best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, step + 1)
             # evaluations since the best one (from the history, so a resumed loop counts the same)
             stale = sum(1 for h in hist if h["step"] > best[2])
@@ -207,7 +228,8 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
             ck.step(name, step + 1, last, lambda: {
                 "config": config, "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                 "phase": p + 1 if last else p, "info_phases": info["phases"] + ([phase_info] if last else []),
-                "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": hist}, rng)
+                "best_val": best[0], "best_state": best[1], "best_step": best[2], "history": hist,
+                "base_trials": base_trials}, rng)
             if stop:
                 log.info("%s:%s: no better validation score for %d evaluations; stopped at step %d of %d, "
                          "kept step %d", name, pname, stale, step + 1, steps, best[2])

@@ -263,7 +263,7 @@ def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualC
     say("residual network")
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
-                              checkpoints=checkpoints, patience=cfg.patience)
+                              checkpoints=checkpoints, patience=cfg.patience, min_gain_z=cfg.min_gain_z)
     net.set_linear(dec_all)
     info["ridge"] = rinfo
     info["macs_per_frame"] = net.macs_per_frame()

@@ -64,3 +64,17 @@ def test_training_stops_after_patience_validations_without_a_better_score(tiny_t
     assert phase["best_step"] == 0
     assert phase["history"][-1]["step"] == ran
     assert phase.get("stopped_at") == (ran if patience else None)
+
+
+def test_a_residual_step_must_gain_on_the_validation_trials_together():
+    from rtdecode.decode.amortized import confident_gain
+
+    base = np.array([0.20, 0.25, 0.18, 0.22, 0.30, 0.21])
+    mean, se, ok = confident_gain(base + 0.01, base, 2.0)  # every trial a little better
+    assert ok and np.isclose(mean, 0.01)
+    # the same mean gain carried by two trials, the others worse: not evidence
+    mixed = base + np.array([0.05, 0.05, -0.01, -0.01, -0.01, -0.01])
+    mean, se, ok = confident_gain(mixed, base, 2.0)
+    assert np.isclose(mean, 0.01) and not ok and se > 0.005
+    assert not confident_gain(base[:1] + 0.1, base[:1], 2.0)[2]  # one trial proves nothing
+    assert not confident_gain(base - 0.01, base, 2.0)[2]
