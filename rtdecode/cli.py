@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--method", default="ridge", choices=methods.fit_methods(),
                    help="; ".join(f"{m.name}: {m.help}" for m in methods.METHODS.values() if m.fit))
     f.add_argument("--encoder-steps", type=int, default=None,
-                   help="encoder training steps (default: 1000 for --method inverse; 0 for amortized, whose model "
-                   "then cannot reconstruct --method warm|inverse: give e.g. 1000 to train the encoder for them)")
+                   help="encoder training steps (default 1000; with --method amortized, 0 trains no encoder: a faster "
+                   "fit whose model cannot reconstruct --method warm|inverse)")
     f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
     f.add_argument("--inverse-iterations", type=_positive_int, default=None,
                    help="iterations of the inverse on the calibration trials (default 20)")

@@ -34,7 +34,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("amortized", "rtdecode.decode.pipeline:PipelineDecoder", ("amortized", "inverse", "warm"),
            encoder=True, fit=True,
            help="ridge + a residual network initialised at zero, the best validation step kept (ridge alone "
-                "competes); with --encoder-steps also the encoder for reconstruct --method warm/inverse"),
+                "competes), and the encoder reconstruct --method warm/inverse refine it with"),
 )}
 
 

@@ -147,10 +147,10 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     `amortized_cfg`: a `ResidualConfig` (the default: ridge + a residual network initialised at zero,
     rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network). Defaults that
     depend on it: `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8),
-    `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (residual:
-    0, no encoder, so no reconstruct --method warm|inverse; otherwise 1000) and `synth_movies`
-    (residual: 0; stand-alone: 20). Why the residual's defaults pay for no encoder: README,
-    "The amortized decoder". `compress_scale`: the residual's ridge path compression
+    `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (1000:
+    the encoder reconstruct --method warm|inverse needs; the warm start gained +0.013 to +0.016 over
+    3 seeds, benchmarks/results/warm_start_realistic.json; 0 trains none) and `synth_movies`
+    (residual: 0; stand-alone: 20). `compress_scale`: the residual's ridge path compression
     (rtdecode.decode.ridge.compress; None or 0: none)."""
 
     say = say or (lambda s: log.info("fit: %s", s))
@@ -164,7 +164,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     if amortized_steps is None:
         amortized_steps = (0, 1500) if residual else (1000, 1000)
     if encoder_steps is None:
-        encoder_steps = 0 if (residual and method == "amortized") else 1000
+        encoder_steps = 1000
     if synth_movies is None:
         synth_movies = 0 if residual else 20
     N = trials[0][0].shape[0]
