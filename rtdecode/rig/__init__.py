@@ -41,8 +41,9 @@ class RigTrial:
 class VirtualRig:
     """A ground-truth population plus a stimulus schedule of `n_train` + `n_oracle` trials.
 
-    `rig`: 'realistic' (default; calibrated to mouse V1 two-photon data) or 'easy' (the original,
-    nearly linear rig with spike-count responses)."""
+    `rig`: a profile of `rtdecode.rig.population.PROFILES`: 'realistic' (default; calibrated to mouse
+    V1 two-photon data), 'realistic_v1' (its first calibration) or 'easy' (the original, nearly
+    linear rig with spike-count responses)."""
 
     def __init__(self, n_neurons: int = 1000, seed: int = 0, n_train: int = 20, n_oracle: int = 4,
                  trial_frames: int = 300, rig: str = "realistic"):
