@@ -52,7 +52,10 @@ def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, war
             ds = _dataset(data, seed, max(neurons), n_train, n_test)
             row = {"seed": seed, "neurons": n}
             for method in ("ridge", "amortized"):
-                out = models / f"s{seed}_n{n}_{method}"
+                # the dataset's size in the name: a model is reused only on the data it was fitted on
+                # (a 1,000-neuron dataset's model is not one for the first 1,000 of a 4,000-neuron one)
+                tag = f"s{seed}_n{n}_of{max(neurons)}"
+                out = models / f"{tag}_{method}"
                 t0 = time.perf_counter()
                 if (out / "card.json").is_file():  # fitted by an earlier, interrupted run: reused
                     card = json.loads((out / "card.json").read_text())
@@ -61,7 +64,7 @@ def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, war
                     card = fit_dataset(ds, out, method, neurons_subset=n if n < max(neurons) else None,
                                        progress=True, **(options if method == "amortized" else {})).to_dict()
                     row[f"{method}_fit_s"] = time.perf_counter() - t0
-                m = reconstruct(out, ds, models / f"rec_s{seed}_n{n}_{method}", progress=True)
+                m = reconstruct(out, ds, models / f"rec_{tag}_{method}", progress=True)
                 row[method] = m["pixel_corr"]
                 row[f"{method}_trials"] = m["trials"]
                 if method == "amortized":
@@ -70,7 +73,7 @@ def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, war
                     row["encoder_val_corr"] = (float(np.mean([e["val_corr"] for e in tp["encoder"]]))
                                                if tp["encoder"] else None)
                     if warm:
-                        w = reconstruct(out, ds, models / f"rec_s{seed}_n{n}_warm", method="warm", progress=True)
+                        w = reconstruct(out, ds, models / f"rec_{tag}_warm", method="warm", progress=True)
                         row["warm"] = w["pixel_corr"]
             row["gain"] = row["amortized"] - row["ridge"]
             log.info("seed %d, %d neurons: ridge %.4f amortized %.4f", seed, n, row["ridge"], row["amortized"])
@@ -107,7 +110,8 @@ def figure(models: Path, data: Path, seed: int, neurons, n_train: int, n_test: i
     mask = ds.evaluation_mask()
     ids = ds.trials("oracle")[:trials]
     methods = methods or ["ridge", "amortized"] + (["warm"] if warm else [])
-    rows = [("stimulus", None)] + [(f"{m} {n}", models / f"rec_s{seed}_n{n}_{m}") for n in neurons for m in methods]
+    top = dataset_neurons or max(neurons)
+    rows = [("stimulus", None)] + [(f"{m} {n}", models / f"rec_s{seed}_n{n}_of{top}_{m}") for n in neurons for m in methods]
     h, w = ds.frame_shape
     gap, label = 2, 110
     W = label + len(ids) * frames * (w + gap)
