@@ -38,11 +38,9 @@ def _positive_float(text: str) -> float:
     return v
 
 
-# the virtual rig's population profiles (rtdecode.rig.population.PROFILES; tests/test_cli.py checks they agree)
-RIG_PROFILES = ("realistic", "realistic_v1", "easy")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from rtdecode.rig.population import PROFILES  # `rtdecode rig`'s parser imports it too
+
     p = argparse.ArgumentParser(prog="rtdecode", description="Real-time reconstruction of what a mouse sees, "
                                 "from its visual cortex, during the experiment.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     d.add_argument("--neurons", type=_positive_int, default=1000, help="neurons / ROIs (default 1000)")
     d.add_argument("--train-trials", type=_positive_int, default=30,
-                   help="10-s movies in the calibration block (default 30: ~2.5 of the demo's ~4 minutes; the "
-                        "realistic rig's decoder keeps improving with more, see benchmarks/README.md)")
+                   help="10-s movies in the calibration block (default 30: about 2 of the demo's 3 minutes, "
+                        "benchmarks/results/demo_realistic.json)")
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--rig", default="realistic", choices=RIG_PROFILES,
+    d.add_argument("--rig", default="realistic", choices=tuple(PROFILES),
                    help="the virtual mouse: realistic (default; as hard as real mouse V1, python -m rtdecode.bench.rig), "
                         "realistic_v1 (its first calibration) or easy (the original, nearly linear rig)")
     d.add_argument("--screenshot", default=None, metavar="PNG",
@@ -79,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--test-trials", type=_positive_int, default=4, help="held-out 'oracle' trials (default 4)")
     s.add_argument("--trial-frames", type=_positive_int, default=300, help="frames per trial (default 300 = 10 s)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--rig", default="realistic", choices=RIG_PROFILES,
+    s.add_argument("--rig", default="realistic", choices=tuple(PROFILES),
                    help="realistic (default): calibrated to mouse V1 two-photon data (single-trial reliability "
                    "0.12, ~0.1 in real data; 90%% complex cells, behaviour gain, deconvolved-calcium responses "
                    "with 45%% zeros; ridge 0.43 / 0.50 / 0.55 at 1k / 2k / 4k neurons; "

@@ -172,6 +172,11 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
     n_local = share.stop - share.start
     if env.rank > 0:  # dropout: an own stream per rank (rank 0's is the one-process stream)
         torch.manual_seed(seed + 7919 * env.rank)
+    def val_scores():
+        """Full-frame pixel_corr on the validation trials: (mean, per trial)."""
+        sc = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)
+        return sc["pixel_corr_full"], [t["pixel_corr_full"] for t in sc["per_trial"]]
+
     for p, (pname, pairs, steps) in enumerate(phases):
         if steps <= 0 or len(pairs) == 0 or p < done_phases:
             continue
@@ -188,10 +193,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
             hist, start = resumed["history"], resumed["step"]
         if val is not None and pname == phases[-1][0] and start == 0:
             # step 0 competes: a network that starts as a good decoder (ridge + zero residual) keeps it
-            def score0():
-                sc = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)
-                return sc["pixel_corr_full"], [t["pixel_corr_full"] for t in sc["per_trial"]]
-            s, base_trials = env.main_only(score0)
+            s, base_trials = env.main_only(val_scores)
             hist.append({"step": 0, "val_pixel_corr_full": s})
             best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, 0)
         phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
@@ -205,11 +207,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
             loss.backward()
             opt.step(); sched.step()
             if val is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
-                def score():
-                    recs = [predict_trial(net, r) for r in val[0]]
-                    sc = metrics.score(list(zip(recs, val[1])), None)
-                    return sc["pixel_corr_full"], [t["pixel_corr_full"] for t in sc["per_trial"]]
-                s, per = env.main_only(score)
+                s, per = env.main_only(val_scores)
                 h = {"step": step + 1, "val_pixel_corr_full": s}
                 ok = True
                 if min_gain_z is not None and base_trials is not None:
