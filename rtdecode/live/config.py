@@ -52,19 +52,12 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    ValidationError,
-    WrapValidator,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, ValidationError, field_validator, model_validator
 
 from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.errors import ConfigError
+from rtdecode.live.config_checks import (Endpoint, Name, NonEmpty, OneOf, Port, Range, Section, config_error,
+                                         endpoint, problem)
 from rtdecode.sources import protocols
 from rtdecode.sources.address import check_endpoint, local_host, split_endpoint  # noqa: F401 (split_endpoint: API)
 
@@ -73,93 +66,7 @@ RULE_KINDS = ("similarity", "luminance", "motion")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
 
 
-# ---------------------------------------------------------------- our checks, our messages
-# Every check below raises `_problem(message)`; `config_error` prints it after the key path. The
-# messages are ours, never rewritten from pydantic's.
-
-def _problem(message: str) -> PydanticCustomError:
-    return PydanticCustomError("rtdecode", "{message}", {"message": message})
-
-
-def OneOf(names) -> BeforeValidator:
-    """A value that must be one of `names`: a registry (read when checking, so a name registered
-    later counts) or a tuple."""
-
-    def check(value):
-        if not isinstance(value, str) or value not in names:
-            raise _problem(f"{value!r} is not one of {', '.join(names)}")
-        return value
-
-    return BeforeValidator(check)
-
-
-def Range(ge=None, gt=None, le=None, lt=None) -> WrapValidator:
-    """A number within bounds; the message gives the allowed interval, e.g. `(0, 5)` or `[1, 65535]`."""
-    lo, hi = (ge if ge is not None else gt), (le if le is not None else lt)
-    if lo is not None and hi is not None:
-        allowed = f"{'[' if ge is not None else '('}{lo:g}, {hi:g}{']' if le is not None else ')'}"
-    elif lo is not None:
-        allowed = f"{'>=' if ge is not None else '>'} {lo:g}"
-    else:
-        allowed = f"{'<=' if le is not None else '<'} {hi:g}"
-
-    def check(value, handler):
-        v = handler(value)  # the type check first (int, float)
-        ok = ((ge is None or v >= ge) and (gt is None or v > gt) and (le is None or v <= le)
-              and (lt is None or v < lt))
-        if not ok:
-            raise _problem(f"{value!r} is out of range; allowed: {allowed}")
-        return v
-
-    return WrapValidator(check)
-
-
-def _non_empty(value, handler):
-    v = handler(value)
-    if len(v) == 0:
-        raise _problem("must not be empty")
-    return v
-
-
-NonEmpty = WrapValidator(_non_empty)
-
-
-def _endpoint(value):
-    try:
-        return check_endpoint(value)
-    except ConfigError as exc:
-        raise _problem(str(exc)) from None
-
-
-Endpoint = Annotated[str, BeforeValidator(_endpoint)]
-Port = Annotated[int, Range(ge=1, le=65535)]
-Name = Annotated[str, NonEmpty]
-
-
-class _Model(BaseModel):
-    """A section of the rig file: known keys only, required keys present (checked here, before the
-    values, so the message names the key and lists what is allowed)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data):
-        fields = cls.model_fields
-        if not isinstance(data, dict):
-            if isinstance(data, BaseModel):
-                return data
-            raise _problem(f"expected a mapping with keys {', '.join(fields)}, got {type(data).__name__} {data!r}")
-        for key in data:
-            if key not in fields:
-                raise _problem(f"{key}: unknown key; allowed here: {', '.join(fields)}")
-        for key, info in fields.items():
-            if info.is_required() and key not in data:
-                raise _problem(f"{key}: required key is missing")
-        return data
-
-
-class Heartbeat(_Model):
+class Heartbeat(Section):
     """Open Ephys ZMQ Interface heartbeat (REQ to the plugin's REP)."""
 
     port: Port | None = None  # default: data port + 1, as the plugin does
@@ -170,7 +77,7 @@ def _one_or_many(v):
     return [v] if isinstance(v, str) else v
 
 
-class Source(_Model):
+class Source(Section):
     protocol: Annotated[str, OneOf(protocols.PROTOCOLS)]
     address: Annotated[list[str], NonEmpty, BeforeValidator(_one_or_many)]
     heartbeat: Heartbeat | None = None
@@ -187,26 +94,26 @@ class Source(_Model):
     @field_validator("address")
     @classmethod
     def _endpoints(cls, v):
-        return [_endpoint(a) for a in v]
+        return [endpoint(a) for a in v]
 
     @field_validator("units")
     @classmethod
     def _units(cls, v):
         if v is not None and len(set(v)) != len(v):
-            raise _problem(f"{sorted(u for u in set(v) if v.count(u) > 1)} listed more than once")
+            raise problem(f"{sorted(u for u in set(v) if v.count(u) > 1)} listed more than once")
         return v
 
     @field_validator("planes")
     @classmethod
     def _planes(cls, v):
         if v is not None and any(b <= a for a, b in zip(v, v[1:])):
-            raise _problem(f"{v}: list each plane once, in increasing order (the order they are acquired)")
+            raise problem(f"{v}: list each plane once, in increasing order (the order they are acquired)")
         return v
 
     @model_validator(mode="after")
     def _protocol_fields(self):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
-            raise _problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
+            raise problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
         only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
                 "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
                 "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
@@ -214,7 +121,7 @@ class Source(_Model):
                 "planes": ("rtframe", "scanimage_zmq")}
         for key, names in only.items():
             if getattr(self, key) is not None and self.protocol not in names:
-                raise _problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
+                raise problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
         return self
 
     @property
@@ -236,7 +143,7 @@ class Source(_Model):
         return [1] if self.planes is None else list(self.planes)
 
 
-class TwoPhoton(_Model):
+class TwoPhoton(Section):
     # suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane (a list, in source.planes order)
     rois: Path | Annotated[list[Path], NonEmpty]
     reference: Path | Annotated[list[Path], NonEmpty] | None = None  # .npy image (one per plane); default: ops['meanImg']
@@ -258,7 +165,7 @@ class TwoPhoton(_Model):
         return list(self.reference) if isinstance(self.reference, list) else [self.reference]
 
 
-class Ephys(_Model):
+class Ephys(Section):
     band_hz: tuple[Annotated[float, Range(gt=0.0)], Annotated[float, Range(gt=0.0)]] | None = (300.0, 6000.0)
     threshold: Annotated[float, Range(gt=0.0, le=50.0)] = 4.5  # x robust noise (negative crossings)
     threshold_uv: Annotated[float, Range(gt=0.0, le=10000.0)] | None = None  # absolute level instead
@@ -271,22 +178,22 @@ class Ephys(_Model):
     @classmethod
     def _band(cls, v):
         if v is not None and not v[0] < v[1]:
-            raise _problem(f"low edge {v[0]} must be below the high edge {v[1]}")
+            raise problem(f"low edge {v[0]} must be below the high edge {v[1]}")
         return v
 
 
-class Extraction(_Model):
+class Extraction(Section):
     two_photon: TwoPhoton | None = None
     ephys: Ephys | None = None
 
     @model_validator(mode="after")
     def _one(self):
         if (self.two_photon is None) == (self.ephys is None):
-            raise _problem("give exactly one of two_photon, ephys")
+            raise problem("give exactly one of two_photon, ephys")
         return self
 
 
-class Decoder(_Model):
+class Decoder(Section):
     model: Path
     # BLAS threads of the live process: 1 keeps the per-frame mat-vec from fighting acquisition for cores
     blas_threads: Annotated[int, Range(ge=1, le=256)] = 1
@@ -297,16 +204,16 @@ class Decoder(_Model):
     @classmethod
     def _unique(cls, v):
         if len(set(v)) != len(v):
-            raise _problem(f"{v} lists a backend twice")
+            raise problem(f"{v} lists a backend twice")
         return v
 
 
-class Outputs(_Model):
+class Outputs(Section):
     publish: Endpoint = DEFAULT_PUBLISH
     record: Path | None = None
 
 
-class TriggerRule(_Model):
+class TriggerRule(Section):
     """When a trigger fires: a score of each decoded frame crosses `threshold` on `consecutive`
     frames in a row (see rtdecode.outputs.triggers.rules)."""
 
@@ -320,13 +227,13 @@ class TriggerRule(_Model):
     @model_validator(mode="after")
     def _target(self):
         if (self.kind == "similarity") != (self.target is not None):
-            raise _problem("target: a .npy image is needed by 'similarity' rules and used by no other kind")
+            raise problem("target: a .npy image is needed by 'similarity' rules and used by no other kind")
         if self.region is not None and not (0 <= self.region[0] < self.region[1] and 0 <= self.region[2] < self.region[3]):
-            raise _problem(f"region: expected y0 < y1 and x0 < x1, all >= 0, got {list(self.region)}")
+            raise problem(f"region: expected y0 < y1 and x0 < x1, all >= 0, got {list(self.region)}")
         return self
 
 
-class Trigger(_Model):
+class Trigger(Section):
     name: Name
     rule: TriggerRule | None = None  # required by `rtdecode run`
     kind: Annotated[str, OneOf(TRIGGER_KINDS)]
@@ -343,13 +250,13 @@ class Trigger(_Model):
             try:
                 check_endpoint(self.address)
             except ConfigError as exc:
-                raise _problem(f"address: {exc}") from None
+                raise problem(f"address: {exc}") from None
         if self.kind == "network_events" and self.line is None:
-            raise _problem("line: network_events triggers need the TTL line (1..256)")
+            raise problem("line: network_events triggers need the TTL line (1..256)")
         return self
 
 
-class Ttl(_Model):
+class Ttl(Section):
     """Hardware flip times on a TTL line of the Open Ephys Event Broadcaster (rtdecode.sources.flips)."""
 
     address: Endpoint  # the Event Broadcaster (JSON output), e.g. tcp://192.168.1.10:5557
@@ -359,7 +266,7 @@ class Ttl(_Model):
     max_latency_ms: Annotated[float, Range(gt=0.0, le=1000.0)] = 100.0  # the longest display latency looked for
 
 
-class Stimulus(_Model):
+class Stimulus(Section):
     """When each stimulus frame started: the stim message's own time (sender) or a TTL edge (ttl)."""
 
     flip_times: Annotated[str, OneOf(("sender", "ttl"))] = "sender"
@@ -368,13 +275,13 @@ class Stimulus(_Model):
     @model_validator(mode="after")
     def _ttl(self):
         if self.flip_times == "ttl" and self.ttl is None:
-            raise _problem("ttl: flip_times ttl needs ttl: {address: tcp://HOST:PORT, line: N}")
+            raise problem("ttl: flip_times ttl needs ttl: {address: tcp://HOST:PORT, line: N}")
         if self.flip_times != "ttl" and self.ttl is not None:
-            raise _problem(f"ttl: only used with flip_times: ttl, not {self.flip_times}")
+            raise problem(f"ttl: only used with flip_times: ttl, not {self.flip_times}")
         return self
 
 
-class RigConfig(_Model):
+class RigConfig(Section):
     rig: Name = "rig"  # a name for logs and session files
     source: Source
     extraction: Extraction
@@ -391,12 +298,12 @@ class RigConfig(_Model):
     def _consistent(self):
         want = protocols.get(self.source.protocol).extraction
         if getattr(self.extraction, want) is None:
-            raise _problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
+            raise problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
         if self.decoder is None and want != "two_photon":
-            raise _problem(f"decoder: required with protocol {self.source.protocol} (recording a calibration block "
+            raise problem(f"decoder: required with protocol {self.source.protocol} (recording a calibration block "
                            "without a model is two-photon only)")
         if self.decoder is None and self.triggers:
-            raise _problem("triggers: a session without a decoder (a calibration block) cannot trigger; "
+            raise problem("triggers: a session without a decoder (a calibration block) cannot trigger; "
                            "add decoder.model or remove the triggers")
         tp = self.extraction.two_photon
         if tp is not None and want == "two_photon":
@@ -404,7 +311,7 @@ class RigConfig(_Model):
             for key, given in (("rois", tp.rois), ("reference", tp.reference)):
                 count = len(given) if isinstance(given, list) else 1
                 if given is not None and count != len(planes):
-                    raise _problem(f"extraction.two_photon.{key}: source.planes lists {len(planes)} plane(s) "
+                    raise problem(f"extraction.two_photon.{key}: source.planes lists {len(planes)} plane(s) "
                                    f"{planes}, so give {len(planes)} {'suite2p folder' if key == 'rois' else 'image'}"
                                    f"{'s' if len(planes) > 1 else ''} (a list in plane order), got {count}")
         # ports on one host must not collide (Open Ephys plugins default to the same ones)
@@ -414,7 +321,7 @@ class RigConfig(_Model):
             host, p = split_endpoint(endpoint)
             key = (local_host(host), p if port is None else port)
             if key in used:
-                raise _problem(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
+                raise problem(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
             used[key] = what
 
         if self.source.protocol == "openephys":
@@ -450,30 +357,6 @@ class RigConfig(_Model):
             "extraction": ex,
             "decoder": None if self.decoder is None else self.decoder.model_copy(update={"model": fix(self.decoder.model)}),
             "outputs": self.outputs.model_copy(update={"record": fix(self.outputs.record)})})
-
-
-# ---------------------------------------------------------------- errors a lab user can act on
-
-def _message(err: dict) -> str:
-    """One line: the key path, then the problem. Our checks (type 'rtdecode') may name a sub-key
-    first ("line: ..."), which is appended to the path."""
-    loc = [str(p) for p in err["loc"]]
-    where = ".".join(loc)
-    if err["type"] != "rtdecode":  # a plain type error (e.g. text where a number belongs)
-        return f"{where or '(top level)'}: {err['msg']} (got {err.get('input')!r})"
-    msg = err["msg"]
-    head, sep, rest = msg.partition(": ")
-    if sep and all(part.isidentifier() or part.isdigit() for part in head.split(".")):
-        return f"{where + '.' if where else ''}{head}: {rest}"
-    return f"{where or '(top level)'}: {msg}"
-
-
-def config_error(exc: ValidationError, source: str = "") -> ConfigError:
-    msgs = [_message(e) for e in exc.errors(include_url=False)]
-    prefix = f"{source}: " if source else ""
-    if len(msgs) == 1:
-        return ConfigError(prefix + msgs[0])
-    return ConfigError(prefix + f"{len(msgs)} problems:\n  " + "\n  ".join(msgs))
 
 
 def parse_config(data, source: str = "", base: Path | None = None) -> RigConfig:

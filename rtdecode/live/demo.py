@@ -22,7 +22,8 @@ from rtdecode import decode, metrics
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
 from rtdecode.sources.ingest import Ingest
-from rtdecode.live.session import LiveSession, limit_blas_threads, record_extraction, recorder_extras
+from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.live.taps import record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.rig import VirtualRig, rf_patch_mask

@@ -34,8 +34,8 @@ from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.sources.ingest import Ingest, max_message_bytes
 from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
-from rtdecode.live.session import (LiveSession, limit_blas_threads, record_extraction, record_planes,
-                                    recorder_extras)
+from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing

@@ -44,14 +44,11 @@ timeout is then short, `FLIP_POLL_MS`), and its counts go into the stats under `
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from rtdecode.errors import StageError
 from rtdecode.sources import wire
@@ -60,10 +57,12 @@ from rtdecode.sources.ingest import Ingest
 from rtdecode.sources.rejects import Rejects
 from rtdecode.latency import Histogram
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder, rois_npz
+from rtdecode.outputs.record import Recorder
 from rtdecode.extract.planes import REASONS as IGNORE_REASONS, Planes
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.stage import Chain
+from rtdecode.live.stimulus_log import StimulusLog
+from rtdecode.live.taps import extraction_taps, plane_taps
 
 log = logging.getLogger(__name__)
 
@@ -110,122 +109,6 @@ class LiveResult:
     message_errors: int = 0  # messages whose processing failed (counted, skipped)
     ignored_ends: int = 0  # end messages from a publisher other than the source
     stopped_by: str = ""  # 'source' (a valid end message), 'errors', or '' (time, idle, the user)
-
-
-def extraction_taps(chain: Chain) -> dict:
-    """The two-photon chain's intermediate arrays worth recording with each frame:
-    {name: (getter, shape, dtype)} for 'F', 'Fneu' (Traces, (n,)), 'dff' (DeltaF's output, (n,)) and
-    'shifts' (Register's (dy, dx), pixels); empty for a chain without those stages (ephys)."""
-    from rtdecode.extract import DeltaF, Register, Traces
-
-    taps = {}
-    for i, st in enumerate([] if chain is None else chain.stages):
-        if isinstance(st, Register):
-            taps["shifts"] = (lambda st=st: st.last_shift, (2,), "float32")
-        elif isinstance(st, Traces):
-            taps["F"] = (lambda st=st: st.F, (st.n,), "float32")
-            taps["Fneu"] = (lambda st=st: st.Fneu, (st.n,), "float32")
-        elif isinstance(st, DeltaF):
-            buf = chain.buffers[i]
-            taps["dff"] = (lambda buf=buf: buf, buf.shape, "float32")
-    return taps
-
-
-def plane_taps(planes: Planes) -> dict:
-    """`extraction_taps` of a volume: 'F', 'Fneu', 'dff' concatenated over the planes (the activity
-    vector's order), 'shifts' (planes, 2)."""
-    per = [extraction_taps(c) for c in planes.chains]
-    taps = {}
-    for k in ("F", "Fneu", "dff"):
-        if all(k in t for t in per):
-            getters = [t[k][0] for t in per]
-            taps[k] = (lambda g=getters: np.concatenate([f() for f in g]), (planes.n,), "float32")
-    if all("shifts" in t for t in per):
-        getters = [t["shifts"][0] for t in per]
-        taps["shifts"] = (lambda g=getters: np.stack([f() for f in g]), (len(per), 2), "float32")
-    return taps
-
-
-def record_planes(recorder: Recorder, planes: Planes) -> None:
-    """One chain: rois.npz as `record_extraction`; several planes: rois_plane{p}.npz per plane."""
-    if len(planes.chains) == 1:
-        record_extraction(recorder, planes.chains[0])
-        return
-    from rtdecode.extract import Register, Traces
-
-    for p, chain in zip(planes.planes, planes.chains):
-        traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
-        reg = next((st for st in chain.stages if isinstance(st, Register)), None)
-        if traces is not None:
-            recorder.attach(f"rois_plane{p}", rois_npz(traces.rois, None if reg is None else reg.reference))
-
-
-def record_extraction(recorder: Recorder, chain: Chain) -> dict:
-    """Write the chain's masks into the session as rois.npz (ROI and neuropil weights as CSR parts
-    `roi_indptr/indices/weights`, `neuropil_...` over the flattened (H, W) frame, `frame_shape`,
-    `index`, and the registration `reference` image) when it has Traces / Register stages; returns
-    the arrays written ({} for ephys)."""
-    from rtdecode.extract import Register, Traces
-
-    traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
-    if traces is None:
-        return {}
-    reg = next((st for st in chain.stages if isinstance(st, Register)), None)
-    arrays = rois_npz(traces.rois, None if reg is None else reg.reference)
-    recorder.attach("rois", arrays)
-    return arrays
-
-
-def recorder_extras(chain: Chain | None, planes: Planes | None = None) -> dict:
-    """{name: (shape, dtype)} of `extraction_taps(chain)` (or `plane_taps(planes)` with per-plane
-    chains), for Recorder(extras=...)."""
-    taps = extraction_taps(chain) if planes is None or planes.chains is None else plane_taps(planes)
-    return {k: (shape, dt) for k, (_, shape, dt) in taps.items()}
-
-
-class StimulusLog:
-    """Which stimulus frame was on screen when: the last `keep` stim messages, searchable by time.
-
-    The images sent with them are kept for the ids kept, at most `max_image_bytes` in all (the
-    oldest images are let go first; their ids stay)."""
-
-    def __init__(self, keep: int = 1000, max_image_bytes: int = 64 * 2**20):
-        self.times: deque[float] = deque(maxlen=keep)
-        self.ids: deque[tuple[int, int]] = deque(maxlen=keep)
-        self.images: dict[tuple[int, int], np.ndarray] = {}  # the images of the ids kept, when sent
-        self.max_image_bytes = max_image_bytes
-        self.image_bytes = 0
-        self.images_dropped = 0
-
-    def _drop_image(self, key) -> None:
-        img = self.images.pop(key, None)
-        if img is not None:
-            self.image_bytes -= img.nbytes
-
-    def add(self, t: float, trial: int, frame: int, image: np.ndarray | None = None) -> None:
-        if self.times and t < self.times[-1]:
-            t = self.times[-1]  # keep the times sorted (bisect): a flip time that goes back is clamped
-        if len(self.ids) == self.ids.maxlen:
-            self._drop_image(self.ids[0])
-        self.times.append(t)
-        self.ids.append((trial, frame))
-        if image is not None and image.ndim == 2 and image.nbytes <= self.max_image_bytes:
-            self._drop_image((trial, frame))
-            self.images[(trial, frame)] = image
-            self.image_bytes += image.nbytes
-            while self.image_bytes > self.max_image_bytes:  # dicts keep insertion order: oldest first
-                self._drop_image(next(iter(self.images)))
-                self.images_dropped += 1
-
-    def find(self, t: float, tolerance: float = 1e-3) -> int | None:
-        """Index of the stim shown at time t (the latest at or before t), or None."""
-        i = bisect.bisect_right(self.times, t + tolerance) - 1
-        return i if i >= 0 else None
-
-    def at(self, t: float, tolerance: float = 1e-3) -> tuple[int, int] | None:
-        """(trial, frame) shown at time t: the latest stim message sent at or before t."""
-        i = self.find(t, tolerance)
-        return None if i is None else self.ids[i]
 
 
 class LiveSession:

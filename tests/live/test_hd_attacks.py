@@ -13,7 +13,8 @@ from rtdecode import decode
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import random_decoder
 from rtdecode.extract.ring import ActivityRing
-from rtdecode.live.session import LiveSession, StimulusLog
+from rtdecode.live.session import LiveSession
+from rtdecode.live.stimulus_log import StimulusLog
 from rtdecode.outputs.publish import Publisher
 from rtdecode.sources import wire
 from rtdecode.sources.ingest import Ingest

@@ -1,0 +1,81 @@
+"""What of the extraction chain is recorded with each frame: the taps (F, Fneu, dF/F, registration
+shifts) of one chain or of a volume's planes, and the ROI masks (rois.npz) written into a session."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtdecode.extract.planes import Planes
+from rtdecode.outputs.record import Recorder, rois_npz
+from rtdecode.stage import Chain
+
+
+def extraction_taps(chain: Chain) -> dict:
+    """The two-photon chain's intermediate arrays worth recording with each frame:
+    {name: (getter, shape, dtype)} for 'F', 'Fneu' (Traces, (n,)), 'dff' (DeltaF's output, (n,)) and
+    'shifts' (Register's (dy, dx), pixels); empty for a chain without those stages (ephys)."""
+    from rtdecode.extract import DeltaF, Register, Traces
+
+    taps = {}
+    for i, st in enumerate([] if chain is None else chain.stages):
+        if isinstance(st, Register):
+            taps["shifts"] = (lambda st=st: st.last_shift, (2,), "float32")
+        elif isinstance(st, Traces):
+            taps["F"] = (lambda st=st: st.F, (st.n,), "float32")
+            taps["Fneu"] = (lambda st=st: st.Fneu, (st.n,), "float32")
+        elif isinstance(st, DeltaF):
+            buf = chain.buffers[i]
+            taps["dff"] = (lambda buf=buf: buf, buf.shape, "float32")
+    return taps
+
+
+def plane_taps(planes: Planes) -> dict:
+    """`extraction_taps` of a volume: 'F', 'Fneu', 'dff' concatenated over the planes (the activity
+    vector's order), 'shifts' (planes, 2)."""
+    per = [extraction_taps(c) for c in planes.chains]
+    taps = {}
+    for k in ("F", "Fneu", "dff"):
+        if all(k in t for t in per):
+            getters = [t[k][0] for t in per]
+            taps[k] = (lambda g=getters: np.concatenate([f() for f in g]), (planes.n,), "float32")
+    if all("shifts" in t for t in per):
+        getters = [t["shifts"][0] for t in per]
+        taps["shifts"] = (lambda g=getters: np.stack([f() for f in g]), (len(per), 2), "float32")
+    return taps
+
+
+def record_planes(recorder: Recorder, planes: Planes) -> None:
+    """One chain: rois.npz as `record_extraction`; several planes: rois_plane{p}.npz per plane."""
+    if len(planes.chains) == 1:
+        record_extraction(recorder, planes.chains[0])
+        return
+    from rtdecode.extract import Register, Traces
+
+    for p, chain in zip(planes.planes, planes.chains):
+        traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
+        reg = next((st for st in chain.stages if isinstance(st, Register)), None)
+        if traces is not None:
+            recorder.attach(f"rois_plane{p}", rois_npz(traces.rois, None if reg is None else reg.reference))
+
+
+def record_extraction(recorder: Recorder, chain: Chain) -> dict:
+    """Write the chain's masks into the session as rois.npz (ROI and neuropil weights as CSR parts
+    `roi_indptr/indices/weights`, `neuropil_...` over the flattened (H, W) frame, `frame_shape`,
+    `index`, and the registration `reference` image) when it has Traces / Register stages; returns
+    the arrays written ({} for ephys)."""
+    from rtdecode.extract import Register, Traces
+
+    traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
+    if traces is None:
+        return {}
+    reg = next((st for st in chain.stages if isinstance(st, Register)), None)
+    arrays = rois_npz(traces.rois, None if reg is None else reg.reference)
+    recorder.attach("rois", arrays)
+    return arrays
+
+
+def recorder_extras(chain: Chain | None, planes: Planes | None = None) -> dict:
+    """{name: (shape, dtype)} of `extraction_taps(chain)` (or `plane_taps(planes)` with per-plane
+    chains), for Recorder(extras=...)."""
+    taps = extraction_taps(chain) if planes is None or planes.chains is None else plane_taps(planes)
+    return {k: (shape, dt) for k, (_, shape, dt) in taps.items()}
