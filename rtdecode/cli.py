@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activity compression for ridge and the amortized decoder's ridge path: log1p(x / (S x the "
                    "mean training activity)) before the z-score, which tames deconvolved calcium's large events; "
                    "0 turns it off (default 6)")
+    f.add_argument("--keep-brightness", action="store_true",
+                   help="ridge (and the amortized decoder's ridge path) keeps all of each decoded frame's mean "
+                   "brightness; by default the share kept (0, 0.25, 0.5, 0.75 or 1) is chosen with the penalty on the "
+                   "validation trials, because ridge's brightness was its least reliable part on the realistic rig "
+                   "(benchmarks/results/ridge_brightness.json)")
     f.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
                    help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
                    "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")
@@ -384,6 +389,8 @@ def _fit(args, env) -> int:
         if not (args.compress >= 0 and args.compress < float("inf")):
             raise ConfigError(f"--compress must be a finite number >= 0 (0: off), got {args.compress}")
         opts["compress"] = args.compress
+    if args.keep_brightness:
+        opts["brightness_keep"] = (1.0,)
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,
                        lag_min=args.lag_min, progress=True, checkpoint_every=args.checkpoint_every,
                        resume=args.resume, **opts)

@@ -128,3 +128,16 @@ def test_damaged_model_directory(small_dataset, tmp_path):
     (tmp_path / "model" / "card.json").write_text("{oops")
     with pytest.raises(ModelError, match="not valid JSON"):
         reconstruct(tmp_path / "model", small_dataset, tmp_path / "rec", progress=False)
+
+
+def test_cli_keep_brightness_turns_the_shrinkage_off(tmp_path, rng):
+    """--keep-brightness: the share kept is 1 (the fit before); by default it is chosen from the grid."""
+    from rtdecode.decode.ridge import BRIGHTNESS_KEEP
+
+    root = _foreign_dataset(tmp_path / "foreign", rng)
+    for flag, out in (([], "m"), (["--keep-brightness"], "k")):
+        assert main(["fit", str(root), "--out", str(tmp_path / out), "--method", "ridge", "--neurons-subset", "40"]
+                    + flag) == 0
+    chosen = json.loads((tmp_path / "m" / "card.json").read_text())["training"]["brightness_keep"]
+    kept = json.loads((tmp_path / "k" / "card.json").read_text())["training"]["brightness_keep"]
+    assert chosen in BRIGHTNESS_KEEP and kept == 1.0

@@ -29,7 +29,7 @@ for rec in sorted(root.glob("rec_s*_n*_*")):
         if method == "amortized":
             ph = tr["amortized"]["phases"][-1]
             row["amortized_best_step"] = ph["best_step"]
-            row["amortized_val_history"] = [(h["step"], round(h["val_pixel_corr_full"], 4)) for h in ph["history"]]
+            row["amortized_val_history"] = [(h["step"], round(h["val_pixel_corr"], 4)) for h in ph["history"]]
             row["ridge_alpha"] = tr["amortized"]["ridge"]["alpha"]
 out = []
 for k in sorted(rows):

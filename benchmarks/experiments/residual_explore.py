@@ -38,5 +38,5 @@ for c in cfgs:
     net.set_linear(dec)
     s_all = sc(lambda r: am.predict_trial(net, r))
     print(c, "synth" if use_syn else "", "lr", lr, "wd", wd, "steps", st, {"residual_fitbase": round(s_fit, 4), "residual_allbase": round(s_all, 4),
-          "best_step": inf["phases"][-1]["best_step"], "hist": [round(h["val_pixel_corr_full"], 4) for h in inf["phases"][-1]["history"]]},
+          "best_step": inf["phases"][-1]["best_step"], "hist": [round(h["val_pixel_corr"], 4) for h in inf["phases"][-1]["history"]]},
           f"{time.time()-t0:.0f}s", flush=True)

@@ -31,6 +31,7 @@ BENCHES = {
     "decoder_headroom": "amortized decoder with perfect-encoder synthetic data: the upper bound",
     "warm_start_ablation": "amortized decoder warm-started vs from scratch over several seeds",
     "ridge_compress": "ridge with vs without its activity compression (log1p) on the realistic rig, over seeds",
+    "ridge_brightness": "ridge with vs without its brightness shrinkage (chosen on validation), over seeds",
     "ridge_rank": "held-out pixel_corr of the ridge decoder at several weight ranks vs full rank",
     "readout": "the encoder readout's feature sum: einsum vs multiply-and-sum, forward + backward",
     "ddp_scaling": "data-parallel fitting (torchrun, gloo): 1 process vs N processes vs N threads, back to back",

@@ -137,7 +137,8 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
                     lr: float = 1e-3, weight_decay: float = 1e-2, seed: int = 0,
                     val: tuple[list[np.ndarray], list[np.ndarray]] | None = None, eval_every: int = 200,
                     progress: bool = False, checkpoints=None, name: str = "amortized",
-                    patience: int | None = None, min_gain_z: float | None = None) -> dict:
+                    patience: int | None = None, min_gain_z: float | None = None,
+                    val_mask: np.ndarray | None = None) -> dict:
     """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
     phase). `val` = (responses list, true videos list) scores full-frame pixel correlation; the
     best step of the last phase is kept. Returns info. Under torchrun the network is in DDP, each
@@ -173,9 +174,9 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
     if env.rank > 0:  # dropout: an own stream per rank (rank 0's is the one-process stream)
         torch.manual_seed(seed + 7919 * env.rank)
     def val_scores():
-        """Full-frame pixel_corr on the validation trials: (mean, per trial)."""
-        sc = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], None)
-        return sc["pixel_corr_full"], [t["pixel_corr_full"] for t in sc["per_trial"]]
+        """pixel_corr (over val_mask) on the validation trials: (mean, per trial)."""
+        sc = metrics.score([(predict_trial(net, r), v) for r, v in zip(*val)], val_mask)
+        return sc["pixel_corr"], [t["pixel_corr"] for t in sc["per_trial"]]
 
     for p, (pname, pairs, steps) in enumerate(phases):
         if steps <= 0 or len(pairs) == 0 or p < done_phases:
@@ -194,7 +195,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
         if val is not None and pname == phases[-1][0] and start == 0:
             # step 0 competes: a network that starts as a good decoder (ridge + zero residual) keeps it
             s, base_trials = env.main_only(val_scores)
-            hist.append({"step": 0, "val_pixel_corr_full": s})
+            hist.append({"step": 0, "val_pixel_corr": s})
             best = (s, {k: v.detach().clone() for k, v in net.state_dict().items()}, 0)
         phase_info = {"name": pname, "steps": steps, "pairs": len(pairs), "history": hist, "best_step": best[2]}
         bar = tqdm(range(start, steps), desc=f"amortized:{pname}", unit="step",
@@ -208,7 +209,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
             opt.step(); sched.step()
             if val is not None and ((step + 1) % eval_every == 0 or step == steps - 1):
                 s, per = env.main_only(val_scores)
-                h = {"step": step + 1, "val_pixel_corr_full": s}
+                h = {"step": step + 1, "val_pixel_corr": s}
                 ok = True
                 if min_gain_z is not None and base_trials is not None:
                     h["gain_over_step0"], h["gain_se"], ok = confident_gain(per, base_trials, min_gain_z)

@@ -136,10 +136,13 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                  inverse_trials: int | None = None, warm_iterations: int | None = None,
                  synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
                  amortized_cfg: am.AmortizedConfig | ResidualConfig | None = None, batch: int = 64, seed: int = 0,
-                 compress_scale: float | None = ridge.COMPRESS,
+                 compress_scale: float | None = ridge.COMPRESS, brightness_keep=ridge.BRIGHTNESS_KEEP,
                  progress: bool = False, stash: dict | None = None,
-                 say: Callable[[str], None] | None = None, checkpoints=None) -> tuple[PipelineDecoder, dict, dict]:
+                 say: Callable[[str], None] | None = None, checkpoints=None,
+                 val_mask: np.ndarray | None = None) -> tuple[PipelineDecoder, dict, dict]:
     """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
+    `val_mask`: (H, W) bool, the region the validation trials are scored over (the dataset's
+    evaluation mask; None: the full frame).
     Returns (decoder, arrays for weights.npz, card fields). `stash`, when given, receives
     intermediate results (the inverse targets, the synthetic pairs) for reports. Under torchrun
     every rank runs this (rtdecode.decode.distributed); `checkpoints` saves / resumes each stage.
@@ -151,7 +154,8 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     the encoder reconstruct --method warm|inverse needs; the warm start gained +0.013 to +0.016 over
     3 seeds, benchmarks/results/warm_start_realistic.json; 0 trains none) and `synth_movies`
     (residual: 0; stand-alone: 20). `compress_scale`: the residual's ridge path compression
-    (rtdecode.decode.ridge.compress; None or 0: none)."""
+    (rtdecode.decode.ridge.compress; None or 0: none); `brightness_keep`: its brightness shrinkage
+    grid (rtdecode.decode.ridge.shrink_brightness; (1.0,): none)."""
 
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
@@ -218,12 +222,13 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     if residual:
         net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
-                                    lag_min, bins, batch, seed, progress, say, checkpoints, compress_scale)
+                                    lag_min, bins, batch, seed, progress, say, checkpoints, compress_scale, val_mask,
+                                    brightness_keep)
     else:
         net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
                                       synth, amortized_steps, warm=True)
         am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
-                                     checkpoints=checkpoints)
+                                     checkpoints=checkpoints, val_mask=val_mask)
     timings["amortized_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     arrays.update(am.net_arrays(net))
@@ -238,14 +243,16 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
 
 
 def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualConfig, steps, lag_min, bins,
-                 batch, seed, progress, say, checkpoints=None, compress_scale=ridge.COMPRESS):
+                 batch, seed, progress, say, checkpoints=None, compress_scale=ridge.COMPRESS, val_mask=None,
+                 brightness_keep=ridge.BRIGHTNESS_KEEP):
     """Ridge (fit trials, penalty chosen on the validation trials) + a residual network trained on the
     recorded and synthetic pairs (after a phase on the inverse's targets when there are any), the
     best validation step kept (step 0 = ridge alone competes); then the linear path becomes the
     ridge refitted on fit + validation trials. Returns (net, info)."""
     say("ridge (the residual decoder's linear path)")
     dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
-                               lag_min=lag_min, bins=bins, keep_fit_only=True, compress_scale=compress_scale)
+                               lag_min=lag_min, bins=bins, keep_fit_only=True, compress_scale=compress_scale,
+                               mask=val_mask, brightness_keep=brightness_keep)
     dec_fit = rinfo.pop("fit_only_decoder")
     net = RidgeResidualNet.from_ridge(dec_fit, cfg)
     true = am.PairSet(lag_min, bins)
@@ -263,7 +270,8 @@ def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualC
     say("residual network")
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
-                              checkpoints=checkpoints, patience=cfg.patience, min_gain_z=cfg.min_gain_z)
+                              checkpoints=checkpoints, patience=cfg.patience, min_gain_z=cfg.min_gain_z,
+                              val_mask=val_mask)
     net.set_linear(dec_all)
     info["ridge"] = rinfo
     info["macs_per_frame"] = net.macs_per_frame()

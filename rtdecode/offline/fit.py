@@ -20,7 +20,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
                 bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
                 progress: bool = True, checkpoint_every: int | None = None, resume: bool = False,
                 checkpoint_dir: str | Path | None = None, compress: float = ridge.COMPRESS,
-                **pipeline_options) -> ModelCard:
+                brightness_keep=ridge.BRIGHTNESS_KEEP, **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
     `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
@@ -31,7 +31,9 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     rank 0 writes `out`). `checkpoint_every` K: checkpoints every K steps of each training loop
     (0: only at the end of each stage) in `checkpoint_dir` (default OUT/checkpoints); `resume`
     continues from them. `compress`: the activity compression of ridge and of the amortized
-    decoder's ridge path (rtdecode.decode.ridge.compress; 0: none)."""
+    decoder's ridge path (rtdecode.decode.ridge.compress; 0: none). `brightness_keep`: the grid of
+    the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness; (1.0,): keep it all).
+    Validation scores use the dataset's evaluation mask (meta/evaluation_mask.npy) when it has one."""
     from tqdm import tqdm
 
     from rtdecode.decode import distributed as dist
@@ -61,7 +63,8 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
                 Path(checkpoint_dir) if checkpoint_dir else Path(out) / "checkpoints",
                 checkpoint_every or 0, resume, env)
         return _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min,
-                             progress, {"compress_scale": compress, **pipeline_options})
+                             progress, {"compress_scale": compress, "brightness_keep": brightness_keep,
+                                       **pipeline_options})
 
     def source(ids, desc):
         def it():
@@ -72,7 +75,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
 
     dec, info = ridge.fit(source(fit_ids, "fit trials"), source(val_ids, "validation trials"),
                           lag_min=lag_min, bins=bins, n_basis=n_basis, compress_scale=compress,
-                          progress=(lambda s: log.info("ridge: %s", s)))
+                          mask=ds.evaluation_mask(), brightness_keep=brightness_keep, progress=(lambda s: log.info("ridge: %s", s)))
     card = model_dir.new_card(method, n, lag_min, bins, dec.frame_shape, 30.0,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
                                         "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info})
@@ -113,7 +116,7 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
     val = load_trials(ds, val_ids, n, progress, "load validation")
     options = {"progress": progress, **options}
     dec, arrays, fields = fit_pipeline(trials, val, method=method, lag_min=lag_min, bins=bins,
-                                       frame_shape=ds.frame_shape, **options)
+                                       frame_shape=ds.frame_shape, val_mask=ds.evaluation_mask(), **options)
     info = fields.pop("training_pipeline")
     info["fit_seconds"] = time.perf_counter() - t0
     normalisation = {

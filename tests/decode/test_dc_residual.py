@@ -43,7 +43,7 @@ def test_default_fit_keeps_ridge_in_the_race_and_exports(tiny_dataset, tmp_path)
     kept = tp["amortized"]["phases"][-1]["best_step"]
     # the best validation score among step 0 and the steps whose paired gain is confident (min_gain_z 2)
     eligible = [h for h in hist if h["step"] == 0 or h["gain_over_step0"] > 2.0 * h["gain_se"]]
-    assert max(h["val_pixel_corr_full"] for h in eligible) == next(h for h in hist if h["step"] == kept)["val_pixel_corr_full"]
+    assert max(h["val_pixel_corr"] for h in eligible) == next(h for h in hist if h["step"] == kept)["val_pixel_corr"]
     _, dec = decode.load(tmp_path / "m")
     assert dec.modes == ("amortized",)
     m = reconstruct(tmp_path / "m", tiny_dataset, tmp_path / "r", progress=False)
