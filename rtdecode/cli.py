@@ -448,7 +448,7 @@ def cmd_run(args, progress) -> int:
 
 
 def cmd_inspect(args, progress) -> int:
-    from rtdecode.outputs.record import read_session, summarize
+    from rtdecode.outputs.session_reader import read_session, summarize
 
     s = summarize(read_session(args.session))
     if args.json:

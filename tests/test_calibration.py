@@ -18,7 +18,7 @@ from rtdecode.extract.offline import suite2p_reference
 from rtdecode.extract.planes import Planes
 from rtdecode.extract.rois import load_suite2p
 from rtdecode.live.run import run_session
-from rtdecode.outputs.record import read_session
+from rtdecode.outputs.session_reader import read_session
 from rtdecode.rig.sender import SenderConfig, run_sender
 from rtdecode.rig.twophoton import Microscope
 from rtdecode.sources import wire

@@ -18,7 +18,8 @@ from rtdecode.errors import RecordError
 from rtdecode.sources.ingest import Ingest
 from rtdecode.live.session import LiveSession
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder, read_session, summarize
+from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.session_reader import read_session, summarize
 from rtdecode.rig.sender import SenderConfig, run_sender
 from rtdecode.stage import Chain, Stage
 from rtdecode.outputs.triggers import CallableRule, TriggerEngine

@@ -12,7 +12,8 @@ import pytest
 
 from rtdecode.cli import main
 from rtdecode.errors import RecordError
-from rtdecode.outputs.record import Recorder, read_session, summarize
+from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.session_reader import read_session, summarize
 
 
 def test_records_round_trip_and_clean_stop(tmp_path, rng):

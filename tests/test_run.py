@@ -10,7 +10,7 @@ from rtdecode.cli import main
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.errors import ConfigError
-from rtdecode.outputs.record import read_session, summarize
+from rtdecode.outputs.session_reader import read_session, summarize
 from rtdecode.rig.sender import SenderConfig, run_sender
 from rtdecode.rig.twophoton import Microscope
 from rtdecode.live.run import run_session

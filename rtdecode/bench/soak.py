@@ -27,7 +27,8 @@ from rtdecode.bench.e2e import build_live, start_sender
 from rtdecode.sources.ingest import Ingest
 from rtdecode.live.session import LiveSession, limit_blas_threads
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder, read_session, summarize
+from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.session_reader import read_session, summarize
 from rtdecode.stimuli.movies import FPS
 from rtdecode.rig.sender import SenderConfig
 from rtdecode.outputs.triggers import CallableRule, TriggerEngine

@@ -9,7 +9,7 @@ import numpy as np
 
 from rtdecode.errors import RecordError
 from rtdecode.offline.dataset import write_meta, write_trial
-from rtdecode.outputs.record import read_session
+from rtdecode.outputs.session_reader import read_session
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import zmq
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.live.session import LiveSession
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder, read_session
+from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.session_reader import read_session
 from rtdecode.sources import wire
 from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.sources.ingest import Ingest

@@ -22,7 +22,7 @@ from rtdecode.sources.openephys import zmq_interface as zi
 from rtdecode.sources.openephys.bins import BinGrid
 from rtdecode.sources.openephys.emulator import Emulator
 from rtdecode.sources.openephys.recording import load_recording
-from rtdecode.outputs.record import read_session, summarize
+from rtdecode.outputs.session_reader import read_session, summarize
 from rtdecode.live import run as run_mod
 from rtdecode.live.run import run_session
 

@@ -9,7 +9,8 @@ import pytest
 
 from rtdecode.cli import main
 from rtdecode.outputs import record
-from rtdecode.outputs.record import Recorder, read_session, summarize
+from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.session_reader import read_session, summarize
 
 
 def _session(path, frames=30, fps=10, neurons=2, error=None):

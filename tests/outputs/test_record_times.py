@@ -3,8 +3,9 @@ sessions recorded before those two existed still read."""
 
 import numpy as np
 
-from rtdecode.outputs import record
-from rtdecode.outputs.record import Recorder, read_session
+from rtdecode.outputs import session_reader
+from rtdecode.outputs.record import Recorder
+from rtdecode.outputs.session_reader import read_session
 
 
 def test_local_and_shown_times_are_recorded_and_default_to_nan(tmp_path):
@@ -26,8 +27,8 @@ def test_a_chunk_from_before_local_times_is_consistent_and_half_of_them_is_not()
               "decoded": np.zeros((rows, 4, 4), np.float32), "shown": np.zeros((rows, 2), np.int64),
               "target": np.zeros((rows, 2), np.int64), "latency_s": np.zeros(rows),
               "stimulus": np.zeros((rows, 4, 4), np.uint8)}
-    assert record._chunk_problem(arrays.keys(), arrays, 3, [4, 4]) is None
+    assert session_reader.chunk_problem(arrays.keys(), arrays, 3, [4, 4]) is None
     arrays["local_t"] = np.zeros(rows)
-    assert "missing ['shown_t']" in record._chunk_problem(arrays.keys(), arrays, 3, [4, 4])
+    assert "missing ['shown_t']" in session_reader.chunk_problem(arrays.keys(), arrays, 3, [4, 4])
     arrays["shown_t"] = np.zeros((rows, 2))
-    assert "'shown_t' rows" in record._chunk_problem(arrays.keys(), arrays, 3, [4, 4])
+    assert "'shown_t' rows" in session_reader.chunk_problem(arrays.keys(), arrays, 3, [4, 4])
