@@ -14,7 +14,7 @@ from rtdecode.errors import RtdecodeError
 from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
 
 EPILOG = """examples:
-  rtdecode demo --headless --out demo_out        the virtual rig, end to end, in ~3 minutes
+  rtdecode demo --headless --out demo_out        the virtual rig, end to end, in 2-3 minutes
   rtdecode simulate --out mouse --neurons 1000   a dataset in the Sensorium 2023 layout
   rtdecode fit mouse --out model --method ridge  fit a decoder on the 'train' trials
   rtdecode reconstruct model mouse --out rec     decode the 'oracle' trials, write metrics.json
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     d.add_argument("--neurons", type=_positive_int, default=1000, help="neurons / ROIs (default 1000)")
     d.add_argument("--train-trials", type=_positive_int, default=30,
-                   help="10-s movies in the calibration block (default 30: about 2 of the demo's 3 minutes, "
+                   help="10-s movies in the calibration block (default 30: about two thirds of the demo's time, "
                         "benchmarks/results/demo_realistic.json)")
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
     d.add_argument("--seed", type=int, default=0)
