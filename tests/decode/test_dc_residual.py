@@ -82,3 +82,23 @@ def test_a_residual_step_must_gain_on_the_validation_trials_together():
     assert np.isclose(mean, 0.01) and not ok and se > 0.005
     assert not confident_gain(base[:1] + 0.1, base[:1], 2.0)[2]  # one trial proves nothing
     assert not confident_gain(base - 0.01, base, 2.0)[2]
+
+
+def test_validation_is_scored_over_the_evaluation_mask(tiny_trials):
+    """Step 0's validation score is DESIGN 3.3's pixel_corr of ridge alone over `val_mask`, not the
+    full-frame value (the held-out trials are scored over the mask)."""
+    from rtdecode import metrics
+
+    dec = _ridge(tiny_trials)
+    net = RidgeResidualNet.from_ridge(dec)
+    pairs = am.PairSet(0, dec.basis.shape[0])
+    for t in tiny_trials[:4]:
+        pairs.add(t[0], t[1])
+    val = ([t[0] for t in tiny_trials[4:6]], [t[1] for t in tiny_trials[4:6]])
+    mask = np.zeros(dec.frame_shape, bool)
+    mask[: dec.frame_shape[0] // 2, : dec.frame_shape[1] // 3] = True
+    info = am.train_amortized(net, [("true_frames", pairs, 10)], lr=0.0, val=val, eval_every=10, val_mask=mask)
+    pairs_val = [(dec.predict_trial(r), v) for r, v in zip(*val)]
+    step0 = info["phases"][-1]["history"][0]["val_pixel_corr"]
+    assert step0 == pytest.approx(metrics.score(pairs_val, mask)["pixel_corr"], abs=1e-4)
+    assert step0 != pytest.approx(metrics.score(pairs_val, None)["pixel_corr"], abs=1e-4)
