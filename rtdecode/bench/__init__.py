@@ -120,10 +120,38 @@ def write_json(path: str | Path, result: dict) -> Path:
     return p
 
 
+def progress_saver(path: str | Path, name: str, argv: list[str] | None):
+    """`save(result, done=False)` for a long benchmark that saves after each row: writes `result` to
+    `path` with the command that made it (`python -m rtdecode.bench.NAME ARGS`), the seconds since
+    this call, whether it is complete, and the machine."""
+    import time
+
+    command = f"python -m rtdecode.bench.{name} " + " ".join(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
+
+    def save(result: dict, done: bool = False) -> None:
+        write_json(path, {**result, "command": command, "seconds": round(time.perf_counter() - t0, 1),
+                          "complete": done, "machine": machine_info()})
+
+    return save
+
+
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     """The argument parser of benchmark `name`, its module docstring as the description."""
     return argparse.ArgumentParser(prog=f"rtdecode bench {name}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def population_args(p: argparse.ArgumentParser, data: str, neurons, models_help: str) -> None:
+    """The options of the benchmarks that fit decoders on realistic-rig populations (one dataset per
+    seed, of the largest neuron count; rtdecode.bench.residual_table writes them): --data, --models,
+    --seeds, --neurons, --train-trials, --test-trials."""
+    p.add_argument("--data", default=data, help="where the datasets are (or are written)")
+    p.add_argument("--models", default=None, help=f"where models and reconstructions go ({models_help})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--neurons", type=positive_int, nargs="+", default=list(neurons))
+    p.add_argument("--train-trials", type=positive_int, default=60)
+    p.add_argument("--test-trials", type=positive_int, default=10)
 
 
 def positive_int(text: str) -> int:

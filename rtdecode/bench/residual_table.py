@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from rtdecode.bench import population_args, progress_saver
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +140,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default="decoder_table.json")
     p.add_argument("--png", default=None)
-    p.add_argument("--data", default="/work/data/rig_realistic", help="where the datasets are written")
-    p.add_argument("--models", default=None, help="where models and reconstructions go (default: beside --json)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--neurons", type=int, nargs="+", default=[1000, 2000, 4000])
-    p.add_argument("--train-trials", type=int, default=60)
-    p.add_argument("--test-trials", type=int, default=10)
+    population_args(p, "/work/data/rig_realistic", (1000, 2000, 4000), "default: beside --json")
     p.add_argument("--warm", action="store_true", help="also reconstruct with --method warm")
     p.add_argument("--encoder-steps", type=int, default=None)
     p.add_argument("--synth-movies", type=int, default=None)
@@ -152,16 +148,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opts = {k: v for k, v in (("encoder_steps", a.encoder_steps), ("synth_movies", a.synth_movies)) if v is not None}
     models = Path(a.models) if a.models else Path(a.data) / "models"
-    t0 = time.perf_counter()
-    command = "python -m rtdecode.bench.residual_table " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-
-    def save(r, done=False):
-        from rtdecode.bench import machine_info
-
-        r.update({"command": command, "seconds": time.perf_counter() - t0, "complete": done,
-                  "machine": machine_info()})
-        Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+    save = progress_saver(a.json, "residual_table", argv)
 
     r = run(Path(a.data), models, a.seeds, sorted(a.neurons), a.train_trials, a.test_trials, a.warm, opts, save)
     save(r, done=True)

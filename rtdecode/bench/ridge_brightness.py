@@ -15,13 +15,11 @@ trials: their correlation and the ratio of their standard deviations.
 from __future__ import annotations
 
 import logging
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import machine_info, parser, positive_int, script_main, write_json
+from rtdecode.bench import parser, population_args, progress_saver, script_main
 
 log = logging.getLogger(__name__)
 VARIANTS = {"keep_all": (1.0,), "chosen": None}  # None: rtdecode.decode.ridge.BRIGHTNESS_KEEP
@@ -45,9 +43,8 @@ def brightness_stats(rec_dir: Path, ds_path: Path) -> dict:
 
 def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, save) -> dict:
     from rtdecode.bench.residual_table import _dataset
+    from rtdecode.bench.ridge_compress import fit_and_score
     from rtdecode.decode import ridge
-    from rtdecode.offline.fit import fit_dataset
-    from rtdecode.offline.reconstruct import reconstruct
 
     rows = []
     result = {"rows": rows}
@@ -56,15 +53,10 @@ def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, sav
             ds = _dataset(data, seed, max(neurons), n_train, n_test)
             for name, keep in VARIANTS.items():
                 tag = f"s{seed}_n{n}_of{max(neurons)}_ridge_{name}"
-                t0 = time.perf_counter()
-                card = fit_dataset(ds, models / tag, "ridge", neurons_subset=n if n < max(neurons) else None,
-                                   progress=True, brightness_keep=ridge.BRIGHTNESS_KEEP if keep is None else keep)
-                fit_s = time.perf_counter() - t0
-                m = reconstruct(models / tag, ds, models / f"rec_{tag}", progress=True)
-                rows.append({"seed": seed, "neurons": n, "variant": name, "pixel_corr": m["pixel_corr"],
-                             "pixel_corr_full": m["pixel_corr_full"], "trials": m["trials"],
-                             "alpha": card.training["alpha"], "brightness_keep": card.training["brightness_keep"],
-                             **brightness_stats(models / f"rec_{tag}", ds), "fit_s": round(fit_s, 1)})
+                row, training = fit_and_score(ds, models / tag, models / f"rec_{tag}", n if n < max(neurons) else None,
+                                              brightness_keep=ridge.BRIGHTNESS_KEEP if keep is None else keep)
+                rows.append({"seed": seed, "neurons": n, "variant": name, **row,
+                             "brightness_keep": training["brightness_keep"], **brightness_stats(models / f"rec_{tag}", ds)})
                 result["summary"] = summarise(rows)
                 save(result)
     return result
@@ -91,20 +83,10 @@ def summarise(rows) -> dict:
 def main(argv=None, progress: bool = True) -> int:
     p = parser("ridge_brightness", __doc__)
     p.add_argument("--json", default="ridge_brightness.json")
-    p.add_argument("--data", default="/work/data/rig_v2", help="where the datasets are (or are written)")
-    p.add_argument("--models", default=None, help="where models and reconstructions go (default DATA/models_brightness)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--neurons", type=positive_int, nargs="+", default=[1000, 2000, 4000])
-    p.add_argument("--train-trials", type=positive_int, default=60)
-    p.add_argument("--test-trials", type=positive_int, default=10)
+    population_args(p, "/work/data/rig_v2", (1000, 2000, 4000), "default DATA/models_brightness")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = "python -m rtdecode.bench.ridge_brightness " + " ".join(argv if argv is not None else sys.argv[1:])
-    t0 = time.perf_counter()
-
-    def save(r, done=False):
-        write_json(a.json, {**r, "command": command, "seconds": round(time.perf_counter() - t0, 1), "complete": done,
-                            "machine": machine_info()})
+    save = progress_saver(a.json, "ridge_brightness", argv)
 
     r = run(Path(a.data), Path(a.models) if a.models else Path(a.data) / "models_brightness", a.seeds,
             sorted(a.neurons), a.train_trials, a.test_trials, save)

@@ -12,21 +12,32 @@ counts are its first neurons). Each variant is compared with S=0 (no compression
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import machine_info, parser, positive_int, script_main, write_json
+from rtdecode.bench import parser, population_args, progress_saver, script_main
 
 log = logging.getLogger(__name__)
 
 
-def run(data: Path, models: Path, seeds, neurons, compress, n_train: int, n_test: int, save) -> dict:
-    from rtdecode.bench.residual_table import _dataset
+def fit_and_score(ds: Path, out: Path, rec: Path, neurons_subset: int | None, **fit_options) -> tuple[dict, dict]:
+    """`rtdecode fit --method ridge` into `out`, then `rtdecode reconstruct` into `rec`: (the row a ridge
+    benchmark records: pixel_corr, pixel_corr_full, trials, alpha, fit_s; the card's training info)."""
     from rtdecode.offline.fit import fit_dataset
     from rtdecode.offline.reconstruct import reconstruct
+
+    t0 = time.perf_counter()
+    card = fit_dataset(ds, out, "ridge", neurons_subset=neurons_subset, progress=True, **fit_options)
+    fit_s = time.perf_counter() - t0
+    m = reconstruct(out, ds, rec, progress=True)
+    return ({"pixel_corr": m["pixel_corr"], "pixel_corr_full": m["pixel_corr_full"], "trials": m["trials"],
+             "alpha": card.training["alpha"], "fit_s": round(fit_s, 1)}, card.training)
+
+
+def run(data: Path, models: Path, seeds, neurons, compress, n_train: int, n_test: int, save) -> dict:
+    from rtdecode.bench.residual_table import _dataset
 
     rows = []
     result = {"rows": rows}
@@ -34,16 +45,10 @@ def run(data: Path, models: Path, seeds, neurons, compress, n_train: int, n_test
         for seed in seeds:
             ds = _dataset(data, seed, max(neurons), n_train, n_test)
             for s in compress:
-                out = models / f"s{seed}_n{n}_ridge_c{s:g}"
-                t0 = time.perf_counter()
-                card = fit_dataset(ds, out, "ridge", neurons_subset=n if n < max(neurons) else None,
-                                   progress=True, compress=s)
-                fit_s = time.perf_counter() - t0
-                m = reconstruct(out, ds, models / f"rec_s{seed}_n{n}_ridge_c{s:g}", progress=True)
-                rows.append({"seed": seed, "neurons": n, "compress": s, "pixel_corr": m["pixel_corr"],
-                             "pixel_corr_full": m["pixel_corr_full"], "trials": m["trials"],
-                             "alpha": card.training["alpha"], "act_scale": card.training.get("act_scale"),
-                             "fit_s": round(fit_s, 1)})
+                row, training = fit_and_score(ds, models / f"s{seed}_n{n}_ridge_c{s:g}",
+                                              models / f"rec_s{seed}_n{n}_ridge_c{s:g}",
+                                              n if n < max(neurons) else None, compress=s)
+                rows.append({"seed": seed, "neurons": n, "compress": s, **row, "act_scale": training.get("act_scale")})
                 result["summary"] = summarise(rows)
                 save(result)
     return result
@@ -70,22 +75,12 @@ def summarise(rows) -> dict:
 def main(argv=None, progress: bool = True) -> int:
     p = parser("ridge_compress", __doc__)
     p.add_argument("--json", default="ridge_compress.json")
-    p.add_argument("--data", default="/work/data/rig_realistic", help="where the datasets are (or are written)")
-    p.add_argument("--models", default=None, help="where models and reconstructions go (default DATA/models)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--neurons", type=positive_int, nargs="+", default=[1000, 2000])
+    population_args(p, "/work/data/rig_realistic", (1000, 2000), "default DATA/models")
     p.add_argument("--compress", type=float, nargs="+", default=[0.0, 6.0])
-    p.add_argument("--train-trials", type=positive_int, default=60)
-    p.add_argument("--test-trials", type=positive_int, default=10)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     compress = sorted(set(a.compress) | {0.0})
-    command = "python -m rtdecode.bench.ridge_compress " + " ".join(argv if argv is not None else sys.argv[1:])
-    t0 = time.perf_counter()
-
-    def save(r, done=False):
-        write_json(a.json, {**r, "command": command, "seconds": round(time.perf_counter() - t0, 1), "complete": done,
-                            "machine": machine_info()})
+    save = progress_saver(a.json, "ridge_compress", argv)
 
     r = run(Path(a.data), Path(a.models) if a.models else Path(a.data) / "models", a.seeds, sorted(a.neurons),
             compress, a.train_trials, a.test_trials, save)

@@ -16,6 +16,16 @@ def _ridge(tiny_trials):
     return ridge.fit(lambda: ((t[0], t[1]) for t in fit), lambda: ((t[0], t[1]) for t in val))[0]
 
 
+def _residual_setup(tiny_trials):
+    """Ridge on 4 trials, the residual network on it, its training pairs and 2 validation trials."""
+    dec = _ridge(tiny_trials)
+    net = RidgeResidualNet.from_ridge(dec)
+    pairs = am.PairSet(0, dec.basis.shape[0])
+    for t in tiny_trials[:4]:
+        pairs.add(t[0], t[1])
+    return dec, net, pairs, ([t[0] for t in tiny_trials[4:6]], [t[1] for t in tiny_trials[4:6]])
+
+
 def test_starts_as_the_ridge_decoder(tiny_trials):
     dec = _ridge(tiny_trials)
     net = RidgeResidualNet.from_ridge(dec).eval()
@@ -56,12 +66,7 @@ def test_default_fit_keeps_ridge_in_the_race_and_exports(tiny_dataset, tmp_path)
 
 @pytest.mark.parametrize("patience, ran", [(2, 20), (None, 60)])
 def test_training_stops_after_patience_validations_without_a_better_score(tiny_trials, patience, ran):
-    dec = _ridge(tiny_trials)
-    net = RidgeResidualNet.from_ridge(dec)
-    pairs = am.PairSet(0, dec.basis.shape[0])
-    for t in tiny_trials[:4]:
-        pairs.add(t[0], t[1])
-    val = ([t[0] for t in tiny_trials[4:6]], [t[1] for t in tiny_trials[4:6]])
+    dec, net, pairs, val = _residual_setup(tiny_trials)
     # lr 0: the network never changes, so no validation beats step 0
     info = am.train_amortized(net, [("true_frames", pairs, 60)], lr=0.0, val=val, eval_every=10, patience=patience)
     phase = info["phases"][-1]
@@ -89,12 +94,7 @@ def test_validation_is_scored_over_the_evaluation_mask(tiny_trials):
     full-frame value (the held-out trials are scored over the mask)."""
     from rtdecode import metrics
 
-    dec = _ridge(tiny_trials)
-    net = RidgeResidualNet.from_ridge(dec)
-    pairs = am.PairSet(0, dec.basis.shape[0])
-    for t in tiny_trials[:4]:
-        pairs.add(t[0], t[1])
-    val = ([t[0] for t in tiny_trials[4:6]], [t[1] for t in tiny_trials[4:6]])
+    dec, net, pairs, val = _residual_setup(tiny_trials)
     mask = np.zeros(dec.frame_shape, bool)
     mask[: dec.frame_shape[0] // 2, : dec.frame_shape[1] // 3] = True
     info = am.train_amortized(net, [("true_frames", pairs, 10)], lr=0.0, val=val, eval_every=10, val_mask=mask)

@@ -1,0 +1,35 @@
+"""The ridge benchmarks' shared parts: fit then score, the brightness statistics, the saver."""
+
+import json
+
+import numpy as np
+
+
+def test_fit_and_score_is_fit_then_reconstruct(tiny_dataset, tmp_path):
+    from rtdecode.bench.ridge_brightness import brightness_stats
+    from rtdecode.bench.ridge_compress import fit_and_score
+
+    row, training = fit_and_score(tiny_dataset, tmp_path / "m", tmp_path / "r", None, brightness_keep=(1.0,))
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert row["pixel_corr"] == metrics["pixel_corr"] and row["trials"] == metrics["trials"]
+    assert row["alpha"] == training["alpha"] and training["brightness_keep"] == 1.0
+    st = brightness_stats(tmp_path / "r", tiny_dataset)
+    assert -1 <= st["brightness_corr"] <= 1 and st["brightness_std_ratio"] > 0
+    # all brightness removed: the decoded frames' brightness is constant, so it follows nothing
+    fit_and_score(tiny_dataset, tmp_path / "m0", tmp_path / "r0", None, brightness_keep=(0.0,))
+    videos = [np.load(f) for f in (tmp_path / "r0" / "videos").glob("*.npy")]
+    means = np.concatenate([np.nanmean(v, (0, 1)) for v in videos])
+    means = means[np.isfinite(means)]
+    assert np.ptp(means) < 1e-3 * max(1.0, abs(means).max())
+
+
+def test_progress_saver_writes_the_command_and_completion(tmp_path):
+    from rtdecode.bench import progress_saver
+
+    save = progress_saver(tmp_path / "x.json", "ridge_brightness", ["--seeds", "0"])
+    save({"rows": [1]})
+    d = json.loads((tmp_path / "x.json").read_text())
+    assert d["command"] == "python -m rtdecode.bench.ridge_brightness --seeds 0" and d["complete"] is False
+    save({"rows": [1, 2]}, done=True)
+    d = json.loads((tmp_path / "x.json").read_text())
+    assert d["rows"] == [1, 2] and d["complete"] is True and "machine" in d
