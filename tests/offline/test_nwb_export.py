@@ -20,7 +20,8 @@ nwbinspector = pytest.importorskip("nwbinspector")
 from rtdecode.cli import main  # noqa: E402
 from rtdecode.decode import model as model_dir  # noqa: E402
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis  # noqa: E402
-from rtdecode.outputs.record import Recorder, read_session  # noqa: E402
+from rtdecode.outputs.record import Recorder  # noqa: E402
+from rtdecode.outputs.session_reader import read_session  # noqa: E402
 
 pytestmark = pytest.mark.nwb
 
