@@ -140,7 +140,8 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
                     patience: int | None = None, min_gain_z: float | None = None,
                     val_mask: np.ndarray | None = None) -> dict:
     """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
-    phase). `val` = (responses list, true videos list) scores full-frame pixel correlation; the
+    phase). `val` = (responses list, true videos list) is scored as DESIGN 3.3 scores held-out
+    trials (pixel_corr over `val_mask`, the dataset's evaluation mask; None: the full frame); the
     best step of the last phase is kept. Returns info. Under torchrun the network is in DDP, each
     rank building its share of every global batch (rtdecode.decode.distributed); `checkpoints`
     saves and resumes the loop under `name`; `net` ends in eval mode on the CPU. `patience` K: the

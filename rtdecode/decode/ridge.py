@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 COMPRESS = 6.0  # act_scale in units of the training mean activity (2.5-15 scored alike: ridge_explore.json)
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
-# Share of the decoded frame brightness (its mean over the frame, less the training mean) that is kept; chosen on the validation trials with the penalty (`shrink_brightness`).
+# Shares of the decoded frame brightness (its mean over the frame, less the training mean) that may be
+# kept; one is chosen on the validation trials with the penalty (`shrink_brightness`).
 BRIGHTNESS_KEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
 # OpenBLAS's Cholesky (numpy's and scipy's wheels) segfaults on this machine at 24,000 x 24,000 and
 # works at 16,000 (observed crashes, not a saved result); the temporal basis shrinks so the features stay within this.
