@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
                    help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
                    "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")
+    f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where a single-process fit trains the encoder and the amortized network: auto (default) "
+                   "takes the GPU when torch sees one, else the CPU; ridge is solved on the CPU either way")
     f.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
                    help="checkpoint each training loop every K steps (0: at the end of each stage) in "
                    "OUT/checkpoints")
@@ -342,7 +345,7 @@ def cmd_fit(args, progress) -> int:
 
     if args.nproc > 1 and not dist.launched():  # start torchrun, which runs this command N times
         return dist.launch(args.nproc, _without_nproc(args.argv))
-    with dist.session() as env:
+    with dist.session(device=args.device) as env:
         return _fit(args, env)
 
 

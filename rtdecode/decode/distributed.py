@@ -130,20 +130,38 @@ def launched() -> bool:
     return all(v in os.environ for v in LAUNCH_VARS)
 
 
-def init(backend: str | None = None) -> DistEnv:
-    """Join the process group when launched by torchrun; otherwise the single-process env.
-    `backend`: 'gloo' or 'nccl' (default: nccl when CUDA is available, gloo otherwise)."""
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def single_device(device: str = "cpu") -> torch.device:
+    """The device of a single-process fit: 'cpu', 'cuda' (the current GPU; an error without one)
+    or 'auto' (the GPU when torch sees one, else the CPU)."""
+    if device not in DEVICES:
+        raise ConfigError(f"device '{device}': use one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: this torch sees no CUDA GPU (torch.cuda.is_available() is False); "
+                          "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def init(backend: str | None = None, device: str = "cpu") -> DistEnv:
+    """Join the process group when launched by torchrun; otherwise the single-process env on
+    `device` (see `single_device`). `backend`: 'gloo' or 'nccl' (default: nccl when CUDA is
+    available, gloo otherwise); under torchrun each rank's device follows the backend."""
     global _ENV
     if _ENV is not None:
         return _ENV
     if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
-        _ENV = DistEnv()
+        _ENV = DistEnv(device=single_device(device))
         return _ENV
     import torch.distributed as dist
 
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; install a torch with distributed support")
-    backend = backend or os.environ.get("RTDECODE_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
+    backend = (backend or os.environ.get("RTDECODE_DIST_BACKEND")
+               or ("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"))
     if backend not in ("gloo", "nccl"):
         raise ConfigError(f"distributed backend '{backend}': use gloo (CPUs) or nccl (GPUs)")
     local = int(os.environ["LOCAL_RANK"])
@@ -302,9 +320,9 @@ def no_checkpoints() -> Checkpoints:
 
 
 @contextlib.contextmanager
-def session(backend: str | None = None):
+def session(backend: str | None = None, device: str = "cpu"):
     """`with session() as env:` init, and leave the process group at the end (also on errors)."""
-    env = init(backend)
+    env = init(backend, device)
     try:
         yield env
     finally:

@@ -32,7 +32,9 @@ OPTIONS = dict(encoder_steps=8, inverse_trials=2, synth_movies=0, amortized_step
 
 
 def _run(args, env_extra=None, timeout=300):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    # CPU unless a test asks for GPUs: these fits are compared with the in-process CPU reference
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           **(env_extra or {})}
     for v in dist.LAUNCH_VARS:  # never inherit a launcher's variables
         env.pop(v, None)
     return subprocess.run([sys.executable, "-m", "rtdecode", *args], cwd=ROOT, env=env, capture_output=True,
@@ -198,13 +200,42 @@ def test_an_ensemble_is_spread_over_ranks_and_equals_the_one_process_ensemble(ti
 def test_two_nccl_processes_match_one(reference, tiny_dataset, tmp_path):
     """The NCCL path (one GPU per process); written for a GPU machine, not run on the CPU-only ones."""
     out = tmp_path / "model"
-    r = _run(["fit", str(tiny_dataset), "--out", str(out), *ARGS, "--nproc", "2"])
+    r = _run(["fit", str(tiny_dataset), "--out", str(out), *ARGS, "--nproc", "2"], {"CUDA_VISIBLE_DEVICES": "0,1"})
     assert r.returncode == 0, r.stderr[-3000:]
     card = read_card(out)
     assert card.distributed["backend"] == "nccl" and card.distributed["devices"][0].startswith("cuda")
     one, two = _weights(reference), _weights(out)
     diff = max(float(np.abs(one[k] - two[k]).max()) for k in one if k.startswith("encoder0."))
     assert diff < 1e-3, f"encoder weights, 2 GPUs vs 1 CPU process: {diff}"  # cuDNN / TF32 arithmetic
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_gpu_fit_matches_the_cpu_fit(reference, tiny_dataset, tmp_path):
+    """`fit --device cuda` in one process trains encoder and amortized network on the GPU."""
+    out = tmp_path / "model"
+    r = _run(["fit", str(tiny_dataset), "--out", str(out), *ARGS, "--device", "cuda"], {"CUDA_VISIBLE_DEVICES": "0"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = read_card(out)
+    assert card.distributed["world_size"] == 1 and card.distributed["devices"][0].startswith("cuda")
+    one, gpu = _weights(reference), _weights(out)
+    assert sorted(one) == sorted(gpu)
+    diff = max(float(np.abs(one[k] - gpu[k]).max()) for k in one if k.startswith("encoder0."))
+    assert diff < 1e-3, f"encoder weights, GPU vs CPU: {diff}"  # cuDNN / TF32 arithmetic
+
+
+def test_device_choice_and_its_errors(monkeypatch):
+    from rtdecode.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="auto, cpu, cuda"):
+        dist.single_device("gpu")
+    assert dist.single_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dist.single_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+        dist.single_device("cuda")
+    r = _run(["fit", "no-such-dataset", "--out", "m", "--method", "amortized", "--device", "cuda"])
+    assert r.returncode != 0 and "sees no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_resume_without_checkpoints_says_what_to_do(tiny_dataset, tmp_path):
