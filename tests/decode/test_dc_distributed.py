@@ -33,7 +33,8 @@ OPTIONS = dict(encoder_steps=8, inverse_trials=2, synth_movies=0, amortized_step
 
 def _run(args, env_extra=None, timeout=300):
     # CPU unless a test asks for GPUs: these fits are compared with the in-process CPU reference
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
            **(env_extra or {})}
     for v in dist.LAUNCH_VARS:  # never inherit a launcher's variables
         env.pop(v, None)
