@@ -22,7 +22,7 @@ def test_every_benchmark_is_a_module_with_main_and_the_cli_lists_it():
     import importlib.util
 
     from rtdecode.bench import BENCHES
-    from rtdecode.cli import build_parser
+    from rtdecode.cli_parser import build_parser
 
     for name in BENCHES:
         spec = importlib.util.find_spec(f"rtdecode.bench.{name}")

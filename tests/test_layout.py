@@ -24,7 +24,7 @@ LAYERS = [
     ("rtdecode.rig",),
     ("rtdecode.live",),
     ("rtdecode.bench",),
-    ("rtdecode.cli", "rtdecode.__main__", "rtdecode"),
+    ("rtdecode.cli", "rtdecode.cli_parser", "rtdecode.__main__", "rtdecode"),
 ]
 
 

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from rtdecode.cli import build_parser
+from rtdecode.cli_parser import build_parser
 from rtdecode.decode import backends, methods
 from rtdecode.errors import ConfigError, ModelError
 from rtdecode.live.config import parse_config

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rtdecode.cli import build_parser
+from rtdecode.cli_parser import build_parser
 from rtdecode.live.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
