@@ -154,6 +154,23 @@ def population_args(p: argparse.ArgumentParser, data: str, neurons, models_help:
     p.add_argument("--test-trials", type=positive_int, default=10)
 
 
+def over_seeds(values: dict) -> dict:
+    """{seed: score} -> mean, std and min over the seeds, and the seeds."""
+    a = [float(v) for v in values.values()]
+    mean = sum(a) / len(a)
+    return {"mean": mean, "std": (sum((x - mean) ** 2 for x in a) / len(a)) ** 0.5, "min": min(a),
+            "seeds": sorted(values)}
+
+
+def paired_gain(values: dict, base: dict) -> dict | None:
+    """{seed: score} minus {seed: baseline score}, paired by seed: mean, min, max and per seed
+    (None when no seed has both)."""
+    g = [float(values[k] - base[k]) for k in values if k in base]
+    if not g:
+        return None
+    return {"mean": sum(g) / len(g), "min": min(g), "max": max(g), "per_seed": [round(x, 4) for x in g]}
+
+
 def positive_int(text: str) -> int:
     v = int(text)
     if v < 1:

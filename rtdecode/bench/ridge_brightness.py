@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import parser, population_args, progress_saver, script_main
+from rtdecode.bench import over_seeds, paired_gain, parser, population_args, progress_saver, script_main
 
 log = logging.getLogger(__name__)
 VARIANTS = {"keep_all": (1.0,), "chosen": None}  # None: rtdecode.decode.ridge.BRIGHTNESS_KEEP
@@ -66,16 +66,11 @@ def summarise(rows) -> dict:
     """Per neuron count and variant: mean, std, min over seeds, and the chosen variant's gain."""
     out = {}
     for n in sorted({r["neurons"] for r in rows}):
-        per = {}
         vals = {v: {r["seed"]: r["pixel_corr"] for r in rows if r["neurons"] == n and r["variant"] == v} for v in VARIANTS}
-        for v, d in vals.items():
-            if d:
-                a = np.array(list(d.values()))
-                per[v] = {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "seeds": sorted(d)}
-        gains = np.array([vals["chosen"][s] - vals["keep_all"][s] for s in vals["chosen"] if s in vals["keep_all"]])
-        if len(gains):
-            per["gain"] = {"mean": float(gains.mean()), "min": float(gains.min()), "max": float(gains.max()),
-                           "per_seed": [round(float(g), 4) for g in gains]}
+        per = {v: over_seeds(d) for v, d in vals.items() if d}
+        gain = paired_gain(vals["chosen"], vals["keep_all"])
+        if gain:
+            per["gain"] = gain
         out[str(n)] = per
     return out
 

@@ -15,9 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
-from rtdecode.bench import parser, population_args, progress_saver, script_main
+from rtdecode.bench import over_seeds, paired_gain, parser, population_args, progress_saver, script_main
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +60,10 @@ def summarise(rows) -> dict:
         per = {}
         for s in sorted({r["compress"] for r in rows if r["neurons"] == n}):
             vals = {r["seed"]: r["pixel_corr"] for r in rows if r["neurons"] == n and r["compress"] == s}
-            v = np.array(list(vals.values()))
-            entry = {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()), "seeds": sorted(vals)}
-            gains = np.array([vals[k] - base[k] for k in vals if k in base])
-            if s != 0 and len(gains):
-                entry["gain_over_0"] = {"mean": float(gains.mean()), "min": float(gains.min()), "max": float(gains.max())}
+            entry = over_seeds(vals)
+            gain = paired_gain(vals, base) if s != 0 else None
+            if gain:
+                entry["gain_over_0"] = gain
             per[f"{s:g}"] = entry
         out[str(n)] = per
     return out

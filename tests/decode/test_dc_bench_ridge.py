@@ -33,3 +33,19 @@ def test_progress_saver_writes_the_command_and_completion(tmp_path):
     save({"rows": [1, 2]}, done=True)
     d = json.loads((tmp_path / "x.json").read_text())
     assert d["rows"] == [1, 2] and d["complete"] is True and "machine" in d
+
+
+def test_seed_statistics_and_paired_gains():
+    from rtdecode.bench import over_seeds, paired_gain
+    from rtdecode.bench.ridge_brightness import summarise
+
+    st = over_seeds({2: 0.5, 0: 0.3, 1: 0.4})
+    assert st["seeds"] == [0, 1, 2] and np.isclose(st["mean"], 0.4) and st["min"] == 0.3
+    assert np.isclose(st["std"], np.std([0.3, 0.4, 0.5]))
+    g = paired_gain({0: 0.5, 1: 0.4, 2: 0.9}, {0: 0.3, 1: 0.45})  # seed 2 has no baseline: left out
+    assert np.isclose(g["mean"], 0.075) and np.isclose(g["min"], -0.05) and g["per_seed"] == [0.2, -0.05]
+    assert paired_gain({0: 0.5}, {1: 0.4}) is None
+    rows = [{"neurons": 10, "seed": s, "variant": v, "pixel_corr": p}
+            for s, v, p in [(0, "chosen", 0.5), (0, "keep_all", 0.4), (1, "chosen", 0.3), (1, "keep_all", 0.35)]]
+    out = summarise(rows)["10"]
+    assert np.isclose(out["gain"]["mean"], 0.025) and out["gain"]["per_seed"] == [0.1, -0.05]
