@@ -73,7 +73,7 @@ def _step(name: str, session: str, out: str) -> dict:
     """Run one measured step in this process; returns wall time and this process's peak RSS."""
     t0 = time.perf_counter()
     if name == "read_chunks":
-        from rtdecode.offline.nwb_export import SessionChunks
+        from rtdecode.offline.session_chunks import SessionChunks
 
         SessionChunks(Path(session))
     else:
