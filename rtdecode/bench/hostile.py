@@ -34,7 +34,7 @@ import zmq
 
 from rtdecode.sources import wire
 from rtdecode.sources.openephys import event_broadcaster as eb
-from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 
 N = 4  # inputs of the model (channels / units)
 HOSTILE = ["abc", [1], 1e308 * 10, float("nan"), -1, 2**70, 2**62, None, True, {}, [[[[[[[[[[1]]]]]]]]]],
@@ -100,13 +100,13 @@ def fuzz_rtframe(rng: random.Random, seq: int, k: int) -> list[bytes]:
 def fuzz_openephys(rng: random.Random, num: int, k: int) -> list[bytes]:
     r = rng.random()
     if r < 0.4:
-        frames = zi.encode_data(num, "s", rng.randrange(N), "CH", k * 100, 1000.0, np.zeros(100, np.float32), 0.0)
+        frames = ziw.encode_data(num, "s", rng.randrange(N), "CH", k * 100, 1000.0, np.zeros(100, np.float32), 0.0)
         nested = "content"
     elif r < 0.7:
-        frames = zi.encode_ttl(num, "s", 100, k * 100, 1, 1, 2, 0.0)
+        frames = ziw.encode_ttl(num, "s", 100, k * 100, 1, 1, 2, 0.0)
         nested = "content"
     else:
-        frames = zi.encode_spike(num, "s", 100, "e", k * 100, 0, [1.0], np.zeros((1, 4), np.float32), 0.0)
+        frames = ziw.encode_spike(num, "s", 100, "e", k * 100, 0, [1.0], np.zeros((1, 4), np.float32), 0.0)
         nested = "spike"
     frames[1] = _hostile_json(rng, json.loads(frames[1]), nested if rng.random() < 0.7 else None)
     return _mutate_parts(rng, frames)
@@ -275,8 +275,8 @@ def _valid(protocol: str, seq: int, k: int) -> list[list[bytes]]:
         return [wire.encode("frame", seq, time.time(), np.full((64, 64), 100 + k % 50, np.uint16), frameNumberAcq=k,
                             channel=0, plane=0)]
     if protocol == "openephys":
-        return [zi.encode_data(seq + c, "s", c, f"CH{c}", 1_000_000 + k * 100, 1000.0,
-                               np.random.default_rng(k).normal(0, 5, 100).astype(np.float32), time.time() * 1e3)
+        return [ziw.encode_data(seq + c, "s", c, f"CH{c}", 1_000_000 + k * 100, 1000.0,
+                                np.random.default_rng(k).normal(0, 5, 100).astype(np.float32), time.time() * 1e3)
                 for c in range(N)]
     return [eb.encode_spike("s", 1, f"e{k % N}", 1000.0, k * 33, 0, [1.0])]
 

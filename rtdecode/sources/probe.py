@@ -245,6 +245,7 @@ def _probe_scanimage_zmq(endpoint: str, clock: _Clock, ctx: zmq.Context) -> dict
 
 def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: _Clock, ctx: zmq.Context) -> dict:
     from rtdecode.sources.openephys import zmq_interface as zi
+    from rtdecode.sources.openephys import zmq_interface_wire as ziw
 
     client = zi.ZmqInterfaceClient(host=host, data_port=port, heartbeat_port=heartbeat_port,
                                    application="rtdecode probe", context=ctx)
@@ -254,7 +255,7 @@ def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: _C
 
     def take(items) -> None:
         for it in items:
-            if isinstance(it, zi.ContinuousChunk):
+            if isinstance(it, ziw.ContinuousChunk):
                 s = streams.get(it.stream)
                 if s is None:
                     s = streams[it.stream] = {"sample_rate": it.sample_rate, "channels": {}, "blocks": 0,
@@ -267,9 +268,9 @@ def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: _C
                 for row, (ch, name) in enumerate(zip(it.channel_nums, it.channel_names)):
                     s["channels"].setdefault(ch, name)
                     hashes[it.stream].add(ch, it.data[row])
-            elif isinstance(it, zi.TtlEvent):
+            elif isinstance(it, ziw.TtlEvent):
                 events.add_ttl(it.stream, it.sample_num, it.line, it.state)
-            elif isinstance(it, zi.SpikeEvent):
+            elif isinstance(it, ziw.SpikeEvent):
                 events.add_spike(it.stream, it.electrode, it.sample_num, it.sorted_id)
 
     try:

@@ -18,7 +18,7 @@ from rtdecode.cli import main
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract.ephys_stages import CommonReference, build_ephys_stages
 from rtdecode.extract.ephys import EphysChain, bin_counts
-from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.bins import BinGrid
 from rtdecode.sources.openephys.emulator import Emulator
 from rtdecode.sources.openephys.recording import load_recording
@@ -77,10 +77,10 @@ class _DroppingSocket:
         self.sock, self.drop, self.junk_at, self.n = sock, set(drop), junk_at, 0
 
     def send_multipart(self, frames):
-        if frames[0] == zi.DATA_ENVELOPE:
+        if frames[0] == ziw.DATA_ENVELOPE:
             self.n += 1
             if self.n == self.junk_at:
-                self.sock.send_multipart([zi.DATA_ENVELOPE, b"{not json", b""])
+                self.sock.send_multipart([ziw.DATA_ENVELOPE, b"{not json", b""])
             if self.n in self.drop:
                 return
         self.sock.send_multipart(frames)

@@ -11,6 +11,7 @@ import zmq
 from oe_helpers import need_recording
 
 from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.emulator import Emulator
 from rtdecode.sources.openephys.recording import load_recording
 from rtdecode.sources.probe import probe
@@ -54,7 +55,7 @@ def test_zmq_interface_client_follows_emulator_restart(ctx, caplog):
     try:
         a.start()
         _wait(lambda: (items.extend(client.poll(20)) or True)
-              and sum(isinstance(i, zi.ContinuousChunk) for i in items) >= 3)
+              and sum(isinstance(i, ziw.ContinuousChunk) for i in items) >= 3)
         a.close()  # the sender dies mid-stream (real-time replay: far from its end)
         with caplog.at_level(logging.WARNING):
             b = _restart_on_same_port(rec, port, ctx, broadcaster_port=None, speed=0, block_size=1000,
@@ -73,7 +74,7 @@ def test_zmq_interface_client_follows_emulator_restart(ctx, caplog):
         a.close()
         if b is not None:
             b.close()
-    chunks = [i for i in items if isinstance(i, zi.ContinuousChunk)]
+    chunks = [i for i in items if isinstance(i, ziw.ContinuousChunk)]
     cut = next(k for k in range(1, len(chunks)) if chunks[k].sample_num < chunks[k - 1].sample_num)
     before, after = chunks[:cut], chunks[cut:]  # (some of A's blocks may arrive after it closed)
     assert n0 > 0 and 3 <= len(before) < 100
@@ -88,7 +89,7 @@ def test_zmq_interface_client_follows_emulator_restart(ctx, caplog):
     assert client.message_restarts == 1
     assert client.missing_messages == 0 and not client.missing_samples
     assert any("plugin restarted" in m for m in caplog.messages)
-    ttl = [i.sample_num for i in items if isinstance(i, zi.TtlEvent)]
+    ttl = [i.sample_num for i in items if isinstance(i, ziw.TtlEvent)]
     net = max(rec.ttl, key=lambda t: t.sample_numbers.size)
     assert ttl[-128:] == sorted(net.sample_numbers.tolist())  # the second run's TTLs, all of them, last
     assert client.n_rejected == 0

@@ -4,7 +4,7 @@ gaps and restarts for the extraction (fed reassembled blocks directly, no sender
 import numpy as np
 import zmq
 
-from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.continuous import ContinuousSource
 
 FS, C = 1000.0, 2  # bins of 10 samples at bin_ms 10
@@ -12,7 +12,7 @@ FS, C = 1000.0, 2  # bins of 10 samples at bin_ms 10
 
 def _chunk(a, n):
     data = np.arange(a, a + n, dtype=np.float32)[None].repeat(C, 0)
-    return zi.ContinuousChunk("s", a, FS, [0, 1], ["CH1", "CH2"], data, timestamp_ms=(a + n) * 1.0)
+    return ziw.ContinuousChunk("s", a, FS, [0, 1], ["CH1", "CH2"], data, timestamp_ms=(a + n) * 1.0)
 
 
 def _blocks(src, *chunks):

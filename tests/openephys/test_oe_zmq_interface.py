@@ -8,8 +8,10 @@ import pytest
 import zmq
 from oe_helpers import FakeServer, need_recording, wait_subscribed, xpub
 
+from rtdecode.sources.openephys import OpenEphysProtocolError
 from rtdecode.sources.openephys import event_broadcaster as eb
 from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.emulator import Emulator
 from rtdecode.sources.openephys.recording import load_recording
 
@@ -49,9 +51,9 @@ def test_oe_emulator_roundtrip_real_recording(ctx):
         emu.close()
         client.close()
         ebc.close()
-    chunks = [i for i in items if isinstance(i, zi.ContinuousChunk)]
-    ttls = [i for i in items if isinstance(i, zi.TtlEvent)]
-    spikes = [i for i in items if isinstance(i, zi.SpikeEvent)]
+    chunks = [i for i in items if isinstance(i, ziw.ContinuousChunk)]
+    ttls = [i for i in items if isinstance(i, ziw.TtlEvent)]
+    spikes = [i for i in items if isinstance(i, ziw.SpikeEvent)]
     # continuous: int16 file * bit_volts, for the channels sent, in order, with no sample lost
     assert all(c.channel_nums == channels and c.complete for c in chunks)
     assert chunks[0].sample_num == int(cont.sample_numbers[0]) == 40091
@@ -93,8 +95,8 @@ def test_oe_emulator_roundtrip_real_recording(ctx):
 
 
 def _block(num, sample_num, channels=(0, 1), n=10):
-    return [zi.encode_data(num + k, "s", ch, f"CH{ch + 1}", sample_num, 1000.0,
-                           np.full(n, ch + sample_num, np.float32), 1.0) for k, ch in enumerate(channels)]
+    return [ziw.encode_data(num + k, "s", ch, f"CH{ch + 1}", sample_num, 1000.0,
+                            np.full(n, ch + sample_num, np.float32), 1.0) for k, ch in enumerate(channels)]
 
 
 def test_oe_gap_detection(ctx):
@@ -129,21 +131,21 @@ def test_oe_gap_detection(ctx):
 def test_oe_malformed_messages_counted(ctx):
     pub, port = xpub(ctx)
     client = zi.ZmqInterfaceClient(data_port=port, heartbeat_interval_s=3600, context=ctx)
-    good = zi.encode_ttl(1, "s", 100, 5, 2, 1, 4, 1.0)
+    good = ziw.encode_ttl(1, "s", 100, 5, 2, 1, 4, 1.0)
     bad = [
         [b"DATA", good[1], good[2]],  # envelope without its NUL
-        [zi.EVENT_ENVELOPE, b"{not json", good[2]],
-        [zi.EVENT_ENVELOPE, good[1], good[2][:9]],  # TTL payload 9 bytes
-        [zi.DATA_ENVELOPE, json.dumps({"message_no": 3, "type": "data", "content": {}}).encode(), b""],
-        [zi.EVENT_ENVELOPE, json.dumps({"message_num": 4, "type": "spike", "content": {}}).encode(), b""],
-        zi.encode_data(5, "s", 0, "CH1", 0, 1000.0, np.zeros(4, np.float32), 1.0)[:2] + [b"\x00" * 15],
+        [ziw.EVENT_ENVELOPE, b"{not json", good[2]],
+        [ziw.EVENT_ENVELOPE, good[1], good[2][:9]],  # TTL payload 9 bytes
+        [ziw.DATA_ENVELOPE, json.dumps({"message_no": 3, "type": "data", "content": {}}).encode(), b""],
+        [ziw.EVENT_ENVELOPE, json.dumps({"message_num": 4, "type": "spike", "content": {}}).encode(), b""],
+        ziw.encode_data(5, "s", 0, "CH1", 0, 1000.0, np.zeros(4, np.float32), 1.0)[:2] + [b"\x00" * 15],
         [b"x"],
     ]
     try:
         wait_subscribed(pub)
         for m in bad:
             pub.send_multipart(m)
-        pub.send_multipart(zi.encode_ttl(6, "s", 100, 5, 2, 1, 4, 1.0))
+        pub.send_multipart(ziw.encode_ttl(6, "s", 100, 5, 2, 1, 4, 1.0))
         items = []
         deadline = time.monotonic() + 5
         while not items and time.monotonic() < deadline:
@@ -151,17 +153,17 @@ def test_oe_malformed_messages_counted(ctx):
     finally:
         client.close()
         pub.close()
-    assert len(items) == 1 and isinstance(items[0], zi.TtlEvent)
+    assert len(items) == 1 and isinstance(items[0], ziw.TtlEvent)
     assert (items[0].line, items[0].state, items[0].word, items[0].sample_num) == (2, 1, 4, 5)
     assert client.n_rejected == len(bad)
 
 
 def test_oe_event_broadcaster_malformed():
-    with pytest.raises(zi.OpenEphysProtocolError):
+    with pytest.raises(OpenEphysProtocolError):
         eb.parse_broadcast([b"\x00", b"{}"])
-    with pytest.raises(zi.OpenEphysProtocolError):
+    with pytest.raises(OpenEphysProtocolError):
         eb.parse_broadcast([b"\x00\x00", b'{"event_type": "spike"}'])
-    with pytest.raises(zi.OpenEphysProtocolError):
+    with pytest.raises(OpenEphysProtocolError):
         no_amp2 = (b'{"event_type": "spike", "num_channels": 2, "source_node": 1, '
                    b'"sample_rate": 1.0, "sample_number": 3, "sorted_id": 0, "amp1": 1.0}')
         eb.parse_broadcast([b"\x01\x00", no_amp2])

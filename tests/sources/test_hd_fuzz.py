@@ -14,6 +14,7 @@ from rtdecode.errors import ConfigError, WireError
 from rtdecode.sources import safejson, wire
 from rtdecode.sources.openephys import event_broadcaster as eb
 from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.rejects import REASONS
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,7 +104,7 @@ def _zi_near_valid(env, kind, content, payload, extra):
 
 zi_messages = st.one_of(
     st.lists(st.binary(max_size=64), max_size=4),
-    st.builds(_zi_near_valid, st.sampled_from([zi.DATA_ENVELOPE, zi.EVENT_ENVELOPE, b"DATA", b""]),
+    st.builds(_zi_near_valid, st.sampled_from([ziw.DATA_ENVELOPE, ziw.EVENT_ENVELOPE, b"DATA", b""]),
               st.sampled_from(["data", "event", "spike", "other", None]),
               st.dictionaries(st.sampled_from(["stream", "channel_num", "num_samples", "sample_num", "sample_rate",
                                                "type", "source_node", "sorted_id", "threshold", "num_channels",
@@ -134,7 +135,7 @@ def _fuzz_zi(messages):
     client = _client()
     out = []
     for frames in messages:
-        _check(zi.parse_message, frames)
+        _check(ziw.parse_message, frames)
         client.handle(frames, out)  # never raises
     client.flush()
     assert set(client.rejected) <= set(REASONS)

@@ -11,6 +11,7 @@ import zmq
 
 from rtdecode.sources.openephys import event_broadcaster as eb
 from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.network_events import NetworkEventsClient
 from rtdecode.sources.rejects import REASONS
 
@@ -30,14 +31,14 @@ def _xpub(ctx):
 
 
 def _ttl_with(num, **content):
-    frames = zi.encode_ttl(num, "s", 100, 5, 2, 1, 4, 1.0)
+    frames = ziw.encode_ttl(num, "s", 100, 5, 2, 1, 4, 1.0)
     header = json.loads(frames[1])
     header["content"].update(content)
     return [frames[0], json.dumps(header).encode(), frames[2]]
 
 
 def _spike_with(num, **fields):
-    frames = zi.encode_spike(num, "s", 1, "e", 7, 0, [1.0], np.zeros((1, 4), np.float32), 1.0)
+    frames = ziw.encode_spike(num, "s", 1, "e", 7, 0, [1.0], np.zeros((1, 4), np.float32), 1.0)
     header = json.loads(frames[1])
     header["spike"].update(fields)
     return [frames[0], json.dumps(header).encode(), frames[2]]
@@ -46,12 +47,13 @@ def _spike_with(num, **fields):
 ZI_ATTACKS = {
     "ttl source_node abc": _ttl_with(2, source_node="abc"),
     "ttl source_node [1]": _ttl_with(2, source_node=[1]),
-    "ttl source_node 1e999": [zi.EVENT_ENVELOPE, _ttl_with(2)[1].replace(b'"source_node": 100', b'"source_node": 1e999'),
+    "ttl source_node 1e999": [ziw.EVENT_ENVELOPE,
+                              _ttl_with(2)[1].replace(b'"source_node": 100', b'"source_node": 1e999'),
                               _ttl_with(2)[2]],
     "spike sorted_id x": _spike_with(2, sorted_id="x"),
-    "deeply nested header": [zi.EVENT_ENVELOPE, b'{"message_num": 2, "x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+    "deeply nested header": [ziw.EVENT_ENVELOPE, b'{"message_num": 2, "x": ' + b"[" * 100000 + b"]" * 100000 + b"}",
                              b""],
-    "data num_samples 2**40": [zi.DATA_ENVELOPE, json.dumps({"message_num": 2, "type": "data", "content": {
+    "data num_samples 2**40": [ziw.DATA_ENVELOPE, json.dumps({"message_num": 2, "type": "data", "content": {
         "stream": "s", "channel_num": 0, "num_samples": 2**40, "sample_num": 0, "sample_rate": 1.0}}).encode(), b""],
 }
 
@@ -63,9 +65,9 @@ def test_zmq_interface_survives_each_attack(ctx, name):
     try:
         assert pub.poll(5000)
         pub.recv()
-        pub.send_multipart(zi.encode_ttl(1, "s", 100, 5, 2, 1, 4, 1.0))
+        pub.send_multipart(ziw.encode_ttl(1, "s", 100, 5, 2, 1, 4, 1.0))
         pub.send_multipart(ZI_ATTACKS[name])
-        pub.send_multipart(zi.encode_ttl(3, "s", 100, 6, 2, 0, 4, 1.0))
+        pub.send_multipart(ziw.encode_ttl(3, "s", 100, 6, 2, 0, 4, 1.0))
         items = []
         deadline = time.monotonic() + 5
         while len(items) < 2 and time.monotonic() < deadline:
@@ -86,9 +88,9 @@ def test_zmq_interface_tables_are_bounded(ctx):
     out = []
     try:
         for k in range(100):
-            client.handle(zi.encode_data(k + 1, f"rogue{k}", 0, "c", 0, 1000.0, np.zeros(4, np.float32), 0.0), out)
+            client.handle(ziw.encode_data(k + 1, f"rogue{k}", 0, "c", 0, 1000.0, np.zeros(4, np.float32), 0.0), out)
         for ch in range(zi.MAX_PENDING_CHANNELS + 10):  # the first block of a stream: its width is unknown
-            other.handle(zi.encode_data(ch + 1, "s", ch, "c", 10, 1000.0, np.zeros(4, np.float32), 0.0), out)
+            other.handle(ziw.encode_data(ch + 1, "s", ch, "c", 10, 1000.0, np.zeros(4, np.float32), 0.0), out)
     finally:
         client.close()
         other.close()
@@ -101,8 +103,8 @@ def test_zmq_interface_absurd_message_num_is_a_restart(ctx):
     client = zi.ZmqInterfaceClient(data_port=9, heartbeat_interval_s=3600, context=ctx)
     out = []
     try:
-        client.handle(zi.encode_ttl(1, "s", 100, 5, 2, 1, 4, 1.0), out)
-        client.handle(zi.encode_ttl(2**52, "s", 100, 5, 2, 1, 4, 1.0), out)
+        client.handle(ziw.encode_ttl(1, "s", 100, 5, 2, 1, 4, 1.0), out)
+        client.handle(ziw.encode_ttl(2**52, "s", 100, 5, 2, 1, 4, 1.0), out)
     finally:
         client.close()
     assert client.missing_messages == 0 and client.message_restarts == 1
@@ -192,7 +194,7 @@ def test_zmq_interface_absurd_sample_jump_is_a_restart(ctx):
     out = []
     try:
         for num, s in enumerate([0, 100, 2**40, 2**40 + 100]):
-            client.handle(zi.encode_data(num + 1, "s", 0, "c", s, 1000.0, np.zeros(100, np.float32), 0.0), out)
+            client.handle(ziw.encode_data(num + 1, "s", 0, "c", s, 1000.0, np.zeros(100, np.float32), 0.0), out)
     finally:
         client.close()
     assert len(out) == 4 and dict(client.missing_samples) == {} and client.sample_restarts["s"] == 1

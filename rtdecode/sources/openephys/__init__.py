@@ -1,6 +1,7 @@
 """Open Ephys GUI acquisition side, in the GUI's own protocols (REFERENCES C, DESIGN 3.4).
 
 - `zmq_interface`: client of the ZMQ Interface plugin (continuous data, TTL events, spikes).
+- `zmq_interface_wire`: that plugin's wire format (message types, encoders, `parse_message`).
 - `event_broadcaster`: client of the Event Broadcaster plugin (JSON mode).
 - `bins`: the bin grid (sample numbers of time bin k) of the ephys live path.
 - `continuous`: ZMQ Interface continuous data -> blocks of samples cut at bin edges (gaps, restarts,

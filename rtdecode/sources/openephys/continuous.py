@@ -41,6 +41,7 @@ import zmq
 
 from rtdecode.errors import ConfigError
 from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.bins import BinGrid
 from rtdecode.sources.rejects import WarnEvery
 
@@ -128,7 +129,7 @@ class ContinuousSource:
             self.client.handle(frames, items)
             n = len(out)
             for item in items:
-                if isinstance(item, zi.ContinuousChunk):
+                if isinstance(item, ziw.ContinuousChunk):
                     self._on_chunk(item, received, out)
             items.clear()
             if len(out) > n:
@@ -142,7 +143,7 @@ class ContinuousSource:
         """The source ended: hand out what is still waiting, then the unfinished bin (`partial`)."""
         now = time.perf_counter()
         for item in self.client.flush():
-            if isinstance(item, zi.ContinuousChunk):
+            if isinstance(item, ziw.ContinuousChunk):
                 self._on_chunk(item, now, out)
         if self.grid is not None and self.open_has:
             k = self.open
@@ -163,7 +164,7 @@ class ContinuousSource:
         self.client.close()
 
     # ---------------------------------------------------------------- chunks -> blocks
-    def _setup(self, ch: zi.ContinuousChunk) -> None:
+    def _setup(self, ch: ziw.ContinuousChunk) -> None:
         nums = list(ch.channel_nums)
         if self.channels is not None:
             missing = [c for c in self.channels if c not in nums]
@@ -188,7 +189,7 @@ class ContinuousSource:
         self.grid = BinGrid(origin, self.bin_ms * 1e-3 * self.fs)
         self.open = 0
 
-    def _on_chunk(self, ch: zi.ContinuousChunk, received: float, out: list) -> None:
+    def _on_chunk(self, ch: ziw.ContinuousChunk, received: float, out: list) -> None:
         if self.stream is not None and ch.stream != self.stream:
             self.skipped["other stream"] += 1
             return

@@ -34,7 +34,7 @@ from rtdecode.errors import ConfigError, WireError
 from rtdecode.sources import safejson
 from rtdecode.sources.exposure import bound
 from rtdecode.sources.openephys import event_broadcaster as eb
-from rtdecode.sources.openephys import zmq_interface as zi
+from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.recording import Recording, load_recording
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class Emulator:
             if ok and msg.get("type") == "event":
                 reply = "message correctly parsed"
             elif ok:
-                reply = zi.HEARTBEAT_REPLY
+                reply = ziw.HEARTBEAT_REPLY
                 key = str(msg.get("uuid", ""))[:64]
                 if key in self.heartbeats or len(self.heartbeats) < 1000:  # bounded: clients choose uuids
                     entry = self.heartbeats.setdefault(key, {"application": str(msg.get("application"))[:64],
@@ -191,8 +191,8 @@ class Emulator:
             s0 = int(c.sample_numbers[b0])
             for row, ch in enumerate(self.channels):
                 msg_num += 1
-                self.data_sock.send_multipart(zi.encode_data(msg_num, c.stream, ch, names[row], s0, c.sample_rate,
-                                                             uv[row, b0:b1], ts))
+                self.data_sock.send_multipart(ziw.encode_data(msg_num, c.stream, ch, names[row], s0, c.sample_rate,
+                                                              uv[row, b0:b1], ts))
                 counts["data"] += 1
             end = first + b1 if b1 < n else None  # last block: everything left
             while ev_i < len(events) and (end is None or events[ev_i][0] < end):
@@ -201,8 +201,8 @@ class Emulator:
                 msg_num += 1
                 if kind == "ttl":
                     t = self.rec.ttl[k]
-                    self.data_sock.send_multipart(zi.encode_ttl(msg_num, t.stream, t.source_node, sn, int(t.lines[i]),
-                                                                int(t.states[i]), int(t.words[i]), ts))
+                    self.data_sock.send_multipart(ziw.encode_ttl(msg_num, t.stream, t.source_node, sn, int(t.lines[i]),
+                                                                 int(t.states[i]), int(t.words[i]), ts))
                     if self.eb_sock is not None:
                         self.eb_sock.send_multipart(eb.encode_ttl(t.stream, t.source_node, t.sample_rate,
                                                                   t.channel_name, sn, int(t.lines[i]),
@@ -210,8 +210,8 @@ class Emulator:
                 else:
                     s = self.rec.spikes[k]
                     wf = s.waveform_uv(i)
-                    self.data_sock.send_multipart(zi.encode_spike(msg_num, s.stream, s.source_node, s.electrode, sn,
-                                                                  int(s.clusters[i]), [0.0] * wf.shape[0], wf, ts))
+                    self.data_sock.send_multipart(ziw.encode_spike(msg_num, s.stream, s.source_node, s.electrode, sn,
+                                                                   int(s.clusters[i]), [0.0] * wf.shape[0], wf, ts))
                     if self.eb_sock is not None:
                         peak = min(wf.shape[1] - 1, s.pre_peak_samples + 1)
                         self.eb_sock.send_multipart(eb.encode_spike(s.stream, s.source_node, s.electrode,
