@@ -42,8 +42,6 @@ import argparse
 import hashlib
 import json
 import logging
-import tempfile
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -51,118 +49,15 @@ import zmq
 
 from rtdecode.sources import protocols, wire
 from rtdecode.sources.address import parse_address  # noqa: F401  (part of the probe's API)
+from rtdecode.sources.probe_tally import ChannelMajorHash, Clock, EventLog
 from rtdecode.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SPOOL_BYTES = 16 * 1024 * 1024  # per channel, before spooling to a temporary file
 
+# ---------------------------------------------------------------- one listener per protocol
 
-class _Clock:
-    """Stop conditions: `seconds` in all, or `idle_s` without a message once something arrived."""
-
-    def __init__(self, seconds: float, idle_s: float):
-        self.seconds, self.idle_s = seconds, idle_s
-        self.start = time.monotonic()
-        self.first: float | None = None
-        self.last: float | None = None
-        self.reason = ""
-
-    def saw(self) -> None:
-        now = time.monotonic()
-        if self.first is None:
-            self.first = now
-        self.last = now
-
-    def done(self) -> bool:
-        now = time.monotonic()
-        if now - self.start >= self.seconds:
-            self.reason = f"{self.seconds:g} s elapsed"
-            return True
-        if self.idle_s > 0 and self.last is not None and now - self.last >= self.idle_s:
-            self.reason = f"idle for {self.idle_s:g} s after data"
-            return True
-        return False
-
-    def summary(self) -> dict:
-        active = (self.last - self.first) if self.first is not None else 0.0
-        return {"wall_s": round(time.monotonic() - self.start, 4), "active_s": round(active, 4),
-                "stopped_because": self.reason}
-
-
-MAX_KEYS = 256  # distinct names (lines, electrodes) counted one by one; the rest together
-
-
-class _EventLog:
-    """Counts of TTL events and spikes, plus the hash of their canonical lines."""
-
-    def __init__(self):
-        self.ttl = 0
-        self.ttl_by_line: Counter[str] = Counter()
-        self.spikes = 0
-        self.spikes_by_electrode: Counter[str] = Counter()
-        self.sha = hashlib.sha256()
-
-    def add_ttl(self, stream: str, sample: int, line: int, state: int) -> None:
-        self.ttl += 1
-        key = f"line {line} {'on' if state else 'off'}"
-        if key in self.ttl_by_line or len(self.ttl_by_line) < MAX_KEYS:  # bounded: the sender picks lines
-            self.ttl_by_line[key] += 1
-        self.sha.update(f"ttl,{stream},{sample},{line},{int(bool(state))}\n".encode())
-
-    def add_spike(self, stream: str, electrode: str, sample: int, sorted_id: int) -> None:
-        self.spikes += 1
-        if electrode in self.spikes_by_electrode or len(self.spikes_by_electrode) < MAX_KEYS:  # bounded
-            self.spikes_by_electrode[electrode] += 1
-        else:
-            self.spikes_by_electrode["(other electrodes)"] += 1
-        self.sha.update(f"spike,{stream},{electrode},{sample},{sorted_id}\n".encode())
-
-    def report(self) -> dict:
-        return {"ttl": self.ttl, "ttl_by_line": dict(sorted(self.ttl_by_line.items())),
-                "spikes": self.spikes, "spikes_by_electrode": dict(sorted(self.spikes_by_electrode.items())),
-                "events_sha256": self.sha.hexdigest()}
-
-
-class ChannelMajorHash:
-    """SHA-256 of float32 samples in channel-major order, fed block by block (any channel order).
-
-    Each channel's samples are appended to its own spool (memory, then a temporary file past
-    `spool_bytes`); `hexdigest()` hashes channel after channel in channel_num order.
-    """
-
-    def __init__(self, spool_bytes: int = SPOOL_BYTES):
-        self.spool_bytes = spool_bytes
-        self.spools: dict[int, tempfile.SpooledTemporaryFile] = {}
-        self.samples: Counter[int] = Counter()
-
-    def add(self, channel: int, samples) -> None:
-        f = self.spools.get(channel)
-        if f is None:
-            # closed by close(): the spool outlives this call
-            f = self.spools[channel] = tempfile.SpooledTemporaryFile(max_size=self.spool_bytes)  # noqa: SIM115
-        f.write(samples.astype("<f4", copy=False).tobytes())
-        self.samples[channel] += samples.size
-
-    def hexdigest(self) -> str:
-        h = hashlib.sha256()
-        for ch in sorted(self.spools):
-            f = self.spools[ch]
-            f.seek(0)
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-            f.seek(0, 2)
-        return h.hexdigest()
-
-    def close(self) -> None:
-        for f in self.spools.values():
-            f.close()
-        self.spools.clear()
-
-
-# ---------------------------------------------------------------- the three protocols
-
-def _probe_rtframe(endpoints: list[str], clock: _Clock, ctx: zmq.Context) -> dict:
+def _probe_rtframe(endpoints: list[str], clock: Clock, ctx: zmq.Context) -> dict:
     from rtdecode.sources.ingest import Ingest
 
     ing = Ingest(endpoints, topics=wire.TOPICS, hwm=1000, context=ctx, any_source=True)
@@ -204,7 +99,7 @@ def _probe_rtframe(endpoints: list[str], clock: _Clock, ctx: zmq.Context) -> dic
             "frame_sha256": sha.hexdigest()}
 
 
-def _probe_scanimage_zmq(endpoint: str, clock: _Clock, ctx: zmq.Context) -> dict:
+def _probe_scanimage_zmq(endpoint: str, clock: Clock, ctx: zmq.Context) -> dict:
     from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 
     ing = ScanImageZmqIngest(endpoint, hwm=100000, context=ctx)
@@ -243,13 +138,13 @@ def _probe_scanimage_zmq(endpoint: str, clock: _Clock, ctx: zmq.Context) -> dict
             "frame_bytes": acc["frame_bytes"], "frame_sha256": sha.hexdigest()}
 
 
-def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: _Clock, ctx: zmq.Context) -> dict:
+def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: Clock, ctx: zmq.Context) -> dict:
     from rtdecode.sources.openephys import zmq_interface as zi
     from rtdecode.sources.openephys import zmq_interface_wire as ziw
 
     client = zi.ZmqInterfaceClient(host=host, data_port=port, heartbeat_port=heartbeat_port,
                                    application="rtdecode probe", context=ctx)
-    events = _EventLog()
+    events = EventLog()
     streams: dict[str, dict] = {}
     hashes: dict[str, ChannelMajorHash] = {}
 
@@ -309,11 +204,11 @@ def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: _C
             "heartbeat_resets": c["heartbeat_resets"], **events.report()}
 
 
-def _probe_eventbroadcaster(host: str, port: int, clock: _Clock, ctx: zmq.Context) -> dict:
+def _probe_eventbroadcaster(host: str, port: int, clock: Clock, ctx: zmq.Context) -> dict:
     from rtdecode.sources.openephys import event_broadcaster as eb
 
     client = eb.EventBroadcasterClient(host=host, port=port, context=ctx)
-    events = _EventLog()
+    events = EventLog()
     last_sample: dict[str, int] = {}
     rates: dict[str, float] = {}
     restarts = 0
@@ -357,7 +252,7 @@ def probe(address: str | list[str], protocol: str, seconds: float = 10.0, idle_s
         raise ConfigError(f"probe: {protocol} takes one address, got {len(addresses)}")
     parsed = [parse_address(a) for a in addresses]
     ctx = context or zmq.Context.instance()
-    clock = _Clock(seconds, idle_s)
+    clock = Clock(seconds, idle_s)
     log.info("probing %s (%s) for up to %g s", ", ".join(addresses), protocol, seconds)
     if protocol == "rtframe":
         body = _probe_rtframe([f"tcp://{h}:{p}" for h, p in parsed], clock, ctx)
