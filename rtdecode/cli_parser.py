@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from rtdecode.bench import BENCHES
+from rtdecode.bench import BENCHES, positive_float, positive_int
 from rtdecode.decode import methods  # the registries: light, no torch or runtimes
 from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.sources.probe import add_probe_parser  # light: zmq and json only
@@ -19,20 +19,6 @@ EPILOG = """examples:
   rtdecode probe 5556 --protocol openephys       what an Open Ephys GUI (or the emulator) sends
   rtdecode rig --write-rois data/virtual/rois --model models/virtual   the virtual rig, as its own process
 """
-
-
-def _positive_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,10 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUT/summary.json (pixel_corr, latency_ms p50/p99, frames, dropped) and a PNG of stimulus "
                        "and reconstruction side by side.")
     d.add_argument("--headless", action="store_true", help="no window; write summary.json and a PNG")
-    d.add_argument("--seconds", type=_positive_float, default=40.0, help="length of the live block (default 40)")
+    d.add_argument("--seconds", type=positive_float, default=40.0, help="length of the live block (default 40)")
     d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    d.add_argument("--neurons", type=_positive_int, default=1000, help="neurons / ROIs (default 1000)")
-    d.add_argument("--train-trials", type=_positive_int, default=30,
+    d.add_argument("--neurons", type=positive_int, default=1000, help="neurons / ROIs (default 1000)")
+    d.add_argument("--train-trials", type=positive_int, default=30,
                    help="10-s movies in the calibration block (default 30: about two thirds of the demo's time, "
                         "benchmarks/results/demo_realistic.json)")
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
@@ -69,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUT/meta/... exactly as the Sensorium 2023 data, from a seeded ground-truth V1 population "
                        "(responses are spike counts per 30 Hz frame).")
     s.add_argument("--out", required=True, help="dataset folder to create")
-    s.add_argument("--neurons", type=_positive_int, default=1000)
-    s.add_argument("--train-trials", type=_positive_int, default=20)
-    s.add_argument("--test-trials", type=_positive_int, default=4, help="held-out 'oracle' trials (default 4)")
-    s.add_argument("--trial-frames", type=_positive_int, default=300, help="frames per trial (default 300 = 10 s)")
+    s.add_argument("--neurons", type=positive_int, default=1000)
+    s.add_argument("--train-trials", type=positive_int, default=20)
+    s.add_argument("--test-trials", type=positive_int, default=4, help="held-out 'oracle' trials (default 4)")
+    s.add_argument("--trial-frames", type=positive_int, default=300, help="frames per trial (default 300 = 10 s)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--rig", default="realistic", choices=tuple(PROFILES),
                    help="realistic (default): calibrated to mouse V1 two-photon data (single-trial reliability "
@@ -97,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--encoder-steps", type=int, default=None,
                    help="encoder training steps (default 1000; with --method amortized, 0 trains no encoder: a faster "
                    "fit whose model cannot reconstruct --method warm|inverse)")
-    f.add_argument("--encoder-models", type=_positive_int, default=None, help="encoder ensemble size (default 1)")
-    f.add_argument("--inverse-iterations", type=_positive_int, default=None,
+    f.add_argument("--encoder-models", type=positive_int, default=None, help="encoder ensemble size (default 1)")
+    f.add_argument("--inverse-iterations", type=positive_int, default=None,
                    help="iterations of the inverse on the calibration trials (default 20)")
-    f.add_argument("--inverse-stride", type=_positive_int, default=None,
+    f.add_argument("--inverse-stride", type=positive_int, default=None,
                    help="frames between the inverse's 32-frame windows (default 8, as Bauer et al.; 16 halves its cost)")
     f.add_argument("--inverse-trials", type=int, default=None,
                    help="calibration trials inverted as warm-start training targets (default 0: measured no gain)")
@@ -109,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--amortized-steps", type=int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
                    help="amortized training steps on the inverse's reconstructions (used only with "
                    "--inverse-trials), then on true frames (default 0 1500)")
-    f.add_argument("--neurons-subset", type=_positive_int, default=None, metavar="K", help="use the first K neurons")
-    f.add_argument("--window", type=_positive_int, default=8, help="activity bins per decoded frame (default 8)")
+    f.add_argument("--neurons-subset", type=positive_int, default=None, metavar="K", help="use the first K neurons")
+    f.add_argument("--window", type=positive_int, default=8, help="activity bins per decoded frame (default 8)")
     f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
     f.add_argument("--compress", type=float, default=None, metavar="S",
                    help="activity compression for ridge and the amortized decoder's ridge path: log1p(x / (S x the "
@@ -121,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "brightness; by default the share kept (0, 0.25, 0.5, 0.75 or 1) is chosen with the penalty on the "
                    "validation trials, because ridge's brightness was its least reliable part on the realistic rig "
                    "(benchmarks/results/ridge_brightness.json)")
-    f.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+    f.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
                    "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -142,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True)
     r.add_argument("--method", default=None, choices=methods.reconstruct_modes(),
                    help="default: the model's own; inverse and warm need an encoder-based model")
-    r.add_argument("--iterations", type=_positive_int, default=None, help="inverse / warm-refinement iterations")
+    r.add_argument("--iterations", type=positive_int, default=None, help="inverse / warm-refinement iterations")
     r.add_argument("--tiers", nargs="+", default=["oracle"], help="tiers to reconstruct (default oracle)")
 
     v = sub.add_parser("view", help="watch a decoded stream (pyqtgraph)",
@@ -151,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "trigger markers. It only subscribes: it can never slow the rig down.")
     v.add_argument("address", nargs="+", help="publishers: rtdecode's (e.g. tcp://127.0.0.1:5560) and optionally "
                    "the stimulus stream's")
-    v.add_argument("--seconds", type=_positive_float, default=None, help="close after S seconds")
+    v.add_argument("--seconds", type=positive_float, default=None, help="close after S seconds")
     v.add_argument("--screenshot", default=None, metavar="PNG", help="render offscreen, save a PNG at the end")
     v.add_argument("--rois", default=None, metavar="DIR",
                    help="suite2p folder: ring every ROI on the raw two-photon frame (give the acquisition address too)")
@@ -166,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("config", help="rig file, e.g. configs/scanimage_2p.yaml")
     rn.add_argument("--record", default=None, metavar="PATH", help="record the session to this new folder (needed "
                     "when the rig file has no decoder: a calibration block for 'rtdecode fit PATH')")
-    rn.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+    rn.add_argument("--seconds", type=positive_float, default=None, help="stop after S seconds")
 
     ex = sub.add_parser("export", help="write a recorded session as a Sensorium 2023 dataset (--out) or NWB (--nwb)",
                         description="--out: one trial per stimulus trial seen: responses are the recorded activity, "
@@ -201,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--rois", required=True, nargs="+", metavar="DIR",
                     help="suite2p folder (stat.npy, iscell.npy, ops.npy with meanImg); one per plane of --planes")
     ds.add_argument("--out", required=True, help="dataset folder to create")
-    ds.add_argument("--channel", type=_positive_int, default=1, help="imaging channel to extract (default 1)")
-    ds.add_argument("--planes", type=_positive_int, nargs="+", default=[1], help="planes to extract (default 1)")
-    ds.add_argument("--fps", type=_positive_float, default=30.0, help="frame (volume) rate, Hz (default 30)")
-    ds.add_argument("--crop", type=_positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
+    ds.add_argument("--channel", type=positive_int, default=1, help="imaging channel to extract (default 1)")
+    ds.add_argument("--planes", type=positive_int, nargs="+", default=[1], help="planes to extract (default 1)")
+    ds.add_argument("--fps", type=positive_float, default=30.0, help="frame (volume) rate, Hz (default 30)")
+    ds.add_argument("--crop", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
                     help="registration crop, as extraction.two_photon.crop (default 256 256)")
     ds.add_argument("--tier", default="train", help="tier of every trial (default train)")
 
@@ -228,10 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("movie", help="TIFF, .npy (T, H, W) or a folder of TIFFs (e.g. the rig's twophoton/)")
     x.add_argument("--rois", required=True, help="suite2p plane folder (stat.npy, iscell.npy, ops.npy)")
     x.add_argument("--out", required=True, help="output folder")
-    x.add_argument("--fps", type=_positive_float, default=30.0, help="frame rate, Hz (default 30)")
+    x.add_argument("--fps", type=positive_float, default=30.0, help="frame rate, Hz (default 30)")
     x.add_argument("--r", type=float, default=0.7, help="neuropil coefficient (default 0.7)")
-    x.add_argument("--tau", type=_positive_float, default=0.7, help="indicator decay time, s (default 0.7)")
-    x.add_argument("--crop", type=_positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
+    x.add_argument("--tau", type=positive_float, default=0.7, help="indicator decay time, s (default 0.7)")
+    x.add_argument("--crop", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
                    help="registration crop (default 256 256)")
     x.add_argument("--backend", choices=("fast", "numpy"), default="fast",
                    help="fast: Numba/SciPy kernels (default); numpy: the reference implementation")
@@ -243,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("model", help="model directory (card.json + weights.npz)")
     c.add_argument("--backend", action="extend", nargs="+", default=None, metavar="NAME",
                    help=f"preference order among {', '.join(BACKENDS)} (default: {' '.join(DEFAULT_PREFERENCE)})")
-    c.add_argument("--threads", type=_positive_int, default=1, help="CPU intra-op threads (default 1)")
+    c.add_argument("--threads", type=positive_int, default=1, help="CPU intra-op threads (default 1)")
     c.add_argument("--force-export", action="store_true", help="re-export decoder.onnx even if up to date")
     c.add_argument("--fp16", action="store_true",
                    help="TensorRT 10: FP16 engine (TensorRT 11 follows the graph's types)")
