@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument("--record-every", type=int, default=10)
     ap.add_argument("--lr", type=float, default=InverseConfig.lr, help="the inverse's step (default: rtdecode's)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm start (with --cold: cold only)")
+    ap.add_argument("--learned", action="store_true",
+                    help="invert with the model's learned encoder(s) instead of the truth (same starts and settings)")
     ap.add_argument("--cold", action="store_true", help="also invert from gray")
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
@@ -140,8 +142,13 @@ def main() -> None:
     oracle = ds.require("oracle")[: a.trials]
     scale, offset = calibrate(enc, ds, train[:8], ds.n_neurons)
     enc = TruthEncoder(pop, scale, offset)
+    encoders, tag = [enc], "truth"
+    if a.learned:
+        from rtdecode import decode
+
+        encoders, tag = decode.load(a.model)[1].encoders, "learned"
     out = {"what": __doc__.split("\n\n")[0], "command": "python " + " ".join(__import__("sys").argv),
-           "dataset": a.dataset, "trials": oracle, "iterations": a.iterations, "lr": a.lr,
+           "dataset": a.dataset, "trials": oracle, "iterations": a.iterations, "lr": a.lr, "encoder": tag,
            "truth_encoder_single_trial_corr_oracle": single_trial_corr(enc, ds, oracle, ds.n_neurons),
            "setup_s": time.perf_counter() - t0}
     print(json.dumps(out, indent=1), flush=True)
@@ -155,12 +162,12 @@ def main() -> None:
         recs.setdefault("ridge", []).append(rec_video(Path(a.ridge_rec), i, T))
         if a.warm_rec:
             recs.setdefault("warm_learned_encoder", []).append(rec_video(Path(a.warm_rec), i, T))
-        starts = ({} if a.no_warm else {"warm_truth": recs["ridge"][-1]}) | ({"cold_truth": None} if a.cold else {})
+        starts = ({} if a.no_warm else {f"warm_{tag}": recs["ridge"][-1]}) | ({f"cold_{tag}": None} if a.cold else {})
         for name, init in starts.items():
             snaps = {}
             cfg = InverseConfig(iterations=a.iterations, record_every=a.record_every, lr=a.lr)
             t1 = time.perf_counter()
-            invert([enc], tr.responses[: ds.n_neurons], beh, mask=inv_mask, init=init, cfg=cfg,
+            invert(encoders, tr.responses[: ds.n_neurons], beh, mask=inv_mask, init=init, cfg=cfg,
                    callback=lambda it, v: snaps.__setitem__(it, v))
             for it, v in snaps.items():
                 v = ndimage.gaussian_filter(v, cfg.smooth_sigma, mode="nearest")
