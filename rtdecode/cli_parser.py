@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
                    "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")
+    # the names of rtdecode.decode.distributed.DEVICES, written out: that module imports torch
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where a single-process fit trains the encoder and the amortized network: auto (default) "
                    "takes the GPU when torch sees one, else the CPU; ridge is solved on the CPU either way")

@@ -130,7 +130,6 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also invert from gray")
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     ds = Dataset(a.dataset)
     mask = ds.evaluation_mask()
     with np.load(Path(a.model) / "weights.npz") as z:

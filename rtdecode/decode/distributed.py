@@ -149,7 +149,8 @@ def single_device(device: str = "cpu") -> torch.device:
 def init(backend: str | None = None, device: str = "cpu") -> DistEnv:
     """Join the process group when launched by torchrun; otherwise the single-process env on
     `device` (see `single_device`). `backend`: 'gloo' or 'nccl' (default: nccl when CUDA is
-    available, gloo otherwise); under torchrun each rank's device follows the backend."""
+    available and `device` is not 'cpu', gloo otherwise); under torchrun each rank's device
+    follows the backend."""
     global _ENV
     if _ENV is not None:
         return _ENV

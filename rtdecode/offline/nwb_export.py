@@ -8,9 +8,9 @@ seconds from `session_start_time`, stored once in `processing/decoding/Acquisiti
   scratch: `rtdecode_session` (session.json as recorded: rig file, model card, ...), `model_card`,
   `rig_config`, `session_end` (end.json: counters, dropped / rejected / lost, latency histograms; absent
   when the session was killed);
-- two-photon: Device, OpticalChannel, ImagingPlane; processing/ophys: ImageSegmentation with the
-  PlaneSegmentation of the ROIs used live and NeuropilSegmentation (pixel masks from the session's
-  rois.npz, or `--rois` suite2p folder), Fluorescence (Fluorescence = F, Neuropil = Fneu,
+- two-photon (rtdecode.offline.nwb_ophys): Device, OpticalChannel, ImagingPlane; processing/ophys:
+  ImageSegmentation with the PlaneSegmentation of the ROIs used live and NeuropilSegmentation
+  (pixel masks from the session's rois.npz, or `--rois` suite2p folder), Fluorescence (Fluorescence = F, Neuropil = Fneu,
   Deconvolved = the activity decoded), DfOverF (DfOverF), MotionShifts (dy, dx), SummaryImages (the
   registration reference) -- each trace as recorded;
 - ephys: processing/ecephys: BinnedActivity (counts per bin and input), ActivityInputs (each
@@ -23,7 +23,7 @@ seconds from `session_start_time`, stored once in `processing/decoding/Acquisiti
 
 Large arrays are streamed one session chunk at a time (rtdecode.offline.session_chunks, wrapped in
 hdmf's AbstractDataChunkIterator), so memory stays bounded by a chunk whatever the session's length.
-pynwb is imported here only.
+pynwb is imported only in this writer and its two-photon part (rtdecode.offline.nwb_ophys).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ import numpy as np
 
 import rtdecode
 from rtdecode.errors import RecordError
+from rtdecode.offline.nwb_ophys import add_ophys
 from rtdecode.offline.session_chunks import SMALL, SessionChunks
-from rtdecode.outputs.record import git_commit, rois_npz
+from rtdecode.outputs.record import git_commit
 
 log = logging.getLogger(__name__)
 
@@ -121,37 +122,6 @@ def _triggers(folder: Path) -> tuple[list[dict], list[str]]:
     return events, bad
 
 
-def _rois_arrays(folder: Path, rois_dir: str | Path | None) -> dict | None:
-    """The ROI masks: from --rois (a suite2p folder) if given, else the session's rois.npz, else the
-    rig file's suite2p folder if it still exists; None if none is found."""
-    if rois_dir is None:
-        path = folder / "rois.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files} | {"source": f"{path} (recorded with the session)"}
-        meta = _read_json(folder / "session.json", "session.json") or {}
-        tp = ((meta.get("config") or {}).get("extraction") or {}).get("two_photon") or {}
-        if tp.get("rois") and Path(tp["rois"]).is_dir():
-            rois_dir = tp["rois"]
-        else:
-            return None
-    from rtdecode.extract.offline import suite2p_reference
-    from rtdecode.extract.rois import load_suite2p
-
-    return rois_npz(load_suite2p(rois_dir), suite2p_reference(rois_dir)) | {"source": f"suite2p folder {rois_dir}"}
-
-
-def _pixel_masks(rois: dict, key: str) -> list[list[tuple[int, int, float]]]:
-    """Per ROI, NWB pixel_mask rows (x, y, weight) from the CSR parts over the flattened frame."""
-    W = int(rois["frame_shape"][1])
-    indptr, idx, w = rois[f"{key}_indptr"], rois[f"{key}_indices"], rois[f"{key}_weights"]
-    masks = []
-    for i in range(len(indptr) - 1):
-        flat = idx[indptr[i]:indptr[i + 1]]
-        masks.append(list(zip((flat % W).tolist(), (flat // W).tolist(), w[indptr[i]:indptr[i + 1]].tolist())))
-    return masks
-
-
 def _invalid_ranges(chunks: SessionChunks, ts: np.ndarray, meta: dict, end) -> list[tuple]:
     """[(start, stop, reason)] in file seconds: damaged or missing chunks, frames lost upstream, the
     unwritten tail of a killed session."""
@@ -179,6 +149,80 @@ def _invalid_ranges(chunks: SessionChunks, ts: np.ndarray, meta: dict, end) -> l
     return sorted(out)
 
 
+def _add_ecephys(nwb, config: dict, protocol: str, n: int, stream, clock, types: set, missing: list) -> None:
+    """Ephys: processing/ecephys (the binned counts and what each column counts) and, for Open Ephys
+    channels, the device, electrode group and electrodes table."""
+    from hdmf.common import DynamicTable, VectorData
+    from pynwb import TimeSeries
+
+    src = config.get("source") or {}
+    ex = (config.get("extraction") or {}).get("ephys") or {}
+    labels = ([str(c) for c in src["channels"]] if src.get("channels") else
+              [str(u) for u in src["units"]] if src.get("units") else [str(i) for i in range(n)])
+    what = "channel" if protocol == "openephys" else (src.get("group_by") or "electrode")
+    ecephys = nwb.create_processing_module("ecephys", f"Open Ephys data binned live by rtdecode ({protocol})")
+    if protocol == "openephys":
+        device = nwb.create_device(name="OpenEphys", description=f"Open Ephys GUI, ZMQ Interface "
+                                   f"{', '.join(src.get('address', []))}, stream {src.get('stream')}")
+        group = nwb.create_electrode_group(name="channels", description="the channels rtdecode binned",
+                                           location="unknown (not recorded by rtdecode)", device=device)
+        nwb.add_electrode_column("channel_name", "the Open Ephys channel number, as in the rig file")
+        for label in labels:
+            nwb.add_electrode(group=group, location="unknown (not recorded by rtdecode)", channel_name=label)
+        types |= {"Device", "ElectrodeGroup", "ElectrodesTable"}
+    ecephys.add(DynamicTable(name="ActivityInputs", description=f"one row per column of BinnedActivity: the "
+                             f"{what} it counts", columns=[
+                                 VectorData(name="label", data=labels, description=f"{what} label"),
+                                 VectorData(name="kind", data=[what] * len(labels), description="channel, "
+                                            "electrode or unit")]))
+    ecephys.add(TimeSeries(name="BinnedActivity", data=stream("activity"), unit="events per bin",
+                           timestamps=clock,
+                           description=f"threshold crossings or sorted spikes counted per {what} and bin, "
+                           f"(bin, input); bin {ex.get('bin_ms', '?')} ms, threshold {ex.get('threshold', '?')}"
+                           f" x noise; timestamps are each bin's end"))
+    types.add("DynamicTable")
+    missing.append("detected events (spike times): rtdecode records only the binned counts")
+
+
+def _add_triggers(nwb, events: list[dict], config: dict, t0: float, types: set) -> None:
+    """intervals/triggers: one row per recorded trigger; `t0` is session_start_time (Unix s)."""
+    from pynwb.epoch import TimeIntervals
+
+    if not events:
+        return
+    outputs = {t.get("name"): f"{t.get('kind')} {t.get('address')}" for t in config.get("triggers") or []}
+    tr = TimeIntervals(name="triggers", description="every trigger recorded live: from the acquisition of the "
+                       "decoded frame that fired it (frame_time) to the moment it was sent (rtdecode's clock; "
+                       "start = stop = sent time if the two clocks disagree)")
+    cols = [("rule", "the rule that fired"), ("score", "the rule's score on the decoded frame"),
+            ("frame_time", "acquisition time of the decoded frame (s)"), ("trial", "stimulus trial, -1 unknown"),
+            ("stimulus_frame", "stimulus frame, -1 unknown"),
+            ("acquisition_frame", "acquisition frame number, -1 unknown"), ("output", "where it was sent"),
+            ("status", "the record's status, else 'suppressed' if it says so, else 'fired' (today's engine "
+                       "records the triggers it fires)"),
+            ("other", "any other fields of the record, JSON")]
+    for name, desc in cols:
+        tr.add_column(name=name, description=desc)
+    known = {"rule", "score", "t_frame", "t", "trial", "frame", "frameNumberAcq", "output", "status", "suppressed"}
+
+    def num(v, default):
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else default
+
+    for e in events:
+        sent = float(num(e.get("t"), num(e.get("t_frame"), math.nan))) - t0
+        acquired = float(num(e.get("t_frame"), math.nan)) - t0
+        tr.add_interval(start_time=acquired if acquired <= sent else sent, stop_time=sent, rule=str(e.get("rule", "")),
+                        score=float(num(e.get("score"), math.nan)),
+                        frame_time=float(num(e.get("t_frame"), math.nan)) - t0, trial=int(num(e.get("trial"), -1)),
+                        stimulus_frame=int(num(e.get("frame"), -1)),
+                        acquisition_frame=int(num(e.get("frameNumberAcq"), -1)),
+                        output=str(e.get("output", outputs.get(e.get("rule"), "not recorded"))),
+                        status=str(e.get("status") or ("suppressed" if e.get("suppressed") else "fired")),
+                        other=json.dumps({k: v for k, v in e.items() if k not in known}, default=str))
+    nwb.add_time_intervals(tr)
+    types.add("TimeIntervals")
+
+
 def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = None, compress: bool = True,
                progress: bool = False, subject: dict | None = None, experimenter: str | None = None,
                institution: str | None = None) -> dict:
@@ -192,13 +236,9 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     RecordError if `session` is not a session or holds no readable frame.
     """
     from hdmf.backends.hdf5.h5_utils import H5DataIO
-    from hdmf.common import DynamicTable, VectorData
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-    from pynwb.base import Images
-    from pynwb.epoch import TimeIntervals
     from pynwb.file import ProcessingModule, Subject
-    from pynwb.image import GrayscaleImage, ImageSeries
-    from pynwb.ophys import DfOverF, Fluorescence, ImageSegmentation, OpticalChannel
+    from pynwb.image import ImageSeries
     from tqdm import tqdm
 
     folder, out = Path(session), Path(out)
@@ -309,153 +349,15 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     # Neural data.
     extras = [k for k in big if k not in ("decoded", "stimulus", "activity", "F", "Fneu", "dff", "shifts")]
     if kind == "two_photon":
-        tp = (config.get("extraction") or {}).get("two_photon") or {}
-        fps = float(tp.get("fps", meta.get("fps", 30.0)))
-        addresses = ", ".join((config.get("source") or {}).get("address", [])) or meta.get("source", "")
-        device = nwb.create_device(name="Microscope",
-                                   description=f"two-photon microscope streaming to rtdecode ({protocol}: {addresses})")
-        channel = OpticalChannel(name="OpticalChannel", description="not recorded by rtdecode", emission_lambda=np.nan)
-        plane = nwb.create_imaging_plane(name="ImagingPlane", optical_channel=channel, imaging_rate=fps,
-                                         description="the field of view extracted live", device=device,
-                                         excitation_lambda=np.nan, indicator="unknown (not recorded by rtdecode)",
-                                         location="unknown (not recorded by rtdecode)")
-        types |= {"Device", "OpticalChannel", "ImagingPlane"}
-        ophys = nwb.create_processing_module("ophys", "two-photon extraction as run live by rtdecode "
-                                             "(registration, ROI and neuropil traces, dF/F, deconvolution)")
-        masks = _rois_arrays(folder, rois)
-        seg = None
-        if masks is not None and len(masks["index"]) != chunks.specs["activity"][0][0]:
-            raise RecordError(f"the ROI masks ({masks['source']}) hold {len(masks['index'])} ROIs but the session "
-                              f"recorded {chunks.specs['activity'][0][0]} neurons; give the suite2p folder used live")
-        if masks is not None:
-            iseg = ImageSegmentation(name="ImageSegmentation")
-            ophys.add(iseg)
-            seg = iseg.create_plane_segmentation(
-                name="PlaneSegmentation", imaging_plane=plane,
-                description=f"the ROIs used live ({masks['source']}): pixel_mask (x, y, weight), weights = "
-                "suite2p lam normalised to sum 1")
-            seg.add_column("source_index", "each ROI's index in the source segmentation (suite2p stat.npy)")
-            for m, i in zip(_pixel_masks(masks, "roi"), masks["index"].tolist()):
-                seg.add_roi(pixel_mask=m, source_index=int(i))
-            neu = iseg.create_plane_segmentation(
-                name="NeuropilSegmentation", imaging_plane=plane,
-                description="each ROI's neuropil annulus as used live (uniform weights summing to 1), same "
-                "order as PlaneSegmentation")
-            for m in _pixel_masks(masks, "neuropil"):
-                neu.add_roi(pixel_mask=m)
-            types |= {"ImageSegmentation", "PlaneSegmentation"}
-            if "reference" in masks:
-                ophys.add(Images(name="SummaryImages", description="images of the extraction", images=[
-                    GrayscaleImage(name="registration_reference", data=masks["reference"],
-                                   description="the image frames were registered to, (height, width)")]))
-                types |= {"Images", "GrayscaleImage"}
-        else:
-            missing.append("ROI masks: the session has no rois.npz (recorded by an older rtdecode); give --rois")
-
-        containers: dict = {}
-
-        def traces(container, name, key, unit, desc):
-            """An RoiResponseSeries in `container` (Fluorescence / DfOverF) over every ROI; without
-            ROI masks, a plain TimeSeries in the ophys module."""
-            if seg is None:
-                ophys.add(TimeSeries(name=name, data=stream(key), unit=unit, timestamps=clock,
-                                     description=desc + " (ROI masks unknown)"))
-                return
-            from pynwb.ophys import RoiResponseSeries
-
-            if container not in containers:
-                containers[container] = (Fluorescence if container == "Fluorescence" else DfOverF)(name=container)
-                ophys.add(containers[container])
-                types.add(container)
-            region = seg.create_roi_table_region(region=list(range(len(seg))), description="all ROIs")
-            containers[container].add_roi_response_series(RoiResponseSeries(
-                name=name, data=stream(key), rois=region, unit=unit, timestamps=clock, description=desc))
-            types.add("RoiResponseSeries")
-
-        for name, key, desc in (("Fluorescence", "F", "ROI fluorescence F (lam-weighted mean), (frame, ROI)"),
-                                ("Neuropil", "Fneu", "neuropil fluorescence Fneu (annulus mean), (frame, ROI)")):
-            if key in chunks.specs:
-                traces("Fluorescence", name, key, "a.u. (frame counts)", desc)
-            else:
-                missing.append(f"{name} ({key}): not recorded by this session (older rtdecode)")
-        traces("Fluorescence", "Deconvolved", "activity", "a.u.", "deconvolved activity: the decoder's input, "
-               "(frame, ROI)")
-        if "dff" in chunks.specs:
-            traces("DfOverF", "DfOverF", "dff", "ratio", "dF/F of the neuropil-corrected trace, (frame, ROI)")
-        else:
-            missing.append("dF/F: not recorded by this session (older rtdecode)")
-        if "shifts" in chunks.specs:
-            ophys.add(TimeSeries(name="MotionShifts", data=stream("shifts"), unit="pixels", timestamps=clock,
-                                 description="rigid registration shift (dy, dx) of each frame, (frame, 2)"))
-        else:
-            missing.append("motion estimates: not recorded by this session (older rtdecode)")
+        add_ophys(nwb, folder, rois, chunks, meta, config, protocol, stream, clock, types, missing)
     else:
         extras += [k for k in ("F", "Fneu", "dff", "shifts") if k in big]
-        src = config.get("source") or {}
-        ex = (config.get("extraction") or {}).get("ephys") or {}
-        labels = ([str(c) for c in src["channels"]] if src.get("channels") else
-                  [str(u) for u in src["units"]] if src.get("units") else [str(i) for i in range(N)])
-        what = "channel" if protocol == "openephys" else (src.get("group_by") or "electrode")
-        ecephys = nwb.create_processing_module("ecephys", f"Open Ephys data binned live by rtdecode ({protocol})")
-        if protocol == "openephys":
-            device = nwb.create_device(name="OpenEphys", description=f"Open Ephys GUI, ZMQ Interface "
-                                       f"{', '.join(src.get('address', []))}, stream {src.get('stream')}")
-            group = nwb.create_electrode_group(name="channels", description="the channels rtdecode binned",
-                                               location="unknown (not recorded by rtdecode)", device=device)
-            nwb.add_electrode_column("channel_name", "the Open Ephys channel number, as in the rig file")
-            for label in labels:
-                nwb.add_electrode(group=group, location="unknown (not recorded by rtdecode)", channel_name=label)
-            types |= {"Device", "ElectrodeGroup", "ElectrodesTable"}
-        ecephys.add(DynamicTable(name="ActivityInputs", description=f"one row per column of BinnedActivity: the "
-                                 f"{what} it counts", columns=[
-                                     VectorData(name="label", data=labels, description=f"{what} label"),
-                                     VectorData(name="kind", data=[what] * len(labels), description="channel, "
-                                                "electrode or unit")]))
-        ecephys.add(TimeSeries(name="BinnedActivity", data=stream("activity"), unit="events per bin",
-                               timestamps=clock,
-                               description=f"threshold crossings or sorted spikes counted per {what} and bin, "
-                               f"(bin, input); bin {ex.get('bin_ms', '?')} ms, threshold {ex.get('threshold', '?')}"
-                               f" x noise; timestamps are each bin's end"))
-        types.add("DynamicTable")
-        missing.append("detected events (spike times): rtdecode records only the binned counts")
+        _add_ecephys(nwb, config, protocol, N, stream, clock, types, missing)
     for key in extras:  # anything else the session recorded per frame
         dec.add(TimeSeries(name=key, data=stream(key), unit="a.u.", timestamps=clock,
                            description=f"'{key}' as recorded per acquisition frame"))
 
-    # Triggers.
-    outputs = {t.get("name"): f"{t.get('kind')} {t.get('address')}" for t in config.get("triggers") or []}
-    if events:
-        tr = TimeIntervals(name="triggers", description="every trigger recorded live: from the acquisition of the "
-                           "decoded frame that fired it (frame_time) to the moment it was sent (rtdecode's clock; "
-                           "start = stop = sent time if the two clocks disagree)")
-        cols = [("rule", "the rule that fired"), ("score", "the rule's score on the decoded frame"),
-                ("frame_time", "acquisition time of the decoded frame (s)"), ("trial", "stimulus trial, -1 unknown"),
-                ("stimulus_frame", "stimulus frame, -1 unknown"),
-                ("acquisition_frame", "acquisition frame number, -1 unknown"), ("output", "where it was sent"),
-                ("status", "the record's status, else 'suppressed' if it says so, else 'fired' (today's engine "
-                           "records the triggers it fires)"),
-                ("other", "any other fields of the record, JSON")]
-        for name, desc in cols:
-            tr.add_column(name=name, description=desc)
-        known = {"rule", "score", "t_frame", "t", "trial", "frame", "frameNumberAcq", "output", "status", "suppressed"}
-        t0 = start.timestamp()
-
-        def num(v, default):
-            return v if isinstance(v, (int, float)) and not isinstance(v, bool) else default
-
-        for e in events:
-            sent = float(num(e.get("t"), num(e.get("t_frame"), math.nan))) - t0
-            acquired = float(num(e.get("t_frame"), math.nan)) - t0
-            tr.add_interval(start_time=acquired if acquired <= sent else sent, stop_time=sent, rule=str(e.get("rule", "")),
-                            score=float(num(e.get("score"), math.nan)),
-                            frame_time=float(num(e.get("t_frame"), math.nan)) - t0, trial=int(num(e.get("trial"), -1)),
-                            stimulus_frame=int(num(e.get("frame"), -1)),
-                            acquisition_frame=int(num(e.get("frameNumberAcq"), -1)),
-                            output=str(e.get("output", outputs.get(e.get("rule"), "not recorded"))),
-                            status=str(e.get("status") or ("suppressed" if e.get("suppressed") else "fired")),
-                            other=json.dumps({k: v for k, v in e.items() if k not in known}, default=str))
-        nwb.add_time_intervals(tr)
-        types.add("TimeIntervals")
+    _add_triggers(nwb, events, config, start.timestamp(), types)
 
     # What the file does not hold.
     invalid = _invalid_ranges(chunks, ts, meta, end)
