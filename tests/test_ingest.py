@@ -92,3 +92,24 @@ def test_two_publishers_keep_separate_sequence_counters():
     ingest.close()
     pub_a.close()
     pub_b.close()
+
+
+def test_frames_are_views_on_the_received_message_not_copies():
+    """copy=False receive: the frame's array is a read-only view on ZeroMQ's buffer (no copy of the
+    frame between the socket and the chain) and stays valid after later messages arrive."""
+    pub, ep = _pub()
+    ingest = Ingest([ep])
+    _wait_joined(pub, ingest)
+    frames = [np.full((64, 64), k, np.uint16) for k in range(3)]
+    for k, f in enumerate(frames):
+        pub.send_multipart(wire.encode("frame", k, time.time(), f, frameNumberAcq=k + 1, channel=1, plane=1))
+    got = [ingest.receive(timeout_ms=2000) for _ in frames]
+    for msg, f in zip(got, frames):
+        np.testing.assert_array_equal(msg.array, f)
+        assert not msg.array.flags.writeable
+        base = msg.array
+        while isinstance(base, np.ndarray):
+            base = base.base
+        assert not isinstance(base, bytes)  # a copy=True receive gives a bytes copy of the payload
+    ingest.close()
+    pub.close()

@@ -83,7 +83,14 @@ def decode(frames: list[bytes], max_payload: int = MAX_PAYLOAD) -> Message:
     if not isinstance(frames, (list, tuple)) or len(frames) != 3:
         n = len(frames) if isinstance(frames, (list, tuple)) else "?"
         raise WireError(f"expected 3 frames (topic, header, payload), got {n}", reason="framing")
-    raw_topic, raw_header, payload = (f if isinstance(f, bytes) else bytes(f) for f in frames)
+    raw_topic, raw_header = (f if isinstance(f, bytes) else bytes(f) for f in frames[:2])
+    # The payload may be a memoryview (a zmq.Frame's buffer, received with copy=False): the array
+    # is then a view on ZeroMQ's own buffer, no copy of the (~0.5 MB) frame.
+    payload = frames[2]
+    if isinstance(payload, memoryview):
+        payload = payload.cast("B") if payload.format != "B" or payload.ndim != 1 else payload
+    elif not isinstance(payload, bytes):
+        payload = bytes(payload)
     if len(raw_topic) > 16:
         raise WireError(f"topic is {len(raw_topic)} bytes; valid topics: {', '.join(TOPICS)}", reason="topic")
     try:
@@ -123,6 +130,7 @@ def decode(frames: list[bytes], max_payload: int = MAX_PAYLOAD) -> Message:
         raise WireError(f"{topic}: payload is {len(payload)} bytes, shape {shape} of {dtype} needs {expected}",
                         reason="payload")
     array = np.frombuffer(payload, dtype=np.dtype(dtype)).reshape(shape)
+    array.flags.writeable = False  # a zmq buffer is writable; the message's array never is
     return Message(topic, header, array)
 
 
