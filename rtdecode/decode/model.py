@@ -33,7 +33,29 @@ def load(folder: str | Path) -> tuple[ModelCard, dict[str, np.ndarray]]:
             arrays = {k: z[k] for k in z.files}
     except Exception as exc:
         raise ModelError(f"{path}: cannot read ({exc})") from exc
+    check_finite(path, arrays)
     return card, arrays
+
+
+def check_finite(path, arrays: dict[str, np.ndarray]) -> None:
+    """ModelError unless every numeric array is finite and every scale (`*std*`) is > 0: a NaN
+    weight or a zero standard deviation decodes NaN on every frame, so it must fail at load."""
+    for key, a in arrays.items():
+        if a.dtype.kind not in "fciub":
+            raise ModelError(f"{path}: '{key}' is not a numeric array ({a.dtype}); the model directory is damaged: "
+                             "fit it again (rtdecode fit DATASET --out MODEL) or restore it from a copy")
+        if a.dtype.kind in "fc":
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            if bad:
+                raise ModelError(f"{path}: '{key}' holds {bad} NaN or infinite value(s) of {a.size}: the fit diverged "
+                                 "or the file was damaged; fit the model again (rtdecode fit DATASET --out MODEL) "
+                                 "or restore it from a copy")
+        if "std" in key.rsplit(".", 1)[-1]:
+            bad = int(np.count_nonzero(a <= 0))
+            if bad:
+                raise ModelError(f"{path}: '{key}' has {bad} value(s) <= 0 (a scale the activity is divided by: "
+                                 "e.g. a neuron that never varied in the calibration data); fit the model again "
+                                 "(rtdecode fit DATASET --out MODEL), or drop those neurons (--neurons-subset)")
 
 
 def load_module_arrays(module, arrays: dict, prefix: str) -> None:

@@ -31,7 +31,8 @@ Sections:
 - decoder (optional): model (directory), backends (preference list of tensorrt, onnxruntime, torch,
   numpy). Without it `rtdecode run` records a calibration block (extracted activity, the stimulus
   shown, frames' metadata; needs a record path), publishes activity only, and takes no triggers.
-- outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional).
+- outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional), max_peers
+  (connections taken by each socket rtdecode binds, default 16; refused beyond).
 - triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
   min_interval_s}.
 - stimulus (optional): flip_times: sender (default: a stimulus frame starts at its stim message's
@@ -211,6 +212,9 @@ class Decoder(Section):
 class Outputs(Section):
     publish: Endpoint = DEFAULT_PUBLISH
     record: Path | None = None
+    # connections each socket rtdecode binds (publish, zmq triggers) takes; refused beyond, so that
+    # idle peers cannot use up the file descriptors (rtdecode.outputs.peer_limit)
+    max_peers: Annotated[int, Range(ge=1, le=10000)] = 16
 
 
 class TriggerRule(Section):

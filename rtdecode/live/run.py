@@ -121,10 +121,24 @@ def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
     """A TriggerEngine with one rule and one output per `triggers` entry, or None without any."""
     if not cfg.triggers or cfg.decoder is None:
         return None
-    from rtdecode.outputs.triggers import LuminanceRule, MotionEnergyRule, SimilarityRule, TriggerEngine
-    from rtdecode.outputs.triggers.sinks import NetworkEventsSink, SerialSink, ZmqSink
+    from rtdecode.outputs.triggers import TriggerEngine
 
     rules = []
+    try:
+        _add_rules(cfg, frame_shape, rules)
+    except BaseException:  # a sink bound before the failure must not keep its port
+        for rule in rules:
+            for sink in rule.sinks or ():
+                sink.close()
+        raise
+    return TriggerEngine(rules, [], record=recorder.trigger if recorder is not None else None)
+
+
+def _add_rules(cfg: RigConfig, frame_shape: tuple[int, int], rules: list) -> None:
+    """One rule per `triggers` entry appended to `rules`, each with its output."""
+    from rtdecode.outputs.triggers import LuminanceRule, MotionEnergyRule, SimilarityRule
+    from rtdecode.outputs.triggers.sinks import NetworkEventsSink, SerialSink, ZmqSink
+
     for i, t in enumerate(cfg.triggers):
         r = t.rule
         if r is None:
@@ -150,14 +164,14 @@ def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
         else:
             rule = MotionEnergyRule(t.name, r.threshold, frame_shape, region, **common)
         if t.kind == "zmq":
-            rule.sinks = [ZmqSink(Publisher(t.address))]
+            rule.sinks = [ZmqSink(Publisher(t.address, max_peers=cfg.outputs.max_peers,
+                                            what=f"trigger '{t.name}'", key=f"triggers.{i}.address"))]
         elif t.kind == "network_events":
             host, port = split_endpoint(t.address)
             rule.sinks = [NetworkEventsSink(host, port, line=t.line, width_s=t.pulse_ms / 1e3)]
         else:
             rule.sinks = [SerialSink(t.address)]
         rules.append(rule)
-    return TriggerEngine(rules, [], record=recorder.trigger if recorder is not None else None)
 
 
 def _frame_rate(cfg: RigConfig) -> float:
@@ -263,14 +277,14 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
             elif chain is not None:
                 record_extraction(recorder, chain)
         triggers = make_triggers(cfg, frame_shape, recorder)
-        pub = Publisher(cfg.outputs.publish)
-    except BaseException:
+        pub = Publisher(cfg.outputs.publish, max_peers=cfg.outputs.max_peers, what="the decoded stream")
+    except BaseException as exc:
         ingest.close()
         if flips is not None:
             flips.close()
         close_triggers(triggers)
-        if recorder is not None:
-            recorder.close({"error": "could not start"})
+        if recorder is not None:  # a start-up failure is an error of the session, never a clean 0-frame stop
+            recorder.close(None, error=f"could not start: {type(exc).__name__}: {exc}")
         raise
     session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
                           triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,

@@ -56,8 +56,11 @@ from rtdecode.errors import RecordError
 log = logging.getLogger(__name__)
 
 FORMAT = "rtdecode-session"
-KEYS = ("number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus", "local_t", "shown_t")
-OPTIONAL_KEYS = ("local_t", "shown_t")  # absent from sessions recorded before them
+KEYS = ("number", "t", "activity", "decoded", "shown", "target", "latency_s", "stimulus", "local_t", "shown_t",
+        "decoded_valid")
+# keys absent from sessions recorded before them, by generation (a chunk has all of a group or none)
+OPTIONAL_GROUPS = (("local_t", "shown_t"), ("decoded_valid",))
+OPTIONAL_KEYS = tuple(k for g in OPTIONAL_GROUPS for k in g)
 STATUS_BYTES = 4096
 
 
@@ -96,7 +99,8 @@ class Recorder:
 
     `add(number, t, activity (N,), decoded (H, W) or None, shown, target, latency_s, stimulus)` copies
     into the open chunk (shown/target: (trial, stimulus frame) on screen at this bin / of the decoded
-    frame, (-1, -1) if unknown; decoded None while the window is not yet full, stored as NaN;
+    frame, (-1, -1) if unknown; decoded None while the window is not yet full: `decoded_valid`
+    False and the row NaN (NaN is never the marker: a decoded NaN keeps `decoded_valid` True);
     stimulus: the (H, W) image on screen at this bin when the stimulus stream carries it, else 0;
     keywords `local_t` / `shown_t`: the frame's time and its shown stimulus's start on this PC's wall
     clock, NaN if not given: see the module doc);
@@ -158,6 +162,7 @@ class Recorder:
             "shown": np.zeros((c, 2), np.int64), "target": np.zeros((c, 2), np.int64),
             "latency_s": np.zeros(c, np.float64), "stimulus": np.zeros((c,) + self.shape, np.uint8),
             "local_t": np.zeros(c, np.float64), "shown_t": np.zeros(c, np.float64),
+            "decoded_valid": np.zeros(c, bool),
         }
         for k, (shape, dt) in self.extras.items():
             self.buf[k] = np.zeros((c,) + shape, dt)
@@ -186,8 +191,9 @@ class Recorder:
         b["local_t"][i], b["shown_t"][i] = local_t, shown_t
         b["shown"][i], b["target"][i] = shown, target
         b["activity"][i] = activity
+        b["decoded_valid"][i] = decoded is not None
         if decoded is None:
-            b["decoded"][i] = np.nan
+            b["decoded"][i] = np.nan  # kept for readers of the decoded video; the flag is `decoded_valid`
         else:
             b["decoded"][i] = decoded
         self.fill += 1

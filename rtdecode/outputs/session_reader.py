@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.errors import RecordError
-from rtdecode.outputs.record import KEYS, OPTIONAL_KEYS
+from rtdecode.outputs.record import KEYS, OPTIONAL_GROUPS, OPTIONAL_KEYS
 
 
 def _read_json(path: Path):
@@ -33,8 +33,9 @@ def chunk_problem(z_files, arrays: dict, neurons, frame_shape, extras=None) -> s
     keys = set(z_files)
     extras = extras if isinstance(extras, dict) else {}
     want_keys = set(KEYS) | set(extras)
-    if not keys & set(OPTIONAL_KEYS):  # recorded before them
-        want_keys -= set(OPTIONAL_KEYS)
+    for group in OPTIONAL_GROUPS:
+        if not keys & set(group):  # recorded before them
+            want_keys -= set(group)
     if keys != want_keys:
         missing, extra = sorted(want_keys - keys), sorted(keys - want_keys)
         return f"keys differ from the session's (missing {missing}, extra {extra})"
@@ -58,7 +59,8 @@ def chunk_problem(z_files, arrays: dict, neurons, frame_shape, extras=None) -> s
 
 def read_session(folder: str | Path) -> dict:
     """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
-    the chunks that are whole and consistent, 'damaged': list of problems, 'missing_chunks',
+    the chunks that are whole and consistent (with `decoded_valid` for every row: derived from NaN
+    rows in sessions recorded before it), 'damaged': list of problems, 'missing_chunks',
     'unfinished_chunks' (.tmp leftovers), 'status'}. RecordError if it is not a session at all;
     anything else wrong is reported in 'damaged', never raised."""
     folder = Path(folder)
@@ -133,6 +135,8 @@ def read_session(folder: str | Path) -> dict:
             parts.setdefault(k, []).append(v)
     leftovers = sorted(p.name for p in folder.rglob("*.tmp"))
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    if "decoded" in arrays and "decoded_valid" not in arrays:  # recorded before the flag: NaN rows were the marker
+        arrays["decoded_valid"] = ~np.isnan(arrays["decoded"]).reshape(len(arrays["decoded"]), -1).all(axis=1)
     triggers = []
     tpath = folder / "triggers.jsonl"
     if tpath.is_file():
