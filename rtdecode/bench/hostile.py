@@ -2,6 +2,7 @@
 
     python -m rtdecode.bench.hostile fuzz --protocol rtframe --messages 100000 --json OUT.json
     python -m rtdecode.bench.hostile memory --json OUT.json
+    python -m rtdecode.bench.hostile overload|clock_step --json OUT.json   (rtdecode.bench.hostile_time)
 
 `fuzz` starts `python -m rtdecode run RIG.yaml --record SESSION` (a small model, the protocol's
 real adapter) as a child process, sends it `--messages` fuzzed messages (random bytes, valid
@@ -359,7 +360,9 @@ def run_memory(garbage: int = 200_000, big_mib: int = 600) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress=None) -> int:
+    from rtdecode.bench import hostile_time
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     f = sub.add_parser("fuzz")
@@ -373,6 +376,7 @@ def main(argv=None) -> int:
     m.add_argument("--garbage", type=int, default=200_000)
     m.add_argument("--big-mib", type=int, default=600)
     m.add_argument("--json", required=True)
+    hostile_time.add_parsers(sub)  # overload, clock_step (issue 27)
     args = ap.parse_args(argv)
     cmd = "python -m rtdecode.bench.hostile " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
@@ -380,6 +384,8 @@ def main(argv=None) -> int:
         global PROTECT
         PROTECT = ("sample_number",) if args.no_sample_jumps else ()
         d = run_fuzz(args.protocol, args.messages, args.seed)
+    elif args.what in hostile_time.SCENARIOS:
+        d = hostile_time.run(args, cmd)
     else:
         d = run_memory(args.garbage, args.big_mib)
     d = {"command": cmd, "wall_s": round(time.time() - t0, 1), **d}
