@@ -359,8 +359,8 @@ def run_memory(garbage: int = 200_000, big_mib: int = 600) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None, progress=False) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rtdecode.bench.hostile", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     f = sub.add_parser("fuzz")
     f.add_argument("--protocol", choices=("rtframe", "openephys", "eventbroadcaster"), required=True)
