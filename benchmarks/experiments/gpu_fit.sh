@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED=1
   nproc; } > "$OUT/machine.txt"
 
 [ "$DEVICE" = cuda ] && timeout 180 $PY -m pytest -q -p no:cacheprovider -m gpu -o addopts="" \
-  tests/backends/test_bk_torch_cuda.py tests/decode/test_dc_distributed.py 2>&1 | tail -15 > "$OUT/pytest_gpu.log"
+  tests/backends/test_torch_cuda.py tests/decode/test_distributed.py 2>&1 | tail -15 > "$OUT/pytest_gpu.log"
 
 D=$WORK/data
 t0=$(date +%s.%N)

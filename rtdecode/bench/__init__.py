@@ -36,6 +36,10 @@ BENCHES = {
     "readout": "the encoder readout's feature sum: einsum vs multiply-and-sum, forward + backward",
     "hostile": "hostile senders against a live run: fuzz, memory, overload, clock_step (rtdecode.bench.hostile*)",
     "ddp_scaling": "data-parallel fitting (torchrun, gloo): 1 process vs N processes vs N threads, back to back",
+    "residual_table": "the decoder table: ridge vs amortized (and warm) over seeds and neuron counts, realistic rig",
+    "rig": "the realistic virtual rig's statistics next to published mouse V1 references",
+    "nwb": "NWB export time and peak memory of a synthesised session",
+    "hostile": "fuzzed messages and garbage against a live `rtdecode run`: survival, rejections, memory",
 }
 
 PACKAGES = ("numpy", "scipy", "numba", "torch", "onnxruntime", "pyzmq", "threadpoolctl", "rtdecode")

@@ -360,10 +360,10 @@ def run_memory(garbage: int = 200_000, big_mib: int = 600) -> dict:
     }
 
 
-def main(argv=None, progress=None) -> int:
+def main(argv=None, progress=False) -> int:
     from rtdecode.bench import hostile_time
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m rtdecode.bench.hostile", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     f = sub.add_parser("fuzz")
     f.add_argument("--protocol", choices=("rtframe", "openephys", "eventbroadcaster"), required=True)

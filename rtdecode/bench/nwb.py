@@ -141,7 +141,7 @@ def run(minutes: float, neurons: int, out_json: Path, keep: str | None = None) -
     return result
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress=False) -> int:
     p = argparse.ArgumentParser(prog="python -m rtdecode.bench.nwb", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=10.0, help="session length at 30 Hz (default 10)")

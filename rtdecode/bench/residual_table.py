@@ -135,7 +135,7 @@ def figure(models: Path, data: Path, seed: int, neurons, n_train: int, n_test: i
     im.resize((im.width * zoom, im.height * zoom), Image.NEAREST).save(path)
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress=False) -> int:
     p = argparse.ArgumentParser(prog="python -m rtdecode.bench.residual_table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default="decoder_table.json")

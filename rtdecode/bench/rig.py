@@ -162,7 +162,7 @@ def table(r: dict) -> str:
     return "\n".join(f"{a:<{w}}  {b:>22}  ref {c:<16} {d}" for a, b, c, d in rows)
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress=False) -> int:
     p = argparse.ArgumentParser(prog="python -m rtdecode.bench.rig", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default="rig_realism.json", help="JSON file to write")

@@ -21,7 +21,7 @@ the loop's Generator, Python's `random`) go to `<folder>/<name>.pt`, written ato
 file, fsync, rename) by rank 0 and loaded with `torch.load(weights_only=True)` (no arbitrary
 pickle). With `resume`, a loop restarts from its last checkpoint and, given the same seed, step
 count and number of processes, ends where the uninterrupted fit ends (the same operations in the
-same order on CPU; tests/decode/test_dc_distributed.py measures it).
+same order on CPU; tests/decode/test_distributed.py measures it).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from rtdecode.errors import ConfigError
 log = logging.getLogger(__name__)
 
 # Test hook: "NAME:STEP" -> the process SIGKILLs itself right after the checkpoint of loop NAME at
-# STEP is on disk (a crash at a known point; tests/decode/test_dc_distributed.py).
+# STEP is on disk (a crash at a known point; tests/decode/test_distributed.py).
 KILL_ENV = "RTDECODE_KILL_AFTER_CHECKPOINT"
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

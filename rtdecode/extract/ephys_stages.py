@@ -14,7 +14,7 @@ after reassembly). The source cuts the stream at bin edges (rtdecode.sources.ope
 so a block may hold n < B samples; `SampleChain` runs such a block on the first n rows of the same
 preallocated buffers (the sample-wise stages set `per_sample = True`). Nothing is carried over from
 one block to the next but each stage's state (filter state, last sample, refractory memory), so
-the result does not depend on where the stream was cut (tests/extract/test_x_ephys_stages.py).
+the result does not depend on where the stream was cut (tests/extract/test_ephys_stages.py).
 
 Event blocks (Detect's output, BinCounts' input): int64 (2, E + 1); column 0 holds (n, the sample
 number of the block's first sample), columns 1..n the events' (sample number, input index). E is

@@ -4,7 +4,7 @@ Every kernel writes into arrays it is given (no allocation per call), is compile
 and is exercised by `warm_up_kernels()` so that compilation happens before acquisition starts
 (REFERENCES E: a first call costs 330-500 ms even when cached). Each kernel has a NumPy reference
 in the stage module that uses it (or in `scipy.signal` for the ephys filter), and
-`tests/extract/test_x_kernels.py` checks that both agree on random inputs.
+`tests/extract/test_kernels.py` checks that both agree on random inputs.
 
 No `fastmath` (it made gathers slower and would change float results) and no `parallel=True`
 (the workqueue layer is not thread-safe): one core per chain.

@@ -2,49 +2,19 @@
 
     cfg = load_config("configs/openephys_ephys.yaml")   # -> RigConfig, or ConfigError
 
+The models below are the one schema of a rig file: every key carries its type, default, allowed range
+and description, and `docs/rig-file.md` is generated from them (`python -m rtdecode.live.config_docs`).
 Every section forbids unknown keys and checks ranges; a ConfigError names the key path and what is
-allowed, e.g. `source.protocol: 'zmq' is not one of rtframe, openephys, eventbroadcaster`.
-Relative paths (ROIs, model, record) are relative to the folder of the YAML file. Sockets that
-rtdecode binds (outputs.publish) bind to 127.0.0.1 unless the file says otherwise.
+allowed, e.g. `source.protocol: 'zmq' is not one of rtframe, openephys, eventbroadcaster, scanimage_zmq`.
+Relative paths (ROIs, reference, model, record, trigger targets) are relative to the folder of the
+YAML file. Sockets that rtdecode binds (outputs.publish) bind to 127.0.0.1 unless the file says otherwise.
 
-Sections:
-- source: protocol (rtframe | openephys | eventbroadcaster), address (one or a list; rtframe may
-  list several publishers, e.g. ScanImage and the stimulus PC), heartbeat (openephys only: port,
-  default data port + 1, and interval_s), event_broadcaster (openephys: optional address of the
-  Event Broadcaster for TTLs / spikes), stream and channels (which Open Ephys stream and channels),
-  stim_address (openephys / eventbroadcaster: an rtframe publisher of 'stim' messages, e.g. the
-  stimulus PC, passed through to the live loop), idle_end_s (end the session once the source has
-  been silent this long, e.g. after a replay; default: wait), group_by (eventbroadcaster: electrode
-  or unit) and units (eventbroadcaster: the electrode / "ELECTRODE:SORTED_ID" names in the model's
-  input order; their number must equal the model's neurons). Two-photon protocols (rtframe,
-  scanimage_zmq) only: channel (the one
-  imaging channel extracted, ScanImage's numbering from 1; default 1) and planes (the planes
-  extracted, ScanImage's zIdx from 1, increasing; default [1]); frames of other channels or planes
-  (or a multi-ROI scan's ROIs after the first) are counted in stats (`ignored_frames`, by reason)
-  and ignored.
-- extraction: two_photon (rois, reference, crop, max_shift, neuropil_r, tau_s, fps) or ephys
-  (band_hz, threshold, threshold_uv, reference, bin_ms, block_samples) — the one that matches the protocol.
-  Several planes: `rois` (and `reference`, if given) is a list with one suite2p folder (image) per
-  plane, in the order of source.planes; each plane has its own chain, and the activity vector is
-  the planes' activities one after the other (plane order, then ROI order within the plane); `fps`
-  is then the volume rate.
-- decoder (optional): model (directory), backends (preference list of tensorrt, onnxruntime, torch,
-  numpy). Without it `rtdecode run` records a calibration block (extracted activity, the stimulus
-  shown, frames' metadata; needs a record path), publishes activity only, and takes no triggers.
-- outputs: publish (default tcp://127.0.0.1:5560), record (session file path, optional), max_peers
-  (connections taken by each socket rtdecode binds, default 16; refused beyond).
-- triggers: list (may be empty) of {name, kind (zmq | network_events | serial), address, line,
-  min_interval_s}.
-- stimulus (optional): flip_times: sender (default: a stimulus frame starts at its stim message's
-  `t`, clock-corrected) or ttl (hardware flip times from a photodiode or the stimulus PC's frame
-  clock, recorded by Open Ephys: `ttl: {address, line, edges, tolerance_ms, max_latency_ms}`, the
-  Event Broadcaster's address (JSON output), the TTL line as the GUI numbers it from 1, which edges
-  mark a flip (rising, or both for a patch that alternates each flip), how far an edge may be from
-  the expected display latency (default 8 ms: half a 60 Hz frame) and the longest display latency
-  looked for before one is known (default 100 ms); see rtdecode.sources.flips).
-- freshness: every_frame (default: process every frame, recording grade) or latest (closed loop:
-  process only the newest frame queued, count the skipped ones); max_age_ms (default 50): no trigger
-  fires on a frame older than this since its acquisition (suppressed ones are counted and recorded).
+Sections: `rig` (a name); `source` (protocol: rtframe | openephys | eventbroadcaster | scanimage_zmq,
+the registry rtdecode.sources.protocols; addresses; per-protocol keys, PROTOCOL_ONLY); `extraction`
+(`two_photon` or `ephys`, the one the protocol needs); `decoder` (optional: model, blas_threads,
+backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers);
+`triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:
+sender or a TTL line); `freshness` and `max_age_ms`.
 """
 
 from __future__ import annotations
@@ -53,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.errors import ConfigError
@@ -65,13 +35,22 @@ from rtdecode.sources.address import check_endpoint, local_host, split_endpoint 
 TRIGGER_KINDS = ("zmq", "network_events", "serial")
 RULE_KINDS = ("similarity", "luminance", "motion")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
+# source keys that only some protocols use (key -> the protocols); any other protocol refuses them
+PROTOCOL_ONLY = {
+    "heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
+    "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
+    "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
+    "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"), "planes": ("rtframe", "scanimage_zmq"),
+}
 
 
 class Heartbeat(Section):
     """Open Ephys ZMQ Interface heartbeat (REQ to the plugin's REP)."""
 
-    port: Port | None = None  # default: data port + 1, as the plugin does
-    interval_s: Annotated[float, Range(gt=0.0, lt=5.0)] = 2.0  # the plugin marks a client dead after 5 s of silence
+    port: Port | None = Field(None, description="the plugin's heartbeat port; default: the data port + 1, as the "
+                                               "plugin does")
+    interval_s: Annotated[float, Range(gt=0.0, lt=5.0)] = Field(
+        2.0, description="seconds between heartbeats (the plugin marks a client dead after 5 s of silence)")
 
 
 def _one_or_many(v):
@@ -79,18 +58,38 @@ def _one_or_many(v):
 
 
 class Source(Section):
-    protocol: Annotated[str, OneOf(protocols.PROTOCOLS)]
-    address: Annotated[list[str], NonEmpty, BeforeValidator(_one_or_many)]
-    heartbeat: Heartbeat | None = None
-    event_broadcaster: Endpoint | None = None
-    stream: str | None = None
-    channels: Annotated[list[Annotated[int, Range(ge=0, le=4095)]], NonEmpty] | None = None
-    stim_address: Endpoint | None = None  # openephys / eventbroadcaster: rtframe publisher of 'stim' messages
-    idle_end_s: Annotated[float, Range(gt=0.0, le=3600.0)] | None = None  # end when the source is silent this long
-    group_by: Annotated[str, OneOf(("electrode", "unit"))] | None = None  # eventbroadcaster: one input per electrode or unit
-    units: Annotated[list[Name], NonEmpty] | None = None  # eventbroadcaster
-    channel: Annotated[int, Range(ge=1, le=64)] | None = None  # two-photon: the imaging channel extracted (default 1)
-    planes: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = None  # two-photon (default [1])
+    """Where the acquisition data comes from (one protocol of rtdecode.sources.protocols)."""
+
+    protocol: Annotated[str, OneOf(protocols.PROTOCOLS)] = Field(
+        description="how the data arrives (the source-protocol registry, rtdecode.sources.protocols)")
+    address: Annotated[list[str], NonEmpty, BeforeValidator(_one_or_many)] = Field(
+        description="tcp://HOST:PORT of the publisher, or a list; rtframe may list several publishers (e.g. the "
+                    "ScanImage PC and the stimulus PC). They bind, rtdecode connects")
+    heartbeat: Heartbeat | None = Field(None, description="the ZMQ Interface plugin's heartbeat")
+    event_broadcaster: Endpoint | None = Field(
+        None, description="the Event Broadcaster's address, for its TTLs and spikes beside the continuous data")
+    stream: str | None = Field(
+        None, description="the Open Ephys stream to read, by name (default: the first one that fits the model)")
+    channels: Annotated[list[Annotated[int, Range(ge=0, le=4095)]], NonEmpty] | None = Field(
+        None, description="the Open Ephys channels read (channel_num, from 0), in the model's input order (their "
+                          "number must equal the model's neurons)")
+    stim_address: Endpoint | None = Field(
+        None, description="an rtframe publisher of 'stim' messages (e.g. the stimulus PC), for protocols whose own "
+                          "stream carries no stimulus")
+    idle_end_s: Annotated[float, Range(gt=0.0, le=3600.0)] | None = Field(
+        None, description="end the session once data has arrived and the source has then been silent this long, s "
+                          "(e.g. after a replay; default: wait for the end message or --seconds)")
+    group_by: Annotated[str, OneOf(("electrode", "unit"))] | None = Field(
+        None, description="one decoder input per electrode or per sorted unit")
+    units: Annotated[list[Name], NonEmpty] | None = Field(
+        None, description="the electrode / 'ELECTRODE:SORTED_ID' names in the model's input order (their number must "
+                          "equal the model's neurons)")
+    channel: Annotated[int, Range(ge=1, le=64)] | None = Field(
+        None, description="the one imaging channel extracted, ScanImage's numbering from 1 (default 1); frames of "
+                          "other channels are counted in stats (ignored_frames) and ignored")
+    planes: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = Field(
+        None, description="the planes extracted, ScanImage's zIdx from 1, increasing (default [1]); frames of other "
+                          "planes, or a multi-ROI scan's ROIs after the first, are counted and ignored")
 
     @field_validator("address")
     @classmethod
@@ -115,12 +114,7 @@ class Source(Section):
     def _protocol_fields(self):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
             raise problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
-        only = {"heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-                "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
-                "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
-                "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"),
-                "planes": ("rtframe", "scanimage_zmq")}
-        for key, names in only.items():
+        for key, names in PROTOCOL_ONLY.items():
             if getattr(self, key) is not None and self.protocol not in names:
                 raise problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
         return self
@@ -145,15 +139,25 @@ class Source(Section):
 
 
 class TwoPhoton(Section):
-    # suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane (a list, in source.planes order)
-    rois: Path | Annotated[list[Path], NonEmpty]
-    reference: Path | Annotated[list[Path], NonEmpty] | None = None  # .npy image (one per plane); default: ops['meanImg']
-    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = (256, 256)
-    max_shift: Annotated[int, Range(ge=1, le=1024)] | None = None
-    neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = 0.7
-    tau_s: Annotated[float, Range(gt=0.0, le=10.0)] = 0.7  # indicator decay time
-    fps: Annotated[float, Range(gt=0.0, le=2000.0)] = 30.0
-    frame_dtype: Annotated[str, OneOf(("uint16", "int16"))] = "uint16"  # ScanImage acquires int16
+    """The two-photon chain: register -> ROI traces - neuropil -> dF/F -> deconvolve, one per plane."""
+
+    rois: Path | Annotated[list[Path], NonEmpty] = Field(
+        description="suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane: a list in source.planes order; "
+                    "the activity vector is the planes' activities one after the other (plane, then ROI order)")
+    reference: Path | Annotated[list[Path], NonEmpty] | None = Field(
+        None, description=".npy image to register to (one per plane); default: ops['meanImg'] of the ROI folder")
+    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = Field(
+        (256, 256), description="the centred region used for motion estimation, px (height, width)")
+    max_shift: Annotated[int, Range(ge=1, le=1024)] | None = Field(
+        None, description="the largest motion searched, px (default: a quarter of the crop)")
+    neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = Field(
+        0.7, description="neuropil subtraction factor: F - r * Fneu")
+    tau_s: Annotated[float, Range(gt=0.0, le=10.0)] = Field(
+        0.7, description="the indicator's decay time, s (GCaMP6s ~0.7)")
+    fps: Annotated[float, Range(gt=0.0, le=2000.0)] = Field(
+        30.0, description="the frame rate, Hz (the volume rate with several planes)")
+    frame_dtype: Annotated[str, OneOf(("uint16", "int16"))] = Field(
+        "uint16", description="the raw frames' type (ScanImage acquires int16)")
 
     @property
     def rois_per_plane(self) -> list[Path]:
@@ -167,13 +171,21 @@ class TwoPhoton(Section):
 
 
 class Ephys(Section):
-    band_hz: tuple[Annotated[float, Range(gt=0.0)], Annotated[float, Range(gt=0.0)]] | None = (300.0, 6000.0)
-    threshold: Annotated[float, Range(gt=0.0, le=50.0)] = 4.5  # x robust noise (negative crossings)
-    threshold_uv: Annotated[float, Range(gt=0.0, le=10000.0)] | None = None  # absolute level instead
-    reference: Annotated[str, OneOf(("mean", "median"))] | None = "mean"
-    bin_ms: Annotated[float, Range(ge=1.0, le=1000.0)] = 33.3
-    # the extraction's block capacity (samples): blocks are cut at bin edges and at most this long
-    block_samples: Annotated[int, Range(ge=16, le=65536)] = 1024
+    """The ephys chain: band-pass -> common reference -> threshold crossings -> spike counts per bin
+    (openephys), or sorted spikes binned per electrode / unit (eventbroadcaster)."""
+
+    band_hz: tuple[Annotated[float, Range(gt=0.0)], Annotated[float, Range(gt=0.0)]] | None = Field(
+        (300.0, 6000.0), description="band-pass edges, Hz (low, high); null: no filter")
+    threshold: Annotated[float, Range(gt=0.0, le=50.0)] = Field(
+        4.5, description="detection threshold, x the channel's robust noise (negative crossings)")
+    threshold_uv: Annotated[float, Range(gt=0.0, le=10000.0)] | None = Field(
+        None, description="an absolute detection level, uV, instead of `threshold`")
+    reference: Annotated[str, OneOf(("mean", "median"))] | None = Field(
+        "mean", description="common reference over channels; null: none")
+    bin_ms: Annotated[float, Range(ge=1.0, le=1000.0)] = Field(
+        33.3, description="the activity bin, ms: one decoder input vector per bin")
+    block_samples: Annotated[int, Range(ge=16, le=65536)] = Field(
+        1024, description="the extraction's block capacity, samples: blocks are cut at bin edges and at most this long")
 
     @field_validator("band_hz")
     @classmethod
@@ -184,8 +196,10 @@ class Ephys(Section):
 
 
 class Extraction(Section):
-    two_photon: TwoPhoton | None = None
-    ephys: Ephys | None = None
+    """Exactly one of two_photon, ephys: the one the source protocol needs."""
+
+    two_photon: TwoPhoton | None = Field(None, description="two-photon extraction")
+    ephys: Ephys | None = Field(None, description="ephys extraction")
 
     @model_validator(mode="after")
     def _one(self):
@@ -195,11 +209,15 @@ class Extraction(Section):
 
 
 class Decoder(Section):
-    model: Path
-    # BLAS threads of the live process: 1 keeps the per-frame mat-vec from fighting acquisition for cores
-    blas_threads: Annotated[int, Range(ge=1, le=256)] = 1
-    # preference order over the backend registry (rtdecode.decode.backends); the first that loads runs
-    backends: Annotated[list[Annotated[str, OneOf(BACKENDS)]], NonEmpty] = list(DEFAULT_PREFERENCE)
+    """The model decoded live; leave the section out to record a calibration block (two-photon only)."""
+
+    model: Path = Field(description="a model directory written by `rtdecode fit` (then `rtdecode compile`)")
+    blas_threads: Annotated[int, Range(ge=1, le=256)] = Field(
+        1, description="BLAS threads of the live process: 1 keeps the per-frame mat-vec from fighting acquisition "
+                       "for cores")
+    backends: Annotated[list[Annotated[str, OneOf(BACKENDS)]], NonEmpty] = Field(
+        list(DEFAULT_PREFERENCE), description="preference order over the backend registry "
+                                              "(rtdecode.decode.backends); the first that loads runs")
 
     @field_validator("backends")
     @classmethod
@@ -210,23 +228,32 @@ class Decoder(Section):
 
 
 class Outputs(Section):
-    publish: Endpoint = DEFAULT_PUBLISH
-    record: Path | None = None
-    # connections each socket rtdecode binds (publish, zmq triggers) takes; refused beyond, so that
-    # idle peers cannot use up the file descriptors (rtdecode.outputs.peer_limit)
-    max_peers: Annotated[int, Range(ge=1, le=10000)] = 16
+    """Where the decoded stream goes."""
+
+    publish: Endpoint = Field(DEFAULT_PUBLISH, description="the rtframe PUB address of 'decoded', 'activity' and "
+                                                            "'stats' (`rtdecode view` reads it); tcp://*:5560 serves "
+                                                            "other PCs")
+    record: Path | None = Field(None, description="a new session folder to record into (`rtdecode inspect` reads "
+                                                  "it); `rtdecode run --record` overrides it")
+    max_peers: Annotated[int, Range(ge=1, le=10000)] = Field(
+        16, description="connections each socket rtdecode binds (publish, zmq triggers) takes; refused beyond, so "
+                        "that idle peers cannot use up the file descriptors")
 
 
 class TriggerRule(Section):
     """When a trigger fires: a score of each decoded frame crosses `threshold` on `consecutive`
     frames in a row (see rtdecode.outputs.triggers.rules)."""
 
-    kind: Annotated[str, OneOf(RULE_KINDS)]  # correlation with `target`; mean 0-255; mean |change|
-    threshold: Annotated[float, Range(ge=-1.0, le=255.0)]
-    below: bool = False  # fire when the score is at or below the threshold instead
-    consecutive: Annotated[int, Range(ge=1, le=1000)] = 1
-    region: tuple[int, int, int, int] | None = None  # y0, y1, x0, x1 in decoded-frame pixels (end exclusive)
-    target: Path | None = None  # .npy image of the decoded frame's shape (similarity only)
+    kind: Annotated[str, OneOf(RULE_KINDS)] = Field(
+        description="the score: similarity (correlation with `target`), luminance (mean, 0-255) or motion "
+                    "(mean |change| from the previous frame)")
+    threshold: Annotated[float, Range(ge=-1.0, le=255.0)] = Field(description="the score's threshold")
+    below: bool = Field(False, description="fire when the score is at or below the threshold instead of above")
+    consecutive: Annotated[int, Range(ge=1, le=1000)] = Field(
+        1, description="decoded frames in a row that must cross the threshold")
+    region: tuple[int, int, int, int] | None = Field(
+        None, description="y0, y1, x0, x1 in decoded-frame pixels (end exclusive); default: the whole frame")
+    target: Path | None = Field(None, description=".npy image of the decoded frame's shape (similarity only)")
 
     @model_validator(mode="after")
     def _target(self):
@@ -238,15 +265,23 @@ class TriggerRule(Section):
 
 
 class Trigger(Section):
-    name: Name
-    rule: TriggerRule | None = None  # required by `rtdecode run`
-    kind: Annotated[str, OneOf(TRIGGER_KINDS)]
-    address: Name  # tcp://HOST:PORT (zmq, network_events) or a serial device
-    line: Annotated[int, Range(ge=1, le=256)] | None = None  # Network Events TTL line (1-based)
-    # Network Events pulse width: at least one of the GUI's processing blocks (1024 samples at 30 kHz
-    # is 34 ms), or the on and off edges can land on the same sample number
-    pulse_ms: Annotated[float, Range(ge=1.0, le=10000.0)] = 50.0
-    min_interval_s: Annotated[float, Range(ge=0.0, le=3600.0)] = 0.0
+    """A closed-loop output: when its `rule` fires on a decoded frame, a message or pulse goes out
+    (never on a frame older than max_age_ms)."""
+
+    name: Name = Field(description="a name for logs, stats and the recording")
+    rule: TriggerRule | None = Field(None, description="when it fires (required by `rtdecode run`)")
+    kind: Annotated[str, OneOf(TRIGGER_KINDS)] = Field(
+        description="the output: zmq (an rtframe 'trigger' message on a PUB socket), network_events (a TTL on the "
+                    "Open Ephys Network Events plugin) or serial (a pulse on a serial line, pyserial)")
+    address: Name = Field(description="tcp://HOST:PORT (zmq, network_events) or a serial device")
+    line: Annotated[int, Range(ge=1, le=256)] | None = Field(
+        None, description="the Network Events TTL line, from 1 (network_events only, required there)")
+    # at least one of the GUI's processing blocks (1024 samples at 30 kHz is 34 ms), or the on and off
+    # edges can land on the same sample number
+    pulse_ms: Annotated[float, Range(ge=1.0, le=10000.0)] = Field(
+        50.0, description="the Network Events pulse width, ms (at least one of the GUI's processing blocks)")
+    min_interval_s: Annotated[float, Range(ge=0.0, le=3600.0)] = Field(
+        0.0, description="the shortest time between two firings, s")
 
     @model_validator(mode="after")
     def _kind(self):
@@ -263,18 +298,23 @@ class Trigger(Section):
 class Ttl(Section):
     """Hardware flip times on a TTL line of the Open Ephys Event Broadcaster (rtdecode.sources.flips)."""
 
-    address: Endpoint  # the Event Broadcaster (JSON output), e.g. tcp://192.168.1.10:5557
-    line: Annotated[int, Range(ge=1, le=256)]  # the TTL line, numbered from 1 as in the GUI
-    edges: Annotated[str, OneOf(("rising", "both"))] = "rising"  # both: a photodiode patch alternating each flip
-    tolerance_ms: Annotated[float, Range(gt=0.0, le=100.0)] = 8.0  # half a 60 Hz stimulus frame
-    max_latency_ms: Annotated[float, Range(gt=0.0, le=1000.0)] = 100.0  # the longest display latency looked for
+    address: Endpoint = Field(description="the Event Broadcaster (JSON output), e.g. tcp://192.168.1.10:5557")
+    line: Annotated[int, Range(ge=1, le=256)] = Field(description="the TTL line, numbered from 1 as in the GUI")
+    edges: Annotated[str, OneOf(("rising", "both"))] = Field(
+        "rising", description="which edges mark a flip (both: a photodiode patch alternating each flip)")
+    tolerance_ms: Annotated[float, Range(gt=0.0, le=100.0)] = Field(
+        8.0, description="how far an edge may be from the expected display latency, ms (8: half a 60 Hz frame)")
+    max_latency_ms: Annotated[float, Range(gt=0.0, le=1000.0)] = Field(
+        100.0, description="the longest display latency looked for before one is known, ms")
 
 
 class Stimulus(Section):
     """When each stimulus frame started: the stim message's own time (sender) or a TTL edge (ttl)."""
 
-    flip_times: Annotated[str, OneOf(("sender", "ttl"))] = "sender"
-    ttl: Ttl | None = None
+    flip_times: Annotated[str, OneOf(("sender", "ttl"))] = Field(
+        "sender", description="sender: a stimulus frame starts at its stim message's clock-corrected `t`; ttl: at "
+                              "its TTL edge (a photodiode or the stimulus PC's frame clock, recorded by Open Ephys)")
+    ttl: Ttl | None = Field(None, description="the TTL line (flip_times ttl only)")
 
     @model_validator(mode="after")
     def _ttl(self):
@@ -286,17 +326,24 @@ class Stimulus(Section):
 
 
 class RigConfig(Section):
-    rig: Name = "rig"  # a name for logs and session files
-    source: Source
-    extraction: Extraction
-    decoder: Decoder | None = None  # none: a calibration block (record only)
-    outputs: Outputs = Outputs()
-    triggers: list[Trigger] = []
-    stimulus: Stimulus = Stimulus()
-    # every_frame: process every frame (recording grade; a backlog shows in the latency);
-    # latest: closed loop, drain the socket and process only the newest frame (skipped ones counted)
-    freshness: Annotated[str, OneOf(("every_frame", "latest"))] = "every_frame"
-    max_age_ms: Annotated[float, Range(gt=0.0, le=60000.0)] = 50.0  # no trigger on a frame older than this since acquisition
+    """A rig file: one YAML mapping of these sections."""
+
+    rig: Name = Field("rig", description="a name for logs and session files")
+    source: Source = Field(description="where the data comes from")
+    extraction: Extraction = Field(description="how activity is extracted")
+    decoder: Decoder | None = Field(None, description="the live model; none: a calibration block, "
+                                                      "recorded (needs a record path), activity published, no "
+                                                      "triggers")
+    outputs: Outputs = Field(Outputs(), description="publish and record")
+    triggers: list[Trigger] = Field([], description="closed-loop outputs (may be empty)")
+    stimulus: Stimulus = Field(Stimulus(), description="when each stimulus frame started")
+    freshness: Annotated[str, OneOf(("every_frame", "latest"))] = Field(
+        "every_frame", description="every_frame: process every frame (recording grade; a backlog shows in the "
+                                   "latency); latest: closed loop, drain the socket and process only the newest "
+                                   "frame (skipped ones counted)")
+    max_age_ms: Annotated[float, Range(gt=0.0, le=60000.0)] = Field(
+        50.0, description="no trigger fires on a frame older than this since its acquisition, ms (suppressed ones "
+                          "are counted and recorded)")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -32,6 +32,7 @@ def OneOf(names) -> BeforeValidator:
             raise problem(f"{value!r} is not one of {', '.join(names)}")
         return value
 
+    check.names = names  # what rtdecode.live.config_docs lists
     return BeforeValidator(check)
 
 
@@ -53,6 +54,7 @@ def Range(ge=None, gt=None, le=None, lt=None) -> WrapValidator:
             raise problem(f"{value!r} is out of range; allowed: {allowed}")
         return v
 
+    check.allowed = allowed  # what rtdecode.live.config_docs lists
     return WrapValidator(check)
 
 
