@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from rtdecode.bench import hostile
+from rtdecode.bench import hostile_common as hostile
 
 SCENARIOS = ("overload", "clock_step")
 MAX_AGE_MS = 50.0
