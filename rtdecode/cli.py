@@ -132,6 +132,8 @@ def _fit(args, env) -> int:
                 opts[k] = getattr(args, k)
         if args.amortized_steps:
             opts["amortized_steps"] = tuple(args.amortized_steps)
+        if args.amortized_kind:
+            opts["amortized_cfg"] = methods.amortized_config(args.amortized_kind)
         inv = {k: v for k, v in (("iterations", args.inverse_iterations), ("stride", args.inverse_stride)) if v}
         if inv:
             opts["inverse_cfg"] = InverseConfig(**inv)

@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--amortized-steps", type=int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
                    help="amortized training steps on the inverse's reconstructions (used only with "
                    "--inverse-trials), then on true frames (default 0 1500)")
+    f.add_argument("--amortized-kind", default=None, choices=tuple(methods.AMORTIZED_KINDS),
+                   help="the network --method amortized trains: image_prior (default: a U-Net over a clip of linear "
+                   "frames, learned from cross-fitted calibration pairs; docs/decoders.md) or ridge_residual (the "
+                   "earlier dense residual; needed for --inverse-trials, --synth-movies, --nproc, checkpoints)")
     f.add_argument("--neurons-subset", type=positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=positive_int, default=8, help="activity bins per decoded frame (default 8)")
     f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")

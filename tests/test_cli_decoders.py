@@ -10,7 +10,8 @@ from rtdecode.cli import main
 def test_fit_amortized_and_reconstruct_warm_from_the_command_line(small_dataset, tmp_path):
     assert main(["fit", str(small_dataset), "--out", str(tmp_path / "m"), "--method", "amortized",
                  "--neurons-subset", "100", "--encoder-steps", "10", "--inverse-iterations", "2", "--inverse-stride", "16",
-                 "--inverse-trials", "1", "--synth-movies", "1", "--amortized-steps", "10", "10"]) == 0
+                 "--amortized-kind", "ridge_residual", "--inverse-trials", "1", "--synth-movies", "1",
+                 "--amortized-steps", "10", "10"]) == 0
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["method"] == "amortized" and card["neurons"] == 100
     assert card["inverse"]["iterations"] == 2 and card["inverse"]["stride"] == 16

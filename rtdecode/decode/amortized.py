@@ -266,6 +266,10 @@ def net_from_arrays(arrays: dict, card: ModelCard, prefix: str = "amortized.") -
     a = card.amortized
     if a is None:
         raise ModelError("card.json has no 'amortized' field (the network's k, hidden, dropout)")
+    if a.get("kind") == "image_prior":
+        from rtdecode.decode import image_prior
+
+        return image_prior.from_arrays(arrays, card, prefix)
     if a.get("kind") == "ridge_residual":
         from rtdecode.decode import residual
 

@@ -33,9 +33,26 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            help="the dynamic encoding model, reconstructed by the iterative inverse"),
     Method("amortized", "rtdecode.decode.pipeline:PipelineDecoder", ("amortized", "inverse", "warm"),
            encoder=True, fit=True,
-           help="ridge + a residual network initialised at zero, the best validation step kept (ridge alone "
-                "competes), and the encoder reconstruct --method warm/inverse refine it with"),
+           help="ridge + a U-Net over a clip of its frames, learned from cross-fitted calibration pairs and "
+                "kept only where it beats ridge on validation, and the encoder reconstruct --method warm/inverse "
+                "refine it with"),
 )}
+
+
+# `rtdecode fit --method amortized --amortized-kind NAME`: the network trained (the card's amortized.kind),
+# as "module:ConfigClass" (imported when asked for: torch); the first is the default.
+AMORTIZED_KINDS: dict[str, str] = {
+    "image_prior": "rtdecode.decode.image_prior:ImagePriorConfig",
+    "ridge_residual": "rtdecode.decode.residual:ResidualConfig",
+}
+
+
+def amortized_config(kind: str):
+    """A default config object of the amortized network `kind`; ConfigError lists the valid kinds."""
+    if kind not in AMORTIZED_KINDS:
+        raise ConfigError(f"unknown amortized kind {kind!r}; valid: {', '.join(AMORTIZED_KINDS)}")
+    module, _, cls = AMORTIZED_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)()
 
 
 def register(method: Method) -> None:

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 from rtdecode.decode import amortized as am
+from rtdecode.decode import crossfit
+from rtdecode.decode import distributed as dist
+from rtdecode.decode import image_prior as ip
 from rtdecode.decode import encoder as enc
 from rtdecode.decode import methods
 from rtdecode.decode import ridge
@@ -135,7 +138,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                  encoder_cfg: enc.EncoderConfig | None = None, inverse_cfg: InverseConfig | None = None,
                  inverse_trials: int | None = None, warm_iterations: int | None = None,
                  synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
-                 amortized_cfg: am.AmortizedConfig | ResidualConfig | None = None, batch: int = 64, seed: int = 0,
+                 amortized_cfg: am.AmortizedConfig | ResidualConfig | ip.ImagePriorConfig | None = None, batch: int = 64, seed: int = 0,
                  compress_scale: float | None = ridge.COMPRESS, brightness_keep=ridge.BRIGHTNESS_KEEP,
                  progress: bool = False, stash: dict | None = None,
                  say: Callable[[str], None] | None = None, checkpoints=None,
@@ -147,8 +150,11 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     intermediate results (the inverse targets, the synthetic pairs) for reports. Under torchrun
     every rank runs this (rtdecode.decode.distributed); `checkpoints` saves / resumes each stage.
 
-    `amortized_cfg`: a `ResidualConfig` (the default: ridge + a residual network initialised at zero,
-    rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network). Defaults that
+    `amortized_cfg`: an `ImagePriorConfig` (the default: ridge + a U-Net over a clip of cross-fitted
+    linear frames, rtdecode.decode.image_prior; trained in one process, `amortized_steps[1]` sets its
+    steps when given), a `ResidualConfig` (ridge + a dense residual network initialised at zero,
+    rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network); methods.AMORTIZED_KINDS
+    names them. Defaults that
     depend on it: `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8),
     `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (1000:
     the encoder reconstruct --method warm|inverse needs; the warm start gained +0.013 to +0.016 over
@@ -161,8 +167,19 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     if method not in methods.encoder_methods():
         raise ConfigError(f"unknown pipeline method '{method}'; valid: {', '.join(methods.encoder_methods())}")
     inverse_cfg = inverse_cfg or InverseConfig()
-    amortized_cfg = amortized_cfg or ResidualConfig()
-    residual = isinstance(amortized_cfg, ResidualConfig)
+    amortized_cfg = amortized_cfg or ip.ImagePriorConfig()
+    image = isinstance(amortized_cfg, ip.ImagePriorConfig)
+    residual = isinstance(amortized_cfg, ResidualConfig) or image  # both start as ridge: same defaults
+    if image and method == "amortized":
+        if inverse_trials or synth_movies:
+            raise ConfigError("the image-prior amortized decoder learns from cross-fitted calibration pairs only: "
+                              "--inverse-trials and --synth-movies apply to --amortized-kind ridge_residual")
+        if checkpoints is not None or dist.current().distributed:
+            raise ConfigError("the image-prior amortized decoder trains in one process without checkpoints: drop "
+                              "--nproc / torchrun, --checkpoint-every and --resume, or use --amortized-kind "
+                              "ridge_residual")
+        if amortized_steps is not None:
+            amortized_cfg = ip.ImagePriorConfig(**{**asdict(amortized_cfg), "steps": int(amortized_steps[1])})
     if inverse_trials is None:
         inverse_trials = 0 if residual else 8
     if amortized_steps is None:
@@ -220,7 +237,10 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     # 5. amortized decoder
     t3 = time.perf_counter()
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
-    if residual:
+    if image:
+        net, am_info = fit_image_prior(trials, val_trials, amortized_cfg, lag_min, bins, seed, progress, say,
+                                       compress_scale, val_mask, brightness_keep)
+    elif residual:
         net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
                                     lag_min, bins, batch, seed, progress, say, checkpoints, compress_scale, val_mask,
                                     brightness_keep)
@@ -238,8 +258,35 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     if stash is not None:
         stash.update({"inv_ids": inv_ids, "inv_targets": inv_targets, "synth": synth, "encoders": encoders,
                       "mask": mask})
+    # the image prior's window is wider than the ridge's (its clip of linear frames)
+    lag_min, bins = (net.lag_min, net.bins) if image else (lag_min, bins)
     dec = PipelineDecoder(new_card("amortized", N, lag_min, bins, frame_shape, 30.0, **fields), encoders, net, mask)
     return dec, arrays, {**fields, "training_pipeline": info}
+
+
+def fit_image_prior(trials, val_trials, cfg: ip.ImagePriorConfig, lag_min, bins, seed, progress, say,
+                    compress_scale=ridge.COMPRESS, val_mask=None, brightness_keep=ridge.BRIGHTNESS_KEEP):
+    """Ridge (penalty and brightness share chosen on the validation trials, refitted on all), its
+    cross-fitted reconstructions of every trial (rtdecode.decode.crossfit), then the image prior's
+    U-Net trained on the fit trials' out-of-fold clips and validated on the validation trials' ones
+    (rtdecode.decode.image_prior.train: kept only if it beats the linear decoder there). Returns (net, info)."""
+    say("ridge (the image prior's linear path)")
+    dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
+                               lag_min=lag_min, bins=bins, compress_scale=compress_scale, mask=val_mask,
+                               brightness_keep=brightness_keep)
+    every = [(t[0], t[1]) for t in trials] + [(t[0], t[1]) for t in val_trials]
+    folds = min(cfg.folds, len(every))
+    oof = crossfit.out_of_fold(every, dec_all, rinfo["alpha"], rinfo["brightness_keep"], folds,
+                               lambda d, r: ip.linear_frames(d, r, cfg.back, cfg.fwd), progress=say)
+    net = ip.ImagePriorNet(len(dec_all.act_mean), dec_all.basis.shape[0], dec_all.basis.shape[1],
+                           dec_all.weights.shape[1], dec_all.frame_shape, cfg)
+    net.set_linear(dec_all)
+    n = len(trials)
+    say("image prior (U-Net over out-of-fold linear clips)")
+    info = ip.train(net, [(f, t[1]) for f, t in zip(oof[:n], trials)], [(f, t[1]) for f, t in zip(oof[n:], val_trials)],
+                    seed=seed, progress=progress, val_mask=val_mask, say=say)
+    info.update({"ridge": rinfo, "folds": folds})
+    return net, info
 
 
 def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualConfig, steps, lag_min, bins,

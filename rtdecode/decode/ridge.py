@@ -76,7 +76,7 @@ def window_fill(arrays: dict[str, np.ndarray], card: ModelCard) -> np.ndarray:
     """(N,) raw activity that fills the live activity ring before the first frame: the `raw_fill` of
     a ridge model or of the ridge-based amortized network, zeros for other models."""
     kind = (card.amortized or {}).get("kind")
-    for prefix in ("",) + (("amortized.",) if kind == "ridge_residual" else ()):
+    for prefix in ("",) + (("amortized.",) if kind in ("ridge_residual", "image_prior") else ()):
         if prefix + "act_mean" in arrays:
             scale = arrays.get(prefix + "act_scale")
             return raw_fill(arrays[prefix + "act_mean"].reshape(-1), 0.0 if scale is None else float(scale.reshape(-1)[0]))
@@ -240,6 +240,16 @@ def shrink_brightness(w: np.ndarray, m: np.ndarray, keep: float) -> np.ndarray:
     return (w - (1.0 - keep) * (w @ m)[:, None].astype(w.dtype)).astype(np.float32)
 
 
+def truncate_weights(w: np.ndarray, rank: int | None, keep: float, m: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Full weights (features, H*W) -> (weights, w_out): the top-`rank` singular factors (w_out None
+    when rank is None or not smaller), with `keep` of the brightness folded into the output side."""
+    if rank is not None and rank < min(w.shape):
+        u, sv, vt = np.linalg.svd(w, full_matrices=False)
+        return ((u[:, :rank] * sv[:rank]).astype(np.float32),
+                np.ascontiguousarray(shrink_brightness(vt[:rank].astype(np.float32), m, keep)))
+    return shrink_brightness(w, m, keep), None
+
+
 def _solve(G: np.ndarray, C: np.ndarray, penalty: float, keep: bool) -> np.ndarray:
     """(G + penalty I)^-1 C by Cholesky. With keep=False, G is overwritten: at Sensorium scale
     (16,000 features) each copy of G is 2 GB, so the final solve makes none."""
@@ -362,11 +372,7 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     w = _solve(G, C, alpha * scale, keep=False)
     G = None  # frees the Gram matrix (the closure above still names G)
     def truncate(w):
-        if rank is not None and rank < min(w.shape):
-            u, sv, vt = np.linalg.svd(w, full_matrices=False)
-            return ((u[:, :rank] * sv[:rank]).astype(np.float32),
-                    np.ascontiguousarray(shrink_brightness(vt[:rank].astype(np.float32), m, keep)))
-        return shrink_brightness(w, m, keep), None
+        return truncate_weights(w, rank, keep, m)
 
     if rank is not None:
         say(f"rank-{rank} truncation")

@@ -127,7 +127,8 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
                   f"{fields['encoder']['pix_scale']}",
         "behaviour": "encoder: z-scored with the encoder's beh_mean, beh_std buffers",
     }
-    card = model_dir.new_card(method, n, lag_min, bins, ds.frame_shape, 30.0, normalisation,
+    window = dec.card.window  # the image prior's is wider than the ridge's (rtdecode.decode.image_prior)
+    card = model_dir.new_card(method, n, window.lag_min, window.bins, ds.frame_shape, 30.0, normalisation,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
                                         "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info},
                               distributed=env.card_fields(), **fields)

@@ -58,6 +58,6 @@ def test_onnx_export_of_the_amortized_model(tiny_model, tmp_path):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model[0], folder)
     entry = export.export_onnx(folder)
-    assert entry["inputs"][0]["shape"] == [1, 200, 8] and entry["outputs"][0]["shape"] == [1, 36, 64]
+    assert entry["inputs"][0]["shape"] == [1, 200, 16] and entry["outputs"][0]["shape"] == [1, 36, 64]
     assert entry["parity_max_rel_err"] < 1e-4
     assert json.loads((folder / "card.json").read_text())["onnx"]["sha256"] == entry["sha256"]

@@ -16,7 +16,7 @@ def test_fit_writes_a_self_describing_model(tiny_model):
     out, card = tiny_model
     on_disk = json.loads((out / "card.json").read_text())
     assert on_disk["method"] == "amortized" and on_disk["neurons"] == 200
-    assert on_disk["frame_shape"] == [36, 64] and on_disk["window"] == {"lag_min": 0, "bins": 8}
+    assert on_disk["frame_shape"] == [36, 64] and on_disk["window"] == {"lag_min": -4, "bins": 16}  # the ridge's 8 bins + a clip of 4 + 4 frames
     for key in ("normalisation", "rtdecode_version", "encoder", "inverse", "amortized", "training"):
         assert key in on_disk
     assert on_disk["training"]["timings"]["total_s"] > 0

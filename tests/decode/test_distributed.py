@@ -24,11 +24,13 @@ import torch
 
 from rtdecode.decode import distributed as dist
 from rtdecode.decode.card import read_card
+from rtdecode.decode.residual import ResidualConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--method", "amortized", "--encoder-steps", "8", "--inverse-trials", "2", "--inverse-iterations", "2",
+# the dense residual kind: the one that trains under torchrun, with checkpoints and inverse targets
+ARGS = ["--method", "amortized", "--amortized-kind", "ridge_residual", "--encoder-steps", "8", "--inverse-trials", "2", "--inverse-iterations", "2",
         "--synth-movies", "0", "--amortized-steps", "4", "4"]
-OPTIONS = dict(encoder_steps=8, inverse_trials=2, synth_movies=0, amortized_steps=(4, 4))
+OPTIONS = dict(encoder_steps=8, inverse_trials=2, synth_movies=0, amortized_steps=(4, 4), amortized_cfg=ResidualConfig())
 
 
 def _run(args, env_extra=None, timeout=300):

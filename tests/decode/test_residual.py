@@ -8,7 +8,7 @@ import torch
 
 from rtdecode.decode import amortized as am
 from rtdecode.decode import ridge
-from rtdecode.decode.residual import RidgeResidualNet
+from rtdecode.decode.residual import ResidualConfig, RidgeResidualNet
 
 
 def _ridge(tiny_trials):
@@ -45,6 +45,7 @@ def test_default_fit_keeps_ridge_in_the_race_and_exports(tiny_dataset, tmp_path)
 
     # --encoder-steps 0: the residual decoder alone (the default also trains the encoder, 1000 steps)
     card = fit_dataset(tiny_dataset, tmp_path / "m", method="amortized", progress=False, amortized_steps=(0, 20),
+                       amortized_cfg=ResidualConfig(),
                        encoder_steps=0)
     tp = card.training
     assert card.amortized["kind"] == "ridge_residual" and tp["encoder"] == []
