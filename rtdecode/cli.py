@@ -1,4 +1,4 @@
-"""The `rtdecode` command line (DESIGN 3.1): `main` and one function per sub-command. The parser
+"""The `rtdecode` command line (docs/design.md 3.1): `main` and one function per sub-command. The parser
 is `rtdecode.cli_parser`; heavy imports happen inside each sub-command."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `rtdecode` command line's parser (DESIGN 3.1): every sub-command, its options and help.
+"""The `rtdecode` command line's parser (docs/design.md 3.1): every sub-command, its options and help.
 Light imports only (the registries); `rtdecode.cli` runs the commands."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ class ModelError(RtdecodeError):
 
 
 class WireError(RtdecodeError):
-    """A message does not follow the rtframe v1 wire format (DESIGN 3.4).
+    """A message does not follow the rtframe v1 wire format (docs/design.md 3.4).
 
     `reason` is one of the fixed rejection reasons of rtdecode.sources.rejects (never sender text),
     under which the receiver counts the message."""

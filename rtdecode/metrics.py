@@ -1,4 +1,4 @@
-"""Reconstruction quality as Bauer et al. measure it (DESIGN 3.3).
+"""Reconstruction quality as Bauer et al. measure it (docs/design.md 3.3).
 
 pixel_corr: per held-out trial, one Pearson correlation over all (mask pixels x frames), the first
 30 frames dropped; then the mean over trials. Also the mean per-frame correlation and the same

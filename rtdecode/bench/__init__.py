@@ -1,4 +1,4 @@
-"""Benchmarks and accuracy experiments that write JSON (DESIGN 3.5), one module each.
+"""Benchmarks and accuracy experiments that write JSON (docs/design.md 3.5), one module each.
 
 Each module runs as `python -m rtdecode.bench.NAME --help` and as `rtdecode bench NAME --help`;
 each result JSON carries `machine_info()` under "machine": the git commit (and whether the tree was

@@ -4,7 +4,7 @@
 a temporary folder -- the stand-in amortized network (N*bins -> 512 -> H*W, bins 8) and a ridge
 decoder of the same shape with random weights (linear, temporal basis as `rtdecode fit` chooses) --
 exports each to ONNX (parity checked), and times every backend that loads here on the same inputs in
-interleaved rounds (a ratio holds on a noisy machine; an absolute time does not, DESIGN 3.5). The
+interleaved rounds (a ratio holds on a noisy machine; an absolute time does not, docs/design.md 3.5). The
 baseline is torch eager on the CPU; the ridge decoder's NumPy `predict_window` (the current live
 path) is timed too. At the largest neuron count the stand-in of the REFERENCES E anchor shape
 (N -> 512 -> H*W, i.e. bins 1) is added. Backends that do not load are listed with the reason.

@@ -3,7 +3,7 @@
 The amortized decoder's two advantages over ridge are its nonlinearity and the extra training pairs
 an encoder can synthesise. This experiment gives it the best possible version of the second: the
 extra pairs come from the rig's *ground-truth* population (a perfect encoder), so any shortfall is
-not the learned encoder's fault. Methods, all scored with DESIGN 3.3 pixel_corr on the dataset's
+not the learned encoder's fault. Methods, all scored with docs/design.md 3.3 pixel_corr on the dataset's
 held-out (oracle) trials:
 
   ridge            the live ridge decoder, fitted on the dataset's calibration trials

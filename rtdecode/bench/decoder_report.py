@@ -1,5 +1,5 @@
 """Decoder report: ridge vs cold inverse vs amortized (scratch / warm-started) vs warm refinement,
-at several neuron counts, on a virtual-rig dataset (DESIGN 3.3 pixel_corr on held-out movies).
+at several neuron counts, on a virtual-rig dataset (docs/design.md 3.3 pixel_corr on held-out movies).
 
 Writes benchmarks/results/decoder_report.{json,md} and benchmarks/results/decoder_report.png.
 

@@ -1,4 +1,4 @@
-"""NWB export time and peak memory on a synthesised session (DESIGN 3.5):
+"""NWB export time and peak memory on a synthesised session (docs/design.md 3.5):
 
     python -m rtdecode.bench.nwb --minutes 10 --json benchmarks/results/nwb_export.json
 

@@ -5,7 +5,7 @@
 Writes a virtual-rig dataset (`rtdecode simulate` defaults: 20 train + 4 held-out trials of 300
 frames; --neurons 1000), fits ridge once at full rank as `rtdecode fit` does (last 20% of the train
 trials choose the penalty, then refit on all), and truncates the same weights to each `--ranks` k by
-SVD, as `ridge.fit(rank=k)` does after the identical solve. Each is scored with DESIGN 3.3
+SVD, as `ridge.fit(rank=k)` does after the identical solve. Each is scored with docs/design.md 3.3
 pixel_corr on the held-out trials. Also reports the multiply-adds per frame of each product
 (features x pixels at full rank; (features + pixels) x k truncated).
 """

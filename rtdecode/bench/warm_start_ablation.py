@@ -5,7 +5,7 @@ encoder-synthesised pairs are made once; then, for each seed, two amortized netw
 with the same total steps and the same data:
   warm     inverse targets first (steps[0]), then true frames + synthetic pairs (steps[1]);
   scratch  true frames + synthetic pairs for steps[0] + steps[1].
-Each is scored with DESIGN 3.3 pixel_corr on the dataset's held-out (oracle) trials.
+Each is scored with docs/design.md 3.3 pixel_corr on the dataset's held-out (oracle) trials.
 
     rtdecode bench warm_start_ablation /work/data/rig4000 --neurons 1000 --seeds 5
 

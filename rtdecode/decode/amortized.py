@@ -140,7 +140,7 @@ def train_amortized(net: AmortizedNet, phases: list[tuple[str, PairSet, int]], *
                     patience: int | None = None, min_gain_z: float | None = None,
                     val_mask: np.ndarray | None = None) -> dict:
     """Train `net` in place through `phases` [(name, pairs, steps), ...] (AdamW, cosine decay per
-    phase). `val` = (responses list, true videos list) is scored as DESIGN 3.3 scores held-out
+    phase). `val` = (responses list, true videos list) is scored as docs/design.md 3.3 scores held-out
     trials (pixel_corr over `val_mask`, the dataset's evaluation mask; None: the full frame); the
     best step of the last phase is kept. Returns info. Under torchrun the network is in DDP, each
     rank building its share of every global batch (rtdecode.decode.distributed); `checkpoints`

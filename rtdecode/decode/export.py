@@ -1,4 +1,4 @@
-"""Export a decoder to ONNX: the one graph that onnxruntime and TensorRT consume (DESIGN 5).
+"""Export a decoder to ONNX: the one graph that onnxruntime and TensorRT consume (docs/design.md 5).
 
 The interface is a torch module: any decoder whose class has `as_torch_module()` returning a
 `torch.nn.Module` that maps a float32 window (1, N, bins) to a float32 frame (1, H, W) -- or that is

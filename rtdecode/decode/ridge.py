@@ -272,7 +272,7 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     Each source is a callable returning an iterable of (responses (N, T), video (T, H, W)) so the data
     is streamed, never held all at once. The penalty and the share of brightness kept
     (`shrink_brightness`, grid `brightness_keep`; (1.0,): all of it) are chosen together by the
-    pixel correlation (DESIGN 3.3: over `mask`, the dataset's evaluation mask, or the full frame
+    pixel correlation (docs/design.md 3.3: over `mask`, the dataset's evaluation mask, or the full frame
     when None) on the validation trials, on the grid `alphas` and then (`refine`) half a decade
     either side of the best. `n_basis` None picks `default_n_basis`. `rank` truncates the weights
     to their top singular vectors (None: full rank): the live product then reads (features + pixels)

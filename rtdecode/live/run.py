@@ -44,7 +44,7 @@ from rtdecode.stage import Chain, check_graph
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder: the dataset layout (DESIGN 3.2)
+CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder: the dataset layout (docs/design.md 3.2)
 
 
 def decoder_stage(cfg: RigConfig):
@@ -254,7 +254,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         n_neurons = planes.n
     else:
         n_neurons = card.neurons if card is not None else int(chain.out_spec.shape[0])
-    # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (DESIGN 3.2)
+    # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (docs/design.md 3.2)
     frame_shape = card.frame_shape if card is not None else CALIBRATION_FRAME_SHAPE
     # before the session folder: it may refuse the model (neurons)
     frame_bytes = None

@@ -1,4 +1,4 @@
-"""Reading datasets in the Sensorium 2023 layout (DESIGN 3.2), unchanged, validated.
+"""Reading datasets in the Sensorium 2023 layout (docs/design.md 3.2), unchanged, validated.
 
 mouse/
   data/videos/{trial}.npy        float32 (H=36, W=64, T), 0-255, 30 Hz, NaN-padded at the end

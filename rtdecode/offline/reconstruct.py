@@ -1,4 +1,4 @@
-"""`rtdecode reconstruct`: decode the videos of held-out trials and score them (DESIGN 3.3)."""
+"""`rtdecode reconstruct`: decode the videos of held-out trials and score them (docs/design.md 3.3)."""
 
 from __future__ import annotations
 

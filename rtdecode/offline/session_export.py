@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def export_sensorium(session: str | Path, out: str | Path, tier: str = "train") -> Path:
-    """Write a recorded session in the Sensorium 2023 layout (DESIGN 3.2), one trial per stimulus
+    """Write a recorded session in the Sensorium 2023 layout (docs/design.md 3.2), one trial per stimulus
     trial seen, so that `rtdecode fit` trains on a recorded calibration block.
 
     Responses are the recorded activity vectors, video frames the stimulus images recorded with

@@ -1,4 +1,4 @@
-"""A ScanImage TIFF recording plus a stimulus log -> a fit dataset (Sensorium 2023 layout, DESIGN 3.2).
+"""A ScanImage TIFF recording plus a stimulus log -> a fit dataset (Sensorium 2023 layout, docs/design.md 3.2).
 
     rtdecode dataset TIFF --stimulus-log LOG.csv --movies DIR --rois SUITE2P_PLANE --out DATASET
 

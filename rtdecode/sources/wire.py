@@ -1,4 +1,4 @@
-"""The `rtframe` v1 wire format (DESIGN 3.4): ZeroMQ multipart of three frames.
+"""The `rtframe` v1 wire format (docs/design.md 3.4): ZeroMQ multipart of three frames.
 
   1. topic, ASCII: frame, stim, decoded, activity, stats, trigger
   2. header, UTF-8 JSON: v (1), seq (per-publisher counter from 0), t (s, sender's clock),

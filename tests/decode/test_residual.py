@@ -91,7 +91,7 @@ def test_a_residual_step_must_gain_on_the_validation_trials_together():
 
 
 def test_validation_is_scored_over_the_evaluation_mask(tiny_trials):
-    """Step 0's validation score is DESIGN 3.3's pixel_corr of ridge alone over `val_mask`, not the
+    """Step 0's validation score is docs/design.md 3.3's pixel_corr of ridge alone over `val_mask`, not the
     full-frame value (the held-out trials are scored over the mask)."""
     from rtdecode import metrics
 

@@ -1,4 +1,4 @@
-"""Open Ephys GUI acquisition side, in the GUI's own protocols (REFERENCES C, DESIGN 3.4).
+"""Open Ephys GUI acquisition side, in the GUI's own protocols (REFERENCES C, docs/design.md 3.4).
 
 - `zmq_interface`: client of the ZMQ Interface plugin (continuous data, TTL events, spikes).
 - `zmq_interface_wire`: that plugin's wire format (message types, encoders, `parse_message`).
