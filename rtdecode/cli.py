@@ -70,12 +70,14 @@ def cmd_export(args, progress) -> int:
             import pynwb  # noqa: F401
         except ImportError as exc:
             raise RtdecodeError(f"--nwb needs pynwb ({exc}); install the extra: pip install -e '.[nwb]'") from None
+        from rtdecode.live.config import resolve_session_metadata
         from rtdecode.offline.nwb_export import SUBJECT_OPTIONS
 
-        metadata = {"subject": {k: getattr(args, k) for k in SUBJECT_OPTIONS},
-                    "imaging_plane": {"location": args.location, "indicator": args.indicator},
-                    "experimenter": args.experimenter, "institution": args.institution, "lab": args.lab,
-                    "experiment_description": args.experiment_description}
+        metadata = resolve_session_metadata(args.session, {
+            "subject": {k: getattr(args, k) for k in SUBJECT_OPTIONS},
+            "imaging_plane": {"location": args.location, "indicator": args.indicator},
+            "experimenter": args.experimenter, "institution": args.institution, "lab": args.lab,
+            "experiment_description": args.experiment_description})
         rep = export_nwb(args.session, args.nwb, rois=args.rois, compress=not args.no_compress, progress=True,
                          metadata=metadata, allow_damaged=args.allow_damaged)
         print(f"wrote {rep['path']}: {rep['frames']} frames ({rep['kind']})")

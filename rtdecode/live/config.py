@@ -436,6 +436,18 @@ def parse_session_metadata(data, source: str = "session_metadata") -> SessionMet
         raise config_error(exc, source) from None
 
 
+def resolve_session_metadata(session: str | Path, overrides: dict | None = None) -> dict:
+    """The metadata `rtdecode export` writes: the rig file's `session_metadata` as recorded in the
+    session's session.json, each key overridden by `overrides` (the export options; the subject and
+    the imaging plane field by field), checked by SessionMetadata as a whole. ConfigError names
+    the key and what is allowed."""
+    from rtdecode.offline.nwb_export import merge_metadata, recorded_metadata
+
+    merged = merge_metadata(recorded_metadata(session), overrides)
+    return parse_session_metadata(merged, "session metadata (the rig file's session_metadata recorded in "
+                                          "session.json, then the export options)").model_dump(exclude_none=True)
+
+
 class RigConfig(Section):
     """A rig file: one YAML mapping of these sections."""
 

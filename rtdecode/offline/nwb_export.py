@@ -214,26 +214,49 @@ def _add_triggers(nwb, events: list[dict], config: dict, t0: float, types: set) 
 SUBJECT_OPTIONS = ("subject_id", "species", "sex", "age", "date_of_birth", "strain")
 
 
-def session_metadata(meta: dict, overrides: dict | None = None) -> dict:
-    """The session's metadata for NWB: the rig file's `session_metadata` as recorded in session.json,
-    each key overridden by `overrides` (the `rtdecode export` options; `subject` and `imaging_plane`
-    key by key), checked by the rig file's model (rtdecode.live.config.SessionMetadata). ConfigError
-    names the key and what is allowed."""
-    from rtdecode.live.config import parse_session_metadata
+def recorded_metadata(session: str | Path) -> dict:
+    """The rig file's `session_metadata` as recorded in the session's session.json ({} if none, or
+    if session.json is unreadable: the export's checked reader reports that)."""
+    try:
+        meta = json.loads((Path(session) / "session.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    md = (meta.get("config") or {}).get("session_metadata") if isinstance(meta, dict) else None
+    return md if isinstance(md, dict) else {}
 
-    recorded = ((meta.get("config") or {}).get("session_metadata")) or {}
-    merged = dict(recorded) if isinstance(recorded, dict) else recorded
+
+def merge_metadata(recorded: dict, overrides: dict | None) -> dict:
+    """`recorded` (the rig file's session_metadata) with each key of `overrides` that is not None in
+    its place; `subject` and `imaging_plane` are merged field by field. Keys set to None (as a rig
+    file's model dump writes the ones left out) are dropped."""
+    merged = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
+              for k, v in recorded.items() if v is not None}
     for key, value in (overrides or {}).items():
-        if value is None or not isinstance(merged, dict):
-            continue
-        if key in ("subject", "imaging_plane"):
+        if key in ("subject", "imaging_plane") and isinstance(value, dict):
             given = {k: v for k, v in value.items() if v is not None}
             if given:
                 merged[key] = {**(merged.get(key) or {}), **given}
-        else:
+        elif value is not None:
             merged[key] = value
-    return parse_session_metadata(merged, "session metadata (the rig file's session_metadata in session.json, "
-                                          "then the export options)").model_dump(exclude_none=True)
+    return merged
+
+
+def _metadata_problem(md) -> str | None:
+    """What in a metadata dict NWB cannot take (the rig file's model, rtdecode.live.config.
+    SessionMetadata, checks it fully where the rig file and the export options are read)."""
+    if not isinstance(md, dict):
+        return f"not a mapping but {type(md).__name__}"
+    for key in ("subject", "imaging_plane"):
+        if not isinstance(md.get(key) or {}, dict):
+            return f"{key} is not a mapping"
+    texts = [v for k, v in md.items() if k not in ("subject", "imaging_plane", "experimenter", "keywords")]
+    texts += list((md.get("subject") or {}).values())
+    texts += [v for k, v in (md.get("imaging_plane") or {}).items() if k in ("location", "indicator")]
+    lists = [md.get("experimenter") or [], md.get("keywords") or []]
+    if not all(isinstance(v, str) for v in texts) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists):
+        return "holds values that are not text"
+    return None
 
 
 def dandi_missing(md: dict, kind: str) -> list[str]:
@@ -273,17 +296,19 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     is damaged, unless `allow_damaged`: then only what is whole is written, and the damaged ranges go
     to invalid_times.
     rois: a suite2p plane folder for two-photon sessions recorded without rois.npz.
-    metadata: overrides of the rig file's `session_metadata` (rtdecode.live.config.SessionMetadata:
-    subject {subject_id, species, sex, age, date_of_birth, strain, ...}, experimenter, institution,
-    lab, experiment_description, keywords, imaging_plane {location, indicator, ...}); `subject`,
-    `experimenter`, `institution`: the same, given one by one. Nothing of the animal is invented:
-    what is not given is left out, and listed in the report's `dandi_missing`.
+    metadata: the session's metadata as `rtdecode export` resolves and checks it (rtdecode.live.config.
+    resolve_session_metadata: the rig file's `session_metadata` recorded in session.json, overridden
+    by the options; subject {subject_id, species, sex, age, date_of_birth, strain, ...},
+    experimenter, institution, lab, experiment_description, keywords, imaging_plane {location,
+    indicator, ...}). None: the recorded `session_metadata`, overridden by `subject` (fields),
+    `experimenter` and `institution`. Nothing of the animal is invented: what is not given is left
+    out, and listed in the report's `dandi_missing`.
     compress: gzip (level 4) the large datasets. Returns a report: {'path', 'frames', 'kind',
     'missing' (what the file does not hold, and why), 'dandi_missing' (metadata DANDI requires or
     recommends that was not given), 'damaged' (what was left out, with allow_damaged),
     'invalid_ranges', 'neurodata_types'}.
     RecordError if `session` is not a session, is damaged (without allow_damaged), or holds no
-    readable frame; ConfigError if the metadata is not valid.
+    readable frame, or if the metadata is not text where NWB needs text.
     """
     from hdmf.backends.hdf5.h5_utils import H5DataIO
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -317,8 +342,16 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     missing: list[str] = []
     types: set[str] = set()
     people = [experimenter] if isinstance(experimenter, str) else experimenter
-    md = session_metadata(meta, (metadata or {}) | {k: v for k, v in (("subject", subject), ("experimenter", people),
-                                                                      ("institution", institution)) if v})
+    if metadata is None:  # the API without the CLI's checked metadata: the recorded one, these overrides
+        recorded = (meta.get("config") or {}).get("session_metadata") or {}
+        md = merge_metadata(recorded if isinstance(recorded, dict) else {},
+                            {"subject": subject, "experimenter": people, "institution": institution})
+    else:
+        md = metadata
+    problem = _metadata_problem(md)
+    if problem:
+        raise RecordError(f"the session metadata (the rig file's session_metadata in {folder}/session.json, or the "
+                          f"export options) {problem}; give the metadata as export options (docs/nwb.md)")
     need = dandi_missing(md, kind)
 
     big = [k for k in chunks.specs if k not in SMALL]

@@ -399,6 +399,18 @@ def test_export_options_are_checked_like_the_rig_file(tmp_path, capsys, option, 
     assert message in err and "Traceback" not in err and not (tmp_path / "s.nwb").exists()
 
 
+def test_metadata_recorded_in_session_json_is_checked_too(tmp_path, capsys):
+    config = {"session_metadata": {"subject": {"subject_id": "m1", "sex": "female"}}}
+    rec = Recorder(tmp_path / "s", 3, (2, 2), meta={"config": config})
+    for k in range(5):
+        rec.add(k, 10.0 + k / 30, np.full(3, k, np.float32), np.zeros((2, 2), np.float32), (0, k), (0, k), 0.0)
+    rec.close({})
+    out = tmp_path / "s.nwb"
+    assert main(["export", str(tmp_path / "s"), "--nwb", str(out)]) == 1
+    assert "subject.sex: 'female' is not one of M, F, U, O" in capsys.readouterr().err and not out.exists()
+    assert main(["export", str(tmp_path / "s"), "--nwb", str(out), "--sex", "F"]) == 0  # an option overrides it
+
+
 def _rois(n, shape, seed):
     from rtdecode.extract.rois import load_suite2p
     from rtdecode.outputs.record import rois_npz
