@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.errors import RecordError
-from rtdecode.outputs.session_reader import load_chunk, npz_headers, scan_session
+from rtdecode.outputs.session_reader import load_chunk, npy_header, scan_session
 
 # Per-frame arrays every chunk holds (rtdecode.outputs.record.Recorder); the rest are `extras`.
 SMALL = ("number", "t", "shown", "target", "latency_s")
@@ -96,11 +96,11 @@ class SessionChunks:
         for path, n in zip(self.paths, self.sizes):
             try:
                 with zipfile.ZipFile(path) as zf:
-                    h = npz_headers(zf).get(key)
-                if h is None or (h.shape, h.dtype) != ((n,) + tuple(self.specs[key][0]), self.specs[key][1]):
-                    raise ValueError(f"'{key}' is now {None if h is None else (h.dtype, h.shape)}")
-                with np.load(path, allow_pickle=False) as z:
-                    a = z[key]
+                    h = npy_header(zf, f"{key}.npy") if f"{key}.npy" in zf.namelist() else None
+                    if h is None or (h.shape, h.dtype) != ((n,) + tuple(self.specs[key][0]), self.specs[key][1]):
+                        raise ValueError(f"'{key}' is now {None if h is None else (h.dtype, h.shape)}")
+                    with zf.open(f"{key}.npy") as fh:
+                        a = np.lib.format.read_array(fh, allow_pickle=False)
             except Exception as exc:  # noqa: BLE001 -- changed under us: stop, never write a misaligned file
                 raise RecordError(f"{path} changed while it was being exported ({exc}); run 'rtdecode inspect' "
                                   "on the session and export again") from None

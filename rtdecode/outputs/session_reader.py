@@ -84,6 +84,19 @@ class NpyHeader:
         return self.shape[0]
 
 
+def npy_header(zf: zipfile.ZipFile, member: str) -> NpyHeader:
+    """The NpyHeader of one .npy member of an open .npz (only its header is decompressed)."""
+    with zf.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"'{member[:-4]}' is .npy version {version}, which rtdecode does not write")
+    return NpyHeader(shape, dtype)
+
+
 def npz_headers(zf: zipfile.ZipFile) -> dict[str, NpyHeader]:
     """{name: NpyHeader} of every array in an open .npz, read from the .npy headers only (a few
     hundred bytes of each member are decompressed); ValueError says what is wrong."""
@@ -91,15 +104,7 @@ def npz_headers(zf: zipfile.ZipFile) -> dict[str, NpyHeader]:
     for info in zf.infolist():
         if not info.filename.endswith(".npy"):
             raise ValueError(f"holds {info.filename!r}, not an array")
-        with zf.open(info) as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"'{info.filename[:-4]}' is .npy version {version}, which rtdecode does not write")
-        out[info.filename[:-4]] = NpyHeader(shape, dtype)
+        out[info.filename[:-4]] = npy_header(zf, info.filename)
     return out
 
 
