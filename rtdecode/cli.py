@@ -85,6 +85,8 @@ def cmd_export(args, progress) -> int:
             print(f"  damaged, left out (--allow-damaged): {what}")
         for what in rep["missing"]:
             print(f"  not in the file: {what}")
+        for what in rep["notes"]:
+            print(f"  note: {what}")
         if rep["dandi_missing"]:
             print(f"  not ready for DANDI, missing: {', '.join(rep['dandi_missing'])}; add them to the rig file's "
                   "session_metadata (docs/rig-file.md) or give them as export options (--subject-id, --species, "

@@ -305,7 +305,8 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     out, and listed in the report's `dandi_missing`.
     compress: gzip (level 4) the large datasets. Returns a report: {'path', 'frames', 'kind',
     'missing' (what the file does not hold, and why), 'dandi_missing' (metadata DANDI requires or
-    recommends that was not given), 'damaged' (what was left out, with allow_damaged),
+    recommends that was not given), 'notes' (what nwbinspector will say, and why), 'damaged' (what
+    was left out, with allow_damaged),
     'invalid_ranges', 'neurodata_types'}.
     RecordError if `session` is not a session, is damaged (without allow_damaged), or holds no
     readable frame, or if the metadata is not text where NWB needs text.
@@ -480,7 +481,12 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         if tmp.exists():
             tmp.unlink()
     types |= {"NWBFile"} | ({"Subject"} if nwb.subject is not None else set())
+    notes = []
+    if any(d > T for d in chunks.specs["activity"][0]):
+        notes.append(f"{T} frames and {N} inputs: every series is stored time first, (frames, inputs), but "
+                     "nwbinspector's check_data_orientation (a heuristic: the longest axis should be time) flags "
+                     "them; --config dandi rates it a best-practice violation, not CRITICAL (docs/nwb.md)")
     log.info("exported %d frames of %s to %s%s", T, folder, out, f" ({len(missing)} gaps)" if missing else "")
-    return {"path": str(out), "frames": T, "kind": kind, "missing": missing, "dandi_missing": need,
+    return {"path": str(out), "frames": T, "kind": kind, "missing": missing, "dandi_missing": need, "notes": notes,
             "damaged": list(chunks.problems), "invalid_ranges": [list(r) for r in invalid],
             "neurodata_types": sorted(types)}

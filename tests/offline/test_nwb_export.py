@@ -444,8 +444,9 @@ def test_more_rois_than_frames_is_still_time_first_and_dandi_clean(tmp_path):
     out = tmp_path / "s.nwb"
     from rtdecode.offline.nwb_export import export_nwb
 
-    export_nwb(tmp_path / "s", out, metadata={"subject": {"subject_id": "m1", "species": "Mus musculus", "sex": "U",
-                                                          "age": "P90D"}})
+    rep = export_nwb(tmp_path / "s", out, metadata={"subject": {"subject_id": "m1", "species": "Mus musculus",
+                                                                "sex": "U", "age": "P90D"}})
+    assert any("check_data_orientation" in note for note in rep["notes"])  # the export says so
     a = read_session(tmp_path / "s")["arrays"]
     with pynwb.NWBHDF5IO(str(out), "r") as io:
         nwb = io.read()
