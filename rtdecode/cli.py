@@ -70,12 +70,27 @@ def cmd_export(args, progress) -> int:
             import pynwb  # noqa: F401
         except ImportError as exc:
             raise RtdecodeError(f"--nwb needs pynwb ({exc}); install the extra: pip install -e '.[nwb]'") from None
-        subject = {k: v for k in ("subject_id", "species", "sex", "age") if (v := getattr(args, k)) is not None}
+        from rtdecode.live.config import resolve_session_metadata
+        from rtdecode.offline.nwb_export import SUBJECT_OPTIONS
+
+        metadata = resolve_session_metadata(args.session, {
+            "subject": {k: getattr(args, k) for k in SUBJECT_OPTIONS},
+            "imaging_plane": {"location": args.location, "indicator": args.indicator},
+            "experimenter": args.experimenter, "institution": args.institution, "lab": args.lab,
+            "experiment_description": args.experiment_description})
         rep = export_nwb(args.session, args.nwb, rois=args.rois, compress=not args.no_compress, progress=True,
-                         subject=subject, experimenter=args.experimenter, institution=args.institution)
+                         metadata=metadata, allow_damaged=args.allow_damaged)
         print(f"wrote {rep['path']}: {rep['frames']} frames ({rep['kind']})")
+        for what in rep["damaged"]:
+            print(f"  damaged, left out (--allow-damaged): {what}")
         for what in rep["missing"]:
             print(f"  not in the file: {what}")
+        for what in rep["notes"]:
+            print(f"  note: {what}")
+        if rep["dandi_missing"]:
+            print(f"  not ready for DANDI, missing: {', '.join(rep['dandi_missing'])}; add them to the rig file's "
+                  "session_metadata (docs/rig-file.md) or give them as export options (--subject-id, --species, "
+                  "--sex, --age, --experimenter, ...)")
     return 0
 
 

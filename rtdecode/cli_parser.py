@@ -164,8 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "videos the stimulus images recorded with it; behaviour is not recorded (zeros). "
                         "--nwb: the whole session in Neurodata Without Borders (needs the 'nwb' extra): metadata, "
                         "ROIs and traces (two-photon) or binned activity (ephys), the stimulus, the decoded video, "
-                        "every trigger and the counters; a damaged session exports what its chunks hold and "
-                        "lists the missing ranges in invalid_times.")
+                        "every trigger and the counters (docs/nwb.md). The session is read through the checks of "
+                        "'rtdecode inspect': a damaged session exits 1 naming what is damaged, unless "
+                        "--allow-damaged (then what is whole is written and the missing ranges are listed in "
+                        "invalid_times). The subject and session metadata come from the rig file's "
+                        "session_metadata (recorded in session.json); the options below override it key by key.")
     ex.add_argument("session")
     ex.add_argument("--out", default=None, help="dataset folder to create (Sensorium 2023 layout)")
     ex.add_argument("--tier", default="train", help="--out: tier of every exported trial (default train)")
@@ -173,12 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--rois", default=None, metavar="DIR",
                     help="--nwb: suite2p folder of the ROIs, for sessions recorded without rois.npz")
     ex.add_argument("--no-compress", action="store_true", help="--nwb: do not gzip the large datasets")
-    ex.add_argument("--subject-id", default=None, help="--nwb: the animal (rtdecode does not record it)")
-    ex.add_argument("--species", default=None, help="--nwb: default Mus musculus")
-    ex.add_argument("--sex", default=None, choices=("M", "F", "U", "O"), help="--nwb: default U")
-    ex.add_argument("--age", default=None, help="--nwb: ISO 8601 duration, e.g. P90D")
-    ex.add_argument("--experimenter", default=None, help="--nwb: 'Last, First'")
+    ex.add_argument("--allow-damaged", action="store_true",
+                    help="--nwb: export a damaged session's whole chunks (exit 0), the damaged ranges in invalid_times")
+    ex.add_argument("--subject-id", default=None, help="--nwb: the animal's id (no '/')")
+    ex.add_argument("--species", default=None, help="--nwb: Latin binomial, e.g. 'Mus musculus'")
+    ex.add_argument("--sex", default=None, help="--nwb: M, F, U (unknown) or O (other)")
+    ex.add_argument("--age", default=None, help="--nwb: ISO 8601 duration at the session, e.g. P90D, or P60D/P90D")
+    ex.add_argument("--date-of-birth", default=None, metavar="YYYY-MM-DD", help="--nwb: instead of (or with) --age")
+    ex.add_argument("--strain", default=None, help="--nwb: e.g. C57BL/6J")
+    ex.add_argument("--experimenter", default=None, action="append",
+                    help="--nwb: 'Last, First' (repeat for several)")
     ex.add_argument("--institution", default=None)
+    ex.add_argument("--lab", default=None)
+    ex.add_argument("--experiment-description", default=None)
+    ex.add_argument("--location", default=None, help="--nwb: the imaged brain area (Allen CCF, e.g. VISp)")
+    ex.add_argument("--indicator", default=None, help="--nwb: the calcium indicator, e.g. GCaMP6s")
 
     ds = sub.add_parser("dataset", help="a ScanImage TIFF + a stimulus log -> a fit dataset (Sensorium 2023 layout)",
                         description="Runs the live extraction chain over a ScanImage TIFF recording (channels, planes "

@@ -1,26 +1,34 @@
 """A recorded session in Neurodata Without Borders: `rtdecode export SESSION --nwb OUT.nwb`.
 
-What goes where (NWB 2.x core types only; every time series shares the acquisition timestamps,
-seconds from `session_start_time`, stored once in `processing/decoding/AcquisitionFrameNumber`):
+What goes where (NWB 2.x core types only; every time series is time first, (frames, ...), and shares
+the acquisition timestamps, seconds from `session_start_time`, stored once in
+`processing/misc/AcquisitionFrameNumber`; docs/nwb.md):
 
 - file metadata: start time (the earlier of the recorder's start and the first frame), session id
   (the folder name), rtdecode version and commit (of the recording, and of the exporter), keywords;
-  scratch: `rtdecode_session` (session.json as recorded: rig file, model card, ...), `model_card`,
-  `rig_config`, `session_end` (end.json: counters, dropped / rejected / lost, latency histograms; absent
-  when the session was killed);
-- two-photon (rtdecode.offline.nwb_ophys): Device, OpticalChannel, ImagingPlane; processing/ophys:
-  ImageSegmentation with the PlaneSegmentation of the ROIs used live and NeuropilSegmentation
-  (pixel masks from the session's rois.npz, or `--rois` suite2p folder), Fluorescence (Fluorescence = F, Neuropil = Fneu,
-  Deconvolved = the activity decoded), DfOverF (DfOverF), MotionShifts (dy, dx), SummaryImages (the
-  registration reference) -- each trace as recorded;
+  the subject, experimenter, institution, lab, experiment description (the rig file's
+  `session_metadata` as recorded in session.json, overridden by export options; nothing invented:
+  what is missing for DANDI is reported); scratch: `rtdecode_session` (session.json as recorded:
+  rig file, model card, ...), `model_card`, `rig_config`, `session_end` (end.json: counters, dropped /
+  rejected / lost, latency histograms; absent when the session was killed);
+- two-photon (rtdecode.offline.nwb_ophys): Device, OpticalChannel, one ImagingPlane per plane
+  (location and indicator from the metadata); processing/ophys: ImageSegmentation with, per plane,
+  the PlaneSegmentation of the ROIs used live and NeuropilSegmentation (pixel masks from the
+  session's rois.npz or rois_plane{p}.npz, or `--rois` suite2p folder), Fluorescence (Fluorescence =
+  F, Neuropil = Fneu, Deconvolved = the activity decoded), DfOverF (DfOverF), one RoiResponseSeries
+  per plane with several planes, MotionShifts (dy, dx), SummaryImages (the registration reference)
+  -- each trace as recorded;
 - ephys: processing/ecephys: BinnedActivity (counts per bin and input), ActivityInputs (each
   input's channel or unit label) and, for Open Ephys channels, the electrodes table;
 - stimulus: StimulusShown ((trial, stimulus frame) on screen at each acquisition frame),
   StimulusImages (the images, when the stimulus stream carried them), the trials table;
-- processing/decoding: DecodedVideo (ImageSeries), DecodedTarget, Latency, AcquisitionFrameNumber;
+- processing/misc (the schema's module for what is neither one modality nor behaviour): DecodedVideo
+  (ImageSeries), DecodedTarget, Latency, AcquisitionFrameNumber;
 - intervals/triggers: every recorded trigger (rule, score, times, frame, trial, output, status);
 - invalid_times: the ranges a damaged or killed session does not hold, with the reason.
 
+The session is read through the checked reader of `rtdecode inspect`: a damaged session is refused
+(RecordError naming what is damaged) unless `allow_damaged`.
 Large arrays are streamed one session chunk at a time (rtdecode.offline.session_chunks, wrapped in
 hdmf's AbstractDataChunkIterator), so memory stays bounded by a chunk whatever the session's length.
 pynwb is imported only in this writer and its two-photon part (rtdecode.offline.nwb_ophys).
@@ -49,19 +57,23 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _chunk_iterator(chunks: SessionChunks, key: str, bar):
-    """An hdmf AbstractDataChunkIterator over `key` of every chunk: one DataChunk per session chunk."""
+def _chunk_iterator(chunks: SessionChunks, key: str, bar, columns: slice | None = None):
+    """An hdmf AbstractDataChunkIterator over `key` of every chunk (time first: (frames, ...)), or over
+    `columns` of its second axis: one DataChunk per session chunk."""
     from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 
     class ChunkIterator(AbstractDataChunkIterator):
         def __init__(self):
-            self._shape = (chunks.total,) + tuple(chunks.specs[key][0])
+            row = tuple(chunks.specs[key][0])
+            if columns is not None:
+                row = (len(range(*columns.indices(row[0]))),) + row[1:]
+            self._shape = (chunks.total,) + row
             self._dtype = chunks.specs[key][1]
             self._gen = self._chunks()
 
         def _chunks(self):
             start = 0
-            for a in chunks.iter_key(key):
+            for a in chunks.iter_key(key, columns):
                 sel = (slice(start, start + len(a)),) + tuple(slice(0, d) for d in a.shape[1:])
                 yield DataChunk(data=a, selection=sel)
                 start += len(a)
@@ -91,35 +103,11 @@ def _chunk_iterator(chunks: SessionChunks, key: str, bar):
     return ChunkIterator()
 
 
-def _read_json(path: Path, what: str):
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError) as exc:
-        raise RecordError(f"{path}: {what} is not readable JSON ({exc}); the session cannot be exported") from None
-
-
 def _start_time(meta: dict, t: np.ndarray) -> datetime:
     """The earlier of the recorder's start and the first frame, floored to the microsecond (UTC)."""
     first = float(t.min()) if t.size else float(meta.get("started", 0.0))
     ref = min(float(meta.get("started", first)), first)
     return EPOCH + timedelta(microseconds=math.floor(ref * 1e6))
-
-
-def _triggers(folder: Path) -> tuple[list[dict], list[str]]:
-    events, bad = [], []
-    path = folder / "triggers.jsonl"
-    if path.is_file():
-        for i, line in enumerate(path.read_text().splitlines()):
-            try:
-                e = json.loads(line)
-                if not isinstance(e, dict):
-                    raise ValueError("not an object")
-                events.append(e)
-            except ValueError:
-                bad.append(f"triggers.jsonl line {i + 1} is not a JSON object (cut short by a kill?)")
-    return events, bad
 
 
 def _invalid_ranges(chunks: SessionChunks, ts: np.ndarray, meta: dict, end) -> list[tuple]:
@@ -223,49 +211,156 @@ def _add_triggers(nwb, events: list[dict], config: dict, t0: float, types: set) 
     types.add("TimeIntervals")
 
 
+SUBJECT_OPTIONS = ("subject_id", "species", "sex", "age", "date_of_birth", "strain")
+
+
+def recorded_metadata(session: str | Path) -> dict:
+    """The rig file's `session_metadata` as recorded in the session's session.json ({} if none, or
+    if session.json is unreadable: the export's checked reader reports that)."""
+    try:
+        meta = json.loads((Path(session) / "session.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    md = (meta.get("config") or {}).get("session_metadata") if isinstance(meta, dict) else None
+    return md if isinstance(md, dict) else {}
+
+
+def merge_metadata(recorded: dict, overrides: dict | None) -> dict:
+    """`recorded` (the rig file's session_metadata) with each key of `overrides` that is not None in
+    its place; `subject` and `imaging_plane` are merged field by field. Keys set to None (as a rig
+    file's model dump writes the ones left out) are dropped."""
+    merged = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
+              for k, v in recorded.items() if v is not None}
+    for key, value in (overrides or {}).items():
+        if key in ("subject", "imaging_plane") and isinstance(value, dict):
+            given = {k: v for k, v in value.items() if v is not None}
+            if given:
+                merged[key] = {**(merged.get(key) or {}), **given}
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def _metadata_problem(md) -> str | None:
+    """What in a metadata dict NWB cannot take (the rig file's model, rtdecode.live.config.
+    SessionMetadata, checks it fully where the rig file and the export options are read)."""
+    if not isinstance(md, dict):
+        return f"not a mapping but {type(md).__name__}"
+    for key in ("subject", "imaging_plane"):
+        if not isinstance(md.get(key) or {}, dict):
+            return f"{key} is not a mapping"
+    texts = [v for k, v in md.items() if k not in ("subject", "imaging_plane", "experimenter", "keywords")]
+    texts += list((md.get("subject") or {}).values())
+    texts += [v for k, v in (md.get("imaging_plane") or {}).items() if k in ("location", "indicator")]
+    lists = [md.get("experimenter") or [], md.get("keywords") or []]
+    if not all(isinstance(v, str) for v in texts) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists):
+        return "holds values that are not text"
+    return None
+
+
+def dandi_missing(md: dict, kind: str) -> list[str]:
+    """What DANDI requires (nwbinspector CRITICAL under --config dandi) or recommends that `md` lacks."""
+    sub = md.get("subject") or {}
+    need = [f"subject.{k}" for k in ("subject_id", "species", "sex") if not sub.get(k)]
+    if not sub.get("age") and not sub.get("date_of_birth"):
+        need.append("subject.age or subject.date_of_birth")
+    want = [k for k in ("experimenter", "institution", "experiment_description") if not md.get(k)]
+    if kind == "two_photon":
+        want += [f"imaging_plane.{k}" for k in ("location", "indicator") if not (md.get("imaging_plane") or {}).get(k)]
+    return ([f"{k} (required)" for k in need] + [f"{k} (recommended)" for k in want])
+
+
+def _subject(md: dict):
+    """The NWB Subject of the metadata (None if nothing is known of the animal)."""
+    from pynwb.file import Subject
+
+    sub = dict(md.get("subject") or {})
+    if not sub:
+        return None
+    if sub.get("date_of_birth"):
+        dob = datetime.fromisoformat(sub["date_of_birth"])
+        sub["date_of_birth"] = dob if dob.tzinfo is not None else dob.replace(tzinfo=timezone.utc)
+    return Subject(**sub)
+
+
 def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = None, compress: bool = True,
-               progress: bool = False, subject: dict | None = None, experimenter: str | None = None,
-               institution: str | None = None) -> dict:
+               progress: bool = False, subject: dict | None = None, experimenter: str | list | None = None,
+               institution: str | None = None, metadata: dict | None = None, allow_damaged: bool = False) -> dict:
     """Write a recorded session folder (rtdecode.outputs.record) to the NWB file `out`.
 
+    The session is read through the checked reader of `rtdecode inspect` (rtdecode.offline.
+    session_chunks): a session it finds damaged (a chunk whose SHA-256 differs from the manifest,
+    chunks out of place, arrays larger or of other shapes than the session's, an impossible
+    session.json, ROI files that are not plain arrays, ...) is refused with RecordError naming what
+    is damaged, unless `allow_damaged`: then only what is whole is written, and the damaged ranges go
+    to invalid_times.
     rois: a suite2p plane folder for two-photon sessions recorded without rois.npz.
-    subject: NWB Subject fields (subject_id, species, sex, age as ISO 8601 e.g. 'P90D'); rtdecode does
-    not record the animal, so the default is subject_id 'unknown', species Mus musculus, sex U.
+    metadata: the session's metadata as `rtdecode export` resolves and checks it (rtdecode.live.config.
+    resolve_session_metadata: the rig file's `session_metadata` recorded in session.json, overridden
+    by the options; subject {subject_id, species, sex, age, date_of_birth, strain, ...},
+    experimenter, institution, lab, experiment_description, keywords, imaging_plane {location,
+    indicator, ...}). None: the recorded `session_metadata`, overridden by `subject` (fields),
+    `experimenter` and `institution`. Nothing of the animal is invented: what is not given is left
+    out, and listed in the report's `dandi_missing`.
     compress: gzip (level 4) the large datasets. Returns a report: {'path', 'frames', 'kind',
-    'missing' (what the file does not hold, and why), 'invalid_ranges', 'neurodata_types'}.
-    RecordError if `session` is not a session or holds no readable frame.
+    'missing' (what the file does not hold, and why), 'dandi_missing' (metadata DANDI requires or
+    recommends that was not given), 'notes' (what nwbinspector will say, and why), 'damaged' (what
+    was left out, with allow_damaged),
+    'invalid_ranges', 'neurodata_types'}.
+    RecordError if `session` is not a session, is damaged (without allow_damaged), or holds no
+    readable frame, or if the metadata is not text where NWB needs text.
     """
     from hdmf.backends.hdf5.h5_utils import H5DataIO
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-    from pynwb.file import ProcessingModule, Subject
+    from pynwb.file import ProcessingModule
     from pynwb.image import ImageSeries
     from tqdm import tqdm
 
     folder, out = Path(session), Path(out)
-    meta = _read_json(folder / "session.json", "session.json")
-    if meta is None:
-        raise RecordError(f"{folder} is not an rtdecode session (no session.json)")
-    end = _read_json(folder / "end.json", "end.json")
-    events, bad_triggers = _triggers(folder)
     chunks = SessionChunks(folder)
+    meta, end = chunks.scan["meta"], chunks.scan["end"]
+    if chunks.problems and not allow_damaged:
+        shown = chunks.problems[:8]
+        more = f"; and {len(chunks.problems) - len(shown)} more" if len(chunks.problems) > len(shown) else ""
+        raise RecordError(f"{folder} is damaged: {'; '.join(shown)}{more}. Nothing was written. 'rtdecode inspect "
+                          f"{folder}' lists it; 'rtdecode export --allow-damaged' writes only what is whole, with the "
+                          "damaged ranges in invalid_times")
     if chunks.total == 0:
         raise RecordError(f"{folder} holds no readable frame ({len(chunks.damaged)} damaged chunks); nothing to export")
+    events = [e for e in chunks.scan["triggers"] if isinstance(e, dict)]
+    bad_triggers = [p for p in chunks.problems if p.startswith("triggers.jsonl line")]
+    if len(events) < len(chunks.scan["triggers"]):
+        bad_triggers.append(f"{len(chunks.scan['triggers']) - len(events)} triggers.jsonl lines are not JSON objects")
     small = chunks.small
     start = _start_time(meta, small["t"])
     ts = small["t"] - start.timestamp()
-    T, N = chunks.total, int(meta.get("neurons", chunks.specs["activity"][0][0]))
+    T = chunks.total
+    N = int(chunks.specs["activity"][0][0])  # as recorded (session.json's claim is checked by the reader)
     config = meta.get("config") or {}
     protocol = (config.get("source") or {}).get("protocol", "rtframe")
     kind = "ephys" if protocol in ("openephys", "eventbroadcaster") else "two_photon"
     missing: list[str] = []
     types: set[str] = set()
+    people = [experimenter] if isinstance(experimenter, str) else experimenter
+    if metadata is None:  # the API without the CLI's checked metadata: the recorded one, these overrides
+        recorded = (meta.get("config") or {}).get("session_metadata") or {}
+        md = merge_metadata(recorded if isinstance(recorded, dict) else {},
+                            {"subject": subject, "experimenter": people, "institution": institution})
+    else:
+        md = metadata
+    problem = _metadata_problem(md)
+    if problem:
+        raise RecordError(f"the session metadata (the rig file's session_metadata in {folder}/session.json, or the "
+                          f"export options) {problem}; give the metadata as export options (docs/nwb.md)")
+    need = dandi_missing(md, kind)
 
     big = [k for k in chunks.specs if k not in SMALL]
     bar = tqdm(total=0, unit="chunk", desc=f"NWB {out.name}", disable=not progress)
 
-    def stream(key):
+    def stream(key, columns=None):
         bar.total += len(chunks.paths)
-        it = _chunk_iterator(chunks, key, bar)
+        it = _chunk_iterator(chunks, key, bar, columns)
         if compress:
             return H5DataIO(it, compression="gzip", compression_opts=4, chunks=it.recommended_chunk_shape())
         return H5DataIO(it, chunks=it.recommended_chunk_shape())
@@ -274,26 +369,22 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         return json.dumps(obj, indent=1, default=str)
 
     recorded_with = f"rtdecode {meta.get('rtdecode_version', '?')} (commit {meta.get('rtdecode_commit') or 'unknown'})"
-    damaged = bool(chunks.damaged or chunks.missing or end is None or bad_triggers)
-    subject = {"subject_id": "unknown", "species": "Mus musculus", "sex": "U",
-               "description": "not recorded by rtdecode (give --subject-id, --species, --sex, --age)"} | (subject or {})
-    if subject.get("age") is None and subject.get("date_of_birth") is None:
-        missing.append("the subject's age: rtdecode does not record the animal; give --age (nwbinspector rates "
-                       "its absence CRITICAL, DANDI requires it)")
+    damaged = bool(chunks.problems or chunks.missing or end is None or bad_triggers)
     nwb = NWBFile(
         session_description=(f"rtdecode live decoding session '{folder.name}' ({kind.replace('_', '-')}), "
                              f"{T} frames recorded with {recorded_with}"
                              + ("; DAMAGED or cut short: see invalid_times" if damaged else "")),
         identifier=str(uuid.uuid4()), session_start_time=start, timestamps_reference_time=start,
-        session_id=folder.name, keywords=["rtdecode", "closed-loop", "neural decoding", "visual reconstruction"],
+        session_id=folder.name.replace("/", "_"),
+        keywords=["rtdecode", "closed-loop", "neural decoding", "visual reconstruction"] + md.get("keywords", []),
         source_script=f"rtdecode {rtdecode.__version__} (commit {git_commit() or 'unknown'}): rtdecode export --nwb",
         source_script_file_name="rtdecode/offline/nwb_export.py",
         notes=(f"Recorded with {recorded_with}; rig file {meta.get('config_file', 'not recorded')}; backend "
                f"{meta.get('backend', 'unknown')}; stopped {'cleanly' if end is not None else 'NOT cleanly (killed?)'}."
                " Times are seconds from session_start_time on the acquisition sender's clock (rtframe 't')."
                + (f" Unreadable trigger records: {'; '.join(bad_triggers)}." if bad_triggers else "")),
-        experimenter=[experimenter] if experimenter else None, institution=institution,
-        subject=Subject(**subject),
+        experimenter=md.get("experimenter"), institution=md.get("institution"), lab=md.get("lab"),
+        experiment_description=md.get("experiment_description"), subject=_subject(md),
         stimulus_notes="StimulusShown: (trial, stimulus frame) on screen at each acquisition frame, (-1, -1) unknown.",
     )
     nwb.add_scratch(dump(meta), name="rtdecode_session", description="session.json as recorded (rig file, model card, ...)")
@@ -308,16 +399,18 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         missing.append("end.json (counters, latency summaries): the session did not stop cleanly")
     types.add("ScratchData")
 
-    # Decoding: the frame counter carries the timestamps every other series links to.
-    dec = ProcessingModule(name="decoding", description="what rtdecode decoded live, per acquisition frame")
+    # Decoding: the decoder's output is neither one modality's data nor behaviour: the schema's 'misc'
+    # module (docs/nwb.md). Its frame counter carries the timestamps every other series links to.
+    dec = ProcessingModule(name="misc", description="what rtdecode decoded live from the neural data, per "
+                           "acquisition frame: the decoded video, what it reconstructs, the latency, the frame clock")
     nwb.add_processing_module(dec)
     clock = TimeSeries(name="AcquisitionFrameNumber", data=small["number"], unit="frames", timestamps=ts,
                        description="the acquisition frame counter (ScanImage frameNumberAcq, or the bin index of "
                        "ephys); a jump means frames lost before rtdecode")
     dec.add(clock)
     dec.add(TimeSeries(name="DecodedTarget", data=small["target"], unit="index", timestamps=clock,
-                       description="(trial, stimulus frame) the decoded frame reconstructs; (-1, -1) unknown or "
-                       "not decoded yet"))
+                       description="(trial, stimulus frame) the decoded frame reconstructs, (frame, 2); (-1, -1) "
+                       "unknown or not decoded yet"))
     dec.add(TimeSeries(name="Latency", data=small["latency_s"], unit="seconds", timestamps=clock,
                        description="from the frame message's arrival to its record (extraction and decoding)"))
     dec.add(ImageSeries(name="DecodedVideo", data=stream("decoded"), unit="pixel value (stimulus scale 0-255)",
@@ -349,7 +442,8 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     # Neural data.
     extras = [k for k in big if k not in ("decoded", "stimulus", "activity", "F", "Fneu", "dff", "shifts")]
     if kind == "two_photon":
-        add_ophys(nwb, folder, rois, chunks, meta, config, protocol, stream, clock, types, missing)
+        add_ophys(nwb, folder, rois, chunks, meta, config, protocol, stream, clock, types, missing,
+                  md.get("imaging_plane"))
     else:
         extras += [k for k in ("F", "Fneu", "dff", "shifts") if k in big]
         _add_ecephys(nwb, config, protocol, N, stream, clock, types, missing)
@@ -371,9 +465,9 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         missing.append(f"chunk {k:06d}: {why}")
     for k in chunks.missing:
         missing.append(f"chunk {k:06d}: missing")
-    unfinished = sorted(p.name for p in (folder / "chunks").glob("*.tmp"))
+    unfinished = chunks.scan["unfinished_chunks"]
     if unfinished:
-        missing.append(f"unfinished chunk files (never completed): {', '.join(unfinished)}")
+        missing.append(f"unfinished files (never completed): {', '.join(unfinished)}")
 
     tmp = out.with_name(out.stem + ".partial.nwb")  # renamed once whole
     try:
@@ -386,7 +480,13 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
         bar.close()
         if tmp.exists():
             tmp.unlink()
-    types |= {"NWBFile", "Subject"}
+    types |= {"NWBFile"} | ({"Subject"} if nwb.subject is not None else set())
+    notes = []
+    if any(d > T for d in chunks.specs["activity"][0]):
+        notes.append(f"{T} frames and {N} inputs: every series is stored time first, (frames, inputs), but "
+                     "nwbinspector's check_data_orientation (a heuristic: the longest axis should be time) flags "
+                     "them; --config dandi rates it a best-practice violation, not CRITICAL (docs/nwb.md)")
     log.info("exported %d frames of %s to %s%s", T, folder, out, f" ({len(missing)} gaps)" if missing else "")
-    return {"path": str(out), "frames": T, "kind": kind, "missing": missing,
-            "invalid_ranges": [list(r) for r in invalid], "neurodata_types": sorted(types)}
+    return {"path": str(out), "frames": T, "kind": kind, "missing": missing, "dandi_missing": need, "notes": notes,
+            "damaged": list(chunks.problems), "invalid_ranges": [list(r) for r in invalid],
+            "neurodata_types": sorted(types)}

@@ -1,9 +1,15 @@
 """Reading a recorded session (rtdecode.outputs.record) back, checked.
 
 `read_session` checks every chunk against the manifest (missing, damaged: SHA-256 mismatch or
-unreadable, inconsistent keys or shapes: such a chunk is reported and left out, never misaligning
-the arrays), and reports `.tmp` leftovers and sessions that ended by error; `summarize` gives what
-`rtdecode inspect` prints.
+unreadable, inconsistent keys, shapes, rows or frame range: such a chunk is reported and left out,
+never misaligning the arrays), and reports `.tmp` leftovers, ROI files that are not plain arrays and
+sessions that ended by error; `summarize` gives what `rtdecode inspect` prints.
+
+The same checks, one chunk at a time, are `scan_session` (everything but the chunks' arrays) and
+`load_chunk`, which `rtdecode export` reads through (rtdecode.offline.session_chunks). Nothing is
+loaded before its size is known: a chunk's .npy headers are read first (a few hundred bytes), and
+an array that is an object array, of a type rtdecode never writes, of the wrong shape, with more
+rows than the manifest or the recorder's capacity, or over MAX_CHUNK_BYTES is refused unread.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +64,113 @@ def chunk_problem(z_files, arrays: dict, neurons, frame_shape, extras=None) -> s
     return None
 
 
-def read_session(folder: str | Path) -> dict:
-    """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
-    the chunks that are whole and consistent (with `decoded_valid` for every row: derived from NaN
-    rows in sessions recorded before it), 'damaged': list of problems, 'missing_chunks',
-    'unfinished_chunks' (.tmp leftovers), 'status'}. RecordError if it is not a session at all;
-    anything else wrong is reported in 'damaged', never raised."""
+# Bounds a session must keep before anything of it is loaded: what session.json may claim, and what
+# one chunk's arrays may declare (their .npy headers are read first, without decompressing anything).
+MAX_NEURONS = 1_000_000
+MAX_FRAME_SIDE = 4096
+MAX_CHUNK_BYTES = 1 << 30  # 1 GiB per chunk once loaded (a 30 Hz chunk of 1,000 ROIs is ~10 MB)
+PLAIN_KINDS = "biuf"  # bool, int, uint, float: all the recorder writes; never objects, strings or records
+
+
+class NpyHeader:
+    """An array's shape and dtype as its .npy header declares them (nothing loaded): stands in for
+    the array in `chunk_problem`."""
+
+    def __init__(self, shape: tuple, dtype: np.dtype):
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
+        self.nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+    def __len__(self):
+        return self.shape[0]
+
+
+def npy_header(zf: zipfile.ZipFile, member: str) -> NpyHeader:
+    """The NpyHeader of one .npy member of an open .npz (only its header is decompressed)."""
+    with zf.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"'{member[:-4]}' is .npy version {version}, which rtdecode does not write")
+    return NpyHeader(shape, dtype)
+
+
+def npz_headers(zf: zipfile.ZipFile) -> dict[str, NpyHeader]:
+    """{name: NpyHeader} of every array in an open .npz, read from the .npy headers only (a few
+    hundred bytes of each member are decompressed); ValueError says what is wrong."""
+    out = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise ValueError(f"holds {info.filename!r}, not an array")
+        out[info.filename[:-4]] = npy_header(zf, info.filename)
+    return out
+
+
+def array_problem(name: str, h: NpyHeader, max_bytes: int) -> str | None:
+    """Why an array (by its header) must not be loaded: objects (pickled Python), a type rtdecode
+    never writes, or more bytes than `max_bytes`."""
+    if h.dtype.hasobject:
+        return f"'{name}' is an object array (pickled Python objects), which rtdecode never writes nor loads"
+    if h.dtype.kind not in PLAIN_KINDS or h.dtype.itemsize > 8:
+        return f"'{name}' is of type {h.dtype}, which rtdecode never writes"
+    if h.nbytes > max_bytes:
+        return f"'{name}' declares shape {list(h.shape)} ({h.nbytes / 2**20:.0f} MiB), over the {max_bytes / 2**20:.0f} MiB " \
+               "a chunk may hold"
+    return None
+
+
+def load_npz(path: Path, what: str, max_bytes: int = MAX_CHUNK_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of a whole-session .npz (rois.npz, rois_plane{p}.npz), checked by their headers
+    before anything is decompressed; RecordError names the file and what is wrong."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            headers = npz_headers(zf)
+            total = 0
+            for name, h in headers.items():
+                problem = array_problem(name, h, max_bytes)
+                if problem:
+                    raise RecordError(f"{path}: {problem}; the file was altered or is not {what}. Give the "
+                                      "masks' suite2p folder instead (rtdecode export --rois DIR)")
+                total += h.nbytes
+            if total > max_bytes:
+                raise RecordError(f"{path}: its arrays declare {total / 2**20:.0f} MiB, over {max_bytes / 2**20:.0f} MiB; "
+                                  f"not {what}")
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+    except RecordError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a truncated or foreign file: say which, never a traceback
+        raise RecordError(f"{path}: unreadable as {what} ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What session.json claims that no recorder writes (e.g. 1e12 neurons), or None."""
+    neurons, frame_shape = meta.get("neurons"), meta.get("frame_shape")
+    if "neurons" in meta and not (isinstance(neurons, int) and not isinstance(neurons, bool)
+                                  and 1 <= neurons <= MAX_NEURONS):
+        return f"session.json: neurons is {neurons!r}; a recorder writes an integer from 1 to {MAX_NEURONS:,}"
+    if "frame_shape" in meta and not (isinstance(frame_shape, list) and len(frame_shape) == 2 and all(
+            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_FRAME_SIDE for d in frame_shape)):
+        return f"session.json: frame_shape is {frame_shape!r}; a recorder writes [height, width], each 1..{MAX_FRAME_SIDE}"
+    return None
+
+
+def chunk_rows(meta: dict) -> int | None:
+    """The most rows a chunk holds (the recorder's capacity: chunk_s x fps), None if unknown."""
+    chunk_s, fps = meta.get("chunk_s"), meta.get("fps")
+    if isinstance(chunk_s, (int, float)) and isinstance(fps, (int, float)) and 0 < chunk_s * fps < 1e6:
+        return max(1, int(round(chunk_s * fps)))
+    return None
+
+
+def scan_session(folder: str | Path) -> dict:
+    """Everything of a session folder but its chunks' arrays: {'folder', 'meta', 'end' (None if
+    killed), 'status', 'manifest' ({file: entry}), 'has_manifest', 'files' (chunk paths on disk, in
+    order), 'missing_chunks', 'unfinished_chunks', 'triggers', 'damaged': the problems found so far
+    (chunks missing, metadata, triggers, ROI files, how the session ended)}. The chunks are checked
+    one at a time by `load_chunk`. RecordError if `folder` is not a session at all."""
     folder = Path(folder)
     meta_path = folder / "session.json"
     if not meta_path.is_file():
@@ -70,8 +178,10 @@ def read_session(folder: str | Path) -> dict:
     meta, problem = _read_json(meta_path)
     if not isinstance(meta, dict):
         raise RecordError(f"{meta_path}: not a JSON object ({problem or type(meta).__name__})")
-    neurons, frame_shape = meta.get("neurons"), meta.get("frame_shape")
     damaged: list[str] = []
+    problem = _meta_problem(meta)
+    if problem:
+        damaged.append(problem)
     end = None
     if (folder / "end.json").is_file():
         end, problem = _read_json(folder / "end.json")
@@ -111,32 +221,14 @@ def read_session(folder: str | Path) -> dict:
     for name in missing:
         e = manifest.get(name)
         damaged.append(f"{name}: missing" + (f" (frames {e.get('first')}..{e.get('last')})" if e else ""))
-    parts: dict[str, list] = {}
-    for path in files:
+    for path in sorted(folder.glob("rois*.npz")):  # the masks: checked by their headers, loaded by the exporter
         try:
-            data = path.read_bytes()
-            e = manifest.get(path.name)
-            if e is not None and e.get("sha256") != hashlib.sha256(data).hexdigest():
-                damaged.append(f"{path.name}: damaged (SHA-256 differs from the manifest)")
-                continue
-            if e is None and has_manifest and end is not None:
-                damaged.append(f"{path.name}: not in the manifest")
-                continue
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-            problem = chunk_problem(arrays.keys(), arrays, neurons, frame_shape, meta.get("extras"))
-            if problem:
-                damaged.append(f"{path.name}: inconsistent: {problem}")
-                continue
-        except Exception as exc:  # noqa: BLE001 -- any unreadable chunk is reported, never raised
-            damaged.append(f"{path.name}: damaged ({type(exc).__name__}: {str(exc)[:100]})")
-            continue
-        for k, v in arrays.items():
-            parts.setdefault(k, []).append(v)
+            with zipfile.ZipFile(path) as zf:
+                problems = [array_problem(k, h, MAX_CHUNK_BYTES) for k, h in npz_headers(zf).items()]
+        except Exception as exc:  # noqa: BLE001 -- any unreadable file is reported, never raised
+            problems = [f"unreadable ({type(exc).__name__}: {str(exc)[:100]})"]
+        damaged += [f"{path.name}: {p}" for p in problems if p]
     leftovers = sorted(p.name for p in folder.rglob("*.tmp"))
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    if "decoded" in arrays and "decoded_valid" not in arrays:  # recorded before the flag: NaN rows were the marker
-        arrays["decoded_valid"] = ~np.isnan(arrays["decoded"]).reshape(len(arrays["decoded"]), -1).all(axis=1)
     triggers = []
     tpath = folder / "triggers.jsonl"
     if tpath.is_file():
@@ -157,8 +249,80 @@ def read_session(folder: str | Path) -> dict:
             damaged.append(f"unfinished files left behind: {', '.join(leftovers[:10])}")
     elif status is not None and status.get("state") in ("damaged", "error"):
         damaged.append(f"status.json: {status.get('state')} ({str(status.get('reason'))[:200]}); end.json missing")
-    return {"meta": meta, "end": end, "triggers": triggers, "arrays": arrays, "damaged": damaged,
-            "missing_chunks": missing, "unfinished_chunks": leftovers, "status": status}
+    return {"folder": folder, "meta": meta, "end": end, "status": status, "manifest": manifest,
+            "has_manifest": has_manifest, "files": files, "missing_chunks": missing, "unfinished_chunks": leftovers,
+            "triggers": triggers, "damaged": damaged}
+
+
+def load_chunk(path: Path, scan: dict, keys: list[str] | None = None) -> tuple[dict | None, str | None]:
+    """(arrays, None) of one chunk of a scanned session (`scan_session`), or (None, what is wrong).
+
+    In order, nothing loaded before it is known safe: the bytes' SHA-256 against the manifest, then
+    every array's .npy header (no objects, plain types, shapes the session's, rows at most the
+    manifest's and the recorder's capacity, MAX_CHUNK_BYTES in all), then the arrays, then their
+    frame range against the manifest. `keys`: load only these arrays (all checks still run)."""
+    meta, manifest = scan["meta"], scan["manifest"]
+    e = manifest.get(path.name)
+    try:
+        data = path.read_bytes()
+        if e is not None and e.get("sha256") != hashlib.sha256(data).hexdigest():
+            return None, f"{path.name}: damaged (SHA-256 differs from the manifest)"
+        if e is None and scan["has_manifest"] and scan["end"] is not None:
+            return None, f"{path.name}: not in the manifest"
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            headers = npz_headers(zf)
+        total = 0
+        for k, h in headers.items():
+            problem = array_problem(k, h, MAX_CHUNK_BYTES)
+            if problem:
+                return None, f"{path.name}: refused before loading: {problem}"
+            total += h.nbytes
+        if total > MAX_CHUNK_BYTES:
+            return None, (f"{path.name}: refused before loading: its arrays declare {total / 2**20:.0f} MiB, over "
+                          f"{MAX_CHUNK_BYTES / 2**20:.0f} MiB")
+        problem = chunk_problem(headers.keys(), headers, meta.get("neurons"), meta.get("frame_shape"), meta.get("extras"))
+        if problem:
+            return None, f"{path.name}: inconsistent: {problem}"
+        rows = len(headers["number"])
+        cap = chunk_rows(meta)
+        if e is not None and isinstance(e.get("rows"), int) and rows != e["rows"]:
+            return None, f"{path.name}: inconsistent: {rows} rows, the manifest says {e['rows']}"
+        if cap is not None and rows > cap:
+            return None, (f"{path.name}: inconsistent: {rows} rows, more than the {cap} a chunk holds "
+                          f"(chunk_s x fps of session.json)")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in (z.files if keys is None else keys)}
+        if e is not None and "number" in arrays and rows and (
+                int(arrays["number"][0]) != e.get("first") or int(arrays["number"][-1]) != e.get("last")):
+            return None, (f"{path.name}: inconsistent: frames {int(arrays['number'][0])}..{int(arrays['number'][-1])}, "
+                          f"the manifest says {e.get('first')}..{e.get('last')}")
+    except Exception as exc:  # noqa: BLE001 -- any unreadable chunk is reported, never raised
+        return None, f"{path.name}: damaged ({type(exc).__name__}: {str(exc)[:100]})"
+    return arrays, None
+
+
+def read_session(folder: str | Path) -> dict:
+    """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
+    the chunks that are whole and consistent (with `decoded_valid` for every row: derived from NaN
+    rows in sessions recorded before it), 'damaged': list of problems, 'missing_chunks',
+    'unfinished_chunks' (.tmp leftovers), 'status'}. RecordError if it is not a session at all;
+    anything else wrong is reported in 'damaged', never raised. Chunks are checked by `load_chunk`."""
+    scan = scan_session(folder)
+    damaged = list(scan["damaged"])
+    parts: dict[str, list] = {}
+    for path in scan["files"]:
+        arrays, problem = load_chunk(path, scan)
+        if problem:
+            damaged.append(problem)
+            continue
+        for k, v in arrays.items():
+            parts.setdefault(k, []).append(v)
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    if "decoded" in arrays and "decoded_valid" not in arrays:  # recorded before the flag: NaN rows were the marker
+        arrays["decoded_valid"] = ~np.isnan(arrays["decoded"]).reshape(len(arrays["decoded"]), -1).all(axis=1)
+    return {"meta": scan["meta"], "end": scan["end"], "triggers": scan["triggers"], "arrays": arrays,
+            "damaged": damaged, "missing_chunks": scan["missing_chunks"],
+            "unfinished_chunks": scan["unfinished_chunks"], "status": scan["status"]}
 
 
 def summarize(session: dict) -> dict:
