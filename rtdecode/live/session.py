@@ -108,7 +108,7 @@ class LiveResult:
     skipped_frames: int = 0  # frames not processed by the 'latest' freshness policy
     message_errors: int = 0  # messages whose processing failed (counted, skipped)
     ignored_ends: int = 0  # end messages from a publisher other than the source
-    stopped_by: str = ""  # 'source' (a valid end message), 'errors', or '' (time, idle, the user)
+    stopped_by: str = ""  # 'source' (a valid end message), 'errors', 'signal SIGTERM' / 'signal SIGINT', or '' (time, idle)
 
 
 class LiveSession:
@@ -177,6 +177,12 @@ class LiveSession:
         self.stats_every_s = stats_every_s
         self.result = LiveResult()
         self._stim_shape_warned = False
+        self.stop_reason: str | None = None  # set by stop(): the loop ends at its next turn
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to end at its next turn (e.g. on SIGTERM: rtdecode.live.signals); safe to call
+        from a signal handler (sets one attribute)."""
+        self.stop_reason = reason
 
     def run(self, seconds: float | None = None, idle_timeout_s: float = 10.0) -> LiveResult:
         """Process messages until the source says it ended, `seconds` pass, or nothing arrives for
@@ -187,6 +193,10 @@ class LiveSession:
         last_msg = last_stats = start
         consecutive_errors = 0
         while True:
+            if self.stop_reason is not None:
+                log.warning("stopping: %s", self.stop_reason)
+                res.stopped_by = self.stop_reason
+                break
             now = time.monotonic()
             if seconds is not None and now - start >= seconds:
                 break
