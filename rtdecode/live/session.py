@@ -11,8 +11,11 @@ dtype) is counted and skipped; repeated unexpected errors stop the session rathe
 No message ends the session but a valid end (`stats` with `end: true`) from the acquisition source:
 a message that fails anywhere (ingest, stimulus log, stats) is counted under a fixed reason
 (rtdecode.sources.rejects) and skipped, triggers off if it was unexpected. Freshness: triggers never
-fire on a frame older than `max_age_s` since its acquisition (suppressed, counted, recorded); the
-ingest's 'latest' policy processes only the newest frame queued (skipped frames are not lost ones).
+fire on a frame older than `max_age_s` since its acquisition, on one whose `t` is off its publisher's
+clock (a `t` far ahead, a clock step not yet confirmed: its age is unknown), or while the ingest is
+congested (at its high-water mark or dropping); each is suppressed, counted and recorded, and such a
+frame adds nothing to the acquisition latency histogram when its time is unknown. The ingest's
+'latest' policy processes only the newest frame queued (skipped frames are not lost ones).
 
 Queues and what they do when the pipeline falls behind (nothing grows without bound):
 - ingest: the SUB socket's receive high-water mark; beyond it ZeroMQ drops at the sender, and the
@@ -353,12 +356,15 @@ class LiveSession:
             acquired = msg.acquired
             res.published += 1
             res.latency.add(done - msg.received)
-            res.acquired.add(max(done - acquired, 0.0))
-            res.e2e.add(max(time.time() - msg.t, 0.0))
+            if not msg.clock_rejected:  # a `t` off its publisher's clock is no latency
+                res.acquired.add(max(done - acquired, 0.0))
+                res.e2e.add(max(time.time() - msg.t, 0.0))
             if self.triggers is not None:
+                # no trigger on a frame whose time is unknown, or while the ingest is congested
+                suppress = "clock" if msg.clock_rejected else "congested" if msg.congested else None
                 self.triggers.on_decoded(out, target_t, done - msg.received, ready, trial=target[0],
                                          frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"),
-                                         acquired=acquired, max_age_s=self.max_age_s)
+                                         acquired=acquired, max_age_s=self.max_age_s, suppress=suppress)
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
         if not self.decode:
@@ -391,9 +397,14 @@ class LiveSession:
         received = msg.received or time.perf_counter()
         wall = time.time() - (time.perf_counter() - received)
         excess = clock.see(msg.t, wall)
+        if excess is None:  # off its publisher's clock: arrival times (rtdecode.sources.clock)
+            msg.clock_rejected = True
+            excess = 0.0
+            local = None
+        else:
+            local = clock.local(msg.t)
         if msg.topic == "frame" and not msg.acquired:
             msg.acquired = received - excess
-        local = clock.local(msg.t)
         msg.local_t = wall if local is None else local
         return msg.local_t
 
