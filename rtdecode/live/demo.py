@@ -22,8 +22,7 @@ from rtdecode import decode, metrics
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
 from rtdecode.sources.ingest import Ingest
-from rtdecode.live.session import LiveSession, limit_blas_threads
-from rtdecode.live.signals import StopOnSignals
+from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -136,7 +135,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
                           triggers=triggers)
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
     try:
-        with StopOnSignals(session.stop):  # SIGTERM / SIGINT: the clean path (rtdecode.live.signals)
+        with StopOnSignals(session.stop):  # SIGTERM / SIGINT: the clean path (rtdecode.live.session.StopOnSignals)
             res = session.run(seconds=seconds + 30)
     finally:
         triggers.close()

@@ -34,8 +34,7 @@ from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.sources.ingest import Ingest, max_message_bytes
 from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
-from rtdecode.live.session import LiveSession, limit_blas_threads
-from rtdecode.live.signals import StopOnSignals
+from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -209,7 +208,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
 
     SIGTERM and SIGINT (also a SIGINT inherited as ignored) stop the session cleanly, from start-up
     on: the loop ends at its next turn, the open chunk is flushed, end.json is written and status.json
-    says 'stopped' with the signal as its reason (rtdecode.live.signals)."""
+    says 'stopped' with the signal as its reason (rtdecode.live.session.StopOnSignals)."""
     with StopOnSignals() as stopper:
         return _run_session(config, record, seconds, stopper)
 

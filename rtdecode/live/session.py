@@ -27,6 +27,9 @@ Queues and what they do when the pipeline falls behind (nothing grows without bo
 - triggers: never drop; slow sinks have a queue, and when it backs up past its limit the engine
   disables triggers (fail-safe, with the reason) instead of firing late; `triggers.pending`.
 
+SIGTERM and SIGINT (StopOnSignals, at the end of this module) end the loop at its next turn, the
+same way as the end of the source: the caller then flushes and closes the recording.
+
 The source may go quiet and come back (a restarted acquisition PC): silences longer than
 `silence_s` are logged and counted, a frame counter that goes back is counted as a restart.
 
@@ -49,9 +52,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from rtdecode.errors import StageError
 from rtdecode.sources import wire
@@ -183,7 +189,7 @@ class LiveSession:
         self.stop_reason: str | None = None  # set by stop(): the loop ends at its next turn
 
     def stop(self, reason: str) -> None:
-        """Ask the loop to end at its next turn (e.g. on SIGTERM: rtdecode.live.signals); safe to call
+        """Ask the loop to end at its next turn (e.g. on SIGTERM: StopOnSignals); safe to call
         from a signal handler (sets one attribute)."""
         self.stop_reason = reason
 
@@ -468,3 +474,55 @@ _SMALL_STATS = ("latency_ms", "acquired_to_published_ms", "arrived_to_published_
 def _p50_p99(h: Histogram) -> dict:
     s = h.summary_ms()
     return {"p50": s["p50"], "p99": s["p99"]}
+
+
+# ---------------------------------------------------------------- SIGTERM and SIGINT
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopOnSignals:
+    """Context manager: SIGTERM / SIGINT -> `reason` set and `on_stop(reason)` called (issue 27, class 4).
+
+    `rtdecode run` is stopped by systemd and `timeout` (SIGTERM), `kill` and Ctrl-C (SIGINT). Without
+    a handler SIGTERM ended the process at once: no end.json, status.json left at 'recording', the
+    open chunk lost; and a run started with `&` from a script inherits SIGINT ignored (SIG_IGN), so
+    Ctrl-C did nothing. This installs one handler for both, whatever their disposition was (an
+    inherited SIG_IGN included), and restores the previous ones on exit. The first signal only
+    records the request (`reason`, e.g. 'signal SIGTERM') and calls `on_stop(reason)`
+    (LiveSession.stop): the loop sees it at its next turn (it waits at most 50 ms for a message) and
+    takes the path of a normal end: the open chunk flushed, end.json written, status.json 'stopped'
+    with the reason. A second signal raises KeyboardInterrupt: a way out when the clean path itself
+    hangs (a disk that does not answer). The handler does no I/O and takes no lock. Handlers can only
+    be installed from the main thread; elsewhere (a session run in a thread) this does nothing.
+    """
+
+    def __init__(self, on_stop: Callable[[str], None] | None = None):
+        self.on_stop = on_stop
+        self.reason: str | None = None
+        self._before: dict[int, object] = {}
+
+    def __enter__(self) -> "StopOnSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in SIGNALS:
+            self._before[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._before.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.reason is not None:  # the second signal: stop now
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name} while stopping")
+        self.reason = f"signal {signal.Signals(signum).name}"
+        if self.on_stop is not None:
+            self.on_stop(self.reason)
+
+    def attach(self, on_stop: Callable[[str], None]) -> None:
+        """Call `on_stop` on a signal from now on (at once if one already came)."""
+        self.on_stop = on_stop
+        if self.reason is not None:
+            on_stop(self.reason)
