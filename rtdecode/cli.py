@@ -230,7 +230,8 @@ def cmd_inspect(args, progress) -> int:
               f"(sequence gaps), {len(s['missing_chunks'])} missing chunks, {stop}")
         for problem in s["damaged"]:
             print(f"  damaged: {problem}")
-    return 0 if s["ok"] else 1
+    # a session without its end (killed, or still recording) is not a finished one: non-zero too
+    return 0 if s["ok"] and s["clean_stop"] else 1
 
 
 def cmd_extract(args, progress) -> int:

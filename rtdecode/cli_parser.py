@@ -211,9 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="registration crop, as extraction.two_photon.crop (default 256 256)")
     ds.add_argument("--tier", default="train", help="tier of every trial (default train)")
 
-    i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged",
+    i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged or not stopped cleanly",
                        description="Prints a session's duration, frames, triggers and sequence gaps, and whether "
-                       "it stopped cleanly. Exits 1 if any chunk or trigger record is damaged.")
+                       "it stopped cleanly. Exits 1 if any chunk or trigger record is damaged, or the session did not stop "
+                       "cleanly (no end.json: killed or still recording; or ended by an error).")
     i.add_argument("session", help="a session folder written by 'rtdecode demo' or 'rtdecode run --record'")
     i.add_argument("--json", action="store_true", help="print JSON")
 

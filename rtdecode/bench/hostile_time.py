@@ -1,7 +1,8 @@
-"""Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1 and 2).
+"""Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1, 2 and 4).
 
     rtdecode bench hostile overload [--seconds 20] --json OUT.json
     rtdecode bench hostile clock_step --json OUT.json
+    rtdecode bench hostile sigterm --json OUT.json
 
 Both start `python -m rtdecode run RIG.yaml --record SESSION` as a child process on a virtual rig
 (two-photon frames from one publisher, stim messages at 30 Hz from a second one, a trigger rule that
@@ -13,6 +14,10 @@ fires on every decoded frame, `freshness: every_frame`, `max_age_ms: 50`) and se
   `--seconds 120` is the issue's attack.
 - clock_step: 30 Hz throughout on the true clock, except one frame stamped now + 1e6 s, then the
   frame sender's clock steps back 1 h, then forward again to the true clock.
+- sigterm: 30 Hz, then SIGTERM (or `--signal INT`) half-way through a one-second chunk while frames
+  keep coming: the exit code, whether end.json and the open chunk made it to disk, the status and
+  its reason, and every processed frame on disk (`records_lost` 0; `unprocessed_at_stop`: frames
+  sent before the signal still queued when the loop stopped, not processed and so not lost).
 
 Reported per scenario: `stale_fired` (triggers fired on frames whose true age, the fire time minus
 the time this process sent the frame it names, is over `max_age_ms`: must be 0), `fired` per
@@ -37,7 +42,7 @@ import zmq
 
 from rtdecode.bench import hostile_common as hostile
 
-SCENARIOS = ("overload", "clock_step")
+SCENARIOS = ("overload", "clock_step", "sigterm")
 MAX_AGE_MS = 50.0
 
 
@@ -54,6 +59,12 @@ def add_parsers(sub) -> None:
     c.add_argument("--frame", type=int, default=256)
     c.add_argument("--rois", type=int, default=100)
     c.add_argument("--json", required=True)
+    t = sub.add_parser("sigterm", help="SIGTERM (or SIGINT) mid-chunk while frames keep coming")
+    t.add_argument("--before-s", type=float, default=2.5, help="seconds of frames before the signal (mid-chunk: x.5)")
+    t.add_argument("--signal", choices=("TERM", "INT"), default="TERM")
+    t.add_argument("--frame", type=int, default=256)
+    t.add_argument("--rois", type=int, default=100)
+    t.add_argument("--json", required=True)
 
 
 def run(args, command: str = "") -> dict:
@@ -64,6 +75,8 @@ def run(args, command: str = "") -> dict:
     load = _load()
     if args.what == "overload":
         d = run_overload(args.seconds, args.factor, args.frame, args.rois)
+    elif args.what == "sigterm":
+        d = run_signal(args.before_s, args.signal, args.frame, args.rois)
     else:
         d = run_clock_step(args.phase_s, args.frame, args.rois)
     d = {"command": command, "load_before": load, "load_after": _load(), "machine": machine_info(), **d}
@@ -373,4 +386,57 @@ def run_clock_step(phase_s: float = 6.0, side: int = 256, n_rois: int = 100) -> 
         out = {"scenario": "clock_step", "frame_side": side, "rois": n_rois, "phase_s": phase_s,
                "phases": per_phase,
                **_common(fin, sender, {"before": rss0, "after": rss1}, events, phases["after_future_frame"][0])}
+    return out
+
+
+def run_signal(before_s: float = 2.5, sig: str = "TERM", side: int = 256, n_rois: int = 100) -> dict:
+    """30 Hz for `before_s`, then SIGTERM / SIGINT to the live process, frames still coming until it exits."""
+    import signal
+
+    ctx = zmq.Context.instance()
+    signum = {"TERM": signal.SIGTERM, "INT": signal.SIGINT}[sig]
+    with tempfile.TemporaryDirectory(prefix="rtdecode-hostile-time-") as tmp:
+        tmp = Path(tmp)
+        rig = _rig(tmp, side, n_rois)
+        proc, sender, stats = _start(tmp, rig, ctx)
+        rss0 = hostile._rss_kb(proc.pid)
+        sender.stream(before_s, 30.0)
+        rss1 = hostile._rss_kb(proc.pid)
+        sent_before = sender.k
+        signalled = time.time()
+        proc.send_signal(signum)
+        while proc.poll() is None and time.time() - signalled < 30:
+            sender.stream(0.1, 30.0)  # frames keep coming while it stops
+        exited_s = time.time() - signalled
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        sender.close()
+        stats.close()
+        from rtdecode.outputs.session_reader import read_session
+
+        folder = tmp / "session"
+        end = json.loads((folder / "end.json").read_text()) if (folder / "end.json").is_file() else {}
+        status = json.loads((folder / "status.json").read_text().strip() or "{}")
+        session = read_session(folder)
+        number = session["arrays"].get("number", np.zeros(0, np.int64)).astype(np.int64)
+        recorded = len(np.unique(number))
+        processed = end.get("frames")
+        out = {"scenario": "sigterm", "signal": f"SIG{sig}", "frame_side": side, "rois": n_rois,
+               "before_s": before_s, "exit_code": proc.returncode, "exit_s": round(exited_s, 3),
+               "traceback": "Traceback" in err.decode("utf-8", "replace"),
+               "end_json": bool(end), "ended_by": end.get("ended_by"), "stop_reason": end.get("stop_reason"),
+               "status": status.get("state"), "status_reason": status.get("reason"),
+               "damaged": session.get("damaged"), "chunks": len(end.get("chunks") or []),
+               "frames_sent_before_signal": sent_before, "frames_sent": sender.k,
+               "frames_processed": processed, "frames_recorded": recorded,
+               "records_lost": None if processed is None else processed - recorded,
+               "lost_frames_counted": end.get("lost_frames"),
+               "unprocessed_at_stop": None if processed is None else max(0, sent_before - processed),
+               "stale_fired": len([e for e in _triggers(session, sender.sent) if e["age"] * 1e3 > MAX_AGE_MS]),
+               "rss_mb_before": round(rss0 / 1024, 1), "rss_mb_after": round(rss1 / 1024, 1),
+               "rss_growth_mb": round((rss1 - rss0) / 1024, 1),
+               "stderr_tail": err.decode("utf-8", "replace")[-1500:]}
     return out

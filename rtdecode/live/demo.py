@@ -22,7 +22,7 @@ from rtdecode import decode, metrics
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
 from rtdecode.sources.ingest import Ingest
-from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -135,10 +135,11 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
                           triggers=triggers)
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
     try:
-        res = session.run(seconds=seconds + 30)
+        with StopOnSignals(session.stop):  # SIGTERM / SIGINT: the clean path (rtdecode.live.session.StopOnSignals)
+            res = session.run(seconds=seconds + 30)
     finally:
         triggers.close()
-        recorder.close(session.stats())
+        recorder.close(session.stats(), reason=session.stop_reason)
     sender.join(timeout=10)
     counts = ingest.counts()
     ingest.close()

@@ -34,7 +34,7 @@ from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.sources.ingest import Ingest, max_message_bytes
 from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
-from rtdecode.live.session import LiveSession, limit_blas_threads
+from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
@@ -204,7 +204,16 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
     """Run a live session; returns its stats (also in the session's end.json when recording).
 
     Without a decoder in the rig file the session is a calibration block: extraction only, recorded
-    (activity, stimulus shown, frame metadata) so that `rtdecode fit SESSION` can train on it."""
+    (activity, stimulus shown, frame metadata) so that `rtdecode fit SESSION` can train on it.
+
+    SIGTERM and SIGINT (also a SIGINT inherited as ignored) stop the session cleanly, from start-up
+    on: the loop ends at its next turn, the open chunk is flushed, end.json is written and status.json
+    says 'stopped' with the signal as its reason (rtdecode.live.session.StopOnSignals)."""
+    with StopOnSignals() as stopper:
+        return _run_session(config, record, seconds, stopper)
+
+
+def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     cfg = load_config(config)
     ephys = protocols.get(cfg.source.protocol).extraction == "ephys"
     record = record if record is not None else cfg.outputs.record
@@ -291,6 +300,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
                           decode=card is not None, max_age_s=cfg.max_age_ms / 1e3, flips=flips)
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
              ", ".join(cfg.source.address), pub.endpoint)
+    stopper.attach(session.stop)  # a signal that came during start-up stops the loop at its first turn
     error = None
     try:
         session.run(seconds=seconds, idle_timeout_s=float("inf") if seconds is None else seconds)
@@ -305,7 +315,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
         stats = session.stats() | {"backend": backend}
         close_triggers(triggers)
         if recorder is not None:
-            recorder.close(stats, error=error)
+            recorder.close(stats, error=error, reason=session.stop_reason)
         ingest.close()
         if flips is not None:
             flips.close()

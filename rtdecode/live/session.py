@@ -11,8 +11,11 @@ dtype) is counted and skipped; repeated unexpected errors stop the session rathe
 No message ends the session but a valid end (`stats` with `end: true`) from the acquisition source:
 a message that fails anywhere (ingest, stimulus log, stats) is counted under a fixed reason
 (rtdecode.sources.rejects) and skipped, triggers off if it was unexpected. Freshness: triggers never
-fire on a frame older than `max_age_s` since its acquisition (suppressed, counted, recorded); the
-ingest's 'latest' policy processes only the newest frame queued (skipped frames are not lost ones).
+fire on a frame older than `max_age_s` since its acquisition, on one whose `t` is off its publisher's
+clock (a `t` far ahead, a clock step not yet confirmed: its age is unknown), or while the ingest is
+congested (at its high-water mark or dropping); each is suppressed, counted and recorded, and such a
+frame adds nothing to the acquisition latency histogram when its time is unknown. The ingest's
+'latest' policy processes only the newest frame queued (skipped frames are not lost ones).
 
 Queues and what they do when the pipeline falls behind (nothing grows without bound):
 - ingest: the SUB socket's receive high-water mark; beyond it ZeroMQ drops at the sender, and the
@@ -23,6 +26,9 @@ Queues and what they do when the pipeline falls behind (nothing grows without bo
   disk (backpressure, so any loss happens at ingest, where it is counted); `record_backlog`;
 - triggers: never drop; slow sinks have a queue, and when it backs up past its limit the engine
   disables triggers (fail-safe, with the reason) instead of firing late; `triggers.pending`.
+
+SIGTERM and SIGINT (StopOnSignals, at the end of this module) end the loop at its next turn, the
+same way as the end of the source: the caller then flushes and closes the recording.
 
 The source may go quiet and come back (a restarted acquisition PC): silences longer than
 `silence_s` are logged and counted, a frame counter that goes back is counted as a restart.
@@ -46,9 +52,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from rtdecode.errors import StageError
 from rtdecode.sources import wire
@@ -108,7 +117,7 @@ class LiveResult:
     skipped_frames: int = 0  # frames not processed by the 'latest' freshness policy
     message_errors: int = 0  # messages whose processing failed (counted, skipped)
     ignored_ends: int = 0  # end messages from a publisher other than the source
-    stopped_by: str = ""  # 'source' (a valid end message), 'errors', or '' (time, idle, the user)
+    stopped_by: str = ""  # 'source' (a valid end message), 'errors', 'signal SIGTERM' / 'signal SIGINT', or '' (time, idle)
 
 
 class LiveSession:
@@ -177,6 +186,12 @@ class LiveSession:
         self.stats_every_s = stats_every_s
         self.result = LiveResult()
         self._stim_shape_warned = False
+        self.stop_reason: str | None = None  # set by stop(): the loop ends at its next turn
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to end at its next turn (e.g. on SIGTERM: StopOnSignals); safe to call
+        from a signal handler (sets one attribute)."""
+        self.stop_reason = reason
 
     def run(self, seconds: float | None = None, idle_timeout_s: float = 10.0) -> LiveResult:
         """Process messages until the source says it ended, `seconds` pass, or nothing arrives for
@@ -187,6 +202,10 @@ class LiveSession:
         last_msg = last_stats = start
         consecutive_errors = 0
         while True:
+            if self.stop_reason is not None:
+                log.warning("stopping: %s", self.stop_reason)
+                res.stopped_by = self.stop_reason
+                break
             now = time.monotonic()
             if seconds is not None and now - start >= seconds:
                 break
@@ -343,12 +362,15 @@ class LiveSession:
             acquired = msg.acquired
             res.published += 1
             res.latency.add(done - msg.received)
-            res.acquired.add(max(done - acquired, 0.0))
-            res.e2e.add(max(time.time() - msg.t, 0.0))
+            if not msg.clock_rejected:  # a `t` off its publisher's clock is no latency
+                res.acquired.add(max(done - acquired, 0.0))
+                res.e2e.add(max(time.time() - msg.t, 0.0))
             if self.triggers is not None:
+                # no trigger on a frame whose time is unknown, or while the ingest is congested
+                suppress = "clock" if msg.clock_rejected else "congested" if msg.congested else None
                 self.triggers.on_decoded(out, target_t, done - msg.received, ready, trial=target[0],
                                          frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"),
-                                         acquired=acquired, max_age_s=self.max_age_s)
+                                         acquired=acquired, max_age_s=self.max_age_s, suppress=suppress)
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
         if not self.decode:
@@ -381,9 +403,14 @@ class LiveSession:
         received = msg.received or time.perf_counter()
         wall = time.time() - (time.perf_counter() - received)
         excess = clock.see(msg.t, wall)
+        if excess is None:  # off its publisher's clock: arrival times (rtdecode.sources.clock)
+            msg.clock_rejected = True
+            excess = 0.0
+            local = None
+        else:
+            local = clock.local(msg.t)
         if msg.topic == "frame" and not msg.acquired:
             msg.acquired = received - excess
-        local = clock.local(msg.t)
         msg.local_t = wall if local is None else local
         return msg.local_t
 
@@ -447,3 +474,55 @@ _SMALL_STATS = ("latency_ms", "acquired_to_published_ms", "arrived_to_published_
 def _p50_p99(h: Histogram) -> dict:
     s = h.summary_ms()
     return {"p50": s["p50"], "p99": s["p99"]}
+
+
+# ---------------------------------------------------------------- SIGTERM and SIGINT
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopOnSignals:
+    """Context manager: SIGTERM / SIGINT -> `reason` set and `on_stop(reason)` called (issue 27, class 4).
+
+    `rtdecode run` is stopped by systemd and `timeout` (SIGTERM), `kill` and Ctrl-C (SIGINT). Without
+    a handler SIGTERM ended the process at once: no end.json, status.json left at 'recording', the
+    open chunk lost; and a run started with `&` from a script inherits SIGINT ignored (SIG_IGN), so
+    Ctrl-C did nothing. This installs one handler for both, whatever their disposition was (an
+    inherited SIG_IGN included), and restores the previous ones on exit. The first signal only
+    records the request (`reason`, e.g. 'signal SIGTERM') and calls `on_stop(reason)`
+    (LiveSession.stop): the loop sees it at its next turn (it waits at most 50 ms for a message) and
+    takes the path of a normal end: the open chunk flushed, end.json written, status.json 'stopped'
+    with the reason. A second signal raises KeyboardInterrupt: a way out when the clean path itself
+    hangs (a disk that does not answer). The handler does no I/O and takes no lock. Handlers can only
+    be installed from the main thread; elsewhere (a session run in a thread) this does nothing.
+    """
+
+    def __init__(self, on_stop: Callable[[str], None] | None = None):
+        self.on_stop = on_stop
+        self.reason: str | None = None
+        self._before: dict[int, object] = {}
+
+    def __enter__(self) -> "StopOnSignals":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for sig in SIGNALS:
+            self._before[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._before.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.reason is not None:  # the second signal: stop now
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name} while stopping")
+        self.reason = f"signal {signal.Signals(signum).name}"
+        if self.on_stop is not None:
+            self.on_stop(self.reason)
+
+    def attach(self, on_stop: Callable[[str], None]) -> None:
+        """Call `on_stop` on a signal from now on (at once if one already came)."""
+        self.on_stop = on_stop
+        if self.reason is not None:
+            on_stop(self.reason)

@@ -12,7 +12,9 @@ A session is a folder:
                         fixed size, allocated at the start and rewritten in place: it can be updated
                         on a full disk)
   end.json              written on a stop (its absence means the session was killed); `ended_by`
-                        'stop' or 'error', `damaged` when recording failed, `chunks` the manifest
+                        'stop' or 'error', `stop_reason` (e.g. 'signal SIGTERM': `rtdecode run`
+                        stops cleanly on SIGTERM / SIGINT), `damaged` when recording failed,
+                        `chunks` the manifest
 
 Each chunk is written to a temporary file, fsynced and renamed, so a chunk on disk is always whole:
 after `kill -9` at most the last second (the chunk being gathered) is missing. Writing happens on a
@@ -278,8 +280,10 @@ class Recorder:
     def backlog(self) -> int:
         return self._queue.qsize()
 
-    def close(self, stats: dict | None = None, error: str | None = None) -> None:
-        """Flush, then write end.json; `error` says the session ended by an error (not a clean stop)."""
+    def close(self, stats: dict | None = None, error: str | None = None, reason: str | None = None) -> None:
+        """Flush, then write end.json; `error` says the session ended by an error (not a clean stop);
+        `reason` why a clean stop happened when it was asked for (e.g. 'signal SIGTERM'): end.json's
+        `stop_reason` and status.json's `reason`."""
         self.flush()
         self._queue.put(None)
         self._thread.join()
@@ -287,7 +291,7 @@ class Recorder:
         self._manifest.close()
         end = {**(stats or {}), "stopped": time.time(), "records": self.records, "written": self.written,
                "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers,
-               "ended_by": "error" if error else "stop", "error": error, "damaged": self.failed,
+               "ended_by": "error" if error else "stop", "error": error, "stop_reason": reason, "damaged": self.failed,
                "chunks": self.manifest}
         if stats is not None and "recorded" in stats:  # the session's stats were taken before this last flush
             end.update(recorded=self.written, record_errors=self.errors, records_lost=self.lost, record_backlog=0)
@@ -305,7 +309,7 @@ class Recorder:
             except OSError:
                 pass
         try:
-            _write_status(self._status_path, {"state": state, "reason": self.failed or error, "records": self.records,
+            _write_status(self._status_path, {"state": state, "reason": self.failed or error or reason, "records": self.records,
                                               "lost_records": self.lost})
         except OSError as exc:
             log.error("could not update %s: %s", self._status_path, exc)

@@ -211,11 +211,11 @@ class TtlFlips:
                 log.warning("TTL input %s: the sample clock went back (%d restart(s)); estimating its offset afresh",
                             self.address, self.restarts)
             self._last = t
-            self.clock.see(t, wall)
+            on_clock = self.clock.see(t, wall) is not None
             if not ev.state and self.edges == "rising":
                 self.ignored["falling"] += 1
                 continue
-            self.aligner.add_edge(self.clock.local(t))
+            self.aligner.add_edge(self.clock.local(t) if on_clock else wall)  # off the clock: its arrival
             n += 1
         return n
 

@@ -13,13 +13,19 @@ Gaps in a publisher's `seq` (messages dropped by a full queue or a slow subscrib
 `dropped`. A publisher that restarts (its `seq` goes back, e.g. to 0, or jumps absurdly far) is
 counted under `restarts`, logged, and followed: no gap is counted across it.
 
+Congestion: the source's queue is congested after a drop (a `seq` gap) or when `hwm` frames in a row
+were read with others queued behind them (its high-water mark), until a frame is read off an empty
+queue; its frames carry `congested` (no trigger fires on them) and are counted (`congested_frames`).
+
 Time: each message's arrival (`received`, time.perf_counter() right after the socket handed it
 over) and its acquisition mapped onto the same clock (`acquired`): the sender's `t` corrected by a
 per-publisher minimum-delay clock-offset estimate (rtdecode.sources.clock), so time spent in the
 socket queues shows; and `local_t`, the sender's `t` on this PC's wall clock (`t + min_delay` of
 that publisher: its clock offset plus the bare one-way transport, ~0.1 ms on a LAN, which is the
 residual error; the offset itself cancels). Times from different publishers (ScanImage, the stimulus
-PC) are compared on `local_t` only. Freshness: `latest` drains the source's queue at each frame and hands out only
+PC) are compared on `local_t` only. A message whose `t` is off its publisher's clock (far ahead, or
+a clock stepped back, not yet confirmed: rtdecode.sources.clock) gets this PC's arrival time and
+`clock_rejected`; confirmed steps restart that publisher's estimate (`clock_steps`, `clock_rejected`). Freshness: `latest` drains the source's queue at each frame and hands out only
 the newest frame (the skipped ones are counted, and `msg.skipped` says how many came just before);
 `every_frame` hands out every frame.
 """
@@ -82,13 +88,17 @@ class Ingest:
             self.socks.append(sock)
             self.index[sock] = i
             self.gap_counters[sock] = wire.GapCounter()
-            self.clocks[sock] = ClockOffset()
+            self.clocks[sock] = ClockOffset(name=ep)
             self.redialers.append(Redial(sock, ep, "ingest"))
         self.endpoints = list(endpoints)
         self.received: Counter[str] = Counter()
         self.rejects = Rejects("ingest", logger=log)
         self.rejected = self.rejects.counts
         self.skipped = 0  # frames not handed out under the 'latest' policy
+        self.hwm = hwm
+        self.congested = False  # the source's queue is at its high-water mark, or it is dropping
+        self.congested_frames = 0  # source frames handed out while congested
+        self._behind = 0  # source frames read in a row with more queued behind them
         self._ready: list[zmq.Socket] = []
         self._pending: deque[wire.Message] = deque()
 
@@ -155,20 +165,43 @@ class Ingest:
             self.rejects.reject("source", f"{msg.topic} from {self.endpoints[source]}, which may send stim only")
             return None
         msg.received, msg.source = received, source
+        behind = bool(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)  # more messages queued behind this one
         clock = self.clocks[sock]
-        excess = clock.see(msg.t, wall)
-        msg.acquired = received - excess
-        local = clock.local(msg.t)
-        msg.local_t = wall if local is None else local
+        excess = clock.see(msg.t, wall, queued=behind)
+        if excess is None:  # off its publisher's clock (a `t` far ahead, a step back): never timing data
+            msg.clock_rejected = True
+            msg.acquired, msg.local_t = received, wall
+        else:
+            msg.acquired = received - excess
+            local = clock.local(msg.t)
+            msg.local_t = wall if local is None else local
         gaps = self.gap_counters[sock]
-        restarts, last = gaps.restarts, gaps.last
+        restarts, last, missing = gaps.restarts, gaps.last, gaps.missing
         gaps.see(msg.seq)
+        if source == 0 and msg.topic == "frame":
+            self._congestion(msg, behind, gaps.missing > missing)
         if gaps.restarts != restarts:
             if gaps.restarts <= 10 or gaps.restarts % 1000 == 0:
                 log.warning("publisher restarted (%s): seq went from %s to %d (%d restart(s) so far); following it",
                             self.endpoints[source], last, msg.seq, gaps.restarts)
         self.received[msg.topic] += 1
         return msg
+
+    def _congestion(self, msg: wire.Message, behind: bool, dropped: bool) -> None:
+        """The source's queue is congested from a drop (a `seq` gap) or `hwm` frames read in a row
+        with others queued behind them (its high-water mark), until a frame is read off an empty
+        queue. Triggers do not fire on a congested frame (rtdecode.outputs.triggers.engine)."""
+        self._behind = self._behind + 1 if behind else 0
+        if dropped or self._behind >= self.hwm:
+            if not self.congested:
+                log.warning("ingest congested (%s): triggers off until its queue is empty",
+                            "dropping" if dropped else f"{self._behind} frames queued in a row")
+            self.congested = True
+        elif not behind:
+            self.congested = False
+        msg.congested = self.congested
+        if self.congested:
+            self.congested_frames += 1
 
     def _newest(self, sock: zmq.Socket, msg: wire.Message) -> wire.Message:
         """'latest': read what is already queued on the source; keep every non-frame message (in
@@ -195,11 +228,22 @@ class Ingest:
     def clock_summary(self) -> dict:
         return {ep: self.clocks[s].summary() for ep, s in zip(self.endpoints, self.socks)}
 
+    @property
+    def clock_steps(self) -> int:
+        """Restarts of the publishers' clock estimates (clock steps, counted per publisher in `clock`)."""
+        return sum(c.steps for c in self.clocks.values())
+
+    @property
+    def clock_rejected(self) -> int:
+        """Messages whose `t` was off their publisher's clock (not used as timing data)."""
+        return sum(c.rejected for c in self.clocks.values())
+
     def counts(self) -> dict:
         return {"received": dict(self.received), "rejected": self.n_rejected,
                 "rejected_by_reason": self.rejects.by_reason(), "dropped": self.dropped,
                 "restarts": self.restarts, "skipped_frames": self.skipped, "clock": self.clock_summary(),
-                "redials": self.redials}
+                "clock_steps": self.clock_steps, "clock_rejected": self.clock_rejected,
+                "congested_frames": self.congested_frames, "redials": self.redials}
 
     @property
     def redials(self) -> int:

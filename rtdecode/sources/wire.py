@@ -46,6 +46,8 @@ class Message:
     acquired: float = 0.0  # its acquisition time on time.perf_counter()'s clock (0 if unknown)
     skipped: int = 0  # frames not handed out just before this one (freshness 'latest')
     local_t: float = 0.0  # its `t` on this PC's wall clock (time.time()): t + its publisher's offset (0 if not mapped)
+    clock_rejected: bool = False  # its `t` is off its publisher's clock (rtdecode.sources.clock): times are arrival's
+    congested: bool = False  # the ingest was at its high-water mark or dropping when it came (no trigger fires on it)
 
     @property
     def seq(self) -> int:

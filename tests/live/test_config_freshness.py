@@ -106,17 +106,16 @@ def test_clock_offset_sees_queueing_and_tracks_the_minimum():
     c = ClockOffset(window_s=60.0)
     assert c.see(100.0, 100.5) == 0.0  # first message: offset 0.5 s (clocks apart), no excess
     assert c.see(101.0, 101.5) == 0.0
-    assert abs(c.see(102.0, 102.8) - 0.3) < 1e-9  # 0.3 s more than the best: queueing
-    assert c.see(103.0, 103.4) == 0.0 and abs(c.min_delay - 0.4) < 1e-9  # a better path
+    # 0.3 s more than the best: queueing (less the floor's allowed drift, 100 ppm of 1.3 s)
+    assert abs(c.see(102.0, 102.8) - 0.3) < 1e-3
+    assert c.see(103.0, 103.49) == 0.0 and abs(c.min_delay - 0.49) < 1e-9  # a better path
     s = c.summary()
-    assert s["offset_ms"] == 400.0 and s["n"] == 4 and s["jitter_ms"] > 0
-    # the sender's clock steps back by 2 s: seen as queueing, for at most the window, then followed
-    assert abs(c.see(104.0 - 2.0, 104.4) - 2.0) < 1e-9
-    t = 104.0
-    while t < 104.0 + 61.0:
-        t += 1.0
-        last = c.see(t - 2.0, t + 0.4)
-    assert last == 0.0 and abs(c.min_delay - 2.4) < 1e-9
+    assert s["offset_ms"] == 490.0 and s["n"] == 4 and s["jitter_ms"] > 0
+    # the sender's clock steps back by 2 s: off the clock (no time) until 3 messages confirm it,
+    # then a restart of this publisher's clock estimate, followed at once (tests/sources/test_clock.py)
+    assert c.see(104.0 - 2.0, 104.49) is None and c.see(105.0 - 2.0, 105.49) is None
+    assert c.see(106.0 - 2.0, 106.49) == 0.0 and abs(c.min_delay - 2.49) < 1e-9
+    assert c.summary()["steps"] == 1 and c.summary()["rejected"] == 2
 
 
 def test_rejects_count_fixed_reasons_and_log_a_bounded_number_of_lines(caplog):

@@ -26,6 +26,23 @@ def test_similarity_needs_k_consecutive_frames_and_respects_refractory(rng):
     assert rule.update(target, 2.0) is False and rule.update(target, 2.1) is False and rule.update(target, 2.2)
 
 
+def test_refractory_runs_on_this_pcs_clock_and_suppressed_firings_do_not_start_it():
+    """Issue 27, class 2: the engine gives the rules time.monotonic(), never the sender's `t`; a frame
+    stamped 1e6 s ahead can no longer put the last firing beyond every later frame."""
+    bright = np.full(SHAPE, 200, np.float32)
+    rule = LuminanceRule("bright", 100.0, SHAPE, refractory_s=1.0)
+    assert rule.update(bright, fire=False)  # suppressed (a stale frame): reported, no refractory
+    assert not rule.update(bright, fire=False)  # reported at most once per refractory period
+    assert rule.update(bright)  # the first fresh frame fires at once
+    sink = type("Sink", (), {"slow": False, "fire": lambda self, e: True})()
+    engine = TriggerEngine([LuminanceRule("b", 100.0, SHAPE, refractory_s=0.05)], [sink])
+    assert engine.on_decoded(bright, 1e6 + time.time(), 0.0, time.perf_counter()) == 1  # t from the future
+    time.sleep(0.06)
+    assert engine.on_decoded(bright, time.time(), 0.0, time.perf_counter()) == 1  # not silenced
+    assert engine.on_decoded(bright, time.time(), 0.0, time.perf_counter(), suppress="clock") == 0
+    assert engine.stats()["suppressed_clock"] == 1 and engine.stats()["fired"] == 2
+
+
 def test_luminance_motion_and_callable_rules():
     region = np.zeros(SHAPE, bool)
     region[:10, :10] = True

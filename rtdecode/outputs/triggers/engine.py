@@ -8,9 +8,15 @@ disabled too (the queued events are still delivered), so the queue stays bounded
 out late.
 
 Freshness: a trigger never fires on a frame older than `max_age_s` since its acquisition (the
-caller passes the acquisition time, clock-corrected, on time.perf_counter()'s clock). The rules are
-still evaluated, so their state stays right, but what they would have fired is suppressed: counted
-(`suppressed_stale`) and recorded with `suppressed: "stale"` and the frame's age.
+caller passes the acquisition time, clock-corrected, on time.perf_counter()'s clock), nor on one the
+caller marks with a `suppress` reason: 'clock' (its `t` was off its publisher's clock, so its age is
+unknown) or 'congested' (the ingest was at its high-water mark or dropping). The rules are still
+evaluated, so their state stays right, but what they would have fired is suppressed: counted
+(`suppressed_stale`, `suppressed_clock`, `suppressed_congested`) and recorded with `suppressed:
+REASON` and the frame's age; a suppressed firing does not start the rule's refractory period. These
+suppressions last only as long as their cause, unlike `disable()`.
+
+Rules run their refractory periods on this PC's time.monotonic(), never on the sender's `t`.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 
 from rtdecode.latency import Histogram
 
 log = logging.getLogger(__name__)
+
+SUPPRESS_REASONS = ("stale", "clock", "congested")
 
 
 class TriggerEngine:
@@ -44,7 +53,8 @@ class TriggerEngine:
         self.to_wire = Histogram()  # decoded frame ready -> trigger sent by the fast sinks
         self.from_acquisition = Histogram()  # frame acquired -> trigger sent by the fast sinks
         self.stale_frames = 0  # frames older than max_age_s when decoded
-        self.suppressed_stale = 0  # triggers not sent because their frame was too old
+        self.suppressed_frames: Counter[str] = Counter()  # frames on which nothing may fire, by reason
+        self.suppressed: Counter[str] = Counter()  # triggers not sent, by reason ('stale', 'clock', 'congested')
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="triggers", daemon=True)
         self._has_slow = bool(self.slow) or any(s.slow for r in rules for s in (r.sinks or ()))
@@ -61,23 +71,34 @@ class TriggerEngine:
         for r in self.rules:
             r.reset()
 
+    @property
+    def suppressed_stale(self) -> int:
+        return self.suppressed["stale"]
+
     def on_decoded(self, image: np.ndarray, t: float, lag_s: float, ready: float, acquired: float | None = None,
-                   max_age_s: float | None = None, **context) -> int:
-        """Evaluate the rules on a decoded frame `image` (H, W) for stimulus time `t`; `context` (trial,
-        frame, ...) goes into every event; `ready` is time.perf_counter() when it was ready; `acquired`
-        (same clock) when the newest frame behind it was acquired: older than `max_age_s`, nothing fires.
-        Returns the number of triggers fired."""
+                   max_age_s: float | None = None, suppress: str | None = None, **context) -> int:
+        """Evaluate the rules on a decoded frame `image` (H, W) for stimulus time `t` (the sender's,
+        only recorded); `context` (trial, frame, ...) goes into every event; `ready` is
+        time.perf_counter() when it was ready; `acquired` (same clock) when the newest frame behind it
+        was acquired: older than `max_age_s`, nothing fires; nor with a `suppress` reason ('clock',
+        'congested'). Returns the number of triggers fired."""
+        now = time.monotonic()
         age = None if acquired is None else time.perf_counter() - acquired
+        reason = suppress  # the cause, when the caller knows it, before its symptom (staleness)
         if age is not None and max_age_s is not None and age > max_age_s:
             self.stale_frames += 1
+            reason = reason or "stale"
+        if reason is not None:
+            self.suppressed_frames[reason] += 1
             if self.enabled:
                 for rule in self.rules:
-                    if rule.update(image, t):
-                        self.suppressed_stale += 1
+                    if rule.update(image, now, fire=False):
+                        self.suppressed[reason] += 1
                         if self.record is not None:
                             self.record({"rule": rule.name, "score": rule.last_score, "t_frame": t, "t": time.time(),
-                                         "suppressed": "stale", "age_ms": round(age * 1e3, 3),
-                                         "max_age_ms": round(max_age_s * 1e3, 3), **context})
+                                         "suppressed": reason, "age_ms": None if age is None else round(age * 1e3, 3),
+                                         "max_age_ms": None if max_age_s is None else round(max_age_s * 1e3, 3),
+                                         **context})
             return 0
         if lag_s > self.max_lag_s:
             self.disable(f"pipeline behind: a frame took {lag_s * 1e3:.1f} ms (limit {self.max_lag_s * 1e3:.0f} ms)")
@@ -87,7 +108,7 @@ class TriggerEngine:
             return 0
         n = 0
         for rule in self.rules:
-            if not rule.update(image, t):
+            if not rule.update(image, now):
                 continue
             event = {"rule": rule.name, "score": rule.last_score, "t_frame": t, "t": time.time(), **context}
             fast, slow = (self.fast, self.slow) if rule.sinks is None else (
@@ -130,7 +151,9 @@ class TriggerEngine:
                 "sink_failures": self.sink_failures, "pending": self._queue.qsize(),
                 "pending_max": self.max_pending_seen,
                 "to_wire_ms": self.to_wire.summary_ms(), "acquired_to_trigger_ms": self.from_acquisition.summary_ms(),
-                "stale_frames": self.stale_frames, "suppressed_stale": self.suppressed_stale}
+                "stale_frames": self.stale_frames, "suppressed_stale": self.suppressed["stale"],
+                "suppressed_clock": self.suppressed["clock"], "suppressed_congested": self.suppressed["congested"],
+                "suppressed_frames": {k: self.suppressed_frames[k] for k in SUPPRESS_REASONS}}
 
     def close(self) -> None:
         if self._has_slow:

@@ -1,8 +1,15 @@
 """Trigger rules: each scores a decoded frame and fires after `consecutive` frames past threshold,
-then stays quiet for `refractory_s` seconds."""
+then stays quiet for `refractory_s` seconds.
+
+The refractory period runs on this PC's monotonic clock (time.monotonic()), never on a sender's
+time: one frame stamped far in the future, or a sender clock stepping back, used to put the last
+firing beyond every later frame and silence the rule for the rest of the session (issue 27, class 2).
+A firing the engine suppresses (a stale frame, ...) is reported but does not start the refractory
+period: the first fresh frame past threshold fires."""
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -26,20 +33,33 @@ class Rule:
         self.name, self.threshold, self.consecutive = name, float(threshold), int(consecutive)
         self.refractory_s, self.below = float(refractory_s), below
         self.run = 0
-        self.last_fired = -np.inf
+        self.last_fired = -np.inf  # time.monotonic() of the last firing
+        self.last_suppressed = -np.inf  # ... of the last suppressed one (they are reported as seldom)
         self.last_score = float("nan")
         self.sinks: list | None = None  # None: the engine's sinks
 
     def score(self, frame: np.ndarray) -> float:
         raise NotImplementedError
 
-    def update(self, frame: np.ndarray, t: float) -> bool:
-        """Score `frame` decoded at time `t` (s); True if the rule fires now."""
+    def update(self, frame: np.ndarray, now: float | None = None, fire: bool = True) -> bool:
+        """Score `frame`; True if the rule fires now. `now`: this PC's time.monotonic() (default: read
+        it). `fire` False: the frame may not fire (the engine suppresses it): True then says the rule
+        would have fired (at most once per refractory period), and the refractory period of real
+        firings does not start."""
+        now = time.monotonic() if now is None else now
         s = self.last_score = float(self.score(frame))
         past = s <= self.threshold if self.below else s >= self.threshold
         self.run = self.run + 1 if past else 0
-        if self.run >= self.consecutive and t - self.last_fired >= self.refractory_s:
-            self.last_fired = t
+        if self.run < self.consecutive:
+            return False
+        if not fire:  # a firing needs `consecutive` frames that may fire
+            self.run = 0
+            if now - self.last_suppressed >= self.refractory_s:
+                self.last_suppressed = now
+                return True
+            return False
+        if now - self.last_fired >= self.refractory_s:
+            self.last_fired = now
             self.run = 0
             return True
         return False
@@ -47,6 +67,7 @@ class Rule:
     def reset(self) -> None:
         self.run = 0
         self.last_fired = -np.inf
+        self.last_suppressed = -np.inf
 
 
 def _region(region: np.ndarray | None, shape) -> np.ndarray:
