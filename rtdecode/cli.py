@@ -173,8 +173,9 @@ def cmd_reconstruct(args, progress) -> int:
     from rtdecode.offline.reconstruct import reconstruct
 
     m = reconstruct(args.model, args.dataset, args.out, args.method, tuple(args.tiers), progress=True,
-                    iterations=args.iterations)
-    print(json.dumps({k: m[k] for k in ("pixel_corr", "frame_corr", "pixel_corr_full", "trials")}))
+                    iterations=args.iterations, uncertainty=args.uncertainty)
+    print(json.dumps({k: m[k] for k in ("pixel_corr", "frame_corr", "pixel_corr_full", "trials", "uncertainty")
+                      if k in m}))
     return 0
 
 

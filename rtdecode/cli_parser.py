@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the model's own; inverse and warm need an encoder-based model")
     r.add_argument("--iterations", type=positive_int, default=None, help="inverse / warm-refinement iterations")
     r.add_argument("--tiers", nargs="+", default=["oracle"], help="tiers to reconstruct (default oracle)")
+    r.add_argument("--uncertainty", action="store_true",
+                   help="also write OUT/uncertainty/{trial}.npy (per-pixel spread of the model's fold ensemble; "
+                   "image-prior amortized models) and its calibration against the error in metrics.json")
 
     v = sub.add_parser("view", help="watch a decoded stream (pyqtgraph)",
                        description="Shows the reconstruction, the stimulus beside it (when a stimulus stream is "

@@ -51,3 +51,23 @@ def score(pairs: list[tuple[np.ndarray, np.ndarray]], mask: np.ndarray | None,
     out["skip_frames"] = skip
     out["mask_pixels"] = int(mask.sum()) if mask is not None else None
     return out
+
+
+def uncertainty_calibration(trials: list[tuple[np.ndarray, np.ndarray, np.ndarray]], mask: np.ndarray | None,
+                            skip: int = SKIP_FRAMES, bins: int = 5) -> dict:
+    """Does a per-pixel uncertainty predict the error? trials: (spread, recon, truth), each (T, H, W),
+    scored where pixel_corr is (mask pixels, frames after `skip`). Returns the Pearson correlation of
+    the spread with |recon - truth| over all those values, the mean spread and mean |error| in each of
+    `bins` equal-count spread bins (calibrated: the error rises with the spread), and the mean |error|
+    over the mean spread (1 where the spread is on the error's scale)."""
+    s_all, e_all = [], []
+    for s, r, t in trials:
+        m = np.ones(r.shape[1:], bool) if mask is None else mask.astype(bool)
+        s_all.append(np.asarray(s, np.float64)[skip:][:, m].ravel())
+        e_all.append(np.abs(np.asarray(r, np.float64) - t)[skip:][:, m].ravel())
+    s, e = np.concatenate(s_all), np.concatenate(e_all)
+    order = np.argsort(s, kind="stable")
+    groups = np.array_split(order, bins)
+    return {"corr_spread_abs_error": pearson(s, e),
+            "bins": [{"mean_spread": float(s[g].mean()), "mean_abs_error": float(e[g].mean())} for g in groups],
+            "abs_error_over_spread": float(e.mean() / s.mean()) if s.mean() > 0 else None}

@@ -30,13 +30,14 @@ def fold_of(n_trials: int, folds: int) -> np.ndarray:
 
 def out_of_fold(trials: list[tuple[np.ndarray, np.ndarray]], dec: ridge.RidgeDecoder, alpha: float, keep: float,
                 folds: int, predict: Callable[[ridge.RidgeDecoder, np.ndarray], np.ndarray],
-                progress: Callable[[str], None] | None = None) -> list[np.ndarray]:
+                progress: Callable[[str], None] | None = None,
+                decoders: list | None = None) -> list[np.ndarray]:
     """trials: (responses (N, T), video (T, H, W)) of every calibration trial; `dec`: the ridge fitted on
     all of them (its normalisation, basis, lag, rank and compression are reused); `alpha`: its penalty in
     units of the mean Gram diagonal (ridge.fit's info['alpha']); `keep`: its brightness share.
     `predict(fold_decoder, responses)` gives what the caller needs of a trial (e.g.
     rtdecode.decode.image_prior.linear_frames). Returns predict's output for every trial, each from
-    the fold decoder that did not see it."""
+    the fold decoder that did not see it. `decoders`, when given, receives the K fold decoders."""
     say = progress or (lambda s: None)
     which = fold_of(len(trials), folds)
     rank = None if dec.w_out is None else dec.weights.shape[1]
@@ -69,6 +70,8 @@ def out_of_fold(trials: list[tuple[np.ndarray, np.ndarray]], dec: ridge.RidgeDec
         w, w_out = ridge.truncate_weights(w, rank, keep, m)
         fold_dec = ridge.RidgeDecoder(dec.act_mean, dec.act_std, dec.basis, w, dec.pixel_mean, dec.frame_shape,
                                       dec.lag_min, w_out, dec.act_scale)
+        if decoders is not None:
+            decoders.append(fold_dec)
         for i in ids:
             out[i] = predict(fold_dec, trials[i][0])
     return out

@@ -152,6 +152,34 @@ class ImagePriorNet(nn.Module):
         return self.clip * (self.n_neurons * self.ridge_bins * self.basis.shape[1] + d * k + k * H * W) + conv
 
 
+FOLD_KEYS = ("amortized.fold_w_in", "amortized.fold_w_out")  # (K, N*nb, rank), (K, rank, H*W)
+
+
+def fold_arrays(decoders: list) -> dict[str, np.ndarray]:
+    """weights.npz arrays of the K cross-fitting fold decoders (rank-truncated ridges sharing the live
+    decoder's normalisation and basis): the ensemble whose spread `spread` reports. {} when a fold
+    decoder is not rank-truncated."""
+    if not decoders or any(d.w_out is None for d in decoders):
+        return {}
+    return {FOLD_KEYS[0]: np.stack([d.weights for d in decoders]).astype(np.float32),
+            FOLD_KEYS[1]: np.stack([d.w_out for d in decoders]).astype(np.float32)}
+
+
+@torch.no_grad()
+def spread(net: "ImagePriorNet", fold_w_in: np.ndarray, fold_w_out: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """(B, N, bins) raw windows -> (B, H, W) per-pixel uncertainty, 0-255 scale: the standard deviation
+    over the K fold decoders' linear frames (each fitted without a fifth of the calibration trials;
+    the spread is how much the decoded pixel depends on which trials the decoder saw; unbiased, ddof 1)."""
+    x = torch.from_numpy(np.asarray(windows, np.float32))
+    if net.compressed:
+        x = torch.log1p(torch.clamp(x, min=0.0) * (1.0 / net.act_scale))
+    b = net.cfg.back
+    z = ((x - net.act_mean) / net.act_std)[:, :, b:b + net.ridge_bins]
+    f = torch.matmul(z, net.basis).flatten(1)  # (B, N*nb)
+    frames = torch.stack([(f @ torch.from_numpy(wi)) @ torch.from_numpy(wo) for wi, wo in zip(fold_w_in, fold_w_out)])
+    return frames.std(0).view(-1, *net.frame_shape).numpy()
+
+
 def linear_frames(dec, responses: np.ndarray, back: int, fwd: int) -> np.ndarray:
     """(N, T) activity -> (back + T + fwd, H, W): the ridge decoder's frames -back .. T-1+fwd, where
     frames outside the trial see bins outside it as the training mean (exactly what the network's

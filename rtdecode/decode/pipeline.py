@@ -71,6 +71,18 @@ class PipelineDecoder:
         with torch.no_grad():
             out[...] = self.torch_module()(torch.from_numpy(np.asarray(window, np.float32))[None])[0].numpy()
 
+    folds: tuple[np.ndarray, np.ndarray] | None = None  # the image prior's fold ensemble (image_prior.FOLD_KEYS)
+
+    def uncertainty_trial(self, responses: np.ndarray) -> np.ndarray:
+        """(N, T) activity -> (T, H, W) per-pixel uncertainty (rtdecode.decode.image_prior.spread);
+        ModelError for a model without a fold ensemble."""
+        if self.folds is None:
+            raise ModelError("this model has no fold ensemble (image-prior amortized models fitted by this rtdecode "
+                             "have one): no uncertainty")
+        fill = ridge.raw_fill(self.net.act_mean[:, 0].numpy(), float(self.net.act_scale[0]))
+        w = am.windows_of_trial(np.asarray(responses, np.float32), self.lag_min, self.net.bins, fill)
+        return np.concatenate([ip.spread(self.net, *self.folds, w[s:s + 256]) for s in range(0, len(w), 256)])
+
     def predict_trial(self, responses: np.ndarray) -> np.ndarray:
         if self.net is None:
             raise ModelError("this model has no amortized network; reconstruct it with --method inverse")
@@ -107,7 +119,15 @@ class PipelineDecoder:
             raise ModelError(f"weights.npz 'mask' missing or not of the card's frame shape {(h, w)}")
         encs = [enc.from_arrays(arrays, f"encoder{k}.", n, (h, w), card.encoder) for k in range(card.encoder["models"])]
         net = am.net_from_arrays(arrays, card) if card.method == "amortized" else None
-        return cls(card, encs, net, arrays["mask"])
+        dec = cls(card, encs, net, arrays["mask"])
+        if isinstance(net, ip.ImagePriorNet) and all(k in arrays for k in ip.FOLD_KEYS):
+            w_in, w_out = (arrays[k] for k in ip.FOLD_KEYS)
+            if w_in.shape[1:] != tuple(net.w_in.shape) or w_out.shape[1:] != tuple(net.w_out.shape) \
+                    or len(w_in) != len(w_out) or len(w_in) < 2:
+                raise ModelError(f"weights.npz fold ensemble {w_in.shape} / {w_out.shape} does not match the linear "
+                                 f"path {tuple(net.w_in.shape)} / {tuple(net.w_out.shape)}; fit the model again")
+            dec.folds = (w_in, w_out)
+        return dec
 
 
 def synth_pairs(encoders: list, behaviours: list[np.ndarray], n_movies: int, frames: int, seed: int,
@@ -238,8 +258,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     t3 = time.perf_counter()
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     if image:
-        net, am_info = fit_image_prior(trials, val_trials, amortized_cfg, lag_min, bins, seed, progress, say,
-                                       compress_scale, val_mask, brightness_keep)
+        net, am_info, fold_arrays = fit_image_prior(trials, val_trials, amortized_cfg, lag_min, bins, seed, progress,
+                                                    say, compress_scale, val_mask, brightness_keep, stash)
+        arrays.update(fold_arrays)
     elif residual:
         net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
                                     lag_min, bins, batch, seed, progress, say, checkpoints, compress_scale, val_mask,
@@ -265,28 +286,34 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
 
 
 def fit_image_prior(trials, val_trials, cfg: ip.ImagePriorConfig, lag_min, bins, seed, progress, say,
-                    compress_scale=ridge.COMPRESS, val_mask=None, brightness_keep=ridge.BRIGHTNESS_KEEP):
+                    compress_scale=ridge.COMPRESS, val_mask=None, brightness_keep=ridge.BRIGHTNESS_KEEP, stash=None):
     """Ridge (penalty and brightness share chosen on the validation trials, refitted on all), its
     cross-fitted reconstructions of every trial (rtdecode.decode.crossfit), then the image prior's
     U-Net trained on the fit trials' out-of-fold clips and validated on the validation trials' ones
-    (rtdecode.decode.image_prior.train: kept only if it beats the linear decoder there). Returns (net, info)."""
+    (rtdecode.decode.image_prior.train: kept only if it beats the linear decoder there). Returns
+    (net, info, arrays of the K fold decoders' weights: the ensemble whose spread is the uncertainty,
+    rtdecode.decode.image_prior.FOLD_KEYS)."""
     say("ridge (the image prior's linear path)")
     dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
                                lag_min=lag_min, bins=bins, compress_scale=compress_scale, mask=val_mask,
                                brightness_keep=brightness_keep)
     every = [(t[0], t[1]) for t in trials] + [(t[0], t[1]) for t in val_trials]
     folds = min(cfg.folds, len(every))
+    fold_decs: list = []
     oof = crossfit.out_of_fold(every, dec_all, rinfo["alpha"], rinfo["brightness_keep"], folds,
-                               lambda d, r: ip.linear_frames(d, r, cfg.back, cfg.fwd), progress=say)
+                               lambda d, r: ip.linear_frames(d, r, cfg.back, cfg.fwd), progress=say,
+                               decoders=fold_decs)
     net = ip.ImagePriorNet(len(dec_all.act_mean), dec_all.basis.shape[0], dec_all.basis.shape[1],
                            dec_all.weights.shape[1], dec_all.frame_shape, cfg)
     net.set_linear(dec_all)
     n = len(trials)
+    if stash is not None:  # for reports and experiments: the out-of-fold frames and the live ridge
+        stash.update({"oof_frames": oof, "ridge": dec_all})
     say("image prior (U-Net over out-of-fold linear clips)")
     info = ip.train(net, [(f, t[1]) for f, t in zip(oof[:n], trials)], [(f, t[1]) for f, t in zip(oof[n:], val_trials)],
                     seed=seed, progress=progress, val_mask=val_mask, say=say)
     info.update({"ridge": rinfo, "folds": folds})
-    return net, info
+    return net, info, ip.fold_arrays(fold_decs)
 
 
 def fit_residual(trials, val_trials, inv_ids, inv_targets, synth, cfg: ResidualConfig, steps, lag_min, bins,

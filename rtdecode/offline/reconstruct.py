@@ -14,11 +14,14 @@ from rtdecode.offline.dataset import Dataset
 
 
 def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method: str | None = None,
-                tiers: tuple[str, ...] = ("oracle",), progress: bool = True, iterations: int | None = None) -> dict:
+                tiers: tuple[str, ...] = ("oracle",), progress: bool = True, iterations: int | None = None,
+                uncertainty: bool = False) -> dict:
     """Write out/videos/{trial}.npy ((H, W, T) as the dataset's, NaN padding kept) and
     out/metrics.json; return the metrics. For encoder-based models `method` is amortized
     (default for an amortized model), inverse (cold, from gray) or warm (the inverse started from
-    the amortized output); `iterations` overrides the inverse's (or the warm refinement's) count."""
+    the amortized output); `iterations` overrides the inverse's (or the warm refinement's) count.
+    `uncertainty` (image-prior amortized models): also out/uncertainty/{trial}.npy, the per-pixel
+    spread of the model's fold ensemble, and its calibration against the error in the metrics."""
     from tqdm import tqdm
 
     card, dec = decode.load(model)
@@ -35,13 +38,16 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
     if list(ds.frame_shape) != list(card.frame_shape):
         raise ModelError(f"the model in {model} decodes {list(card.frame_shape)} frames, the dataset's videos are "
                          f"{list(ds.frame_shape)}")
+    if uncertainty and getattr(dec, "folds", None) is None:
+        raise ConfigError(f"--uncertainty: the model in {model} has no fold ensemble (fit --method amortized "
+                          "with the default image-prior kind writes one)")
     ids = []
     for tier in tiers:
         ids += ds.require(tier)
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     mask = ds.evaluation_mask()
-    pairs, seconds = [], []
+    pairs, seconds, spreads = [], [], []
     for i in tqdm(ids, desc=f"reconstruct ({method})", unit="trial", disable=not progress):
         tr = ds.load(i)
         if tr.video.shape[0] == 0:
@@ -59,7 +65,15 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
         full[:, :, : rec.shape[0]] = np.moveaxis(rec, 0, 2)
         np.save(out / "videos" / f"{i}.npy", full)
         pairs.append((rec, tr.video))
+        if uncertainty:
+            sp = dec.uncertainty_trial(tr.responses[: card.neurons])
+            (out / "uncertainty").mkdir(exist_ok=True)
+            full[:, :, : sp.shape[0]] = np.moveaxis(sp, 0, 2)
+            np.save(out / "uncertainty" / f"{i}.npy", full)
+            spreads.append(sp)
     scores = metrics.score(pairs, mask)
+    if uncertainty:
+        scores["uncertainty"] = metrics.uncertainty_calibration([(s, r, v) for s, (r, v) in zip(spreads, pairs)], mask)
     result = {"method": method, "model_method": card.method, "seconds_per_trial": (float(np.mean(seconds)) if seconds else None), "model": str(Path(model).resolve()), "dataset": str(Path(dataset).resolve()),
               "tiers": list(tiers), "trial_ids": ids,
               "mask": "meta/evaluation_mask.npy" if mask is not None else "none (full frame)", **scores}

@@ -138,3 +138,27 @@ def test_legacy_options_are_refused_with_the_image_prior(tiny_dataset, tmp_path)
 
     with pytest.raises(ConfigError, match="ridge_residual"):
         fit_dataset(tiny_dataset, tmp_path / "m", method="amortized", progress=False, encoder_steps=0, synth_movies=2)
+
+
+def test_uncertainty_is_the_fold_ensembles_spread(tiny_model, tiny_dataset, tmp_path):
+    from rtdecode import decode
+    from rtdecode.offline.reconstruct import reconstruct
+
+    dec = decode.load(tiny_model[0])[1]
+    w_in, w_out = dec.folds
+    assert len(w_in) == 5
+    resp = np.load(tiny_dataset / "data" / "responses" / "6.npy")
+    resp = resp[:, np.isfinite(resp).all(0)]
+    sp = dec.uncertainty_trial(resp)
+    assert sp.shape == (resp.shape[1], 36, 64) and (sp >= 0).all() and sp.max() > 0
+    # by hand at one frame: the standard deviation over the folds' ridge frames
+    ridges = [ridge.RidgeDecoder(dec.net.act_mean[:, 0].numpy(), dec.net.act_std[:, 0].numpy(), dec.net.basis.numpy(),
+                                 wi, dec.net.pixel_mean.numpy(), (36, 64), dec.lag_min + dec.net.cfg.back, wo,
+                                 float(dec.net.act_scale[0])) for wi, wo in zip(w_in, w_out)]
+    frames = np.stack([r.predict_trial(resp)[30] for r in ridges])
+    np.testing.assert_allclose(sp[30], frames.std(0, ddof=1), rtol=1e-3, atol=1e-3)  # unbiased, as torch.std
+    m = reconstruct(tiny_model[0], tiny_dataset, tmp_path / "r", progress=False, uncertainty=True)
+    cal = m["uncertainty"]
+    assert len(cal["bins"]) == 5 and -1 <= cal["corr_spread_abs_error"] <= 1
+    assert [b["mean_spread"] for b in cal["bins"]] == sorted(b["mean_spread"] for b in cal["bins"])
+    assert np.load(tmp_path / "r" / "uncertainty" / "6.npy").shape == np.load(tiny_dataset / "data" / "videos" / "6.npy").shape
