@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorRT 10: FP16 engine (TensorRT 11 follows the graph's types)")
     c.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild the cached engine")
 
-    b = sub.add_parser("bench", help="benchmarks, each writing JSON (DESIGN 3.5)",
-                       description="Each benchmark takes its own options: rtdecode bench NAME --help.")
+    b = sub.add_parser("bench", help="the benchmarks a user runs on a rig, each writing JSON (docs/design.md 3.5)",
+                       description="Each benchmark takes its own options: rtdecode bench NAME --help. The research "
+                       "benchmarks are scripts in the repository: python benchmarks/research/NAME.py --help.")
     bsub = b.add_subparsers(dest="bench", metavar="BENCH", required=True)
     for name, text in BENCHES.items():
         # every argument goes to the benchmark's own parser (rtdecode.bench.NAME); a prefix char no
