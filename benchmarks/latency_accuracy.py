@@ -1,12 +1,13 @@
 """Extraction accuracy (motion error, trace / dF/F / activity correlation with the virtual rig's truth) of
-build_chain for several registration crops, on the same data as `rtdecode bench rig_accuracy` (500 cells,
-seed 11, 3 px motion). `python benchmarks/latency_accuracy.py FRAMES CROPS OUT.json`, e.g. 900 256,128 out.json."""
+build_chain for several registration crops, on the same data as `python benchmarks/research/rig_accuracy.py`
+(500 cells, seed 11, 3 px motion). `python benchmarks/latency_accuracy.py FRAMES CROPS OUT.json`, e.g. 900 256,128 out.json."""
 import sys, json, numpy as np
 from scipy.ndimage import gaussian_filter1d
 from rtdecode.extract import build_chain, extract_movie
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope
-from rtdecode.bench.rig_accuracy import rowcorr
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent / "research"))
+from rig_accuracy import rowcorr  # benchmarks/research/rig_accuracy.py
 def main():
     frames = int(sys.argv[1]); crops = [int(c) for c in sys.argv[2].split(",")]; outp = sys.argv[3]
     m = Microscope(500, seed=11, frame_shape=(512, 512), motion_px=3.0)

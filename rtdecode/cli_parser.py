@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--rig", default="realistic", choices=tuple(PROFILES),
-                   help="the virtual mouse: realistic (default; as hard as real mouse V1, python -m rtdecode.bench.rig), "
-                        "realistic_v1 (its first calibration) or easy (the original, nearly linear rig)")
+                   help="the virtual mouse: realistic (default; as hard as real mouse V1, "
+                        "python benchmarks/research/rig.py), realistic_v1 (its first calibration) or easy (the "
+                        "original, nearly linear rig)")
     d.add_argument("--screenshot", default=None, metavar="PNG",
                    help="also run the viewer offscreen and save a PNG of it near the end")
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="realistic (default): calibrated to mouse V1 two-photon data (single-trial reliability "
                    "0.12, ~0.1 in real data; 90%% complex cells, behaviour gain, deconvolved-calcium responses "
                    "with 45%% zeros; ridge 0.43 / 0.50 / 0.55 at 1k / 2k / 4k neurons; "
-                   "python -m rtdecode.bench.rig reports it); realistic_v1: its first calibration (reliability "
+                   "python benchmarks/research/rig.py reports it); realistic_v1: its first calibration (reliability "
                    "0.036); easy: the original nearly linear rig, spike counts")
     s.add_argument("--two-photon-trials", type=int, default=0, metavar="K",
                    help="also render raw 512x512 uint16 two-photon frames of the first K trials to "
@@ -256,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorRT 10: FP16 engine (TensorRT 11 follows the graph's types)")
     c.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild the cached engine")
 
-    b = sub.add_parser("bench", help="benchmarks, each writing JSON (DESIGN 3.5)",
-                       description="Each benchmark takes its own options: rtdecode bench NAME --help.")
+    b = sub.add_parser("bench", help="the benchmarks a user runs on a rig, each writing JSON (docs/design.md 3.5)",
+                       description="Each benchmark takes its own options: rtdecode bench NAME --help. The research "
+                       "benchmarks are scripts in the repository: python benchmarks/research/NAME.py --help.")
     bsub = b.add_subparsers(dest="bench", metavar="BENCH", required=True)
     for name, text in BENCHES.items():
         # every argument goes to the benchmark's own parser (rtdecode.bench.NAME); a prefix char no

@@ -23,6 +23,18 @@ def small_dataset(small_rig, tmp_path_factory):
     return small_rig.write_dataset(tmp_path_factory.mktemp("mouse"))
 
 
+@pytest.fixture(scope="session")
+def tiny_rig():
+    # for tests/decode and tests/research. The easy rig: at this size (6 short trials) the realistic rig
+    # leaves a 120-step encoder nothing to learn
+    return VirtualRig(n_neurons=200, seed=5, n_train=6, n_oracle=2, trial_frames=120, rig="easy")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_rig, tmp_path_factory):
+    return tiny_rig.write_dataset(tmp_path_factory.mktemp("tiny_mouse"))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

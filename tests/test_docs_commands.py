@@ -1,8 +1,9 @@
 """Every command the documentation gives is one the command line accepts, without running it.
 
 Walks README.md, docs/*.md, benchmarks/*.md and drivers/*/README.md. A command is a line of a code
-block (fenced, or indented four spaces) or an inline code span that starts with `rtdecode` or
-`python -m rtdecode...` (after `$ `, `taskset -c N`, `nice -n N`, `timeout N`, `flock FILE`).
+block (fenced, or indented four spaces) or an inline code span that starts with `rtdecode`,
+`python -m rtdecode...` or `python benchmarks/...py` (after `$ `, `taskset -c N`, `nice -n N`,
+`timeout N`, `flock FILE`).
 - In a code block the command must parse as written: the sub-command exists, every flag exists,
   every value is allowed (argparse's own check; it exits on the first problem).
 - An inline span may be a fragment ("`rtdecode fit --compress 0` turns it off"): its sub-command
@@ -10,14 +11,22 @@ block (fenced, or indented four spaces) or an inline code span that starts with 
 `rtdecode bench NAME ...` and `python -m rtdecode.MODULE ...` are checked against the module's own
 parser: its `main(argv)` runs with `ArgumentParser.parse_args` stopped right after parsing, so no
 benchmark runs. Every benchmark the documentation names is in `rtdecode.bench.BENCHES`.
+`python benchmarks/...py ARGS` (the research benchmarks, benchmarks/research/NAME.py, and the
+experiment scripts): the script must exist; one with `main(argv)` is checked the same way as a
+module (imported from its folder); one without (a script that parses at import) runs with `--help`
+in a child process, and every flag the docs give must be in that help.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import functools
 import importlib
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,7 +86,14 @@ def _argv(command: str) -> list[str] | None:
     if words[:1] == ["rtdecode"] or (words[:2] == ["python", "-m"] and len(words) > 2
                                      and words[2].split(".")[0] == "rtdecode"):
         return words
+    if words[:1] == ["python"] and len(words) > 1 and _is_script(words[1]):
+        return words
     return None
+
+
+def _is_script(word: str) -> bool:
+    """A repository script the docs run: benchmarks/...py."""
+    return word.startswith("benchmarks/") and word.endswith(".py")
 
 
 def _commands(text: str, inline: bool) -> list[list[str]]:
@@ -146,7 +162,53 @@ def _flags_exist(parser: argparse.ArgumentParser, words: list[str]) -> list[str]
     return bad
 
 
+def _script_module(script: str) -> str:
+    """Import benchmarks/.../NAME.py as NAME, its folder first on sys.path (as `python SCRIPT` has it)."""
+    path = ROOT / script
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return path.stem
+
+
+def _has_main_argv(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return any(isinstance(n, ast.FunctionDef) and n.name == "main" and n.args.args for n in tree.body)
+
+
+@functools.lru_cache(maxsize=None)
+def _script_help(script: str) -> str:
+    """`python SCRIPT --help` from the repository root: its output (the script exits 0)."""
+    res = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"python {script} --help: exit {res.returncode}\n{res.stderr[-2000:]}"
+    return res.stdout
+
+
+def check_script(argv: list[str], strict: bool, monkeypatch) -> None:
+    """python benchmarks/...py ARGS"""
+    script, args = argv[1], argv[2:]
+    path = ROOT / script
+    if PLACEHOLDER.fullmatch(path.stem) and not strict:
+        return  # "`python benchmarks/research/NAME.py`" in prose
+    assert path.is_file(), f"python {script}: no such script"
+    if _has_main_argv(path):
+        module = _script_module(script)
+        if strict:
+            module_parser(module, args, monkeypatch)
+        else:
+            p = _parser_of(module, monkeypatch)
+            assert not _flags_exist(p, args), f"{script}: unknown flags {_flags_exist(p, args)}"
+        return
+    usage = _script_help(script)
+    known = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", usage))
+    bad = [w.split("=", 1)[0] for w in args if w.startswith("-") and not re.fullmatch(r"-\d.*", w)
+           and w.split("=", 1)[0] not in known]
+    assert not bad, f"python {script}: flags not in its --help: {bad}"
+
+
 def check(argv: list[str], strict: bool, monkeypatch) -> None:
+    if argv[0] == "python" and _is_script(argv[1]):
+        return check_script(argv, strict, monkeypatch)
     if argv[0] == "python":  # python -m rtdecode.MODULE ARGS
         module, args = argv[2], argv[3:]
         if PLACEHOLDER.fullmatch(module.rsplit(".", 1)[-1]) and not strict:
@@ -211,9 +273,9 @@ def test_documented_command_is_accepted(where, argv, strict, monkeypatch):
 
 def test_every_documented_benchmark_is_registered_and_reached_through_the_cli(monkeypatch, capsys):
     named = {a[2] for _, a, _ in COMMANDS if a[1:2] == ["bench"] and len(a) > 2}
-    named |= {a[2].split(".")[2] for _, a, _ in COMMANDS if a[0] == "python" and a[2].startswith("rtdecode.bench.")}
+    named |= {a[2].split(".")[2] for _, a, _ in COMMANDS if a[:2] == ["python", "-m"] and a[2].startswith("rtdecode.bench.")}
     named = {n for n in named if not n.startswith("-") and not PLACEHOLDER.fullmatch(n)}
-    assert {"residual_table", "hostile"} <= named, named  # the two the command line used to refuse
+    assert {"hostile", "e2e"} <= named, named
     assert named <= set(BENCHES), f"documented but not in BENCHES: {sorted(named - set(BENCHES))}"
     from rtdecode.cli import main
 
@@ -223,6 +285,18 @@ def test_every_documented_benchmark_is_registered_and_reached_through_the_cli(mo
         assert done.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith("usage:") and f"rtdecode.bench.{name}" in out.replace(" bench ", ".bench."), out[:200]
+
+
+def test_the_research_benchmarks_the_docs_name_are_scripts_that_answer(monkeypatch, capsys):
+    scripts = {a[1] for _, a, _ in COMMANDS if a[0] == "python" and _is_script(a[1])}
+    research = {s for s in scripts if s.startswith("benchmarks/research/") and not PLACEHOLDER.fullmatch(Path(s).stem)}
+    assert {"benchmarks/research/residual_table.py", "benchmarks/research/rig.py"} <= research, sorted(scripts)
+    for script in sorted(research):
+        mod = importlib.import_module(_script_module(script))
+        with pytest.raises(SystemExit) as done:
+            mod.main(["--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: python {script}")
 
 
 def test_a_wrong_flag_or_sub_command_is_caught(monkeypatch):
@@ -236,3 +310,13 @@ def test_a_wrong_flag_or_sub_command_is_caught(monkeypatch):
         check(["rtdecode", "bench", "hostile", "fuzz", "--protocol", "nope", "--json", "x.json"], True, monkeypatch)
     with pytest.raises(AssertionError):
         check(["rtdecode", "bench", "extract", "--frames-per-second"], False, monkeypatch)
+    with pytest.raises(AssertionError):
+        check(["rtdecode", "bench", "residual_table"], False, monkeypatch)  # a research script now
+    with pytest.raises(AssertionError):
+        check(["python", "benchmarks/research/no_such_bench.py"], True, monkeypatch)
+    with pytest.raises(SystemExit):
+        check(["python", "benchmarks/research/ridge_rank.py", "--no-such-flag"], True, monkeypatch)
+    with pytest.raises(AssertionError):
+        check(["python", "benchmarks/research/ridge_rank.py", "--no-such-flag"], False, monkeypatch)
+    with pytest.raises(AssertionError):  # a script without main(argv): its --help, in a child process
+        check(["python", "benchmarks/experiments/residual_latency.py", "--no-such-flag"], True, monkeypatch)

@@ -1,5 +1,5 @@
 """Collect the decoder table from the model and reconstruction folders that
-`python -m rtdecode.bench.residual_table` wrote (for runs stopped before their own JSON).
+`python benchmarks/research/residual_table.py` (then `python -m rtdecode.bench.residual_table`) wrote (for runs stopped before their own JSON).
 
     python benchmarks/experiments/collect_table.py /work/data/rig_realistic/models --json benchmarks/results/decoder_table.json
 """

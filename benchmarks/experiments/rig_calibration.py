@@ -1,6 +1,7 @@
 import sys, json, time, dataclasses, numpy as np
 from rtdecode.rig import population as P
-from rtdecode.bench import rig as B
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "research"))  # benchmarks/research/rig.py
+import rig as B
 from rtdecode.rig import VirtualRig, rf_patch_mask
 from rtdecode.stimuli import movies
 variants = json.loads(sys.argv[1])

@@ -3,7 +3,8 @@ import sys, json, time, dataclasses, os
 import numpy as np
 from rtdecode.rig import population as P
 from rtdecode.rig.population import behavior
-from rtdecode.bench import rig as B
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "research"))  # benchmarks/research/rig.py
+import rig as B
 from rtdecode.stimuli import movies
 base = P.PROFILES[os.environ.get("BASE", "realistic_v1")]
 variants = json.loads(sys.argv[1])

@@ -1,8 +1,11 @@
-"""Benchmarks and accuracy experiments that write JSON (docs/design.md 3.5), one module each.
+"""The benchmarks a user runs on a rig (docs/design.md 3.5), one module each: extract, decode, e2e,
+soak, hostile (BENCHES).
 
 Each module runs as `python -m rtdecode.bench.NAME --help` and as `rtdecode bench NAME --help`;
 each result JSON carries `machine_info()` under "machine": the git commit (and whether the tree was
-dirty), package versions and the machine it ran on.
+dirty), package versions and the machine it ran on. The research benchmarks (decoder variants,
+extraction accuracy, training scaling) are scripts in benchmarks/research/ of the repository, not
+part of the package; they use these helpers too.
 """
 
 from __future__ import annotations
@@ -24,22 +27,8 @@ BENCHES = {
     "decode": "batch-1 decoder latency of every available backend vs torch eager",
     "e2e": "end-to-end latency of the live path on the virtual rig (30 Hz and fastest sustainable)",
     "soak": "the live path at 30 Hz for N minutes with recording and triggers (RSS, drops, lost records)",
-    "rig_accuracy": "extraction accuracy on the virtual microscope, optimised vs reference, neuropil caps",
-    "cascade_accuracy": "spike inference on the Cascade ground truth, rtdecode vs OASIS",
-    "ephys_vs_openephys": "rtdecode's ephys chain vs the Open Ephys GUI's Spike Detector on a recording",
-    "decoder_report": "ridge vs inverse vs amortized decoders at several neuron counts (hours at full size)",
-    "decoder_headroom": "amortized decoder with perfect-encoder synthetic data: the upper bound",
-    "warm_start_ablation": "amortized decoder warm-started vs from scratch over several seeds",
-    "ridge_compress": "ridge with vs without its activity compression (log1p) on the realistic rig, over seeds",
-    "ridge_brightness": "ridge with vs without its brightness shrinkage (chosen on validation), over seeds",
-    "ridge_rank": "held-out pixel_corr of the ridge decoder at several weight ranks vs full rank",
-    "readout": "the encoder readout's feature sum: einsum vs multiply-and-sum, forward + backward",
-    "hostile": "hostile senders against a live run: fuzz, memory, overload, clock_step, sigterm (rtdecode.bench.hostile*)",
-    "ddp_scaling": "data-parallel fitting (torchrun, gloo): 1 process vs N processes vs N threads, back to back",
-    "residual_table": "the decoder table: ridge vs amortized (and warm) over seeds and neuron counts, realistic rig",
-    "rig": "the realistic virtual rig's statistics next to published mouse V1 references",
-    "nwb": "NWB export time and peak memory of a synthesised session",
-    "hostile": "fuzzed messages and garbage against a live `rtdecode run`: survival, rejections, memory",
+    "hostile": "hostile senders against a live `rtdecode run`: fuzz, memory, overload, clock_step, sigterm "
+               "(survival, rejections, memory)",
 }
 
 PACKAGES = ("numpy", "scipy", "numba", "torch", "onnxruntime", "pyzmq", "threadpoolctl", "rtdecode")
@@ -125,55 +114,10 @@ def write_json(path: str | Path, result: dict) -> Path:
     return p
 
 
-def progress_saver(path: str | Path, name: str, argv: list[str] | None):
-    """`save(result, done=False)` for a long benchmark that saves after each row: writes `result` to
-    `path` with the command that made it (`python -m rtdecode.bench.NAME ARGS`), the seconds since
-    this call, whether it is complete, and the machine."""
-    import time
-
-    command = f"python -m rtdecode.bench.{name} " + " ".join(sys.argv[1:] if argv is None else argv)
-    t0 = time.perf_counter()
-
-    def save(result: dict, done: bool = False) -> None:
-        write_json(path, {**result, "command": command, "seconds": round(time.perf_counter() - t0, 1),
-                          "complete": done, "machine": machine_info()})
-
-    return save
-
-
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     """The argument parser of benchmark `name`, its module docstring as the description."""
     return argparse.ArgumentParser(prog=f"rtdecode bench {name}", description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def population_args(p: argparse.ArgumentParser, data: str, neurons, models_help: str) -> None:
-    """The options of the benchmarks that fit decoders on realistic-rig populations (one dataset per
-    seed, of the largest neuron count; rtdecode.bench.residual_table writes them): --data, --models,
-    --seeds, --neurons, --train-trials, --test-trials."""
-    p.add_argument("--data", default=data, help="where the datasets are (or are written)")
-    p.add_argument("--models", default=None, help=f"where models and reconstructions go ({models_help})")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--neurons", type=positive_int, nargs="+", default=list(neurons))
-    p.add_argument("--train-trials", type=positive_int, default=60)
-    p.add_argument("--test-trials", type=positive_int, default=10)
-
-
-def over_seeds(values: dict) -> dict:
-    """{seed: score} -> mean, std and min over the seeds, and the seeds."""
-    a = [float(v) for v in values.values()]
-    mean = sum(a) / len(a)
-    return {"mean": mean, "std": (sum((x - mean) ** 2 for x in a) / len(a)) ** 0.5, "min": min(a),
-            "seeds": sorted(values)}
-
-
-def paired_gain(values: dict, base: dict) -> dict | None:
-    """{seed: score} minus {seed: baseline score}, paired by seed: mean, min, max and per seed
-    (None when no seed has both)."""
-    g = [float(values[k] - base[k]) for k in values if k in base]
-    if not g:
-        return None
-    return {"mean": sum(g) / len(g), "min": min(g), "max": max(g), "per_seed": [round(x, 4) for x in g]}
 
 
 def positive_int(text: str) -> int:

@@ -122,7 +122,7 @@ class Encoder(nn.Module):
         s = F.grid_sample(fm, grid, mode="bilinear", padding_mode="border", align_corners=True)  # (BT, C, 1, N)
         # multiply-and-sum rather than einsum: einsum lowers to a bmm batched over neurons, whose
         # backward copies per neuron (einsum 1.7x slower at 4,000 neurons, one thread, on a loaded
-        # machine: benchmarks/results/readout_bench.json, `rtdecode bench readout`)
+        # machine: benchmarks/results/readout_bench.json, `python benchmarks/research/readout.py`)
         a = (s[:, :, 0] * feat.T).sum(1).view(B, T, -1)
         zb = (beh - self.beh_mean) / self.beh_std
         a = a + bias + zb @ bw.T

@@ -8,8 +8,9 @@ L2-normalised, the windows covering a frame averaged, multiplied by the populati
 to +-1; momentum update (Bauer: lr 1000 in 0-255 pixel units, 1000 iterations; here lr 300 and
 20 iterations by default, because with one small CPU-trained encoder and no regulariser the
 reconstruction peaks early and then fits the spike noise: see "cold_curve" in
-benchmarks/results/decoder_report.json, `rtdecode bench decoder_report`) and a 10-step linear warm-up; the video
-clipped to [0, 255] after every step. All windows of a trial go through the encoder as one batch.
+benchmarks/results/decoder_report.json, `python benchmarks/research/decoder_report.py`) and a
+10-step linear warm-up; the video clipped to [0, 255] after every step. All windows of a trial go
+through the encoder as one batch.
 With several encoders each reconstructs independently and the reconstructions are averaged, then
 Gaussian-smoothed (sigma 0.5 in t, y, x).
 """
@@ -123,13 +124,6 @@ def _invert_one(enc: Encoder, responses, behaviour, mask, init, cfg: InverseConf
     for p in enc.parameters():
         p.requires_grad_(True)
     return video.cpu().numpy().copy(), {"windows": len(starts), "encoder_frames_per_iter": len(starts) * (ctx + win)}
-
-
-def inverse_flops_per_frame(encoder_macs_per_frame: float, T: int, cfg: InverseConfig, ctx: int, models: int) -> float:
-    """FLOPs per reconstructed frame: iterations x encoder frames per iteration / T x (forward +
-    backward ~ 3 forwards) x 2 FLOPs per MAC x models."""
-    n = len(window_starts(T, min(cfg.window, T), cfg.stride)) * (ctx + min(cfg.window, T))
-    return 2.0 * 3.0 * encoder_macs_per_frame * n / T * cfg.iterations * models
 
 
 def invert_trials(encoders: list[Encoder], trials: list[tuple[np.ndarray, np.ndarray]], *,

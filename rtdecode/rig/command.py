@@ -57,7 +57,8 @@ def add_rig_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--train-trials", type=int, default=12, help="10-s movies in the calibration block (default 12)")
     p.add_argument("--rig", default="realistic", choices=tuple(PROFILES),
                    help="the virtual mouse's population profile: realistic (default; calibrated to mouse V1, "
-                        "python -m rtdecode.bench.rig), realistic_v1 (its first calibration), easy (nearly linear)")
+                        "python benchmarks/research/rig.py), realistic_v1 (its first calibration), "
+                        "easy (nearly linear)")
     p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
                    help="frame size (default 512 512)")
     p.add_argument("--wait", type=float, default=600.0, help="seconds to wait for a subscriber (default 600)")

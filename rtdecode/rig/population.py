@@ -9,7 +9,7 @@ modulation by running and pupil size. Three kinds:
 
 Profiles (`PROFILES`):
   - `realistic` (the default): calibrated to published mouse V1 two-photon statistics
-    (REFERENCES.md F; `python -m rtdecode.bench.rig` prints them against their references): a
+    (REFERENCES.md F; `python benchmarks/research/rig.py` prints them against their references): a
     majority of complex cells, weakly and unevenly driven neurons, strong private and shared
     trial-to-trial variability, running/pupil gain, and responses that look like deconvolved calcium
     (non-negative, smeared spike amplitudes plus noise, ~43 % exact zeros) rather than spike counts;

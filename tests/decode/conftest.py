@@ -1,9 +1,8 @@
-"""Tiny virtual-rig data for the decoder tests (seconds, not minutes)."""
+"""Tiny virtual-rig data for the decoder tests (seconds, not minutes); tiny_rig and tiny_dataset are in
+tests/conftest.py (the research benchmarks' tests use them too)."""
 
 import pytest
 import torch
-
-from rtdecode.rig import VirtualRig
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -12,17 +11,6 @@ def _threads():
     # fixtures 20-40x slower (tiny_encoder 243 s instead of 6 s, pytest --durations), one thread
     # costs little on a quiet one.
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def tiny_rig():
-    # easy rig: at this size (6 short trials) the realistic rig leaves a 120-step encoder nothing to learn
-    return VirtualRig(n_neurons=200, seed=5, n_train=6, n_oracle=2, trial_frames=120, rig="easy")
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tiny_rig, tmp_path_factory):
-    return tiny_rig.write_dataset(tmp_path_factory.mktemp("tiny_mouse"))
 
 
 @pytest.fixture(scope="session")

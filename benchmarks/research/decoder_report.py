@@ -5,7 +5,7 @@ Writes benchmarks/results/decoder_report.{json,md} and benchmarks/results/decode
 
 Full size (the issue's report; hours on a 2-core CPU):
   rtdecode simulate --out /work/data/rig4000 --neurons 4000 --train-trials 60 --test-trials 4
-  rtdecode bench decoder_report /work/data/rig4000 --neurons 500 1000 2000 4000
+  python benchmarks/research/decoder_report.py /work/data/rig4000 --neurons 500 1000 2000 4000
 Reduced sizes are chosen with --train-trials, --test-trials, --encoder-steps, --inverse-iterations,
 --inverse-trials, --amortized-steps; the report states every size it ran at.
 """
@@ -21,16 +21,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from research_common import RESULTS, machine_info, parser, script_main, write_json
 from rtdecode import metrics
-from rtdecode.bench import RESULTS, machine_info, parser, script_main, write_json
 from rtdecode.offline.dataset import Dataset
 from rtdecode.decode import amortized as am
 from rtdecode.decode import ridge
-from rtdecode.decode.inverse import InverseConfig, inverse_flops_per_frame
+from rtdecode.decode.inverse import InverseConfig, window_starts
 from rtdecode.decode.pipeline import fit_pipeline, make_and_phases
 from rtdecode.offline.fit import load_trials
 
 log = logging.getLogger(__name__)
+
+
+def inverse_flops_per_frame(encoder_macs_per_frame: float, T: int, cfg: InverseConfig, ctx: int, models: int) -> float:
+    """FLOPs per reconstructed frame: iterations x encoder frames per iteration / T x (forward +
+    backward ~ 3 forwards) x 2 FLOPs per MAC x models."""
+    n = len(window_starts(T, min(cfg.window, T), cfg.stride)) * (ctx + min(cfg.window, T))
+    return 2.0 * 3.0 * encoder_macs_per_frame * n / T * cfg.iterations * models
 
 
 def encoder_macs_per_frame(enc) -> float:
@@ -288,7 +295,7 @@ def main(argv=None, progress=False) -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rep = {"machine": machine_info(), "dataset": str(Path(args.dataset).resolve()),
-           "command": "rtdecode bench decoder_report " + " ".join(sys.argv[1:] if argv is None else argv),
+           "command": "python benchmarks/research/decoder_report.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "sizes": {"dataset_neurons": ds.n_neurons, "train_trials": len(train_ids) - nv, "validation_trials": nv,
                      "test_trials": len(test_ids), "frames_per_trial": int(len(train_all[0][1])),
                      "train_minutes": sum(len(t[1]) for t in train_all + val_all) / 30 / 60,

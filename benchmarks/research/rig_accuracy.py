@@ -1,6 +1,6 @@
 """Extraction accuracy on the virtual microscope (known traces and shifts), optimised vs reference.
 
-    rtdecode bench rig_accuracy [--out rig_accuracy.json] [--cells 500] [--frames 900]
+    python benchmarks/research/rig_accuracy.py [--out rig_accuracy.json] [--cells 500] [--frames 900]
         [--max-neuropil-px none 64]
 
 Each `--max-neuropil-px` value (build_chain's cap on neuropil pixels per ROI; "none" = the whole
@@ -14,7 +14,7 @@ import json
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from rtdecode.bench import RESULTS, parser, script_main, write_json
+from research_common import RESULTS, parser, script_main, write_json
 from rtdecode.extract import build_chain, extract_movie
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope

@@ -1,6 +1,6 @@
 """NWB export time and peak memory on a synthesised session (docs/design.md 3.5):
 
-    python -m rtdecode.bench.nwb --minutes 10 --json benchmarks/results/nwb_export.json
+    python benchmarks/research/nwb.py --minutes 10 --json benchmarks/results/nwb_export.json
 
 The session is written through the recorder API (`Recorder.add` as fast as the disk takes it, not
 in real time) with the arrays a live two-photon session records per 30 Hz frame: activity, F, Fneu,
@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from research_common import machine_info
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ def synth_session(folder: Path, frames: int, neurons: int, fps: float = 30.0, se
               "extraction": {"two_photon": {"fps": fps}},
               "triggers": [{"name": "bright", "kind": "zmq", "address": "tcp://127.0.0.1:5570"}]}
     rec = Recorder(folder, neurons, shape, meta={"config": config, "model_card": {"neurons": neurons},
-                                                 "source": "rtdecode.bench.nwb (synthesised)"}, fps=fps,
+                                                 "source": "benchmarks/research/nwb.py (synthesised)"}, fps=fps,
                    extras={k: ((neurons,), "float32") for k in ("F", "Fneu", "dff")} | {"shifts": ((2,), "float32")})
     rec.attach("rois", rois_npz(rois, scope.mean_image))
     t0 = time.time()
@@ -97,7 +99,6 @@ def _peak_rss_mib() -> float:
 
 
 def run(minutes: float, neurons: int, out_json: Path, keep: str | None = None) -> dict:
-    from rtdecode.bench import machine_info
     from rtdecode.outputs.record import git_commit
 
     frames = int(round(minutes * 60 * 30))
@@ -111,7 +112,7 @@ def run(minutes: float, neurons: int, out_json: Path, keep: str | None = None) -
         steps = {}
         for name in ("read_chunks", "export_gzip", "export_raw"):
             nwb = work / f"{name}.nwb"
-            res = subprocess.run([sys.executable, "-m", "rtdecode.bench.nwb", "--step", name, str(session), str(nwb)],
+            res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--step", name, str(session), str(nwb)],
                                  capture_output=True, text=True, check=True)
             steps[name] = json.loads(res.stdout.strip().splitlines()[-1])
             if nwb.exists():
@@ -126,7 +127,7 @@ def run(minutes: float, neurons: int, out_json: Path, keep: str | None = None) -
 
     base = steps["read_chunks"]["wall_s"]
     result = {
-        "command": f"python -m rtdecode.bench.nwb --minutes {minutes:g} --neurons {neurons} --json {out_json}",
+        "command": f"python benchmarks/research/nwb.py --minutes {minutes:g} --neurons {neurons} --json {out_json}",
         "commit": git_commit(),
         "machine": machine_info(pynwb=pynwb.__version__, hdmf=hdmf.__version__, h5py=h5py.__version__),
         "session": {"frames": frames, "minutes": minutes, "fps": 30, "neurons": neurons, "decoded_shape": [36, 64],
@@ -142,7 +143,7 @@ def run(minutes: float, neurons: int, out_json: Path, keep: str | None = None) -
 
 
 def main(argv=None, progress=False) -> int:
-    p = argparse.ArgumentParser(prog="python -m rtdecode.bench.nwb", description=__doc__,
+    p = argparse.ArgumentParser(prog="python benchmarks/research/nwb.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=10.0, help="session length at 30 Hz (default 10)")
     p.add_argument("--neurons", type=int, default=1000)

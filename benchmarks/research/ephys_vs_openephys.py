@@ -11,7 +11,7 @@ robust noise). Crossing times are compared as detected, and after moving each ev
 stereotrode's most negative sample within the next 1 ms ('peak_aligned'), since the GUI stamps
 the peak.
 
-    rtdecode bench ephys_vs_openephys [--out ephys_vs_openephys.json]
+    python benchmarks/research/ephys_vs_openephys.py [--out ephys_vs_openephys.json]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import RESULTS, parser, repo_root, script_main, write_json
+from research_common import RESULTS, parser, repo_root, script_main, write_json
 from rtdecode.extract.ephys import EphysChain
 
 DEFAULT = repo_root() / ".." / "shared" / "data" / "openephys_v0.6.7_binary"

@@ -2,10 +2,10 @@
 rig: `rtdecode fit --method ridge --compress S` for each S, then `rtdecode reconstruct`, per seed and
 neuron count (Bauer's masked pixel_corr on the oracle trials, the dataset's evaluation mask).
 
-    python -m rtdecode.bench.ridge_compress --json benchmarks/results/ridge_compress.json \
+    python benchmarks/research/ridge_compress.py --json benchmarks/results/ridge_compress.json \
         --seeds 0 1 2 --neurons 1000 2000 --compress 0 6
 
-Datasets as `rtdecode.bench.residual_table` writes them (the largest neuron count per seed; smaller
+Datasets as `residual_table.py` writes them (the largest neuron count per seed; smaller
 counts are its first neurons). Each variant is compared with S=0 (no compression) on the same data.
 """
 
@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from rtdecode.bench import over_seeds, paired_gain, parser, population_args, progress_saver, script_main
+from research_common import over_seeds, paired_gain, parser, population_args, progress_saver, script_main
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def fit_and_score(ds: Path, out: Path, rec: Path, neurons_subset: int | None, **
 
 
 def run(data: Path, models: Path, seeds, neurons, compress, n_train: int, n_test: int, save) -> dict:
-    from rtdecode.bench.residual_table import _dataset
+    from residual_table import _dataset
 
     rows = []
     result = {"rows": rows}

@@ -14,7 +14,7 @@ held-out (oracle) trials:
 It also reports the encoder ceiling: the per-neuron correlation of the noise-free rates with the
 held-out single-trial spikes.
 
-    rtdecode bench decoder_headroom /work/data/rig4000 --synth-trials 200
+    python benchmarks/research/decoder_headroom.py /work/data/rig4000 --synth-trials 200
 
 The dataset must be one `rtdecode simulate` wrote with the given --seed (checked on trial 0).
 Writes benchmarks/results/decoder_headroom.json.
@@ -28,8 +28,8 @@ import time
 import numpy as np
 import torch
 
+from research_common import RESULTS, parser, script_main, write_json
 from rtdecode import metrics
-from rtdecode.bench import RESULTS, parser, script_main, write_json
 from rtdecode.offline.dataset import Dataset
 from rtdecode.decode import amortized as am
 from rtdecode.decode import ridge

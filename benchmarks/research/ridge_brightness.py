@@ -3,10 +3,10 @@ realistic rig: `rtdecode fit --method ridge` with the share of brightness kept c
 validation trials (the default) against keeping all of it (the fit before), then `rtdecode
 reconstruct`, per seed and neuron count (Bauer's masked pixel_corr on the oracle trials).
 
-    python -m rtdecode.bench.ridge_brightness --json benchmarks/results/ridge_brightness.json \
+    python benchmarks/research/ridge_brightness.py --json benchmarks/results/ridge_brightness.json \
         --data /work/data/rig_v2 --seeds 0 1 2 --neurons 1000 2000 4000
 
-Datasets as `rtdecode.bench.residual_table` writes them (the largest neuron count per seed; smaller
+Datasets as `residual_table.py` writes them (the largest neuron count per seed; smaller
 counts are its first neurons). For each model it also records how the decoded frame brightness
 (the mean over the evaluation mask, frames after the first 30) follows the true one on the oracle
 trials: their correlation and the ratio of their standard deviations.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import over_seeds, paired_gain, parser, population_args, progress_saver, script_main
+from research_common import over_seeds, paired_gain, parser, population_args, progress_saver, script_main
 
 log = logging.getLogger(__name__)
 VARIANTS = {"keep_all": (1.0,), "chosen": None}  # None: rtdecode.decode.ridge.BRIGHTNESS_KEEP
@@ -42,8 +42,8 @@ def brightness_stats(rec_dir: Path, ds_path: Path) -> dict:
 
 
 def run(data: Path, models: Path, seeds, neurons, n_train: int, n_test: int, save) -> dict:
-    from rtdecode.bench.residual_table import _dataset
-    from rtdecode.bench.ridge_compress import fit_and_score
+    from residual_table import _dataset
+    from ridge_compress import fit_and_score
     from rtdecode.decode import ridge
 
     rows = []

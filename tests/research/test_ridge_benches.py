@@ -1,4 +1,5 @@
-"""The ridge benchmarks' shared parts: fit then score, the brightness statistics, the saver."""
+"""The ridge benchmarks' shared parts (benchmarks/research/ridge_compress.py, ridge_brightness.py,
+research_common.py): fit then score, the brightness statistics, the saver."""
 
 import json
 
@@ -6,8 +7,8 @@ import numpy as np
 
 
 def test_fit_and_score_is_fit_then_reconstruct(tiny_dataset, tmp_path):
-    from rtdecode.bench.ridge_brightness import brightness_stats
-    from rtdecode.bench.ridge_compress import fit_and_score
+    from ridge_brightness import brightness_stats
+    from ridge_compress import fit_and_score
 
     row, training = fit_and_score(tiny_dataset, tmp_path / "m", tmp_path / "r", None, brightness_keep=(1.0,))
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
@@ -24,20 +25,20 @@ def test_fit_and_score_is_fit_then_reconstruct(tiny_dataset, tmp_path):
 
 
 def test_progress_saver_writes_the_command_and_completion(tmp_path):
-    from rtdecode.bench import progress_saver
+    from research_common import progress_saver
 
     save = progress_saver(tmp_path / "x.json", "ridge_brightness", ["--seeds", "0"])
     save({"rows": [1]})
     d = json.loads((tmp_path / "x.json").read_text())
-    assert d["command"] == "python -m rtdecode.bench.ridge_brightness --seeds 0" and d["complete"] is False
+    assert d["command"] == "python benchmarks/research/ridge_brightness.py --seeds 0" and d["complete"] is False
     save({"rows": [1, 2]}, done=True)
     d = json.loads((tmp_path / "x.json").read_text())
     assert d["rows"] == [1, 2] and d["complete"] is True and "machine" in d
 
 
 def test_seed_statistics_and_paired_gains():
-    from rtdecode.bench import over_seeds, paired_gain
-    from rtdecode.bench.ridge_brightness import summarise
+    from research_common import over_seeds, paired_gain
+    from ridge_brightness import summarise
 
     st = over_seeds({2: 0.5, 0: 0.3, 1: 0.4})
     assert st["seeds"] == [0, 1, 2] and np.isclose(st["mean"], 0.4) and st["min"] == 0.3

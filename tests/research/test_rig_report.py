@@ -1,9 +1,9 @@
-"""The realistic rig's report (rtdecode.bench.rig): the reliability measure itself, and the
+"""The realistic rig's report (benchmarks/research/rig.py): the reliability measure itself, and the
 calibrated profile staying near its reference."""
 
 import numpy as np
 
-from rtdecode.bench.rig import reliability
+from rig import reliability
 
 
 class _Fixed:

@@ -1,6 +1,6 @@
 """Data-parallel fitting: 1 process vs N processes (torchrun, gloo) on this machine.
 
-    rtdecode bench ddp_scaling --json benchmarks/results/ddp_scaling.json
+    python benchmarks/research/ddp_scaling.py --json benchmarks/results/ddp_scaling.json
 
 A virtual-rig dataset is written once; then, back to back and interleaved over `--repeats`
 rounds, each configuration runs the two parallel stages of `rtdecode fit` in fresh processes:
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import RESULTS, machine_info, parser, positive_int, script_main, write_json
+from research_common import RESULTS, machine_info, parser, positive_int, script_main, write_json
+
+SCRIPT = str(Path(__file__).resolve())  # the worker runs this file again (torchrun takes a script)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def worker(data: str, out: str, steps: int, batch: int, inverse_trials: int, ite
 
 def run(json_out, nproc: int = 2, neurons: int = 500, trials: int = 8, frames: int = 300, steps: int = 60,
         batch: int = 8, inverse_trials: int = 4, iterations: int = 5, repeats: int = 2, seed: int = 0,
-        command: str = "rtdecode bench ddp_scaling") -> dict:
+        command: str = "python benchmarks/research/ddp_scaling.py") -> dict:
     from rtdecode.rig import VirtualRig
 
     machine = machine_info(gpu=None, note="no GPU in this run: the NCCL path is written, not measured")
@@ -92,11 +94,11 @@ def run(json_out, nproc: int = 2, neurons: int = 500, trials: int = 8, frames: i
                          "--batch", str(batch), "--inverse-trials", str(inverse_trials),
                          "--iterations", str(iterations), "--threads", str(threads)]
                 if procs == 1:
-                    cmd = [sys.executable, "-m", "rtdecode.bench.ddp_scaling", *wargs]
+                    cmd = [sys.executable, SCRIPT, *wargs]
                 else:
                     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs),
                            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                           "-m", "rtdecode.bench.ddp_scaling", *wargs]
+                           SCRIPT, *wargs]
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
                 for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
                     env.pop(v, None)
@@ -132,7 +134,7 @@ def run(json_out, nproc: int = 2, neurons: int = 500, trials: int = 8, frames: i
 
 def run_ensemble(json_out, members: int = 2, nproc: int = 2, neurons: int = 500, trials: int = 8, frames: int = 300,
                  steps: int = 40, batch: int = 8, repeats: int = 2, seed: int = 0,
-                 command: str = "rtdecode bench ddp_scaling --ensemble 2") -> dict:
+                 command: str = "python benchmarks/research/ddp_scaling.py --ensemble 2") -> dict:
     """An ensemble of `members` encoders: 1 process vs `nproc` processes with the members spread
     over them vs `nproc` processes training each member in DDP; back to back, interleaved."""
     from rtdecode.rig import VirtualRig
@@ -174,11 +176,11 @@ def run_ensemble(json_out, members: int = 2, nproc: int = 2, neurons: int = 500,
 def _launch(procs: int, wargs: list[str], part: Path) -> dict:
     """Run the worker in `procs` processes (torchrun when > 1); its result plus wall time and load."""
     if procs == 1:
-        cmd = [sys.executable, "-m", "rtdecode.bench.ddp_scaling", *wargs]
+        cmd = [sys.executable, SCRIPT, *wargs]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs),
                "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-               "-m", "rtdecode.bench.ddp_scaling", *wargs]
+               SCRIPT, *wargs]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(v, None)
@@ -224,7 +226,7 @@ def main(argv=None, progress=False) -> int:
         worker(args.data, args.part, args.steps, args.batch, args.inverse_trials, args.iterations, args.threads,
                args.ensemble, args.spread)
         return 0
-    command = " ".join(["rtdecode bench ddp_scaling", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python benchmarks/research/ddp_scaling.py", *(argv if argv is not None else sys.argv[1:])])
     if args.ensemble:
         out = args.out if args.out != str(RESULTS / "ddp_scaling.json") else str(RESULTS / "ddp_ensemble.json")
         d = run_ensemble(out, args.ensemble, args.nproc, args.neurons, args.trials, steps=args.steps,

@@ -1,7 +1,7 @@
 """The decoder table on the realistic rig: `rtdecode fit --method ridge` against `--method amortized`
 (and optionally `reconstruct --method warm`), defaults, at several neuron counts and seeds.
 
-    python -m rtdecode.bench.residual_table --json benchmarks/results/decoder_table.json \
+    python benchmarks/research/residual_table.py --json benchmarks/results/decoder_table.json \
         --png benchmarks/results/decoder_table.png --seeds 0 1 2 --neurons 1000 2000 4000
 
 Per seed: a realistic-rig dataset of the largest neuron count (`rtdecode simulate` defaults except
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.bench import population_args, progress_saver
+from research_common import population_args, progress_saver
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def figure(models: Path, data: Path, seed: int, neurons, n_train: int, n_test: i
 
 
 def main(argv=None, progress=False) -> int:
-    p = argparse.ArgumentParser(prog="python -m rtdecode.bench.residual_table", description=__doc__,
+    p = argparse.ArgumentParser(prog="python benchmarks/research/residual_table.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default="decoder_table.json")
     p.add_argument("--png", default=None)

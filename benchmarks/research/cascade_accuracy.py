@@ -12,7 +12,7 @@ Gaussian (sigma `--sigma-s`) and Pearson-correlated. Runs at the recording's own
 The `fluo_mean` traces are already dF/F-like (around 0, some negative); they are offset so that
 their 5th percentile is 1 before DeltaF (a unit baseline), the same for both methods.
 
-    rtdecode bench cascade_accuracy [--out cascade_accuracy.json]
+    python benchmarks/research/cascade_accuracy.py [--out cascade_accuracy.json]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io as sio
 from scipy.ndimage import gaussian_filter1d
 
-from rtdecode.bench import RESULTS, parser, repo_root, script_main, write_json
+from research_common import RESULTS, parser, repo_root, script_main, write_json
 from rtdecode.extract.deconv import Deconvolve
 from rtdecode.extract.dff import DeltaF
 

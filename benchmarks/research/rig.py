@@ -1,6 +1,6 @@
 """How realistic the virtual rig is: its statistics next to published mouse V1 references.
 
-    python -m rtdecode.bench.rig --json benchmarks/results/rig_realism.json
+    python benchmarks/research/rig.py --json benchmarks/results/rig_realism.json
 
 Measured on one seeded population of the largest neuron count (smaller counts are its first
 neurons, as Bauer et al. subsample one recording):
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import research_common  # noqa: F401  (this checkout's rtdecode first on sys.path)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +165,7 @@ def table(r: dict) -> str:
 
 
 def main(argv=None, progress=False) -> int:
-    p = argparse.ArgumentParser(prog="python -m rtdecode.bench.rig", description=__doc__,
+    p = argparse.ArgumentParser(prog="python benchmarks/research/rig.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default="rig_realism.json", help="JSON file to write")
     p.add_argument("--neurons", type=int, nargs="+", default=[1000, 2000, 4000])
@@ -181,7 +183,7 @@ def main(argv=None, progress=False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import sys
 
-    command = "python -m rtdecode.bench.rig " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/research/rig.py " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
 
     def save(r, done=False):

@@ -1,6 +1,6 @@
 """The encoder readout's feature sum: einsum vs multiply-and-sum, forward + backward, at 4,000 neurons.
 
-    rtdecode bench readout --json benchmarks/results/readout_bench.json
+    python benchmarks/research/readout.py --json benchmarks/results/readout_bench.json
 
 One thread, a (258 frames, 16 channels, 18x32) feature map (a training batch of 6 clips of 43
 frames), bilinear sampling at 4,000 positions (the readout of `decode.encoder`). The two ways are
@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from rtdecode.bench import RESULTS, machine_info, parser, positive_int, script_main, write_json
+from research_common import RESULTS, machine_info, parser, positive_int, script_main, write_json
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ with the same total steps and the same data:
   scratch  true frames + synthetic pairs for steps[0] + steps[1].
 Each is scored with docs/design.md 3.3 pixel_corr on the dataset's held-out (oracle) trials.
 
-    rtdecode bench warm_start_ablation /work/data/rig4000 --neurons 1000 --seeds 5
+    python benchmarks/research/warm_start_ablation.py /work/data/rig4000 --neurons 1000 --seeds 5
 
 Writes benchmarks/results/warm_start_ablation.json.
 """
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import torch
 
+from research_common import RESULTS, parser, script_main, write_json
 from rtdecode import metrics
-from rtdecode.bench import RESULTS, parser, script_main, write_json
 from rtdecode.offline.dataset import Dataset
 from rtdecode.decode import amortized as am
 from rtdecode.decode import encoder as E
@@ -54,7 +54,7 @@ def main(argv=None, progress=False) -> int:
     val = load_trials(ds, train_ids[-nv:], n)
     test = load_trials(ds, ds.require("oracle"), n)
     mask = ds.evaluation_mask()
-    res = {"command": "rtdecode bench warm_start_ablation " + " ".join(sys.argv[1:] if argv is None else argv),
+    res = {"command": "python benchmarks/research/warm_start_ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "neurons": n, "train_trials": len(train), "val_trials": len(val), "test_trials": len(test)}
 
     t0 = time.perf_counter()

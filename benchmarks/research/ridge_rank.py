@@ -1,6 +1,6 @@
 """Held-out quality of the ridge decoder at several weight ranks vs full rank, on the virtual rig.
 
-    rtdecode bench ridge_rank --json benchmarks/results/ridge_rank.json
+    python benchmarks/research/ridge_rank.py --json benchmarks/results/ridge_rank.json
 
 Writes a virtual-rig dataset (`rtdecode simulate` defaults: 20 train + 4 held-out trials of 300
 frames; --neurons 1000), fits ridge once at full rank as `rtdecode fit` does (last 20% of the train
@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
+from research_common import RESULTS, machine_info, parser, positive_int, script_main, write_json
 from rtdecode import metrics
-from rtdecode.bench import RESULTS, machine_info, parser, positive_int, script_main, write_json
 
 log = logging.getLogger(__name__)
 
