@@ -450,6 +450,23 @@ class LiveSession:
             out["record_backlog"] = rec.backlog
             out["record_backlog_max"] = rec.backlog_max
             out["record_wait_s"] = round(rec.blocked_s, 4)
+            out["record_retries"] = rec.transient_errors
+        peers = self.peers()
+        if peers:
+            out["peers"] = peers
+        return out
+
+    def peers(self) -> dict:
+        """{socket: {peers, peers_max, limit, refused, accept_failed}} of the sockets this session binds
+        with a peer limit (the decoded stream, zmq triggers)."""
+        out = {}
+        if callable(getattr(self.pub, "peers", None)) and self.pub.peers():
+            out["decoded"] = self.pub.peers()
+        for rule in getattr(self.triggers, "rules", None) or ():
+            for sink in rule.sinks or ():
+                pub = getattr(sink, "pub", None)
+                if callable(getattr(pub, "peers", None)) and pub.peers():
+                    out[f"trigger {rule.name}"] = pub.peers()
         return out
 
     def stage_summary_ms(self) -> dict:
