@@ -34,7 +34,7 @@ BENCHES = {
     "ridge_brightness": "ridge with vs without its brightness shrinkage (chosen on validation), over seeds",
     "ridge_rank": "held-out pixel_corr of the ridge decoder at several weight ranks vs full rank",
     "readout": "the encoder readout's feature sum: einsum vs multiply-and-sum, forward + backward",
-    "hostile": "hostile senders against a live run: fuzz, memory, overload, clock_step, sigterm (rtdecode.bench.hostile*)",
+    "hostile": "hostile senders against a live run: fuzz, memory, overload, clock_step, sigterm, flood (rtdecode.bench.hostile*)",
     "ddp_scaling": "data-parallel fitting (torchrun, gloo): 1 process vs N processes vs N threads, back to back",
     "residual_table": "the decoder table: ridge vs amortized (and warm) over seeds and neuron counts, realistic rig",
     "rig": "the realistic virtual rig's statistics next to published mouse V1 references",

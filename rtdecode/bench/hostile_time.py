@@ -1,8 +1,10 @@
-"""Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1, 2 and 4).
+"""Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1, 2 and 4; the connection
+flood of class 3 is rtdecode.bench.hostile_flood, run from here).
 
     rtdecode bench hostile overload [--seconds 20] --json OUT.json
     rtdecode bench hostile clock_step --json OUT.json
     rtdecode bench hostile sigterm --json OUT.json
+    rtdecode bench hostile flood [--connections 2000] --json OUT.json
 
 Both start `python -m rtdecode run RIG.yaml --record SESSION` as a child process on a virtual rig
 (two-photon frames from one publisher, stim messages at 30 Hz from a second one, a trigger rule that
@@ -42,7 +44,7 @@ import zmq
 
 from rtdecode.bench import hostile_common as hostile
 
-SCENARIOS = ("overload", "clock_step", "sigterm")
+SCENARIOS = ("overload", "clock_step", "sigterm", "flood")
 MAX_AGE_MS = 50.0
 
 
@@ -65,6 +67,14 @@ def add_parsers(sub) -> None:
     t.add_argument("--frame", type=int, default=256)
     t.add_argument("--rois", type=int, default=100)
     t.add_argument("--json", required=True)
+    f = sub.add_parser("flood", help="idle ZMTP connections and churn on the decoded-stream and trigger PUBs")
+    f.add_argument("--connections", type=int, default=2000, help="idle connections opened to each socket")
+    f.add_argument("--flood-s", type=float, default=10.0, help="seconds of the flood (idle peers, then churn)")
+    f.add_argument("--max-peers", type=int, default=None, help="the rig file's outputs.max_peers (default: its default)")
+    f.add_argument("--nofile", type=int, default=1024, help="the live process's descriptor limit (0: inherited)")
+    f.add_argument("--frame", type=int, default=256)
+    f.add_argument("--rois", type=int, default=100)
+    f.add_argument("--json", required=True)
 
 
 def run(args, command: str = "") -> dict:
@@ -75,6 +85,10 @@ def run(args, command: str = "") -> dict:
     load = _load()
     if args.what == "overload":
         d = run_overload(args.seconds, args.factor, args.frame, args.rois)
+    elif args.what == "flood":
+        from rtdecode.bench.hostile_flood import run_flood
+
+        d = run_flood(args.connections, args.flood_s, args.frame, args.rois, args.max_peers, args.nofile or None)
     elif args.what == "sigterm":
         d = run_signal(args.before_s, args.signal, args.frame, args.rois)
     else:
@@ -97,7 +111,7 @@ def _load() -> str:
 
 # ---------------------------------------------------------------- the rig and the sender
 
-def _rig(folder: Path, side: int, n_rois: int) -> dict:
+def _rig(folder: Path, side: int, n_rois: int, max_peers: int | None = None) -> dict:
     from rtdecode.rig.twophoton import Microscope
 
     scope = Microscope(n_rois, seed=1, frame_shape=(side, side))
@@ -110,7 +124,8 @@ def _rig(folder: Path, side: int, n_rois: int) -> dict:
         f'"tcp://127.0.0.1:{ports["stim"]}"]}}\n'
         f'extraction: {{two_photon: {{rois: rois, crop: [{crop}, {crop}]}}}}\n'
         f'decoder: {{model: model, backends: [numpy]}}\n'
-        f'outputs: {{publish: "tcp://127.0.0.1:{ports["publish"]}"}}\n'
+        f'outputs: {{publish: "tcp://127.0.0.1:{ports["publish"]}"'
+        f'{"" if max_peers is None else f", max_peers: {max_peers}"}}}\n'
         f'freshness: every_frame\nmax_age_ms: {MAX_AGE_MS}\n'
         f'triggers:\n  - {{name: every, kind: zmq, address: "tcp://127.0.0.1:{ports["trigger"]}", min_interval_s: 0,\n'
         f'     rule: {{kind: luminance, threshold: 255, below: true}}}}\n')  # every decoded frame is <= 255
@@ -230,8 +245,8 @@ class Stats:
         self.sock.close()
 
 
-def _start(tmp: Path, rig: dict, ctx) -> tuple[subprocess.Popen, Sender, Stats]:
-    proc = hostile._start_run(rig["rig"], tmp / "session")
+def _start(tmp: Path, rig: dict, ctx, nofile: int | None = None) -> tuple[subprocess.Popen, Sender, Stats]:
+    proc = hostile._start_run(rig["rig"], tmp / "session", nofile)
     sender = Sender(ctx, rig["ports"], rig["frame"])
     if not sender.wait_subscribed():
         proc.kill()
@@ -299,7 +314,8 @@ def _common(fin: dict, sender: Sender, rss: dict, events: list[dict], stress_end
         "suppressed": {k: v for k, v in tr.items() if k.startswith("suppressed")},
         "triggers_enabled_at_end": tr.get("enabled"), "triggers_disabled_reason": tr.get("disabled_reason"),
         "frames_sent": sender.k, "frames_recorded": recorded, "lost_frames_counted": counted,
-        "dropped_counted": end.get("dropped"), "uncounted_lost": sender.k - recorded - counted,
+        "dropped_counted": end.get("dropped"),
+        "uncounted_lost": sender.k - recorded - counted - int(end.get("records_lost") or 0),
         "records_lost": end.get("records_lost"), "status": fin["status"].get("state", fin["status"]),
         "damaged": fin["session"].get("damaged"),
         "rss_mb_before": round(rss["before"] / 1024, 1), "rss_mb_after": round(rss["after"] / 1024, 1),
