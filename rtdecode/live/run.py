@@ -318,6 +318,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         close_triggers(triggers)
         if recorder is not None:
             recorder.close(stats, error=error, reason=session.stop_reason)
+            stats.update(recorded=recorder.written, records_lost=recorder.lost, record_damaged=recorder.failed
+                         or recorder.deleted_reason or (recorder.gave_up[0] if recorder.gave_up else None))
         ingest.close()
         if flips is not None:
             flips.close()

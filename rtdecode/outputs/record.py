@@ -144,6 +144,7 @@ class Recorder:
                 "extras": {k: {"shape": list(sh), "dtype": dt.str} for k, (sh, dt) in self.extras.items()},
                 **(meta or {})}
         _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+        self._info = info
         self._status_path = self.folder / "status.json"
         _write_status(self._status_path, {"state": "recording"})
         self.failed: str | None = None  # why recording stopped (disk full, ...), None while it works
@@ -168,6 +169,10 @@ class Recorder:
         self.backlog_max = 0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_backlog))
         self._triggers = open(self.folder / "triggers.jsonl", "ab")
+        self.trigger_lines = 0  # trigger lines in the session folder's triggers.jsonl
+        self.folder_deleted = 0  # times the session folder was found deleted (and made again)
+        self.deleted_reason: str | None = None
+        self._folder_lock = threading.Lock()
         self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
         self._thread.start()
 
@@ -246,9 +251,12 @@ class Recorder:
     def trigger(self, event: dict) -> None:
         """Write one trigger event through to disk now (never buffered)."""
         try:
+            if os.fstat(self._triggers.fileno()).st_nlink == 0:  # deleted: never write into the void
+                self._folder_gone()
             self._triggers.write((json.dumps(event) + "\n").encode())
             self._triggers.flush()
             os.fsync(self._triggers.fileno())
+            self.trigger_lines += 1
         except OSError as exc:
             self.errors += 1
             self.lost_triggers += 1
@@ -290,8 +298,9 @@ class Recorder:
 
     def _write_retrying(self, path: Path, arrays: dict) -> None:
         """Write one chunk, retrying TRANSIENT errors with backoff while the queue behind it has room
-        (at close: for `retry_s`); the last error is raised when it is given up."""
-        delay, first = RETRY_S[0], None
+        (at close: for `retry_s`), and once after making the session folder again if it was deleted;
+        the last error is raised when it is given up."""
+        delay, first, remade = RETRY_S[0], None, False
         while True:
             try:
                 self._write_chunk(path, arrays)
@@ -299,6 +308,10 @@ class Recorder:
                     log.warning("wrote %s after %.1f s of transient errors", path.name, time.monotonic() - first)
                 return
             except OSError as exc:
+                if exc.errno == errno.ENOENT and not remade and not (self.folder / "chunks").is_dir():
+                    remade = True
+                    self._folder_gone()
+                    continue
                 if exc.errno not in TRANSIENT:
                     raise
                 self.transient_errors += 1
@@ -310,6 +323,39 @@ class Recorder:
                     raise
                 time.sleep(delay)
                 delay = min(2 * delay, RETRY_S[1])
+
+    def _folder_gone(self) -> None:
+        """The session folder (or its files) was deleted during the session: make it again, with
+        session.json, a new manifest.jsonl and triggers.jsonl, and status.json 'damaged', so that the
+        records still to come are kept and `inspect` names what was lost (end.json lists the deleted
+        chunks, which read as missing). What was on disk is counted lost: its records in `lost` (no
+        longer `written`), its trigger lines in `lost_triggers`. Raises OSError if it cannot."""
+        with self._folder_lock:
+            if (self.folder / "chunks").is_dir() and os.fstat(self._triggers.fileno()).st_nlink > 0:
+                return  # made again by the other thread already
+            (self.folder / "chunks").mkdir(parents=True, exist_ok=True)
+            self.folder_deleted += 1
+            info = {**self._info, "folder_deleted": self.folder_deleted}
+            _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+            gone = sum(e["rows"] for e in self.manifest if not e.get("deleted"))
+            for e in self.manifest:
+                e["deleted"] = True
+            self.written -= gone
+            self.lost += gone
+            self.lost_triggers += self.trigger_lines
+            self.trigger_lines = 0
+            self.errors += 1
+            for old in (self._manifest, self._triggers):
+                try:
+                    old.close()
+                except OSError:
+                    pass
+            self._manifest = open(self.folder / "manifest.jsonl", "ab")
+            self._triggers = open(self.folder / "triggers.jsonl", "ab")
+            self.deleted_reason = (f"the session folder was deleted during the session ({self.folder_deleted} time(s)): "
+                                   f"{gone} records and the trigger lines before it lost; recording went on in a new one")
+            _write_status(self._status_path, {"state": "damaged", "reason": self.deleted_reason})
+            log.error("%s: %s", self.folder, self.deleted_reason)
 
     def _write_chunk(self, path: Path, arrays: dict) -> None:
         rows = len(arrays["number"])
@@ -345,12 +391,18 @@ class Recorder:
         self._closing = True
         self._queue.put(None)
         self._thread.join()
+        try:  # deleted after the last chunk: made again, so that end.json says what was lost
+            if not (self.folder / "chunks").is_dir() or os.fstat(self._manifest.fileno()).st_nlink == 0:
+                self._folder_gone()
+        except OSError as exc:
+            log.error("%s was deleted and cannot be made again: %s", self.folder, exc)
         self._triggers.close()
         self._manifest.close()
         end = {**(stats or {}), "stopped": time.time(), "records": self.records, "written": self.written,
                "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers,
                "ended_by": "error" if error else "stop", "error": error, "stop_reason": reason,
-               "damaged": self.failed or ("; ".join(self.gave_up[:5]) if self.gave_up else None),
+               "damaged": self.failed or self.deleted_reason or ("; ".join(self.gave_up[:5]) if self.gave_up else None),
+               "folder_deleted": self.folder_deleted,
                "transient_errors": self.transient_errors, "chunks_given_up": len(self.gave_up),
                "chunks": self.manifest}
         if stats is not None and "recorded" in stats:  # the session's stats were taken before this last flush
@@ -369,7 +421,7 @@ class Recorder:
             except OSError:
                 pass
         try:
-            why = self.failed or (self.gave_up[0] if self.gave_up else None) or error or reason
+            why = self.failed or self.deleted_reason or (self.gave_up[0] if self.gave_up else None) or error or reason
             _write_status(self._status_path, {"state": state, "reason": why, "records": self.records,
                                               "lost_records": self.lost})
         except OSError as exc:

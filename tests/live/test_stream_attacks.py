@@ -143,3 +143,90 @@ def test_two_publishers_with_duplicate_seq_on_one_address(tmp_path):
 def test_two_publishers_with_distant_counters_on_one_address(tmp_path):
     res, stats, sink, sender, n = _two_publishers(tmp_path, 5000, 9000)
     _check_two_publishers(res, stats, sink, n, tmp_path)
+
+
+class WithImages(Wrapping):
+    """Stim messages carry a 4x4 image (the recorder's frame shape), so that the session can be
+    exported as a fit dataset."""
+
+    def paced(self, seconds, items, rate=30.0):
+        t0 = time.time()
+        for i, (seq, number) in enumerate(items):
+            while time.time() < t0 + i / rate:
+                time.sleep(0.0005)
+            now = time.time()
+            self.stim.send_multipart(wire.encode("stim", self.sseq, now, np.full((4, 4), i % 256, np.uint8),
+                                                 trial=i // 90, frame=i % 90))
+            self.sseq += 1
+            self.frame_with(seq, number)
+        return t0, time.time()
+
+
+def test_frame_numbers_going_backwards_are_restarts_and_inspect_and_fit_take_the_session(tmp_path):
+    ctx = zmq.Context.instance()
+    sender = WithImages(ctx)
+    session, ingest, engine, sink, rec, out = _session(tmp_path, sender, record=True)
+    numbers = list(range(1, 61)) + list(range(1, 61)) + list(range(40, 100))  # two acquisitions restarted
+
+    def script():
+        sender.wait()
+        sender.paced(6.0, [(i, k) for i, k in enumerate(numbers)])
+        sender.src.send_multipart(wire.encode("stats", len(numbers), time.time(), None, end=True))
+
+    try:
+        res = _run(session, script)
+        stats = session.stats()
+        rec.close(stats)
+    finally:
+        _close(engine, ingest, out, sender)
+    assert res.ended and res.frames == len(numbers)
+    assert stats["source_restarts"] == 2 and stats["lost_frames"] == 0 and stats["dropped"] == 0
+    s = read_session(tmp_path / "s")
+    assert not s["damaged"] and list(s["arrays"]["number"]) == numbers  # every frame, in arrival order
+    assert main(["inspect", str(tmp_path / "s")]) == 0
+    from rtdecode.offline.dataset import Dataset
+    from rtdecode.offline.session_export import export_sensorium
+
+    root = export_sensorium(tmp_path / "s", tmp_path / "dataset")
+    labelled = int((s["arrays"]["shown"][:, 0] >= 0).sum())
+    ds = Dataset(root)
+    assert labelled > len(numbers) // 2
+    assert sum(ds.load(t).responses.shape[1] for t in ds.trials("train")) == labelled
+    assert main(["fit", str(tmp_path / "s"), "--out", str(tmp_path / "model"), "--method", "ridge",
+                 "--window", "1"]) == 0
+
+
+def test_the_session_folder_deleted_mid_session_loses_only_what_was_on_disk_and_says_so(tmp_path, capsys):
+    ctx = zmq.Context.instance()
+    sender = Wrapping(ctx)
+    session, ingest, engine, sink, rec, out = _session(tmp_path, sender, record=True)
+    folder = tmp_path / "s"
+    phases = {}
+
+    def script():
+        sender.wait()
+        phases["before"] = sender.paced(2.5, [(i, i + 1) for i in range(75)])
+        shutil.rmtree(folder)
+        phases["after"] = sender.paced(3.0, [(75 + i, 76 + i) for i in range(90)])
+        sender.src.send_multipart(wire.encode("stats", 165, time.time(), None, end=True, frames=165))
+
+    try:
+        res = _run(session, script)
+        stats = session.stats()
+        rec.close(stats)
+    finally:
+        _close(engine, ingest, out, sender)
+    assert res.ended and res.frames == 165
+    fired = _fired_by_number(sink)
+    assert max(fired) > 150  # decoding and triggers went on
+    end = json.loads((folder / "end.json").read_text())
+    assert end["folder_deleted"] == 1 and "deleted" in end["damaged"]
+    # every record is on disk or counted lost; the frames after the deletion are on disk
+    s = read_session(folder)
+    kept = s["arrays"]["number"]
+    assert len(kept) + end["lost_records"] == 165 and end["written"] == len(kept)
+    assert set(range(90, 166)) <= set(kept.tolist())
+    assert end["lost_triggers"] > 0  # the lines written before it went with the folder: counted, not written into the void
+    assert main(["inspect", str(folder)]) == 1
+    text = capsys.readouterr().out
+    assert "missing" in text and "deleted" in text
