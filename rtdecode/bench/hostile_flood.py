@@ -124,6 +124,26 @@ class Flood:
                 "churned": self.churned, "errors": dict(self.errors)}
 
 
+def add_parser(sub) -> None:
+    """The `flood` subcommand of `rtdecode bench hostile`."""
+    f = sub.add_parser("flood", help="idle ZMTP connections and churn on the decoded-stream and trigger PUBs")
+    f.add_argument("--connections", type=int, default=2000, help="idle connections opened to each socket")
+    f.add_argument("--flood-s", type=float, default=10.0, help="seconds of the flood (idle peers, then churn)")
+    f.add_argument("--max-peers", type=int, default=None, help="the rig file's outputs.max_peers (default: its default)")
+    f.add_argument("--nofile", type=int, default=1024, help="the live process's descriptor limit (0: inherited)")
+    f.add_argument("--frame", type=int, default=256)
+    f.add_argument("--rois", type=int, default=100)
+    f.add_argument("--json", required=True)
+
+
+def run(args, command: str = "") -> dict:
+    """The scenario with its command, machine and load, merged into `args.json`'s scenarios."""
+    from rtdecode.bench import hostile_time
+
+    return hostile_time.record(args, command, lambda: run_flood(args.connections, args.flood_s, args.frame, args.rois,
+                                                                args.max_peers, args.nofile or None))
+
+
 def open_fds(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))

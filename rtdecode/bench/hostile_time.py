@@ -1,10 +1,9 @@
 """Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1, 2 and 4; the connection
-flood of class 3 is rtdecode.bench.hostile_flood, run from here).
+flood of class 3 is rtdecode.bench.hostile_flood, which uses this module's rig and sender).
 
     rtdecode bench hostile overload [--seconds 20] --json OUT.json
     rtdecode bench hostile clock_step --json OUT.json
     rtdecode bench hostile sigterm --json OUT.json
-    rtdecode bench hostile flood [--connections 2000] --json OUT.json
 
 Both start `python -m rtdecode run RIG.yaml --record SESSION` as a child process on a virtual rig
 (two-photon frames from one publisher, stim messages at 30 Hz from a second one, a trigger rule that
@@ -44,7 +43,7 @@ import zmq
 
 from rtdecode.bench import hostile_common as hostile
 
-SCENARIOS = ("overload", "clock_step", "sigterm", "flood")
+SCENARIOS = ("overload", "clock_step", "sigterm")
 MAX_AGE_MS = 50.0
 
 
@@ -67,32 +66,25 @@ def add_parsers(sub) -> None:
     t.add_argument("--frame", type=int, default=256)
     t.add_argument("--rois", type=int, default=100)
     t.add_argument("--json", required=True)
-    f = sub.add_parser("flood", help="idle ZMTP connections and churn on the decoded-stream and trigger PUBs")
-    f.add_argument("--connections", type=int, default=2000, help="idle connections opened to each socket")
-    f.add_argument("--flood-s", type=float, default=10.0, help="seconds of the flood (idle peers, then churn)")
-    f.add_argument("--max-peers", type=int, default=None, help="the rig file's outputs.max_peers (default: its default)")
-    f.add_argument("--nofile", type=int, default=1024, help="the live process's descriptor limit (0: inherited)")
-    f.add_argument("--frame", type=int, default=256)
-    f.add_argument("--rois", type=int, default=100)
-    f.add_argument("--json", required=True)
 
 
 def run(args, command: str = "") -> dict:
     """Run the scenario `args.what`; returns {"scenarios": {...}}: the scenarios already in the
     `--json` file, with this one's result (its command, machine and load) added or replaced."""
+    if args.what == "overload":
+        return record(args, command, lambda: run_overload(args.seconds, args.factor, args.frame, args.rois))
+    if args.what == "sigterm":
+        return record(args, command, lambda: run_signal(args.before_s, args.signal, args.frame, args.rois))
+    return record(args, command, lambda: run_clock_step(args.phase_s, args.frame, args.rois))
+
+
+def record(args, command: str, scenario) -> dict:
+    """`scenario()`'s result with its command, machine and load, merged into the scenarios already in
+    `args.json` under `args.what`."""
     from rtdecode.bench import machine_info
 
     load = _load()
-    if args.what == "overload":
-        d = run_overload(args.seconds, args.factor, args.frame, args.rois)
-    elif args.what == "flood":
-        from rtdecode.bench.hostile_flood import run_flood
-
-        d = run_flood(args.connections, args.flood_s, args.frame, args.rois, args.max_peers, args.nofile or None)
-    elif args.what == "sigterm":
-        d = run_signal(args.before_s, args.signal, args.frame, args.rois)
-    else:
-        d = run_clock_step(args.phase_s, args.frame, args.rois)
+    d = scenario()
     d = {"command": command, "load_before": load, "load_after": _load(), "machine": machine_info(), **d}
     prev = {}
     try:
