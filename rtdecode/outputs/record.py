@@ -172,7 +172,8 @@ class Recorder:
         self.trigger_lines = 0  # trigger lines in the session folder's triggers.jsonl
         self.folder_deleted = 0  # times the session folder was found deleted (and made again)
         self.deleted_reason: str | None = None
-        self._folder_lock = threading.Lock()
+        self._folder_lock = threading.Lock()  # the manifest file, and making the folder again
+        self._triggers_lock = threading.Lock()  # the triggers file
         self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
         self._thread.start()
 
@@ -251,12 +252,15 @@ class Recorder:
     def trigger(self, event: dict) -> None:
         """Write one trigger event through to disk now (never buffered)."""
         try:
-            if os.fstat(self._triggers.fileno()).st_nlink == 0:  # deleted: never write into the void
+            with self._triggers_lock:
+                gone = os.fstat(self._triggers.fileno()).st_nlink == 0
+            if gone:  # deleted with its folder: never write into the void
                 self._folder_gone()
-            self._triggers.write((json.dumps(event) + "\n").encode())
-            self._triggers.flush()
-            os.fsync(self._triggers.fileno())
-            self.trigger_lines += 1
+            with self._triggers_lock:  # the writer thread may replace the file (_folder_gone)
+                self._triggers.write((json.dumps(event) + "\n").encode())
+                self._triggers.flush()
+                os.fsync(self._triggers.fileno())
+                self.trigger_lines += 1
         except OSError as exc:
             self.errors += 1
             self.lost_triggers += 1
@@ -318,7 +322,7 @@ class Recorder:
                 if first is None:
                     first = time.monotonic()
                     log.warning("could not write %s (%s): retrying", path.name, exc)
-                full = self._queue.qsize() >= self._queue.maxsize - 1
+                full = self._queue.qsize() >= max(1, self._queue.maxsize - 1)  # give up before the live loop waits
                 if full or (self._closing and time.monotonic() - first > self.retry_s):
                     raise
                 time.sleep(delay)
@@ -331,7 +335,9 @@ class Recorder:
         chunks, which read as missing). What was on disk is counted lost: its records in `lost` (no
         longer `written`), its trigger lines in `lost_triggers`. Raises OSError if it cannot."""
         with self._folder_lock:
-            if (self.folder / "chunks").is_dir() and os.fstat(self._triggers.fileno()).st_nlink > 0:
+            with self._triggers_lock:
+                there = (self.folder / "chunks").is_dir() and os.fstat(self._triggers.fileno()).st_nlink > 0
+            if there:
                 return  # made again by the other thread already
             (self.folder / "chunks").mkdir(parents=True, exist_ok=True)
             self.folder_deleted += 1
@@ -342,16 +348,20 @@ class Recorder:
                 e["deleted"] = True
             self.written -= gone
             self.lost += gone
-            self.lost_triggers += self.trigger_lines
-            self.trigger_lines = 0
             self.errors += 1
-            for old in (self._manifest, self._triggers):
+            try:
+                self._manifest.close()
+            except OSError:
+                pass
+            self._manifest = open(self.folder / "manifest.jsonl", "ab")
+            with self._triggers_lock:  # lock order: _folder_lock, then _triggers_lock
+                self.lost_triggers += self.trigger_lines
+                self.trigger_lines = 0
                 try:
-                    old.close()
+                    self._triggers.close()
                 except OSError:
                     pass
-            self._manifest = open(self.folder / "manifest.jsonl", "ab")
-            self._triggers = open(self.folder / "triggers.jsonl", "ab")
+                self._triggers = open(self.folder / "triggers.jsonl", "ab")
             self.deleted_reason = (f"the session folder was deleted during the session ({self.folder_deleted} time(s)): "
                                    f"{gone} records and the trigger lines before it lost; recording went on in a new one")
             _write_status(self._status_path, {"state": "damaged", "reason": self.deleted_reason})
@@ -373,11 +383,12 @@ class Recorder:
         entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "rows": rows,
                  "first": int(arrays["number"][0]), "last": int(arrays["number"][-1]),
                  "shapes": {k: list(v.shape) for k, v in arrays.items()}}
-        self._manifest.write((json.dumps(entry) + "\n").encode())
-        self._manifest.flush()
-        os.fsync(self._manifest.fileno())
-        self.manifest.append(entry)
-        self.written += rows
+        with self._folder_lock:  # _folder_gone (another thread) may replace the manifest file
+            self._manifest.write((json.dumps(entry) + "\n").encode())
+            self._manifest.flush()
+            os.fsync(self._manifest.fileno())
+            self.manifest.append(entry)
+            self.written += rows
 
     @property
     def backlog(self) -> int:
