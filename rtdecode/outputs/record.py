@@ -25,12 +25,14 @@ a transient reason (TRANSIENT: no free file descriptor, e.g. a connection flood 
 port, or no memory) is retried with backoff while it waits at the head of the queue; only when the
 queue behind it is full (or at close, after `retry_s`) is it given up: its records are counted in
 `lost`, the session is marked damaged, and the next chunk is tried as usual: recording never stops
-for good on a transient error (`transient_errors`, `retries`). The files the recorder keeps open for
-the whole session (manifest.jsonl, triggers.jsonl) are opened at the start, so a lack of
-descriptors later never costs them. Any other error (disk full, folder gone) stops the recording:
-the chunk and every later record are counted in `lost`, the session is marked damaged
-(status.json), and the live loop goes on decoding. Nothing is pickled: chunks are plain .npz, read
-with allow_pickle=False.
+for good on a transient error (end.json `transient_errors`, `chunks_given_up`). The files the
+recorder keeps open for the whole session (manifest.jsonl, triggers.jsonl) are opened at the start,
+so a lack of descriptors later never costs them. A session folder deleted during the session is
+made again and recording goes on in it; what went with the old one is counted lost and end.json
+lists its chunks, which `inspect` reports missing (`folder_deleted`; a trigger line is never
+written into a deleted file). Any other error (disk full) stops the recording: the chunk and every
+later record are counted in `lost`, the session is marked damaged (status.json), and the live loop
+goes on decoding. Nothing is pickled: chunks are plain .npz, read with allow_pickle=False.
 
 Times, per frame: `t` is the frame's time as its sender stamped it (ScanImage's clock; the same
 `t` as on the wire and in triggers.jsonl's `t_frame`), `local_t` the same moment on this PC's wall

@@ -56,6 +56,12 @@ MAX_MESSAGE_GAP = 1_000_000  # a message_num jump beyond this is a restart, not 
 MAX_SAMPLE_GAP_S = 60.0  # a sample_num jump of more than this (seconds of samples) is a restart, not a loss
 
 
+def _count(counter: Counter, key: str) -> None:
+    """counter[key] += 1, for at most MAX_STREAMS keys (stream names are the sender's text)."""
+    if key in counter or len(counter) < MAX_STREAMS:
+        counter[key] += 1
+
+
 @dataclass
 class _Pending:
     sample_num: int
@@ -262,7 +268,7 @@ class ZmqInterfaceClient:
             # a channel of a block already handed out: the stream has more channels than before; its
             # channel count is learnt again from the next block (handed out when the one after starts)
             st.n_channels = 0
-            self.late_channels[d["stream"]] += 1
+            _count(self.late_channels, d["stream"])
             self._warn("late", "ZMQ Interface: stream %s sent channel %d of the block at sample %d after the block's "
                         "%d channels: its channel count changed; learning it again", d["stream"], d["channel_num"],
                         d["sample_num"], len(st.last_nums))
@@ -300,7 +306,7 @@ class ZmqInterfaceClient:
             # two blocks in a row with the same fewer channels: the stream's channel count changed
             # (a channel map or a probe changed in the GUI), not a lost message
             complete = True
-            self.layout_changes[stream] += 1
+            _count(self.layout_changes, stream)
             self._warn("layout", "ZMQ Interface: stream %s now sends %d channels (was %d)", stream, len(nums), want)
         if not complete:
             self.incomplete_chunks += 1
