@@ -6,7 +6,8 @@ of a usable block is handed out, and what could not be used is counted.
 - the heartbeat misbehaving: no reply, late replies, garbage replies (several parts, binary, over
   the size limit): counted (resets, bad replies), the data path untouched;
 - a stream's channel count changing mid-session (fewer, more, back), and a second stream appearing;
-- `sample_num` going backwards (acquisition stopped and started): a restart, no bogus drop.
+- `sample_num` going backwards (acquisition stopped and started): a restart, no bogus drop;
+- two stimulus publishers on `stim_address`: the first followed, the other's messages counted.
 """
 
 import json
@@ -20,6 +21,7 @@ from oe_helpers import wait_subscribed, xpub
 
 from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages
 from rtdecode.live.ephys import EphysIngest
+from rtdecode.sources import wire
 from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.continuous import ContinuousSource
 
@@ -96,12 +98,13 @@ class Heartbeat:
         self.sock.close(linger=0)
 
 
-def _ingest(ctx, gui, n, channels=None, hb_port=None, hb_interval_s=3600.0):
+def _ingest(ctx, gui, n, channels=None, hb_port=None, hb_interval_s=3600.0, stim_address=None):
     source = ContinuousSource("127.0.0.1", gui.port, n_channels=n, bin_ms=BIN_MS, block_samples=BLOCK,
                               heartbeat_port=hb_port if hb_port is not None else gui.port + 1,
                               heartbeat_interval_s=hb_interval_s, channels=channels, context=ctx)
     source.client.heartbeat_timeout_s = 0.1
-    return EphysIngest(source, SampleChain(build_ephys_stages(n, BLOCK, threshold_uv=40.0)), context=ctx)
+    return EphysIngest(source, SampleChain(build_ephys_stages(n, BLOCK, threshold_uv=40.0)),
+                       stim_address=stim_address, context=ctx)
 
 
 def _bins(ingest, until_s=0.5):
@@ -212,3 +215,32 @@ def test_sample_numbers_going_backwards_are_a_restart_not_a_gap(ctx):
     assert bins == list(range(90))  # frame numbers continue across restarts
     assert counts["restarts"] == 2 and counts["dropped"] == 0
     assert sum(counts["openephys"]["missing_samples"].values()) == 0
+
+
+def test_two_stimulus_publishers_on_the_stim_address_the_first_is_followed(ctx):
+    gui = Gui(ctx)
+    stim, stim_port = xpub(ctx)
+    ingest = _ingest(ctx, gui, 4, stim_address=f"tcp://127.0.0.1:{stim_port}")
+    got = []
+    try:
+        wait_subscribed(gui.sock)
+        wait_subscribed(stim)
+        for i in range(40):  # publisher A: seq from 0, frames from 0; B: seq from 700, frames from 900
+            stim.send_multipart(wire.encode("stim", i, time.time(), None, frame=i, trial=0))
+            stim.send_multipart(wire.encode("stim", 700 + i, time.time(), None, frame=900 + i, trial=0))
+            gui.block(i * BLOCK, range(4))
+            time.sleep(0.002)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (len([f for f in got if f < 900]) < 40 or ingest.stim_sock.poll(200)):
+            msg = ingest.receive(20)
+            if msg is not None and msg.topic == "stim":
+                got.append(msg.header["frame"])
+        counts = ingest.counts()
+    finally:
+        ingest.close()
+        stim.close(linger=0)
+        gui.close()
+    assert [f for f in got if f < 900] == list(range(40))
+    assert len([f for f in got if f >= 900]) <= 1  # B's first message cannot be told from a gap yet
+    assert counts["rejected_by_reason"].get("source", 0) >= 38 and counts["stim_dropped"] == 0
+
