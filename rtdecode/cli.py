@@ -214,6 +214,9 @@ def cmd_run(args, progress) -> int:
               f"ignored {ignored}")
     print("stage latency (ms): " + ", ".join(f"{name} p50 {s['p50']} p99 {s['p99']}"
                                              for name, s in st["stages_ms"].items()))
+    if st.get("records_lost") or st.get("record_damaged"):
+        print(f"recording damaged: {st.get('records_lost', 0)} of {st['frames']} records lost "
+              f"({st.get('record_damaged')}); see rtdecode inspect {args.record or ''}".rstrip())
     return 0
 
 

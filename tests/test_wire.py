@@ -66,3 +66,22 @@ def test_gap_counter_counts_missing_messages():
     assert g.missing == 2 + 3
     g.see(0)
     assert g.restarts == 1 and g.missing == 5
+
+
+def test_gap_counter_tells_a_second_publisher_from_a_restart_and_a_gap():
+    g = wire.GapCounter()
+    assert [g.see(s) for s in (0, 1, 2, 0, 1, 2, 3)] == [0, 0, 0, 0, 0, 0, 0]  # a restart, followed
+    assert g.restarts == 1 and g.missing == 0 and g.others == 0
+    g = wire.GapCounter()
+    assert [g.see(s) for s in (0, 1, 5, 6)] == [0, 0, 3, 0]  # a gap
+    assert g.missing == 3 and g.others == 0
+    g = wire.GapCounter()  # two counters interleaved: the first is followed, the second's jump uncounted
+    out = [g.see(s) for s in (0, 500, 1, 501, 2, 502, 3)]
+    assert out == [0, 499, 0, wire.OTHER, 0, wire.OTHER, 0]
+    assert g.missing == 0 and g.restarts == 0 and g.swaps == 1 and g.others == 2
+    g = wire.GapCounter()  # a second counter that stops is forgotten
+    for s in (0, 1, 0):
+        g.see(s)
+    for s in range(1, wire.OTHER_TTL + 5):
+        g.see(s)
+    assert g.other is None

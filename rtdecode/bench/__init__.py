@@ -27,7 +27,7 @@ BENCHES = {
     "decode": "batch-1 decoder latency of every available backend vs torch eager",
     "e2e": "end-to-end latency of the live path on the virtual rig (30 Hz and fastest sustainable)",
     "soak": "the live path at 30 Hz for N minutes with recording and triggers (RSS, drops, lost records)",
-    "hostile": "hostile senders against a live `rtdecode run`: fuzz, memory, overload, clock_step, sigterm "
+    "hostile": "hostile senders against a live `rtdecode run`: fuzz, memory, overload, clock_step, sigterm, flood "
                "(survival, rejections, memory)",
 }
 

@@ -2,7 +2,8 @@
 
     python -m rtdecode.bench.hostile fuzz --protocol rtframe --messages 100000 --json OUT.json
     python -m rtdecode.bench.hostile memory --json OUT.json
-    python -m rtdecode.bench.hostile overload|clock_step --json OUT.json   (rtdecode.bench.hostile_time)
+    python -m rtdecode.bench.hostile overload|clock_step|sigterm --json OUT.json   (rtdecode.bench.hostile_time)
+    python -m rtdecode.bench.hostile flood --json OUT.json   (rtdecode.bench.hostile_flood)
 
 `fuzz` starts `python -m rtdecode run RIG.yaml --record SESSION` (a small model, the protocol's
 real adapter) as a child process, sends it `--messages` fuzzed messages (random bytes, valid
@@ -309,7 +310,7 @@ def run_memory(garbage: int = 200_000, big_mib: int = 600) -> dict:
 
 
 def main(argv=None, progress=False) -> int:
-    from rtdecode.bench import hostile_time
+    from rtdecode.bench import hostile_flood, hostile_time
 
     ap = argparse.ArgumentParser(prog="python -m rtdecode.bench.hostile", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -324,7 +325,8 @@ def main(argv=None, progress=False) -> int:
     m.add_argument("--garbage", type=int, default=200_000)
     m.add_argument("--big-mib", type=int, default=600)
     m.add_argument("--json", required=True)
-    hostile_time.add_parsers(sub)  # overload, clock_step (issue 27)
+    hostile_time.add_parsers(sub)  # overload, clock_step, sigterm (issue 27)
+    hostile_flood.add_parser(sub)  # flood (issue 27)
     args = ap.parse_args(argv)
     cmd = "python -m rtdecode.bench.hostile " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
@@ -334,6 +336,8 @@ def main(argv=None, progress=False) -> int:
         d = run_fuzz(args.protocol, args.messages, args.seed)
     elif args.what in hostile_time.SCENARIOS:
         d = hostile_time.run(args, cmd)
+    elif args.what == "flood":
+        d = hostile_flood.run(args, cmd)
     else:
         d = run_memory(args.garbage, args.big_mib)
     d = {"command": cmd, "wall_s": round(time.time() - t0, 1), **d}

@@ -59,8 +59,17 @@ def _rss_kb(pid: int, key: str = "VmRSS") -> int:
     return -1
 
 
-def _start_run(rig: Path, record: Path) -> subprocess.Popen:
+def _start_run(rig: Path, record: Path, nofile: int | None = None) -> subprocess.Popen:
+    """`python -m rtdecode run RIG --record RECORD` as a child; `nofile`: its descriptor limit (soft
+    and hard, RLIMIT_NOFILE), e.g. the common 1,024."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     return subprocess.Popen([sys.executable, "-m", "rtdecode", "run", str(rig), "--record", str(record),
-                             "--seconds", "3600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                             "--seconds", "3600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=None if nofile is None else limit)
 

@@ -1,4 +1,5 @@
-"""Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1, 2 and 4).
+"""Time attacks on a live `rtdecode run` over loopback (issue 27, classes 1, 2 and 4; the connection
+flood of class 3 is rtdecode.bench.hostile_flood, which uses this module's rig and sender).
 
     rtdecode bench hostile overload [--seconds 20] --json OUT.json
     rtdecode bench hostile clock_step --json OUT.json
@@ -70,15 +71,20 @@ def add_parsers(sub) -> None:
 def run(args, command: str = "") -> dict:
     """Run the scenario `args.what`; returns {"scenarios": {...}}: the scenarios already in the
     `--json` file, with this one's result (its command, machine and load) added or replaced."""
+    if args.what == "overload":
+        return record(args, command, lambda: run_overload(args.seconds, args.factor, args.frame, args.rois))
+    if args.what == "sigterm":
+        return record(args, command, lambda: run_signal(args.before_s, args.signal, args.frame, args.rois))
+    return record(args, command, lambda: run_clock_step(args.phase_s, args.frame, args.rois))
+
+
+def record(args, command: str, scenario) -> dict:
+    """`scenario()`'s result with its command, machine and load, merged into the scenarios already in
+    `args.json` under `args.what`."""
     from rtdecode.bench import machine_info
 
     load = _load()
-    if args.what == "overload":
-        d = run_overload(args.seconds, args.factor, args.frame, args.rois)
-    elif args.what == "sigterm":
-        d = run_signal(args.before_s, args.signal, args.frame, args.rois)
-    else:
-        d = run_clock_step(args.phase_s, args.frame, args.rois)
+    d = scenario()
     d = {"command": command, "load_before": load, "load_after": _load(), "machine": machine_info(), **d}
     prev = {}
     try:
@@ -97,7 +103,7 @@ def _load() -> str:
 
 # ---------------------------------------------------------------- the rig and the sender
 
-def _rig(folder: Path, side: int, n_rois: int) -> dict:
+def _rig(folder: Path, side: int, n_rois: int, max_peers: int | None = None) -> dict:
     from rtdecode.rig.twophoton import Microscope
 
     scope = Microscope(n_rois, seed=1, frame_shape=(side, side))
@@ -110,7 +116,8 @@ def _rig(folder: Path, side: int, n_rois: int) -> dict:
         f'"tcp://127.0.0.1:{ports["stim"]}"]}}\n'
         f'extraction: {{two_photon: {{rois: rois, crop: [{crop}, {crop}]}}}}\n'
         f'decoder: {{model: model, backends: [numpy]}}\n'
-        f'outputs: {{publish: "tcp://127.0.0.1:{ports["publish"]}"}}\n'
+        f'outputs: {{publish: "tcp://127.0.0.1:{ports["publish"]}"'
+        f'{"" if max_peers is None else f", max_peers: {max_peers}"}}}\n'
         f'freshness: every_frame\nmax_age_ms: {MAX_AGE_MS}\n'
         f'triggers:\n  - {{name: every, kind: zmq, address: "tcp://127.0.0.1:{ports["trigger"]}", min_interval_s: 0,\n'
         f'     rule: {{kind: luminance, threshold: 255, below: true}}}}\n')  # every decoded frame is <= 255
@@ -230,8 +237,8 @@ class Stats:
         self.sock.close()
 
 
-def _start(tmp: Path, rig: dict, ctx) -> tuple[subprocess.Popen, Sender, Stats]:
-    proc = hostile._start_run(rig["rig"], tmp / "session")
+def _start(tmp: Path, rig: dict, ctx, nofile: int | None = None) -> tuple[subprocess.Popen, Sender, Stats]:
+    proc = hostile._start_run(rig["rig"], tmp / "session", nofile)
     sender = Sender(ctx, rig["ports"], rig["frame"])
     if not sender.wait_subscribed():
         proc.kill()
@@ -299,7 +306,8 @@ def _common(fin: dict, sender: Sender, rss: dict, events: list[dict], stress_end
         "suppressed": {k: v for k, v in tr.items() if k.startswith("suppressed")},
         "triggers_enabled_at_end": tr.get("enabled"), "triggers_disabled_reason": tr.get("disabled_reason"),
         "frames_sent": sender.k, "frames_recorded": recorded, "lost_frames_counted": counted,
-        "dropped_counted": end.get("dropped"), "uncounted_lost": sender.k - recorded - counted,
+        "dropped_counted": end.get("dropped"),
+        "uncounted_lost": sender.k - recorded - counted - int(end.get("records_lost") or 0),
         "records_lost": end.get("records_lost"), "status": fin["status"].get("state", fin["status"]),
         "damaged": fin["session"].get("damaged"),
         "rss_mb_before": round(rss["before"] / 1024, 1), "rss_mb_after": round(rss["after"] / 1024, 1),

@@ -246,7 +246,9 @@ class EphysIngest:
                 self.reject(f"stim_address: expected topic 'stim', got '{msg.topic[:40]}'", "topic")
                 continue
             msg.received = received
-            self.stim_gaps.see(msg.seq)
+            if self.stim_gaps.see(msg.seq) == wire.OTHER:  # a second stimulus publisher on the address
+                self.reject(f"stim seq {msg.seq} continues a second publisher's counter on stim_address", "source")
+                continue
             self.sent["stim"] += 1
             self.queue.append(msg)
 

@@ -36,6 +36,7 @@ from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
 from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
+from rtdecode.outputs.peer_limit import raise_descriptor_limit
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.ring import ActivityRing
@@ -270,6 +271,7 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     if not ephys:  # the acquisition frame's size bounds what a frame socket accepts
         head = stages[0] if stages else planes.chains[0].stages[0]
         frame_bytes = int(np.prod(head.in_spec.shape)) * np.dtype(head.in_spec.dtype).itemsize
+    raise_descriptor_limit()  # before any socket: a connection flood must not take the recorder's files
     ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg, frame_bytes)
     recorder = triggers = flips = None
     try:
@@ -316,6 +318,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         close_triggers(triggers)
         if recorder is not None:
             recorder.close(stats, error=error, reason=session.stop_reason)
+            stats.update(recorded=recorder.written, records_lost=recorder.lost, record_damaged=recorder.failed
+                         or recorder.deleted_reason or (recorder.gave_up[0] if recorder.gave_up else None))
         ingest.close()
         if flips is not None:
             flips.close()

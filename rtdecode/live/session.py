@@ -110,6 +110,8 @@ class LiveResult:
     wall_s: float = 0.0
     lost_frames: int = 0  # gaps in the acquisition frame counter (frameNumberAcq)
     source_restarts: int = 0  # the frame counter went back (the source restarted)
+    repeated_frames: int = 0  # frames whose frameNumberAcq repeated the one before
+    other_publisher_frames: int = 0  # frames of a second publisher on the source's address that got through
     silences: int = 0  # times the source sent no frame for longer than `silence_s`
     longest_silence_s: float = 0.0
     ignored: Counter = field(default_factory=Counter)  # frames not extracted, by reason (extract.planes.REASONS)
@@ -157,6 +159,7 @@ class LiveSession:
                 planes.time_stages()
         self.silence_s = silence_s
         self._last_acq: int | None = None
+        self._acct: tuple | None = None  # (previous frameNumberAcq, lost, restart) counted for the last frame
         self._last_frame: float | None = None  # time.monotonic() of the last frame message
         self._silent = False
         stages = [] if chain is None else chain.stages
@@ -321,15 +324,29 @@ class LiveSession:
         acq = msg.header.get("frameNumberAcq")
         if not isinstance(acq, int) or isinstance(acq, bool):
             return
+        if getattr(msg, "after_other", False) and self._acct is not None:
+            # the frame before was a second publisher's on the same address (the ingest rejects the
+            # rest of its messages): what it counted (a jump of the frame counter) is taken back
+            prev, lost, restarted = self._acct
+            res.lost_frames -= lost
+            res.source_restarts -= restarted
+            res.other_publisher_frames += 1
+            self._last_acq = prev
         last = self._last_acq
+        lost = restarted = 0
         if last is not None:
             if last + 1 < acq <= last + 1 + wire.MAX_GAP:
-                res.lost_frames += max(0, acq - last - 1 - skipped)
+                lost = max(0, acq - last - 1 - skipped)
             elif acq < last or acq > last + 1 + wire.MAX_GAP:
-                res.source_restarts += 1
-                if res.source_restarts <= 10 or res.source_restarts % 1000 == 0:
+                restarted = 1
+                if res.source_restarts < 10 or (res.source_restarts + 1) % 1000 == 0:
                     log.warning("the source restarted: frameNumberAcq went from %d to %d (%d restart(s)); following it",
-                                last, acq, res.source_restarts)
+                                last, acq, res.source_restarts + 1)
+            elif acq == last:
+                res.repeated_frames += 1
+        res.lost_frames += lost
+        res.source_restarts += restarted
+        self._acct = (last, lost, restarted)
         self._last_acq = acq
 
     def on_frame(self, msg) -> None:
@@ -428,6 +445,7 @@ class LiveSession:
                "arrived_to_published_ms": _p50_p99(r.latency), "acquired_to_published_ms": _p50_p99(r.acquired),
                "e2e_ms": r.e2e.summary_ms(), "stages_ms": self.stage_summary_ms(),
                "lost_frames": r.lost_frames, "source_restarts": r.source_restarts, "silences": r.silences,
+               "repeated_frames": r.repeated_frames, "other_publisher_frames": r.other_publisher_frames,
                "longest_silence_s": round(r.longest_silence_s, 3), "skipped_frames": r.skipped_frames,
                "message_errors": r.message_errors, "ignored_ends": r.ignored_ends, "stopped_by": r.stopped_by,
                "session_rejected_by_reason": self.rejects.by_reason(),
@@ -450,6 +468,23 @@ class LiveSession:
             out["record_backlog"] = rec.backlog
             out["record_backlog_max"] = rec.backlog_max
             out["record_wait_s"] = round(rec.blocked_s, 4)
+            out["record_retries"] = rec.transient_errors
+        peers = self.peers()
+        if peers:
+            out["peers"] = peers
+        return out
+
+    def peers(self) -> dict:
+        """{socket: {peers, peers_max, limit, refused, accept_failed}} of the sockets this session binds
+        with a peer limit (the decoded stream, zmq triggers)."""
+        out = {}
+        if callable(getattr(self.pub, "peers", None)) and self.pub.peers():
+            out["decoded"] = self.pub.peers()
+        for rule in getattr(self.triggers, "rules", None) or ():
+            for sink in rule.sinks or ():
+                pub = getattr(sink, "pub", None)
+                if callable(getattr(pub, "peers", None)) and pub.peers():
+                    out[f"trigger {rule.name}"] = pub.peers()
         return out
 
     def stage_summary_ms(self) -> dict:

@@ -198,3 +198,26 @@ class PeerLimit:
         for domain, other in self._guarded.items():
             if other is g:
                 self._stats[domain] = g.stats()
+
+
+def raise_descriptor_limit() -> tuple[int, int] | None:
+    """Raise this process's soft limit on open descriptors (RLIMIT_NOFILE) to its hard limit (often
+    1,024 -> 524,288 under systemd), so that a burst of connections (each held up to HANDSHAKE_MS
+    before it is refused or closed) does not take the descriptors the recorder needs. Returns
+    (soft, hard) as they are now, None where there is no such limit (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.info("could not raise the descriptor limit from %d to %d: %s", soft, hard, exc)
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        log.warning("this process may open only %d files and connections (ulimit -n): a connection flood on a "
+                    "published port can use them up for a few seconds (the recorder retries meanwhile)", soft)
+    return soft, hard
+

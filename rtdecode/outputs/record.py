@@ -20,10 +20,19 @@ Each chunk is written to a temporary file, fsynced and renamed, so a chunk on di
 after `kill -9` at most the last second (the chunk being gathered) is missing. Writing happens on a
 background thread; the live loop only copies a frame's arrays into the open chunk. The queue of
 chunks waiting for the disk is bounded (`max_backlog`): when it is full the live loop waits (records
-are never dropped to keep up; the time waited is `blocked_s`). A chunk that cannot be written (disk
-full, folder gone) stops the recording: it and every later record are counted in `lost`, the
-session is marked damaged (status.json), and the live loop goes on decoding. Nothing is pickled:
-chunks are plain .npz, read with allow_pickle=False.
+are never dropped to keep up; the time waited is `blocked_s`). A chunk that cannot be written for
+a transient reason (TRANSIENT: no free file descriptor, e.g. a connection flood on a published
+port, or no memory) is retried with backoff while it waits at the head of the queue; only when the
+queue behind it is full (or at close, after `retry_s`) is it given up: its records are counted in
+`lost`, the session is marked damaged, and the next chunk is tried as usual: recording never stops
+for good on a transient error (end.json `transient_errors`, `chunks_given_up`). The files the
+recorder keeps open for the whole session (manifest.jsonl, triggers.jsonl) are opened at the start,
+so a lack of descriptors later never costs them. A session folder deleted during the session is
+made again and recording goes on in it; what went with the old one is counted lost and end.json
+lists its chunks, which `inspect` reports missing (`folder_deleted`; a trigger line is never
+written into a deleted file). Any other error (disk full) stops the recording: the chunk and every
+later record are counted in `lost`, the session is marked damaged (status.json), and the live loop
+goes on decoding. Nothing is pickled: chunks are plain .npz, read with allow_pickle=False.
 
 Times, per frame: `t` is the frame's time as its sender stamped it (ScanImage's clock; the same
 `t` as on the wire and in triggers.jsonl's `t_frame`), `local_t` the same moment on this PC's wall
@@ -40,6 +49,7 @@ Reading a session back, checked against its manifest: rtdecode.outputs.session_r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -64,6 +74,9 @@ KEYS = ("number", "t", "activity", "decoded", "shown", "target", "latency_s", "s
 OPTIONAL_GROUPS = (("local_t", "shown_t"), ("decoded_valid",))
 OPTIONAL_KEYS = tuple(k for g in OPTIONAL_GROUPS for k in g)
 STATUS_BYTES = 4096
+# errors that go away by themselves (descriptors or memory freed): a chunk is retried, never given up at once
+TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EINTR})
+RETRY_S = (0.02, 1.0)  # backoff between tries of a chunk: from, doubling up to
 
 
 def _write_status(path: Path, status: dict) -> None:
@@ -114,7 +127,7 @@ class Recorder:
 
     def __init__(self, folder: str | Path, n_neurons: int, frame_shape: tuple[int, int],
                  meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30,
-                 extras: dict[str, tuple[tuple[int, ...], str]] | None = None):
+                 extras: dict[str, tuple[tuple[int, ...], str]] | None = None, retry_s: float = 10.0):
         self.extras = {k: (tuple(int(d) for d in shape), np.dtype(dt)) for k, (shape, dt) in (extras or {}).items()}
         clash = set(self.extras) & set(KEYS)
         if clash:
@@ -133,6 +146,7 @@ class Recorder:
                 "extras": {k: {"shape": list(sh), "dtype": dt.str} for k, (sh, dt) in self.extras.items()},
                 **(meta or {})}
         _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+        self._info = info
         self._status_path = self.folder / "status.json"
         _write_status(self._status_path, {"state": "recording"})
         self.failed: str | None = None  # why recording stopped (disk full, ...), None while it works
@@ -150,9 +164,18 @@ class Recorder:
         self.lost = 0  # records in chunks that could not be written
         self.lost_triggers = 0
         self.blocked_s = 0.0  # time the live loop waited for a full queue
+        self.transient_errors = 0  # tries of a chunk that failed for a TRANSIENT reason
+        self.gave_up: list[str] = []  # chunks given up after transient errors (why, per chunk; bounded)
+        self.retry_s = retry_s  # how long a chunk is retried at close
+        self._closing = False
         self.backlog_max = 0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, max_backlog))
         self._triggers = open(self.folder / "triggers.jsonl", "ab")
+        self.trigger_lines = 0  # trigger lines in the session folder's triggers.jsonl
+        self.folder_deleted = 0  # times the session folder was found deleted (and made again)
+        self.deleted_reason: str | None = None
+        self._folder_lock = threading.Lock()  # the manifest file, and making the folder again
+        self._triggers_lock = threading.Lock()  # the triggers file
         self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
         self._thread.start()
 
@@ -231,9 +254,15 @@ class Recorder:
     def trigger(self, event: dict) -> None:
         """Write one trigger event through to disk now (never buffered)."""
         try:
-            self._triggers.write((json.dumps(event) + "\n").encode())
-            self._triggers.flush()
-            os.fsync(self._triggers.fileno())
+            with self._triggers_lock:
+                gone = os.fstat(self._triggers.fileno()).st_nlink == 0
+            if gone:  # deleted with its folder: never write into the void
+                self._folder_gone()
+            with self._triggers_lock:  # the writer thread may replace the file (_folder_gone)
+                self._triggers.write((json.dumps(event) + "\n").encode())
+                self._triggers.flush()
+                os.fsync(self._triggers.fileno())
+                self.trigger_lines += 1
         except OSError as exc:
             self.errors += 1
             self.lost_triggers += 1
@@ -251,30 +280,117 @@ class Recorder:
                 self.lost += rows
                 continue
             try:
-                buf = io.BytesIO()
-                np.savez(buf, **arrays)
-                data = buf.getbuffer()
-                _atomic_write(path, lambda fh: fh.write(data))
-                entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "rows": rows,
-                         "first": int(arrays["number"][0]), "last": int(arrays["number"][-1]),
-                         "shapes": {k: list(v.shape) for k, v in arrays.items()}}
-                self._manifest.write((json.dumps(entry) + "\n").encode())
-                self._manifest.flush()
-                os.fsync(self._manifest.fileno())
-                self.manifest.append(entry)
-                self.written += rows
+                self._write_retrying(path, arrays)
             except Exception as exc:  # noqa: BLE001 -- disk full, folder removed, anything: stop recording,
                 # count what is lost, mark the session damaged; the live loop goes on decoding
                 self.errors += 1
                 self.lost += rows
-                self.failed = f"{type(exc).__name__}: {exc}"
-                log.error("could not write %s (%d records lost): %s; recording stopped, decoding goes on",
-                          path, rows, exc)
+                transient = isinstance(exc, OSError) and exc.errno in TRANSIENT
+                reason = f"{type(exc).__name__}: {exc}"
+                if transient:  # given up (the queue behind it was full): this chunk only
+                    if len(self.gave_up) < 100:
+                        self.gave_up.append(f"{path.name}: {reason}")
+                    log.error("gave up writing %s after transient errors (%d records lost): %s; recording goes on "
+                              "with the next chunk", path, rows, exc)
+                else:
+                    self.failed = reason
+                    log.error("could not write %s (%d records lost): %s; recording stopped, decoding goes on",
+                              path, rows, exc)
                 try:
                     path.with_name(path.name + ".tmp").unlink(missing_ok=True)
-                    _write_status(self._status_path, {"state": "damaged", "reason": self.failed, "chunk": path.name})
+                    _write_status(self._status_path, {"state": "damaged", "reason": reason, "chunk": path.name})
                 except OSError:
                     pass
+
+    def _write_retrying(self, path: Path, arrays: dict) -> None:
+        """Write one chunk, retrying TRANSIENT errors with backoff while the queue behind it has room
+        (at close: for `retry_s`), and once after making the session folder again if it was deleted;
+        the last error is raised when it is given up."""
+        delay, first, remade = RETRY_S[0], None, False
+        while True:
+            try:
+                self._write_chunk(path, arrays)
+                if first is not None:
+                    log.warning("wrote %s after %.1f s of transient errors", path.name, time.monotonic() - first)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOENT and not remade and not (self.folder / "chunks").is_dir():
+                    remade = True
+                    self._folder_gone()
+                    continue
+                if exc.errno not in TRANSIENT:
+                    raise
+                self.transient_errors += 1
+                if first is None:
+                    first = time.monotonic()
+                    log.warning("could not write %s (%s): retrying", path.name, exc)
+                full = self._queue.qsize() >= max(1, self._queue.maxsize - 1)  # give up before the live loop waits
+                if full or (self._closing and time.monotonic() - first > self.retry_s):
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, RETRY_S[1])
+
+    def _folder_gone(self) -> None:
+        """The session folder (or its files) was deleted during the session: make it again, with
+        session.json, a new manifest.jsonl and triggers.jsonl, and status.json 'damaged', so that the
+        records still to come are kept and `inspect` names what was lost (end.json lists the deleted
+        chunks, which read as missing). What was on disk is counted lost: its records in `lost` (no
+        longer `written`), its trigger lines in `lost_triggers`. Raises OSError if it cannot."""
+        with self._folder_lock:
+            with self._triggers_lock:
+                there = (self.folder / "chunks").is_dir() and os.fstat(self._triggers.fileno()).st_nlink > 0
+            if there:
+                return  # made again by the other thread already
+            (self.folder / "chunks").mkdir(parents=True, exist_ok=True)
+            self.folder_deleted += 1
+            info = {**self._info, "folder_deleted": self.folder_deleted}
+            _atomic_write(self.folder / "session.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+            gone = sum(e["rows"] for e in self.manifest if not e.get("deleted"))
+            for e in self.manifest:
+                e["deleted"] = True
+            self.written -= gone
+            self.lost += gone
+            self.errors += 1
+            try:
+                self._manifest.close()
+            except OSError:
+                pass
+            self._manifest = open(self.folder / "manifest.jsonl", "ab")
+            with self._triggers_lock:  # lock order: _folder_lock, then _triggers_lock
+                self.lost_triggers += self.trigger_lines
+                self.trigger_lines = 0
+                try:
+                    self._triggers.close()
+                except OSError:
+                    pass
+                self._triggers = open(self.folder / "triggers.jsonl", "ab")
+            self.deleted_reason = (f"the session folder was deleted during the session ({self.folder_deleted} time(s)): "
+                                   f"{gone} records and the trigger lines before it lost; recording went on in a new one")
+            _write_status(self._status_path, {"state": "damaged", "reason": self.deleted_reason})
+            log.error("%s: %s", self.folder, self.deleted_reason)
+
+    def _write_chunk(self, path: Path, arrays: dict) -> None:
+        rows = len(arrays["number"])
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getbuffer()
+        try:
+            _atomic_write(path, lambda fh: fh.write(data))
+        except OSError:
+            try:
+                path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
+        entry = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "rows": rows,
+                 "first": int(arrays["number"][0]), "last": int(arrays["number"][-1]),
+                 "shapes": {k: list(v.shape) for k, v in arrays.items()}}
+        with self._folder_lock:  # _folder_gone (another thread) may replace the manifest file
+            self._manifest.write((json.dumps(entry) + "\n").encode())
+            self._manifest.flush()
+            os.fsync(self._manifest.fileno())
+            self.manifest.append(entry)
+            self.written += rows
 
     @property
     def backlog(self) -> int:
@@ -285,13 +401,22 @@ class Recorder:
         `reason` why a clean stop happened when it was asked for (e.g. 'signal SIGTERM'): end.json's
         `stop_reason` and status.json's `reason`."""
         self.flush()
+        self._closing = True
         self._queue.put(None)
         self._thread.join()
+        try:  # deleted after the last chunk: made again, so that end.json says what was lost
+            if not (self.folder / "chunks").is_dir() or os.fstat(self._manifest.fileno()).st_nlink == 0:
+                self._folder_gone()
+        except OSError as exc:
+            log.error("%s was deleted and cannot be made again: %s", self.folder, exc)
         self._triggers.close()
         self._manifest.close()
         end = {**(stats or {}), "stopped": time.time(), "records": self.records, "written": self.written,
                "write_errors": self.errors, "lost_records": self.lost, "lost_triggers": self.lost_triggers,
-               "ended_by": "error" if error else "stop", "error": error, "stop_reason": reason, "damaged": self.failed,
+               "ended_by": "error" if error else "stop", "error": error, "stop_reason": reason,
+               "damaged": self.failed or self.deleted_reason or ("; ".join(self.gave_up[:5]) if self.gave_up else None),
+               "folder_deleted": self.folder_deleted,
+               "transient_errors": self.transient_errors, "chunks_given_up": len(self.gave_up),
                "chunks": self.manifest}
         if stats is not None and "recorded" in stats:  # the session's stats were taken before this last flush
             end.update(recorded=self.written, record_errors=self.errors, records_lost=self.lost, record_backlog=0)
@@ -309,7 +434,8 @@ class Recorder:
             except OSError:
                 pass
         try:
-            _write_status(self._status_path, {"state": state, "reason": self.failed or error or reason, "records": self.records,
+            why = self.failed or self.deleted_reason or (self.gave_up[0] if self.gave_up else None) or error or reason
+            _write_status(self._status_path, {"state": state, "reason": why, "records": self.records,
                                               "lost_records": self.lost})
         except OSError as exc:
             log.error("could not update %s: %s", self._status_path, exc)

@@ -11,7 +11,11 @@ holds at most `hwm` messages.
 
 Gaps in a publisher's `seq` (messages dropped by a full queue or a slow subscriber) are counted as
 `dropped`. A publisher that restarts (its `seq` goes back, e.g. to 0, or jumps absurdly far) is
-counted under `restarts`, logged, and followed: no gap is counted across it.
+counted under `restarts`, logged, and followed: no gap is counted across it. Two publishers on one
+address (interleaved counters: rtdecode.sources.wire.GapCounter) are not a stream of restarts: the
+first is followed, the other's messages are rejected (reason `source`) before they touch the clock
+estimate, and the jump its first message made is uncounted (`msg.after_other` on the message that
+showed it, so that the live loop uncounts it too).
 
 Congestion: the source's queue is congested after a drop (a `seq` gap) or when `hwm` frames in a row
 were read with others queued behind them (its high-water mark), until a frame is read off an empty
@@ -165,6 +169,18 @@ class Ingest:
             self.rejects.reject("source", f"{msg.topic} from {self.endpoints[source]}, which may send stim only")
             return None
         msg.received, msg.source = received, source
+        gaps = self.gap_counters[sock]
+        restarts, last, missing = gaps.restarts, gaps.last, gaps.missing
+        if gaps.see(msg.seq) == wire.OTHER:  # a second publisher on this address: never data, never timing
+            self.rejects.reject("source", f"{msg.topic} seq {msg.seq} continues a second publisher's counter on "
+                                          f"{self.endpoints[source]} (the one followed is at seq {gaps.last})")
+            return None
+        if gaps.swapped:
+            msg.after_other = True
+            if gaps.swaps <= 10 or gaps.swaps % 1000 == 0:
+                log.warning("two publishers on %s (seq %d and %d interleaved): following the first, rejecting the "
+                            "other's messages (reason 'source'); its first message got through", self.endpoints[source],
+                            msg.seq, gaps.other)
         behind = bool(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)  # more messages queued behind this one
         clock = self.clocks[sock]
         excess = clock.see(msg.t, wall, queued=behind)
@@ -175,12 +191,9 @@ class Ingest:
             msg.acquired = received - excess
             local = clock.local(msg.t)
             msg.local_t = wall if local is None else local
-        gaps = self.gap_counters[sock]
-        restarts, last, missing = gaps.restarts, gaps.last, gaps.missing
-        gaps.see(msg.seq)
         if source == 0 and msg.topic == "frame":
             self._congestion(msg, behind, gaps.missing > missing)
-        if gaps.restarts != restarts:
+        if gaps.restarts > restarts:
             if gaps.restarts <= 10 or gaps.restarts % 1000 == 0:
                 log.warning("publisher restarted (%s): seq went from %s to %d (%d restart(s) so far); following it",
                             self.endpoints[source], last, msg.seq, gaps.restarts)

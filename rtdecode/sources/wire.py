@@ -48,6 +48,7 @@ class Message:
     local_t: float = 0.0  # its `t` on this PC's wall clock (time.time()): t + its publisher's offset (0 if not mapped)
     clock_rejected: bool = False  # its `t` is off its publisher's clock (rtdecode.sources.clock): times are arrival's
     congested: bool = False  # the ingest was at its high-water mark or dropping when it came (no trigger fires on it)
+    after_other: bool = False  # the message before it was a second publisher's on the same address (GapCounter)
 
     @property
     def seq(self) -> int:
@@ -148,24 +149,74 @@ class Sequencer:
         return n
 
 
+OTHER = -1  # GapCounter.see: the message continues a second counter on the same address
+OTHER_TTL = 100  # messages after which a second counter not continued is forgotten
+
+
 class GapCounter:
-    """Counts messages missing from a publisher's seq stream (dropped by a full queue or lost)."""
+    """Counts messages missing from a publisher's seq stream (dropped by a full queue or lost), and
+    tells a second publisher on the same address (two rigs behind one forwarder, a sender left
+    running) from a restart.
+
+    A counter that jumps (back, or forward past a gap) is a restart or a gap of this publisher, unless
+    the next messages continue the counter it jumped away from: then two counters are interleaved.
+    The one seen first is followed; messages that continue the other get OTHER (the caller rejects
+    them), and the jump that let the first of them in is undone here (its gap or restart uncounted,
+    `swaps` + 1, `swapped` True on the message that showed it). The second counter is forgotten after
+    OTHER_TTL messages without it."""
 
     def __init__(self, max_gap: int = MAX_GAP):
         self.last: int | None = None
         self.missing = 0
         self.restarts = 0
         self.max_gap = max_gap
+        self.other: int | None = None  # the last seq of a second counter on the same address
+        self.other_age = 0  # messages since it was last continued
+        self.others = 0  # messages that continued the second counter
+        self.swaps = 0  # times a jump turned out to be the first message of a second counter
+        self.swapped = False  # the last message showed that the one before it was the other counter's
+        self._jump: tuple[int, int] | None = None  # (gap, restart) counted for the last message, if it jumped
 
     def see(self, seq: int) -> int:
-        """Record `seq`; return how many messages were skipped just before it. A jump forward of more
-        than `max_gap` is not believed (a hostile or broken counter): it counts as a restart."""
-        gap = 0
-        if self.last is not None:
-            if self.last + 1 < seq <= self.last + 1 + self.max_gap:
-                gap = seq - self.last - 1
-            elif seq <= self.last or seq > self.last + 1 + self.max_gap:  # the publisher restarted its counter
-                self.restarts += 1
+        """Record `seq`; return how many messages were skipped just before it, or OTHER if it
+        continues a second counter. A jump forward of more than `max_gap` is not believed (a hostile
+        or broken counter): it counts as a restart."""
+        self.swapped = False
+        jump, self._jump = self._jump, None
+        if self.last is None:
+            self.last = seq
+            return 0
+        if seq == self.last + 1:
+            self.last = seq
+            self._age_other()
+            return 0
+        if self.other is not None and seq == self.other + 1:
+            if jump is not None:  # the message before jumped away from this counter: it was the other one
+                self.missing -= jump[0]
+                self.restarts -= jump[1]
+                self.other, self.last = self.last, seq
+                self.other_age = 0
+                self.swaps += 1
+                self.swapped = True
+                return 0
+            self.other = seq
+            self.other_age = 0
+            self.others += 1
+            return OTHER
+        gap = restart = 0
+        if self.last + 1 < seq <= self.last + 1 + self.max_gap:
+            gap = seq - self.last - 1
+        else:  # back, or absurdly far: the publisher restarted its counter (or a second one appeared)
+            restart = 1
+        self.other, self.other_age = self.last, 0
+        self._jump = (gap, restart)
         self.last = seq
         self.missing += gap
+        self.restarts += restart
         return gap
+
+    def _age_other(self) -> None:
+        if self.other is not None:
+            self.other_age += 1
+            if self.other_age > OTHER_TTL:
+                self.other = None

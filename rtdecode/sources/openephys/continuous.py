@@ -112,6 +112,7 @@ class ContinuousSource:
         self.dropped_bins = 0
         self.restarts = 0
         self.chunks = 0
+        self.layout_changes = 0  # the stream's channels changed and the model's were found again
         self.skipped: Counter[str] = Counter()  # chunks not used, by reason
         self._warn_once = WarnEvery(log)  # at most once a second per kind
 
@@ -158,7 +159,8 @@ class ContinuousSource:
         return self.client.n_rejected
 
     def counts(self) -> dict:
-        return {"openephys": self.client.counts(), "chunks": self.chunks, "skipped_chunks": dict(self.skipped)}
+        return {"openephys": self.client.counts(), "chunks": self.chunks, "skipped_chunks": dict(self.skipped),
+                "layout_changes": self.layout_changes}
 
     def close(self) -> None:
         self.client.close()
@@ -182,6 +184,30 @@ class ContinuousSource:
                  "at most %d samples", self.name, ch.stream, self.N, len(nums), ch.sample_rate, self.grid.width,
                  ch.sample_num, self.block)
 
+    def _relayout(self, ch: ziw.ContinuousChunk) -> bool:
+        """The stream's channels changed mid-session: take the model's channels from the new layout
+        if it still has them (`channels` listed, or exactly the model's number of channels), counted
+        under `layout_changes`; otherwise the block is skipped ('unusable layout', its samples a gap,
+        the bins counted as dropped once a usable block comes)."""
+        nums = list(ch.channel_nums)
+        if self.channels is not None and all(c in nums for c in self.channels):
+            rows = np.array([nums.index(c) for c in self.channels], np.int64)
+        elif self.channels is None and len(nums) == self.N:
+            rows = None
+        else:
+            self.skipped["unusable layout"] += 1
+            self._warn_once("layout", "%s: stream %r now sends %d channels (%s), which do not hold the model's %d "
+                            "(%s): blocks skipped until they do", self.name, ch.stream, len(nums),
+                            f"{nums[0]}..{nums[-1]}" if nums else "none", self.N,
+                            "source.channels" if self.channels is not None else "same number")
+            return False
+        self.layout_changes += 1
+        self._warn_once("relayout", "%s: stream %r changed from %d to %d channels; the model's %d taken from the "
+                        "new layout (%d change(s) so far)", self.name, ch.stream, len(self.layout), len(nums), self.N,
+                        self.layout_changes)
+        self.layout, self.rows = nums, rows
+        return True
+
     def _new_grid(self, origin: int) -> None:
         """A bin grid starting at `origin`; frame numbers continue after the previous grid's."""
         if self.grid is not None:
@@ -192,6 +218,8 @@ class ContinuousSource:
     def _on_chunk(self, ch: ziw.ContinuousChunk, received: float, out: list) -> None:
         if self.stream is not None and ch.stream != self.stream:
             self.skipped["other stream"] += 1
+            self._warn_once("other stream", "%s: data of stream %r skipped: the session follows stream %r",
+                            self.name, ch.stream, self.stream)
             return
         if self.layout is None:
             # The first stream that fits the model is taken; one that does not (a stray stream, or a
@@ -203,11 +231,13 @@ class ContinuousSource:
                 self.on_reject(f"{exc}", "source")
                 return
             self.stream = ch.stream
-        if not ch.complete or ch.channel_nums != self.layout:
+        if not ch.complete:
             # A lost channel message: the block is incomplete; its samples become a gap.
             self.skipped["incomplete block"] += 1
             self._warn_once("incomplete", "%s: block at sample %d has channels %d of %d: discarded (a gap)",
                             self.name, ch.sample_num, len(ch.channel_nums), len(self.layout))
+            return
+        if ch.channel_nums != self.layout and not self._relayout(ch):
             return
         if ch.sample_rate != self.fs:
             self.on_reject(f"data: sample rate changed from {self.fs} to {ch.sample_rate}")

@@ -18,6 +18,13 @@ out the blocks still waiting for channels and forgets what it learnt of every st
 counts, next sample), so neither a bogus message gap nor a bogus sample gap is counted. A stream
 whose `sample_num` goes back without a `message_num` reset (acquisition stopped and started again)
 is counted under `sample_restarts[stream]`, also without a gap.
+
+A stream's channel count may change mid-session (a channel map, a probe added in the GUI): a block
+is complete when it holds the channels of the stream's last complete block; two blocks in a row
+with the same fewer channels are a new channel count (`layout_changes[stream]`), not lost messages
+(the first of them is handed out incomplete); a channel arriving for a block already handed out
+(the stream grew) is dropped (`late_channels[stream]`) and the count learnt again from the next
+block.
 """
 
 from __future__ import annotations
@@ -49,6 +56,12 @@ MAX_MESSAGE_GAP = 1_000_000  # a message_num jump beyond this is a restart, not 
 MAX_SAMPLE_GAP_S = 60.0  # a sample_num jump of more than this (seconds of samples) is a restart, not a loss
 
 
+def _count(counter: Counter, key: str) -> None:
+    """counter[key] += 1, for at most MAX_STREAMS keys (stream names are the sender's text)."""
+    if key in counter or len(counter) < MAX_STREAMS:
+        counter[key] += 1
+
+
 @dataclass
 class _Pending:
     sample_num: int
@@ -61,8 +74,10 @@ class _Pending:
 class _StreamState:
     def __init__(self):
         self.pending: _Pending | None = None
-        self.n_channels = 0  # the most channels seen in one block of this stream
+        self.n_channels = 0  # the channels of this stream's blocks (0: not known, learnt from the next block)
         self.next_sample: int | None = None
+        self.last_nums: list[int] | None = None  # the channels of the last block handed out
+        self.last_sample: int | None = None  # its sample_num
 
 
 class ZmqInterfaceClient:
@@ -111,6 +126,8 @@ class ZmqInterfaceClient:
         self.rejected = self.rejects.counts
         self.bad_heartbeat_replies = 0
         self.incomplete_chunks = 0
+        self.layout_changes: Counter[str] = Counter()  # a stream's channel count changed (per stream)
+        self.late_channels: Counter[str] = Counter()  # channel messages of a block already handed out (dropped)
         self._pending_bytes = 0
         self._warned: dict[str, int] = {}
 
@@ -246,6 +263,16 @@ class ZmqInterfaceClient:
         if p is not None and (p.sample_num != d["sample_num"] or d["channel_num"] in p.channels):
             self._flush_stream(d["stream"], st, out)
             p = None
+        if (p is None and st.last_sample == d["sample_num"] and st.last_nums is not None
+                and d["channel_num"] not in st.last_nums and not self.expected_channels):
+            # a channel of a block already handed out: the stream has more channels than before; its
+            # channel count is learnt again from the next block (handed out when the one after starts)
+            st.n_channels = 0
+            _count(self.late_channels, d["stream"])
+            self._warn("late", "ZMQ Interface: stream %s sent channel %d of the block at sample %d after the block's "
+                        "%d channels: its channel count changed; learning it again", d["stream"], d["channel_num"],
+                        d["sample_num"], len(st.last_nums))
+            return
         size = d["samples"].nbytes
         if p is not None and (len(p.channels) >= MAX_PENDING_CHANNELS or self._pending_bytes + size > MAX_PENDING_BYTES):
             self.rejects.reject("limit", f"data: a block waiting for more than {MAX_PENDING_CHANNELS} channels or "
@@ -275,11 +302,19 @@ class ZmqInterfaceClient:
             data[i] = p.channels[c][1]
         want = self.expected_channels or st.n_channels
         complete = len(nums) >= want
+        if not complete and not self.expected_channels and st.last_nums == nums:
+            # two blocks in a row with the same fewer channels: the stream's channel count changed
+            # (a channel map or a probe changed in the GUI), not a lost message
+            complete = True
+            _count(self.layout_changes, stream)
+            self._warn("layout", "ZMQ Interface: stream %s now sends %d channels (was %d)", stream, len(nums), want)
         if not complete:
             self.incomplete_chunks += 1
             self._warn("incomplete", "ZMQ Interface: block at sample %d of stream %s has %d of %d channels",
                         p.sample_num, stream, len(nums), want)
-        st.n_channels = max(st.n_channels, len(nums))
+        else:
+            st.n_channels = len(nums)
+        st.last_nums, st.last_sample = nums, p.sample_num
         if st.next_sample is not None:
             if st.next_sample < p.sample_num <= st.next_sample + max(MAX_SAMPLE_GAP_S * p.sample_rate, p.num_samples):
                 self.missing_samples[stream] += p.sample_num - st.next_sample
@@ -315,6 +350,7 @@ class ZmqInterfaceClient:
                 "rejected_by_reason": dict(self.rejected), "missing_messages": self.missing_messages,
                 "missing_samples": dict(self.missing_samples), "message_restarts": self.message_restarts,
                 "sample_restarts": dict(self.sample_restarts), "incomplete_chunks": self.incomplete_chunks,
+                "layout_changes": dict(self.layout_changes), "late_channels": dict(self.late_channels),
                 "heartbeats_sent": self.heartbeats_sent, "heartbeats_answered": self.heartbeats_answered,
                 "heartbeat_resets": self.heartbeat_resets, "bad_heartbeat_replies": self.bad_heartbeat_replies,
                 "redials": self.redial.redials}
