@@ -62,7 +62,8 @@ def decoder_stage(cfg: RigConfig):
 
 
 def plane_chains(cfg: RigConfig) -> list[Chain]:
-    """One two-photon extraction chain per plane of `source.planes` (its own ROIs and reference)."""
+    """One two-photon extraction chain per field: per plane of `source.planes`, or per (plane, scan ROI)
+    of `source.scan_rois`, plane-major (each its own ROIs and reference)."""
     tp = cfg.extraction.two_photon
     if tp is None:
         raise ConfigError("source.protocol rtframe needs extraction.two_photon")
@@ -92,7 +93,7 @@ def extraction_stages(cfg: RigConfig) -> list:
         return []
     chains = plane_chains(cfg)
     if len(chains) != 1:
-        raise ConfigError(f"source.planes lists {len(chains)} planes: use plane_chains()")
+        raise ConfigError(f"source.planes / source.scan_rois give {len(chains)} fields: use plane_chains()")
     return chains[0].stages
 
 
@@ -227,15 +228,17 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         chains = plane_chains(cfg)
         if len(chains) == 1:  # one plane: the extraction is the chain's head, frames only filtered
             stages = chains[0].stages
-            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes)
+            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, scan_rois=cfg.source.frame_scan_rois)
         else:
-            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, chains)
+            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, chains,
+                            scan_rois=cfg.source.frame_scan_rois)
     card = dec_stage = backend = None
     if cfg.decoder is not None:
         card, dec_stage, fill, backend = decoder_stage(cfg)
         ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
         if planes is not None and planes.chains is not None and planes.n != card.neurons:
-            raise ConfigError(f"extraction.two_photon.rois: the planes {planes.planes} hold {planes.n} ROIs in all, "
+            raise ConfigError(f"extraction.two_photon.rois: the fields (plane, scan ROI) {planes.fields} hold "
+                              f"{planes.n} ROIs in all, "
                               f"the model {cfg.decoder.model} has {card.neurons} neurons; they must be equal")
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         check_ephys_inputs(cfg, card)
@@ -281,7 +284,9 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
                                 meta={"config": cfg.model_dump(mode="json"),
                                       "model_card": None if card is None else card.to_dict(), "backend": backend,
                                       "config_file": str(Path(config).resolve()),
-                                      "calibration": card is None},
+                                      "calibration": card is None,
+                                      **({"activity_order": planes.order()}
+                                         if planes is not None and planes.chains is not None else {})},
                                 fps=_frame_rate(cfg), extras=recorder_extras(chain, planes))
             if planes is not None and planes.chains is not None:
                 record_planes(recorder, planes)
