@@ -25,7 +25,7 @@ from rtdecode.sources.scanimage import read_tiff_frames
 from test_calibration import _free_port, _serve
 from test_scanimage_dataset import FRAME_DATA, write_scanimage_tiff
 
-VOLUMES = 40
+VOLUMES = 100
 ROI_SHAPES = {1: (64, 96), 2: (48, 80)}  # scan ROI -> (lines, pixels)
 GAP = 8  # flyback lines between two ROIs of a page
 FIELDS = [(1, 1), (1, 2), (2, 1), (2, 2)]  # (plane, scan ROI), plane-major
@@ -206,3 +206,37 @@ def test_dataset_from_a_multi_roi_tiff(mroi, tmp_path, capsys):
     # a folder missing: the message names the fields and the order
     assert main(args + ["--rois", *folders[:3], "--scan-rois", "1", "2", "--out", str(tmp_path / "ds2")]) != 0
     assert "need 4 suite2p folders (--rois, plane-major" in capsys.readouterr().err
+
+
+def test_fitted_model_keeps_the_order_and_live_checks_it(mroi, tmp_path):
+    """`rtdecode fit` copies the dataset's activity order into the model; `rtdecode run` refuses a rig
+    file whose fields give other columns (here: the suite2p folders listed ROI-major by mistake)."""
+    tmp, green = mroi
+    (tmp_path / "tif").mkdir()
+    _mroi_tiff(tmp_path / "tif" / "meso_00001.tif", green)
+    (tmp_path / "movies").mkdir()
+    for t in (0, 1):
+        np.save(tmp_path / "movies" / f"{t}.npy",
+                np.random.default_rng(3 + t).integers(0, 256, (VOLUMES, 36, 64)).astype(np.uint8))
+    half = VOLUMES // 2  # two trials: one to fit, one to validate
+    (tmp_path / "log.csv").write_text("frame,trial,stim_frame\n" + "".join(
+        f"{2 * v + 2},{v // half},{v % half}\n" for v in range(VOLUMES)))
+    folders = [str(tmp / "suite2p" / f"plane{k}") for k in range(4)]
+    assert main(["dataset", str(tmp_path / "tif"), "--stimulus-log", str(tmp_path / "log.csv"), "--movies",
+                 str(tmp_path / "movies"), "--planes", "1", "2", "--scan-rois", "1", "2", "--crop", "32", "32",
+                 "--rois", *folders, "--out", str(tmp_path / "ds")]) == 0
+    assert main(["fit", str(tmp_path / "ds"), "--out", str(tmp_path / "model"), "--window", "4"]) == 0
+    order = json.loads((tmp_path / "model" / "activity_order.json").read_text())
+    assert [(f["plane"], f["scan_roi"]) for f in order["fields"]] == FIELDS
+    decoder = f"decoder: {{model: '{tmp_path / 'model'}', backends: [numpy]}}\n"
+    endpoint, th = _serve(_messages(green))
+    rig = _rig_file(tmp, endpoint)
+    rig.write_text(rig.read_text() + decoder)
+    stats = run_session(rig, seconds=120)
+    th.join(10)
+    assert stats["frames"] == VOLUMES and stats["published"] > 0
+    swapped = rig.read_text().replace("suite2p/plane0, suite2p/plane1, suite2p/plane2, suite2p/plane3",
+                                      "suite2p/plane0, suite2p/plane2, suite2p/plane1, suite2p/plane3")
+    rig.write_text(swapped)
+    with pytest.raises(ConfigError, match=r"decoder.model: the model was fitted on the fields"):
+        run_session(rig, seconds=1)

@@ -16,6 +16,7 @@ own reference implementation).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -84,6 +85,28 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
         chains.append(build_chain(rois, reference, fps=tp.fps, crop=tuple(tp.crop), max_shift=tp.max_shift,
                                   r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype)))
     return chains
+
+
+def check_activity_order(cfg: RigConfig, planes: Planes) -> None:
+    """ConfigError if the model folder's activity_order.json (copied by `rtdecode fit` from a dataset
+    of several (plane, scan ROI) fields) lists other fields, or other columns, than the rig file's
+    source.planes x source.scan_rois give. Models without the file (one field, older fits) pass."""
+    path = Path(cfg.decoder.model) / "activity_order.json"
+    if not path.is_file():
+        return
+    try:
+        fitted = json.loads(path.read_text(encoding="utf-8"))
+        want = [(int(f["plane"]), int(f["scan_roi"]), tuple(f.get("columns") or ())) for f in fitted["fields"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"decoder.model: {path} is not a readable activity order ({exc}); refit the model, "
+                          "or delete the file to skip this check") from None
+    order = planes.order()
+    have = [(f["plane"], f["scan_roi"], tuple(f.get("columns") or ())) for f in order["fields"]]
+    if [w[:2] for w in want] != [h[:2] for h in have] or (planes.chains is not None and want != have):
+        raise ConfigError(f"decoder.model: the model was fitted on the fields (plane, scan ROI, columns) {want} "
+                          f"({path}), but source.planes {planes.planes} x source.scan_rois {planes.scan_rois} and "
+                          f"extraction.two_photon.rois give {have}; use the rig file the model was fitted for, "
+                          "or refit on data extracted with this one")
 
 
 def extraction_stages(cfg: RigConfig) -> list:
@@ -240,6 +263,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
             raise ConfigError(f"extraction.two_photon.rois: the fields (plane, scan ROI) {planes.fields} hold "
                               f"{planes.n} ROIs in all, "
                               f"the model {cfg.decoder.model} has {card.neurons} neurons; they must be equal")
+        if planes is not None:
+            check_activity_order(cfg, planes)
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         check_ephys_inputs(cfg, card)
         stages = ephys_stages(cfg, card.neurons)
