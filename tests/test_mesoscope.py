@@ -137,6 +137,21 @@ def test_multi_roi_scan_is_extracted_live_per_field(mroi, tmp_path):
     assert order["fields"][2]["columns"] == [21, 36]
     for p, r in FIELDS:
         assert (tmp_path / "calib" / f"rois_plane{p}_roi{r}.npz").is_file()
+    # the NWB export: one imaging plane and segmentation per field, each series its columns
+    pynwb = pytest.importorskip("pynwb")
+    from rtdecode.offline.nwb_export import export_nwb
+
+    rep = export_nwb(tmp_path / "calib", tmp_path / "s.nwb")
+    assert not any("ROI masks" in m for m in rep["missing"])
+    with pynwb.NWBHDF5IO(str(tmp_path / "s.nwb"), "r") as io:
+        nwb = io.read()
+        assert set(nwb.imaging_planes) == {f"ImagingPlane{p}Roi{r}" for p, r in FIELDS}
+        assert "plane 2, scan ROI 1" in nwb.imaging_planes["ImagingPlane2Roi1"].description
+        seg = nwb.processing["ophys"]["ImageSegmentation"]
+        for p, r in FIELDS:
+            assert len(seg[f"PlaneSegmentationPlane{p}Roi{r}"]) == CELLS[(p, r)]
+        deconvolved = nwb.processing["ophys"]["Fluorescence"]["DeconvolvedPlane1Roi2"]
+        np.testing.assert_array_equal(deconvolved.data[:], act[:, 12:21])
 
 
 def test_rig_file_needs_one_folder_per_field(mroi):
