@@ -26,7 +26,7 @@ from test_calibration import _free_port, _serve
 from test_scanimage_dataset import FRAME_DATA, write_scanimage_tiff
 
 VOLUMES = 100
-ROI_SHAPES = {1: (64, 96), 2: (48, 80)}  # scan ROI -> (lines, pixels)
+ROI_SHAPES = {1: (48, 80), 2: (64, 96)}  # scan ROI -> (lines, pixels); the larger one second
 GAP = 8  # flyback lines between two ROIs of a page
 FIELDS = [(1, 1), (1, 2), (2, 1), (2, 2)]  # (plane, scan ROI), plane-major
 CELLS = {(1, 1): 12, (1, 2): 9, (2, 1): 15, (2, 2): 7}

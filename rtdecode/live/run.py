@@ -296,9 +296,9 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     frame_shape = card.frame_shape if card is not None else CALIBRATION_FRAME_SHAPE
     # before the session folder: it may refuse the model (neurons)
     frame_bytes = None
-    if not ephys:  # the acquisition frame's size bounds what a frame socket accepts
-        head = stages[0] if stages else planes.chains[0].stages[0]
-        frame_bytes = int(np.prod(head.in_spec.shape)) * np.dtype(head.in_spec.dtype).itemsize
+    if not ephys:  # the largest acquisition frame (of any field) bounds what a frame socket accepts
+        heads = [stages[0]] if stages else [c.stages[0] for c in planes.chains]
+        frame_bytes = max(int(np.prod(h.in_spec.shape)) * np.dtype(h.in_spec.dtype).itemsize for h in heads)
     raise_descriptor_limit()  # before any socket: a connection flood must not take the recorder's files
     ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg, frame_bytes)
     recorder = triggers = flips = None
