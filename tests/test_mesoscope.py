@@ -158,6 +158,14 @@ def test_rig_file_needs_one_folder_per_field(mroi):
     tmp, _ = mroi
     with pytest.raises(ConfigError, match=r"scan_rois \[1, 2\] are 4 fields, so give 4 suite2p folders"):
         load_config(_rig_file(tmp, "tcp://127.0.0.1:5999", folders=2))
+    rig = _rig_file(tmp, "tcp://127.0.0.1:5999")
+    assert load_config(rig).source.frame_fields == FIELDS
+    rig.write_text(rig.read_text().replace("scan_rois: [1, 2]", "scan_rois: [2, 1]"))
+    with pytest.raises(ConfigError, match=r"scan_rois.*list each scan ROI once, in increasing order"):
+        load_config(rig)
+    rig.write_text(rig.read_text().replace("scan_rois: [2, 1]", "scan_rois: [0]"))
+    with pytest.raises(ConfigError, match="scan_rois"):
+        load_config(rig)
 
 
 def _mroi_tiff(path, green, roi_data_enabled=True):
