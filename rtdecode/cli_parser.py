@@ -206,10 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--stimulus-log", required=True, metavar="CSV|NPY", help="frame,trial,stim_frame rows")
     ds.add_argument("--movies", required=True, metavar="DIR", help="folder of {trial}.npy movies, (T, H, W), 0-255")
     ds.add_argument("--rois", required=True, nargs="+", metavar="DIR",
-                    help="suite2p folder (stat.npy, iscell.npy, ops.npy with meanImg); one per plane of --planes")
+                    help="suite2p folder (stat.npy, iscell.npy, ops.npy with meanImg); one per plane of --planes, "
+                    "or with --scan-rois one per (plane, scan ROI), plane-major: p1 r1, p1 r2, ..., p2 r1, ...")
     ds.add_argument("--out", required=True, help="dataset folder to create")
     ds.add_argument("--channel", type=positive_int, default=1, help="imaging channel to extract (default 1)")
     ds.add_argument("--planes", type=positive_int, nargs="+", default=[1], help="planes to extract (default 1)")
+    ds.add_argument("--scan-rois", type=positive_int, nargs="+", default=[1], metavar="ROI",
+                    help="multi-ROI (mesoscope) scans: the scanned ROIs to extract, from 1 in the file's ROI group "
+                    "(default 1); the activity vector is plane-major, then scan ROI, then cell")
     ds.add_argument("--fps", type=positive_float, default=30.0, help="frame (volume) rate, Hz (default 30)")
     ds.add_argument("--crop", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
                     help="registration crop, as extraction.two_photon.crop (default 256 256)")

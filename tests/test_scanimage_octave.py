@@ -5,7 +5,8 @@ objects (drivers/scanimage/octave/), replaying the real two-photon TIFF frame by
 SHA-256 of the TIFF's pixels computed here. Each frame is cut into two ROIs (horizontal strips, as a
 multi-ROI scan), every other frame is stored not transposed, planes cycle through zIdx 1, 2, and the
 ROI's channel (2) differs from the displayed channel (1): the headers must say roi, plane (zIdx) and
-the ROI's channel, and match `matlab_equivalent_message` field for field.
+the ROI's channel, and match `matlab_equivalent_message` field for field; read with scan_rois
+[1, 2] and planes [1, 2], every frame lands in its (plane, scan ROI) field, plane-major.
 
 Skips only when `octave` or the JeroMQ jar (Debian `libjeromq-java`) is missing; .ci/run installs both.
 """
@@ -26,6 +27,7 @@ import pytest
 import tifffile
 import zmq
 
+from rtdecode.extract.planes import Planes
 from rtdecode.sources import wire
 from rtdecode.sources.scanimage import matlab_equivalent_message
 
@@ -144,3 +146,11 @@ def test_octave_user_function_replays_real_tiff_bit_exact(tmp_path):
         assert json.loads(mirror[1]) == {**h, "frameTimestamp": json.loads(mirror[1])["frameTimestamp"]}
         assert list(json.loads(mirror[1])) == list(h)  # same fields, same order
         assert mirror[2] == frames[2]
+
+    # what rtdecode makes of the stream with source.channel 2, planes [1, 2], scan_rois [1, 2]: every
+    # frame extracted, each into its (plane, scan ROI) field, one volume per 4 frames, plane-major
+    sel = Planes(CHANNEL, list(range(1, PLANES + 1)), scan_rois=list(range(1, ROIS + 1)))
+    headers = [wire.decode(frames).header for frames in got]
+    assert [sel.ignore(h) for h in headers] == [None] * len(got)
+    fields = [(h["plane"], h["roi"]) for h in headers]
+    assert fields == sel.fields * (n // PLANES) and sel.fields == [(1, 1), (1, 2), (2, 1), (2, 2)]

@@ -44,6 +44,7 @@ PROTOCOL_ONLY = {
     "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
     "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
     "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"), "planes": ("rtframe", "scanimage_zmq"),
+    "scan_rois": ("rtframe", "scanimage_zmq"),
 }
 
 
@@ -92,7 +93,12 @@ class Source(Section):
                           "other channels are counted in stats (ignored_frames) and ignored")
     planes: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = Field(
         None, description="the planes extracted, ScanImage's zIdx from 1, increasing (default [1]); frames of other "
-                          "planes, or a multi-ROI scan's ROIs after the first, are counted and ignored")
+                          "planes are counted and ignored")
+    scan_rois: Annotated[list[Annotated[int, Range(ge=1, le=1024)]], NonEmpty] | None = Field(
+        None, description="multi-ROI (mesoscope) scans: the scanned ROIs extracted, the frame header's roi (the index "
+                          "into ScanImage's roiData, from 1), increasing (default [1]); frames of other ROIs are "
+                          "counted and ignored. Each (plane, scan ROI) is a field with its own suite2p folder; the "
+                          "activity vector is plane-major, then scan ROI, then cell")
 
     @field_validator("address")
     @classmethod
@@ -111,6 +117,13 @@ class Source(Section):
     def _planes(cls, v):
         if v is not None and any(b <= a for a, b in zip(v, v[1:])):
             raise problem(f"{v}: list each plane once, in increasing order (the order they are acquired)")
+        return v
+
+    @field_validator("scan_rois")
+    @classmethod
+    def _scan_rois(cls, v):
+        if v is not None and any(b <= a for a, b in zip(v, v[1:])):
+            raise problem(f"{v}: list each scan ROI once, in increasing order (the order they are acquired)")
         return v
 
     @model_validator(mode="after")
@@ -140,15 +153,28 @@ class Source(Section):
         """The planes extracted, increasing (default [1])."""
         return [1] if self.planes is None else list(self.planes)
 
+    @property
+    def frame_scan_rois(self) -> list[int]:
+        """The multi-ROI scan's ROIs extracted, increasing (default [1])."""
+        return [1] if self.scan_rois is None else list(self.scan_rois)
+
+    @property
+    def frame_fields(self) -> list[tuple[int, int]]:
+        """(plane, scan ROI) of each field, in the activity vector's order: plane-major, then scan ROI."""
+        return [(p, r) for p in self.frame_planes for r in self.frame_scan_rois]
+
 
 class TwoPhoton(Section):
     """The two-photon chain: register -> ROI traces - neuropil -> dF/F -> deconvolve, one per plane."""
 
     rois: Path | Annotated[list[Path], NonEmpty] = Field(
         description="suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane: a list in source.planes order; "
-                    "the activity vector is the planes' activities one after the other (plane, then ROI order)")
+                    "the activity vector is the planes' activities one after the other (plane, then ROI order). "
+                    "Multi-ROI scans (source.scan_rois): one folder per (plane, scan ROI), plane-major: "
+                    "[p1 r1, p1 r2, ..., p2 r1, p2 r2, ...], e.g. suite2p's plane0, plane1, ... in that order")
     reference: Path | Annotated[list[Path], NonEmpty] | None = Field(
-        None, description=".npy image to register to (one per plane); default: ops['meanImg'] of the ROI folder")
+        None, description=".npy image to register to (one per plane, or per (plane, scan ROI) as rois); default: "
+                          "ops['meanImg'] of the ROI folder")
     crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = Field(
         (256, 256), description="the centred region used for motion estimation, px (height, width)")
     max_shift: Annotated[int, Range(ge=1, le=1024)] | None = Field(
@@ -164,6 +190,7 @@ class TwoPhoton(Section):
 
     @property
     def rois_per_plane(self) -> list[Path]:
+        """One suite2p folder per field: per plane, or per (plane, scan ROI) plane-major."""
         return list(self.rois) if isinstance(self.rois, list) else [self.rois]
 
     @property
@@ -484,13 +511,20 @@ class RigConfig(Section):
                            "add decoder.model or remove the triggers")
         tp = self.extraction.two_photon
         if tp is not None and want == "two_photon":
-            planes = self.source.frame_planes
+            planes, scan_rois = self.source.frame_planes, self.source.frame_scan_rois
+            want = len(planes) * len(scan_rois)
             for key, given in (("rois", tp.rois), ("reference", tp.reference)):
                 count = len(given) if isinstance(given, list) else 1
-                if given is not None and count != len(planes):
+                if given is None or count == want:
+                    continue
+                what = f"{'suite2p folder' if key == 'rois' else 'image'}{'s' if want > 1 else ''}"
+                if self.source.scan_rois is None:
                     raise problem(f"extraction.two_photon.{key}: source.planes lists {len(planes)} plane(s) "
-                                   f"{planes}, so give {len(planes)} {'suite2p folder' if key == 'rois' else 'image'}"
-                                   f"{'s' if len(planes) > 1 else ''} (a list in plane order), got {count}")
+                                   f"{planes}, so give {want} {what} (a list in plane order), got {count}")
+                raise problem(f"extraction.two_photon.{key}: source.planes {planes} x source.scan_rois {scan_rois} "
+                               f"are {want} fields, so give {want} {what} (a list, plane-major: plane "
+                               f"{planes[0]} ROI {scan_rois[0]}, plane {planes[0]} ROI "
+                               f"{scan_rois[min(1, len(scan_rois) - 1)]}, ...), got {count}")
         # ports on one host must not collide (Open Ephys plugins default to the same ones)
         used: dict[tuple[str, int], str] = {}
 

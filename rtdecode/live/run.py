@@ -16,6 +16,7 @@ own reference implementation).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -62,7 +63,8 @@ def decoder_stage(cfg: RigConfig):
 
 
 def plane_chains(cfg: RigConfig) -> list[Chain]:
-    """One two-photon extraction chain per plane of `source.planes` (its own ROIs and reference)."""
+    """One two-photon extraction chain per field: per plane of `source.planes`, or per (plane, scan ROI)
+    of `source.scan_rois`, plane-major (each its own ROIs and reference)."""
     tp = cfg.extraction.two_photon
     if tp is None:
         raise ConfigError("source.protocol rtframe needs extraction.two_photon")
@@ -85,6 +87,28 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
     return chains
 
 
+def check_activity_order(cfg: RigConfig, planes: Planes) -> None:
+    """ConfigError if the model folder's activity_order.json (copied by `rtdecode fit` from a dataset
+    of several (plane, scan ROI) fields) lists other fields, or other columns, than the rig file's
+    source.planes x source.scan_rois give. Models without the file (one field, older fits) pass."""
+    path = Path(cfg.decoder.model) / "activity_order.json"
+    if not path.is_file():
+        return
+    try:
+        fitted = json.loads(path.read_text(encoding="utf-8"))
+        want = [(int(f["plane"]), int(f["scan_roi"]), tuple(f.get("columns") or ())) for f in fitted["fields"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"decoder.model: {path} is not a readable activity order ({exc}); refit the model, "
+                          "or delete the file to skip this check") from None
+    order = planes.order()
+    have = [(f["plane"], f["scan_roi"], tuple(f.get("columns") or ())) for f in order["fields"]]
+    if [w[:2] for w in want] != [h[:2] for h in have] or (planes.chains is not None and want != have):
+        raise ConfigError(f"decoder.model: the model was fitted on the fields (plane, scan ROI, columns) {want} "
+                          f"({path}), but source.planes {planes.planes} x source.scan_rois {planes.scan_rois} and "
+                          f"extraction.two_photon.rois give {have}; use the rig file the model was fitted for, "
+                          "or refit on data extracted with this one")
+
+
 def extraction_stages(cfg: RigConfig) -> list:
     """The two-photon stages before the activity ring (one plane), or none for ephys (its stages depend
     on the model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
@@ -92,7 +116,7 @@ def extraction_stages(cfg: RigConfig) -> list:
         return []
     chains = plane_chains(cfg)
     if len(chains) != 1:
-        raise ConfigError(f"source.planes lists {len(chains)} planes: use plane_chains()")
+        raise ConfigError(f"source.planes / source.scan_rois give {len(chains)} fields: use plane_chains()")
     return chains[0].stages
 
 
@@ -227,16 +251,20 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         chains = plane_chains(cfg)
         if len(chains) == 1:  # one plane: the extraction is the chain's head, frames only filtered
             stages = chains[0].stages
-            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes)
+            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, scan_rois=cfg.source.frame_scan_rois)
         else:
-            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, chains)
+            planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, chains,
+                            scan_rois=cfg.source.frame_scan_rois)
     card = dec_stage = backend = None
     if cfg.decoder is not None:
         card, dec_stage, fill, backend = decoder_stage(cfg)
         ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
         if planes is not None and planes.chains is not None and planes.n != card.neurons:
-            raise ConfigError(f"extraction.two_photon.rois: the planes {planes.planes} hold {planes.n} ROIs in all, "
+            raise ConfigError(f"extraction.two_photon.rois: the fields (plane, scan ROI) {planes.fields} hold "
+                              f"{planes.n} ROIs in all, "
                               f"the model {cfg.decoder.model} has {card.neurons} neurons; they must be equal")
+        if planes is not None:
+            check_activity_order(cfg, planes)
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         check_ephys_inputs(cfg, card)
         stages = ephys_stages(cfg, card.neurons)
@@ -268,9 +296,9 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     frame_shape = card.frame_shape if card is not None else CALIBRATION_FRAME_SHAPE
     # before the session folder: it may refuse the model (neurons)
     frame_bytes = None
-    if not ephys:  # the acquisition frame's size bounds what a frame socket accepts
-        head = stages[0] if stages else planes.chains[0].stages[0]
-        frame_bytes = int(np.prod(head.in_spec.shape)) * np.dtype(head.in_spec.dtype).itemsize
+    if not ephys:  # the largest acquisition frame (of any field) bounds what a frame socket accepts
+        heads = [stages[0]] if stages else [c.stages[0] for c in planes.chains]
+        frame_bytes = max(int(np.prod(h.in_spec.shape)) * np.dtype(h.in_spec.dtype).itemsize for h in heads)
     raise_descriptor_limit()  # before any socket: a connection flood must not take the recorder's files
     ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg, frame_bytes)
     recorder = triggers = flips = None
@@ -281,7 +309,9 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
                                 meta={"config": cfg.model_dump(mode="json"),
                                       "model_card": None if card is None else card.to_dict(), "backend": backend,
                                       "config_file": str(Path(config).resolve()),
-                                      "calibration": card is None},
+                                      "calibration": card is None,
+                                      **({"activity_order": planes.order()}
+                                         if planes is not None and planes.chains is not None else {})},
                                 fps=_frame_rate(cfg), extras=recorder_extras(chain, planes))
             if planes is not None and planes.chains is not None:
                 record_planes(recorder, planes)

@@ -127,8 +127,8 @@ class LiveSession:
 
     extraction: stages the ingest runs itself before a frame exists (Open Ephys: per block of
     samples, rtdecode.live.ephys); the session times them and reports them first in `stages_ms`.
-    planes: which frames are extracted (rtdecode.extract.planes.Planes: one channel, some planes);
-    the others are counted in `ignored_frames` by reason. With per-plane chains, `chain` starts at
+    planes: which frames are extracted (rtdecode.extract.planes.Planes: one channel, some planes,
+    some scan ROIs); the others are counted in `ignored_frames` by reason. With per-field chains, `chain` starts at
     the activity ring and gets one activity vector per volume (`frames` then counts volumes).
     decode: False for a calibration block: `chain` is the extraction only (None: nothing after the
     per-plane chains), no decoded frame is published, the recorder gets activity and stimulus.
@@ -361,8 +361,8 @@ class LiveSession:
                 res.ignored[why] += 1
                 return
             if self.planes.chains is not None:
-                inp = self.planes.add(msg.header["plane"], msg.array)
-                if inp is None:  # not the volume's last plane yet
+                inp = self.planes.add(msg.header["plane"], msg.array, msg.header.get("roi", 1))
+                if inp is None:  # not the volume's last field (plane, scan ROI) yet
                     return
         out = inp if self.chain is None else self.chain.process(inp)
         ready = time.perf_counter()
@@ -456,7 +456,7 @@ class LiveSession:
 
         if self.planes is not None:
             out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
-            if self.planes.chains is not None and len(self.planes.planes) > 1:
+            if self.planes.chains is not None and len(self.planes.fields) > 1:
                 out["incomplete_volumes"] = self.planes.incomplete
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()

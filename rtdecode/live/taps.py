@@ -30,8 +30,8 @@ def extraction_taps(chain: Chain) -> dict:
 
 
 def plane_taps(planes: Planes) -> dict:
-    """`extraction_taps` of a volume: 'F', 'Fneu', 'dff' concatenated over the planes (the activity
-    vector's order), 'shifts' (planes, 2)."""
+    """`extraction_taps` of a volume: 'F', 'Fneu', 'dff' concatenated over the fields (planes, or
+    (plane, scan ROI) plane-major: the activity vector's order), 'shifts' (fields, 2)."""
     per = [extraction_taps(c) for c in planes.chains]
     taps = {}
     for k in ("F", "Fneu", "dff"):
@@ -45,17 +45,19 @@ def plane_taps(planes: Planes) -> dict:
 
 
 def record_planes(recorder: Recorder, planes: Planes) -> None:
-    """One chain: rois.npz as `record_extraction`; several planes: rois_plane{p}.npz per plane."""
+    """One chain: rois.npz as `record_extraction`; several fields: rois_plane{p}.npz per plane, or
+    rois_plane{p}_roi{r}.npz per (plane, scan ROI) in a multi-ROI scan (the order is in session.json's
+    `activity_order`)."""
     if len(planes.chains) == 1:
         record_extraction(recorder, planes.chains[0])
         return
     from rtdecode.extract import Register, Traces
 
-    for p, chain in zip(planes.planes, planes.chains):
+    for name, chain in zip(planes.names(), planes.chains):
         traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
         reg = next((st for st in chain.stages if isinstance(st, Register)), None)
         if traces is not None:
-            recorder.attach(f"rois_plane{p}", rois_npz(traces.rois, None if reg is None else reg.reference))
+            recorder.attach(f"rois_{name}", rois_npz(traces.rois, None if reg is None else reg.reference))
 
 
 def record_extraction(recorder: Recorder, chain: Chain) -> dict:

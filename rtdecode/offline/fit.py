@@ -80,7 +80,19 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
                                         "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info})
     model_dir.save(out, card, dec.arrays())
+    copy_activity_order(dataset, out)
     return card
+
+
+def copy_activity_order(dataset: str | Path, out: str | Path) -> None:
+    """The dataset's meta/activity_order.json (the (plane, scan ROI) fields of its activity vector,
+    written by `rtdecode dataset` and `rtdecode export` with several fields) into the model folder,
+    where `rtdecode run` checks it against the rig file's source.planes / source.scan_rois."""
+    import shutil
+
+    src = Path(dataset) / "meta" / "activity_order.json"
+    if src.is_file():
+        shutil.copyfile(src, Path(out) / "activity_order.json")
 
 
 def load_trials(ds: Dataset, ids: list[str], n: int, progress: bool = False, desc: str = "load") -> list:
@@ -134,6 +146,7 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
                               distributed=env.card_fields(), **fields)
     if env.is_main:
         model_dir.save(out, card, arrays)
+        copy_activity_order(dataset, out)
         log.info("fit %s: %.0f s", method, info["fit_seconds"])
     env.barrier()
     return card

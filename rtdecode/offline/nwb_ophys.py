@@ -27,10 +27,11 @@ def _suite2p(folder) -> dict:
     return rois_npz(load_suite2p(folder), suite2p_reference(folder)) | {"source": f"suite2p folder {folder}"}
 
 
-def plane_masks(folder: Path, meta: dict, rois_dir: str | Path | None) -> list[tuple[int | None, dict]] | None:
+def plane_masks(folder: Path, meta: dict, rois_dir: str | Path | None) -> list[tuple[int | str | None, dict]] | None:
     """[(plane, ROI masks)] in the activity vector's order (plane None: a single-plane session):
-    from --rois (a suite2p folder) if given, else the session's rois.npz, else its rois_plane{p}.npz
-    (one per plane, in source.planes order), else the rig file's suite2p folder(s) if they still
+    from --rois (a suite2p folder) if given, else the session's rois.npz, else its
+    rois_plane{p}_roi{r}.npz (a multi-ROI scan: label '{p}Roi{r}', in session.json's activity_order),
+    else its rois_plane{p}.npz (one per plane, in source.planes order), else the rig file's suite2p folder(s) if they still
     exist; None if none is found. RecordError if a file is not plain arrays (rtdecode.outputs.
     session_reader.load_npz: object arrays and oversized ones are refused unread)."""
     if rois_dir is not None:
@@ -39,6 +40,14 @@ def plane_masks(folder: Path, meta: dict, rois_dir: str | Path | None) -> list[t
     if path.is_file():
         return [(None, load_npz(path, "rois.npz (the ROI masks)") | {"source": f"{path} (recorded with the session)"})]
     config = meta.get("config") or {}
+    per_field = {(int(m.group(1)), int(m.group(2))): p for p in folder.glob("rois_plane*_roi*.npz")
+                 if (m := re.fullmatch(r"rois_plane(\d+)_roi(\d+)\.npz", p.name))}
+    if per_field:  # a multi-ROI scan: one file per (plane, scan ROI), labelled '{p}Roi{r}'
+        listed = [(f["plane"], f["scan_roi"]) for f in (meta.get("activity_order") or {}).get("fields", [])]
+        fields = [f for f in listed if f in per_field] + sorted(set(per_field) - set(listed))
+        return [(f"{p}Roi{r}", load_npz(per_field[(p, r)], f"rois_plane{p}_roi{r}.npz (the ROI masks of plane {p}, "
+                                        f"scan ROI {r})") | {"source": f"{per_field[(p, r)]} (recorded with the session)"})
+                for p, r in fields]
     order = (config.get("source") or {}).get("planes") or []
     per_plane = {int(m.group(1)): p for p in folder.glob("rois_plane*.npz")
                  if (m := re.fullmatch(r"rois_plane(\d+)\.npz", p.name))}
@@ -55,6 +64,16 @@ def plane_masks(folder: Path, meta: dict, rois_dir: str | Path | None) -> list[t
         planes = order if len(order) == len(folders) else list(range(1, len(folders) + 1))
         return [(p, _suite2p(f)) for p, f in zip(planes, folders)]
     return None
+
+
+def _field_text(p) -> str:
+    """' (ScanImage plane 2)', ' (ScanImage plane 2, scan ROI 1)' for a multi-ROI label '2Roi1', or ''."""
+    if p is None:
+        return ""
+    if isinstance(p, str) and "Roi" in p:
+        plane, roi = p.split("Roi")
+        return f" (ScanImage plane {plane}, scan ROI {roi})"
+    return f" (ScanImage plane {p})"
 
 
 def pixel_masks(rois: dict, key: str) -> list[list[tuple[int, int, float]]]:
@@ -104,7 +123,7 @@ def add_ophys(nwb, folder: Path, rois, chunks: SessionChunks, meta: dict, config
                                  emission_lambda=float(info.get("emission_nm") or np.nan))
         imaging[p] = nwb.create_imaging_plane(
             name=f"ImagingPlane{p}" if several else "ImagingPlane", optical_channel=channel, imaging_rate=fps,
-            description=f"the field of view extracted live{f' (ScanImage plane {p})' if p is not None else ''}",
+            description=f"the field of view extracted live{_field_text(p)}",
             device=device, excitation_lambda=float(info.get("excitation_nm") or np.nan),
             indicator=info.get("indicator") or unknown, location=info.get("location") or unknown)
     types |= {"Device", "OpticalChannel", "ImagingPlane"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def export_sensorium(session: str | Path, out: str | Path, tier: str = "train") 
     if not known.any():
         raise RecordError(f"{session}: no recorded frame has a known stimulus; was the stimulus stream connected?")
     root = write_pairs(out, a["activity"], shown, lambda rows: a["stimulus"][rows], tier)
+    order = s["meta"].get("activity_order")
+    if order is not None:  # several (plane, scan ROI) fields: their layout, as `rtdecode dataset` writes it
+        (root / "meta" / "activity_order.json").write_text(json.dumps(order, indent=2) + "\n")
     log.info("exported %d trials (%d frames) of %s to %s", len(set(shown[known, 0].tolist())), int(known.sum()),
              session, root)
     return root

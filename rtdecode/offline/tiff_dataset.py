@@ -12,7 +12,11 @@ Inputs:
   `_00002.tif`, ...). Channels, planes and frame numbers come from the file's own metadata, read by
   tifffile (rtdecode.sources.scanimage.read_tiff_frames); `channel` and `planes` select as the rig
   file's `source.channel` / `source.planes` do (several planes: one suite2p folder each, the
-  activity vector in plane order, then ROI order).
+  activity vector in plane order, then ROI order). Multi-ROI (mesoscope) TIFFs: each page's ROIs
+  are split by the file's ROI group (`RoiGroups`, numbered from 1 in its order of enabled ROIs);
+  `scan_rois` selects them as the rig file's `source.scan_rois` does: one suite2p folder per
+  (plane, scan ROI), plane-major, and the activity vector plane-major, then scan ROI, then cell
+  (written to `meta/activity_order.json` of the dataset, as session.json's `activity_order`).
 - The stimulus log: a CSV file with the header line `frame,trial,stim_frame` and one line per
   acquired frame during which a stimulus frame was on screen, or a .npy integer array of shape
   (K, 3) with the same three columns:
@@ -27,6 +31,7 @@ Inputs:
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -79,10 +84,10 @@ def tiff_files(path) -> list[Path]:
 
 
 def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 1, planes: list[int] = (1,),
-                 fps: float = 30.0, crop=(256, 256), r: float = 0.7, tau_s: float = 0.7, tier: str = "train",
+                 scan_rois: list[int] = (1,), fps: float = 30.0, crop=(256, 256), r: float = 0.7, tau_s: float = 0.7, tier: str = "train",
                  progress: bool = False) -> dict:
-    """Extract the TIFF's frames of `channel` / `planes` with the live chain, pair each volume with the
-    stimulus frame the log puts on screen, write the dataset to `out`. Returns counts."""
+    """Extract the TIFF's frames of `channel` / `planes` / `scan_rois` with the live chain, pair each volume
+    with the stimulus frame the log puts on screen, write the dataset to `out`. Returns counts."""
     from tqdm import tqdm
 
     from rtdecode.extract import build_chain
@@ -91,9 +96,15 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
     from rtdecode.extract.rois import load_suite2p
     from rtdecode.sources.scanimage import read_tiff_frames
 
-    planes = list(planes)
-    if len(rois) != len(planes):
-        raise DatasetError(f"{len(planes)} plane(s) {planes} need as many suite2p folders, got {len(rois)}")
+    planes, scan_rois = list(planes), list(scan_rois)
+    sel = Planes(channel, planes, scan_rois=scan_rois)  # checks both lists
+    if len(rois) != len(sel.fields):
+        if scan_rois == [1]:
+            raise DatasetError(f"{len(planes)} plane(s) {planes} need as many suite2p folders (--rois), "
+                               f"got {len(rois)}")
+        raise DatasetError(f"{len(planes)} plane(s) {planes} x {len(scan_rois)} scan ROI(s) {scan_rois} need "
+                           f"{len(sel.fields)} suite2p folders (--rois, plane-major: plane {planes[0]} ROI "
+                           f"{scan_rois[0]}, plane {planes[0]} ROI {scan_rois[-1]}, ...), got {len(rois)}")
     table = read_stimulus_log(stimulus_log)
     on_screen = {int(f): (int(t), int(s)) for f, t, s in table}
     movie_dir = Path(movies)
@@ -113,7 +124,6 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
     if len(shapes) > 1:
         raise DatasetError(f"the movies in {movie_dir} differ in frame size: {sorted(shapes)}")
 
-    sel = Planes(channel, planes)
     chains = None
     acts, shown, numbers = [], [], []
     ignored = {"other_channel": 0, "other_plane": 0, "other_roi": 0}
@@ -121,7 +131,7 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
     bar = tqdm(desc="extract", unit="frame", disable=not progress)
     for f in files:
         for fr in read_tiff_frames(f):
-            why = sel.ignore({"channel": fr.channel, "plane": fr.plane, "roi": fr.roi})  # multi-ROI: the first
+            why = sel.ignore({"channel": fr.channel, "plane": fr.plane, "roi": fr.roi})
             if why is not None:
                 ignored[why] = ignored.get(why, 0) + 1
                 continue
@@ -133,8 +143,8 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
                         raise DatasetError(f"{d}/ops.npy has no meanImg (the registration reference)")
                     chains.append(build_chain(load_suite2p(d), ref, fps=fps, crop=tuple(crop), r=r, tau_s=tau_s,
                                               frame_dtype=fr.image.dtype))
-                sel = Planes(channel, planes, chains)
-            act = sel.add(fr.plane, np.ascontiguousarray(fr.image))
+                sel = Planes(channel, planes, chains, scan_rois=scan_rois)
+            act = sel.add(fr.plane, np.ascontiguousarray(fr.image), fr.roi)
             bar.update()
             if act is None:
                 continue
@@ -143,7 +153,8 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
             shown.append(on_screen.get(fr.frame_number, (-1, -1)))
     bar.close()
     if not acts:
-        raise DatasetError(f"{tiff}: no frame of channel {channel}, planes {planes} (ignored: {ignored})")
+        raise DatasetError(f"{tiff}: no frame of channel {channel}, planes {planes}, scan ROIs {scan_rois} "
+                           f"(ignored: {ignored}); check --channel, --planes and --scan-rois against the file")
     shown_arr = np.array(shown, np.int64).reshape(-1, 2)
     used = int((shown_arr[:, 0] >= 0).sum())
     if used == 0:
@@ -152,6 +163,8 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
     activity = np.stack(acts)
     root = write_pairs(out, activity, shown_arr,
                        lambda rows: np.stack([clips[shown_arr[i, 0]][shown_arr[i, 1]] for i in rows]), tier)
+    if len(sel.fields) > 1:  # the activity vector's layout, as session.json's activity_order
+        (Path(root) / "meta" / "activity_order.json").write_text(json.dumps(sel.order(), indent=2) + "\n")
     missing = sorted(set(on_screen) - set(numbers))
     if missing:
         log.warning("%d frame(s) of the stimulus log are not in the TIFF (first: %d)", len(missing), missing[0])
