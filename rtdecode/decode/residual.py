@@ -75,15 +75,7 @@ class RidgeResidualNet(nn.Module):
 
     def set_linear(self, dec) -> None:
         """Copy a fitted `RidgeDecoder` (rank-truncated: `w_out` set) into the linear path."""
-        if dec.w_out is None:
-            raise ModelError("the residual decoder needs a rank-truncated ridge decoder (rank not None)")
-        with torch.no_grad():
-            for name, a in (("act_mean", dec.act_mean[:, None]), ("act_std", dec.act_std[:, None]),
-                            ("basis", dec.basis), ("w_in", dec.weights), ("w_out", dec.w_out),
-                            ("pixel_mean", dec.pixel_mean)):
-                getattr(self, name).copy_(torch.from_numpy(np.asarray(a, np.float32)))
-            self.act_scale.fill_(float(dec.act_scale))
-        self.compressed = dec.act_scale > 0
+        copy_ridge(self, dec, "the residual decoder")
         self.lag_min = dec.lag_min
 
     @classmethod
@@ -113,6 +105,20 @@ class RidgeResidualNet(nn.Module):
         c = self.cfg
         return self.n_neurons * self.bins * self.basis.shape[1] + d * k + k * hw + d * c.hidden \
             + c.hidden * c.hidden2 + c.hidden2 * hw
+
+
+def copy_ridge(module: nn.Module, dec, what: str) -> None:
+    """Copy a fitted, rank-truncated `RidgeDecoder` into a module's linear-path buffers (act_scale,
+    act_mean, act_std, basis, w_in, w_out, pixel_mean) and set its `compressed` flag."""
+    if dec.w_out is None:
+        raise ModelError(f"{what} needs a rank-truncated ridge decoder (rank not None)")
+    with torch.no_grad():
+        for name, a in (("act_mean", dec.act_mean[:, None]), ("act_std", dec.act_std[:, None]),
+                        ("basis", dec.basis), ("w_in", dec.weights), ("w_out", dec.w_out),
+                        ("pixel_mean", dec.pixel_mean)):
+            getattr(module, name).copy_(torch.from_numpy(np.asarray(a, np.float32)))
+        module.act_scale.fill_(float(dec.act_scale))
+    module.compressed = dec.act_scale > 0
 
 
 def from_arrays(arrays: dict, card, prefix: str = "amortized.") -> RidgeResidualNet:
