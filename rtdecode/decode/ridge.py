@@ -32,6 +32,11 @@ from rtdecode.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 COMPRESS = 6.0  # act_scale in units of the training mean activity (2.5-15 scored alike: ridge_explore.json)
+# `rtdecode fit --method ridge`'s window: bins f-4 .. f+7 for frame f. The 4 bins before the frame carry
+# the earlier frames' responses, which tell about frame f because movie frames are correlated in time;
+# the last bin is f+7 as with the earlier window (0, 8), so live decoding waits no longer
+# (benchmarks/results/ridge_modality.json).
+LAG_MIN, BINS = -4, 12
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
 # Shares of the decoded frame brightness (its mean over the frame, less the training mean) that may be
 # kept; one is chosen on the validation trials with the penalty (`shrink_brightness`).

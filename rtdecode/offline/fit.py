@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
-                bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
-                progress: bool = True, checkpoint_every: int | None = None, resume: bool = False,
-                checkpoint_dir: str | Path | None = None, compress: float = ridge.COMPRESS,
+                bins: int | None = None, lag_min: int | None = None, n_basis: int | None = None,
+                val_fraction: float = 0.2, progress: bool = True, checkpoint_every: int | None = None,
+                resume: bool = False, checkpoint_dir: str | Path | None = None, compress=None,
                 brightness_keep=ridge.BRIGHTNESS_KEEP, rank: int | None = 128, val_split: str = "last",
                 **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
@@ -31,8 +31,10 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     Encoder methods run under torchrun too (rtdecode.decode.distributed: every rank calls this,
     rank 0 writes `out`). `checkpoint_every` K: checkpoints every K steps of each training loop
     (0: only at the end of each stage) in `checkpoint_dir` (default OUT/checkpoints); `resume`
-    continues from them. `compress`: the activity compression of ridge and of the amortized
-    decoder's ridge path (rtdecode.decode.ridge.compress; 0: none). `brightness_keep`: the grid of
+    continues from them. `bins`, `lag_min`: the window (None: ridge.LAG_MIN, ridge.BINS = bins f-4 ..
+    f+7 for ridge, 0 and 8 for the other methods). `compress`: the activity compression of ridge and
+    of the amortized decoder's ridge path (rtdecode.decode.ridge.compress; 0: none; a sequence: chosen
+    on the validation trials with the penalty, e.g. (6, 0); None: ridge.COMPRESS). `brightness_keep`: the grid of
     the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness; (1.0,): keep it all).
     `rank` (ridge only): rtdecode.decode.ridge.fit's truncation (None: full rank). `val_split`: the
     validation trials are the last `val_fraction` of the train trials ("last", contiguous) or as many
@@ -43,6 +45,13 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     from rtdecode.decode import distributed as dist
 
     spec = methods.check_fit_method(method)
+    is_ridge = method == "ridge"
+    if bins is None:
+        bins = ridge.BINS if is_ridge else 8
+    if lag_min is None:
+        lag_min = ridge.LAG_MIN if is_ridge else 0
+    if compress is None:
+        compress = ridge.COMPRESS
     env = dist.current()
     if not spec.encoder and (env.distributed or checkpoint_every is not None or resume):
         raise ConfigError(f"--method {method} fits in one pass on one process: run it without torchrun / --nproc, "
