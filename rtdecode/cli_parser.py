@@ -101,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "earlier dense residual; needed for --inverse-trials, --synth-movies, --nproc, checkpoints)")
     f.add_argument("--neurons-subset", type=positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=positive_int, default=None,
-                   help="activity bins per decoded frame (default: 12 for ridge, 8 for the other methods)")
+                   help="activity bins per decoded frame (default 8; ridge without --window and --lag-min chooses "
+                   "its window on the validation trials: bins f .. f+7 or f-4 .. f+7 for frame f)")
     f.add_argument("--lag-min", type=int, default=None,
-                   help="first bin of the window relative to the frame (default: -4 for ridge, i.e. bins f-4 .. f+7, "
-                   "0 for the other methods)")
+                   help="first bin of the window relative to the frame (default 0; see --window for ridge)")
     f.add_argument("--compress", type=float, nargs="+", default=None, metavar="S",
                    help="activity compression for ridge and the amortized decoder's ridge path: log1p(x / (S x the "
                    "mean training activity)) before the z-score, which tames deconvolved calcium's large events; "

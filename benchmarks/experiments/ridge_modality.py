@@ -51,6 +51,7 @@ VARIANTS = {
     "compresschoice_win12": dict(compress=(6.0, 0.0), lag_min=-4, bins=12),
     "compresschoice_win13": dict(compress=(6.0, 0.0), lag_min=-4, bins=13),
     "compress0_win12": dict(compress=0.0, lag_min=-4, bins=12),
+    "winchoice": dict(lag_min=None, bins=None),  # the window chosen on validation among ridge.WINDOWS
     "new": "NEW",                           # the branch's defaults: fit_dataset with no options
 }
 
@@ -103,7 +104,7 @@ def run_variant(name: str, d: Path, truth: Path, tmp: Path) -> dict:
         tr = card.training
         entry["options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()} or "defaults"
         entry["fit"] = {k: tr.get(k) for k in ("alpha", "brightness_keep", "compress", "act_scale", "rank",
-                                               "validation_split", "compress_search")}
+                                               "validation_split", "choice_search")}
         entry["fit"]["window"] = [card.window.lag_min, card.window.bins]
         entry["fit"]["val_pixel_corr"] = max(max(r["val_pixel_corr"].values()) for r in tr["alpha_search"])
     res, errors = score(str(d), str(truth), str(recon))

@@ -32,11 +32,11 @@ from rtdecode.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 COMPRESS = 6.0  # act_scale in units of the training mean activity (2.5-15 scored alike: ridge_explore.json)
-# `rtdecode fit --method ridge`'s window: bins f-4 .. f+7 for frame f. The 4 bins before the frame carry
-# the earlier frames' responses, which tell about frame f because movie frames are correlated in time;
-# the last bin is f+7 as with the earlier window (0, 8), so live decoding waits no longer
-# (benchmarks/results/ridge_modality.json).
-LAG_MIN, BINS = -4, 12
+# `rtdecode fit --method ridge`'s windows (lag_min, bins), one chosen on the validation trials with the
+# penalty: bins f .. f+7 for frame f, or f-4 .. f+7. The 4 bins before the frame carry the earlier
+# frames' responses, which tell about frame f because movie frames are correlated in time; both end at
+# f+7, so live decoding waits no longer either way (benchmarks/results/ridge_modality.json).
+WINDOWS = ((0, 8), (-4, 12))
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
 # Shares of the decoded frame brightness (its mean over the frame, less the training mean) that may be
 # kept; one is chosen on the validation trials with the penalty (`shrink_brightness`).
@@ -271,7 +271,7 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
         n_basis: int | None = None, alphas=ALPHAS, rank: int | None = 128,
         progress: Callable[[str], None] | None = None, keep_fit_only: bool = False,
         refine: bool = True, compress_scale=COMPRESS, mask: np.ndarray | None = None,
-        brightness_keep=BRIGHTNESS_KEEP) -> tuple[RidgeDecoder, dict]:
+        brightness_keep=BRIGHTNESS_KEEP, windows=None) -> tuple[RidgeDecoder, dict]:
     """Fit on `trials` and choose the ridge penalty on `val_trials`, then refit on both.
 
     Each source is a callable returning an iterable of (responses (N, T), video (T, H, W)) so the data
@@ -287,7 +287,10 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     `trials` alone at the chosen penalty (same rank), for models that validate on `val_trials` later.
     `compress_scale`: act_scale in units of the mean training activity (`compress`; None or 0: none),
     or a sequence of such values: each gets its own penalty and brightness search and the one whose
-    best validation score is highest is kept (info['compress'], info['compress_search']).
+    best validation score is highest is kept (info['compress']). `windows`: None (the window
+    `lag_min`, `bins`) or a sequence of (lag_min, bins) offered the same way (info['window']); with
+    more than one candidate (windows x compressions) every candidate's best validation score, penalty
+    and brightness share are in info['choice_search'].
     """
     say = progress or (lambda s: None)
     scales = tuple(compress_scale) if isinstance(compress_scale, (tuple, list)) else (compress_scale,)
@@ -307,22 +310,27 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     keeps = tuple(float(k) for k in brightness_keep) or (1.0,)
     if not all(0.0 <= k <= 1.0 for k in keeps):
         raise ConfigError(f"brightness_keep values must lie in [0, 1], got {list(keeps)}")
+    windows = ((lag_min, bins),) if windows is None else tuple((int(lm), int(b)) for lm, b in windows)
+    if not windows or not all(b >= 1 for _, b in windows):
+        raise ConfigError(f"windows must be (lag_min, bins >= 1) pairs, got {list(windows)}")
+    candidates = [(w, cs) for w in windows for cs in scales]
     val = list(val_trials())
     winner, search = None, []
-    for i, cs in enumerate(scales):
-        if len(scales) > 1:
-            say(f"activity compression {cs:g}")
+    for (lm, nbins), cs in candidates:
+        if len(candidates) > 1:
+            say(f"window {lm}..{lm + nbins - 1}, activity compression {cs:g}")
         act_scale = float(cs * mean) if cs and mean > 0 else 0.0
-        cand = _search(trials, val, act_scale, lag_min=lag_min, bins=bins, n_basis=n_basis, alphas=alphas,
+        cand = _search(trials, val, act_scale, lag_min=lm, bins=nbins, n_basis=n_basis, alphas=alphas,
                        refine=refine, mask=mask, keeps=keeps, keep_fit_only=keep_fit_only, say=say,
-                       keep_normal_equations=(len(scales) == 1))
-        cand["compress"] = cs
-        search.append({"compress": cs, "act_scale": act_scale, "val_pixel_corr": cand["score"],
-                       "alpha": cand["alpha"], "brightness_keep": cand["keep"]})
+                       keep_normal_equations=(len(candidates) == 1))
+        cand.update(compress=cs, lag_min=lm)
+        search.append({"lag_min": lm, "bins": nbins, "compress": cs, "act_scale": act_scale,
+                       "val_pixel_corr": cand["score"], "alpha": cand["alpha"], "brightness_keep": cand["keep"]})
         if winner is None or cand["score"] > winner["score"]:
             winner = cand
         del cand
     c = winner
+    lag_min = c["lag_min"]
     act_mean, act_std, basis, pixel_mean, frame_shape = c["act_mean"], c["act_std"], c["basis"], c["pixel_mean"], c["frame_shape"]
     act_scale, alpha, keep = c["act_scale"], c["alpha"], c["keep"]
     m = brightness_vector(frame_shape)
@@ -344,10 +352,11 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     w, w_out = truncate_weights(w, rank, keep, m)
     dec = RidgeDecoder(act_mean, act_std, basis, w, pixel_mean, frame_shape, lag_min, w_out, act_scale)
     info = {"alpha": alpha, "brightness_keep": keep, "act_scale": act_scale, "compress": c["compress"],
+            "window": [lag_min, int(basis.shape[0])],
             "alpha_search": c["results"], "features": int(C.shape[0]), "frames": int(c["frames"]),
             "rank": None if w_out is None else int(rank)}
-    if len(scales) > 1:
-        info["compress_search"] = search
+    if len(candidates) > 1:
+        info["choice_search"] = search
     if keep_fit_only:
         wf, wf_out = truncate_weights(c["w_fit"], rank, keep, m)
         info["fit_only_decoder"] = RidgeDecoder(act_mean, act_std, basis, wf, pixel_mean, frame_shape, lag_min, wf_out,

@@ -31,8 +31,8 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     Encoder methods run under torchrun too (rtdecode.decode.distributed: every rank calls this,
     rank 0 writes `out`). `checkpoint_every` K: checkpoints every K steps of each training loop
     (0: only at the end of each stage) in `checkpoint_dir` (default OUT/checkpoints); `resume`
-    continues from them. `bins`, `lag_min`: the window (None: ridge.LAG_MIN, ridge.BINS = bins f-4 ..
-    f+7 for ridge, 0 and 8 for the other methods). `compress`: the activity compression of ridge and
+    continues from them. `bins`, `lag_min`: the window (default 8 and 0; for ridge, when neither is
+    given, the window is chosen on the validation trials among ridge.WINDOWS, with the penalty). `compress`: the activity compression of ridge and
     of the amortized decoder's ridge path (rtdecode.decode.ridge.compress; 0: none; a sequence: chosen
     on the validation trials with the penalty, e.g. (6, 0); None: ridge.COMPRESS). `brightness_keep`: the grid of
     the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness; (1.0,): keep it all).
@@ -45,11 +45,11 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     from rtdecode.decode import distributed as dist
 
     spec = methods.check_fit_method(method)
-    is_ridge = method == "ridge"
-    if bins is None:
-        bins = ridge.BINS if is_ridge else 8
-    if lag_min is None:
-        lag_min = ridge.LAG_MIN if is_ridge else 0
+    windows = None
+    if method == "ridge" and bins is None and lag_min is None:
+        windows = ridge.WINDOWS
+    bins = 8 if bins is None else bins
+    lag_min = 0 if lag_min is None else lag_min
     if compress is None:
         compress = ridge.COMPRESS
     env = dist.current()
@@ -96,9 +96,9 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
         return it
 
     dec, info = ridge.fit(source(fit_ids, "fit trials"), source(val_ids, "validation trials"),
-                          lag_min=lag_min, bins=bins, n_basis=n_basis, compress_scale=compress, rank=rank,
+                          lag_min=lag_min, bins=bins, windows=windows, n_basis=n_basis, compress_scale=compress, rank=rank,
                           mask=ds.evaluation_mask(), brightness_keep=brightness_keep, progress=(lambda s: log.info("ridge: %s", s)))
-    card = model_dir.new_card(method, n, lag_min, bins, dec.frame_shape, 30.0,
+    card = model_dir.new_card(method, n, dec.lag_min, dec.basis.shape[0], dec.frame_shape, 30.0,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
                                         "validation_trials": len(val_ids), "validation_split": val_split,
                                         "neurons_subset": neurons_subset, **info})

@@ -15,7 +15,7 @@ def _fit(tiny_trials, **kw):
 
 def test_compression_is_chosen_by_the_best_validation_score_and_recorded(tiny_trials):
     dec, info = _fit(tiny_trials, compress_scale=(6.0, 0.0))
-    search = info["compress_search"]
+    search = info["choice_search"]
     assert [s["compress"] for s in search] == [6.0, 0.0]
     best = max(search, key=lambda s: s["val_pixel_corr"])
     assert info["compress"] == best["compress"]
@@ -24,7 +24,7 @@ def test_compression_is_chosen_by_the_best_validation_score_and_recorded(tiny_tr
     # each candidate's score is that of the fit with only it on offer
     for s in search:
         _, one = _fit(tiny_trials, compress_scale=s["compress"])
-        assert "compress_search" not in one
+        assert "choice_search" not in one
         top = max(v for row in one["alpha_search"] for v in row["val_pixel_corr"].values())
         assert s["val_pixel_corr"] == pytest.approx(top, abs=1e-9)
         assert (one["alpha"], one["act_scale"]) == (s["alpha"], s["act_scale"])
@@ -67,21 +67,37 @@ def test_a_window_into_the_past_decodes_live_as_offline(tiny_trials):
     np.testing.assert_allclose(out, full[f], rtol=1e-4, atol=1e-2)
 
 
-def test_fit_dataset_ridge_defaults_look_back_and_record_the_choices(tiny_dataset, tmp_path):
+def test_fit_dataset_ridge_chooses_its_window_on_validation_and_records_it(tiny_dataset, tmp_path):
     from rtdecode import decode
     from rtdecode.offline.fit import fit_dataset
 
     card = fit_dataset(tiny_dataset, tmp_path / "m", "ridge", 60, progress=False)
-    assert (card.window.lag_min, card.window.bins) == (ridge.LAG_MIN, ridge.BINS) == (-4, 12)
     tr = card.training
-    assert tr["compress"] == ridge.COMPRESS and tr["validation_split"] == "last"
+    search = tr["choice_search"]
+    assert [(s["lag_min"], s["bins"]) for s in search] == [tuple(w) for w in ridge.WINDOWS] == [(0, 8), (-4, 12)]
+    best = max(search, key=lambda s: s["val_pixel_corr"])
+    assert tr["window"] == [best["lag_min"], best["bins"]] == [card.window.lag_min, card.window.bins]
+    assert tr["alpha"] == best["alpha"] and tr["compress"] == ridge.COMPRESS and tr["validation_split"] == "last"
     loaded, dec = decode.load(tmp_path / "m")
-    assert dec.act_scale > 0 and dec.lag_min == -4
-    # with several compressions on offer the choice and every candidate's score are in the card
-    card = fit_dataset(tiny_dataset, tmp_path / "c", "ridge", 60, progress=False, compress=(6.0, 0.0))
+    assert dec.lag_min == card.window.lag_min and dec.basis.shape[0] == card.window.bins and dec.act_scale > 0
+    # every window ends at f+7: the live decoder waits as long as before
+    assert {lm + b - 1 for lm, b in ridge.WINDOWS} == {7}
+    # an explicit window is used as given, compressions may be offered too
+    card = fit_dataset(tiny_dataset, tmp_path / "c", "ridge", 60, progress=False, lag_min=-4, bins=12,
+                       compress=(6.0, 0.0))
     tr = card.training
-    assert [s["compress"] for s in tr["compress_search"]] == [6.0, 0.0]
-    assert tr["compress"] == max(tr["compress_search"], key=lambda s: s["val_pixel_corr"])["compress"]
+    assert [(s["lag_min"], s["bins"], s["compress"]) for s in tr["choice_search"]] == [(-4, 12, 6.0), (-4, 12, 0.0)]
+    assert tr["compress"] == max(tr["choice_search"], key=lambda s: s["val_pixel_corr"])["compress"]
+
+
+def test_the_chosen_window_scores_best_on_validation(tiny_trials):
+    dec, info = _fit(tiny_trials, windows=((0, 8), (-4, 12)))
+    for s in info["choice_search"]:
+        _, one = _fit(tiny_trials, lag_min=s["lag_min"], bins=s["bins"])
+        top = max(v for row in one["alpha_search"] for v in row["val_pixel_corr"].values())
+        assert s["val_pixel_corr"] == pytest.approx(top, abs=1e-9)
+    best = max(info["choice_search"], key=lambda s: s["val_pixel_corr"])
+    assert (dec.lag_min, dec.basis.shape[0]) == (best["lag_min"], best["bins"])
 
 
 def test_an_old_ridge_model_still_loads(tiny_dataset, tmp_path):
@@ -111,9 +127,10 @@ def test_the_command_line_takes_one_or_several_compressions(tiny_dataset, tmp_pa
     assert main(["fit", str(tiny_dataset), "--out", str(tmp_path / "a"), "--method", "ridge", "--neurons-subset", "40",
                  "--compress", "0", "--lag-min", "0", "--window", "8"]) == 0
     a = json.loads((tmp_path / "a" / "card.json").read_text())
-    assert a["training"]["compress"] == 0.0 and "compress_search" not in a["training"]
+    assert a["training"]["compress"] == 0.0 and "choice_search" not in a["training"]
     assert (a["window"]["lag_min"], a["window"]["bins"]) == (0, 8)
     assert main(["fit", str(tiny_dataset), "--out", str(tmp_path / "b"), "--method", "ridge", "--neurons-subset", "40",
                  "--compress", "3", "0"]) == 0
     b = json.loads((tmp_path / "b" / "card.json").read_text())
-    assert [s["compress"] for s in b["training"]["compress_search"]] == [3.0, 0.0]
+    assert [(s["lag_min"], s["bins"], s["compress"]) for s in b["training"]["choice_search"]] == [
+        (0, 8, 3.0), (0, 8, 0.0), (-4, 12, 3.0), (-4, 12, 0.0)]
