@@ -155,9 +155,9 @@ def _fit(args, env) -> int:
     if args.compress is not None:
         from rtdecode.errors import ConfigError
 
-        if not (args.compress >= 0 and args.compress < float("inf")):
-            raise ConfigError(f"--compress must be a finite number >= 0 (0: off), got {args.compress}")
-        opts["compress"] = args.compress
+        if not all(c >= 0 and c < float("inf") for c in args.compress):
+            raise ConfigError(f"--compress must be finite numbers >= 0 (0: off), got {args.compress}")
+        opts["compress"] = args.compress[0] if len(args.compress) == 1 else tuple(args.compress)
     if args.keep_brightness:
         opts["brightness_keep"] = (1.0,)
     card = fit_dataset(args.dataset, args.out, args.method, args.neurons_subset, bins=args.window,

@@ -101,12 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "frames, learned from cross-fitted calibration pairs; docs/decoders.md) or ridge_residual (the "
                    "earlier dense residual; needed for --inverse-trials, --synth-movies, --nproc, checkpoints)")
     f.add_argument("--neurons-subset", type=positive_int, default=None, metavar="K", help="use the first K neurons")
-    f.add_argument("--window", type=positive_int, default=8, help="activity bins per decoded frame (default 8)")
-    f.add_argument("--lag-min", type=int, default=0, help="first bin of the window relative to the frame (default 0)")
-    f.add_argument("--compress", type=float, default=None, metavar="S",
+    f.add_argument("--window", type=positive_int, default=None,
+                   help="activity bins per decoded frame (default 8; ridge without --window and --lag-min chooses "
+                   "its window on the validation trials: bins f .. f+7 or f-4 .. f+7 for frame f)")
+    f.add_argument("--lag-min", type=int, default=None,
+                   help="first bin of the window relative to the frame (default 0; see --window for ridge)")
+    f.add_argument("--compress", type=float, nargs="+", default=None, metavar="S",
                    help="activity compression for ridge and the amortized decoder's ridge path: log1p(x / (S x the "
                    "mean training activity)) before the z-score, which tames deconvolved calcium's large events; "
-                   "0 turns it off (default 6)")
+                   "0 turns it off; several values: the one scoring best on the validation trials (with its "
+                   "penalty) is kept, e.g. --compress 6 0 (default 6)")
     f.add_argument("--keep-brightness", action="store_true",
                    help="ridge (and the amortized decoder's ridge path) keeps all of each decoded frame's mean "
                    "brightness; by default the share kept (0, 0.25, 0.5, 0.75 or 1) is chosen with the penalty on the "

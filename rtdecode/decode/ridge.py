@@ -32,6 +32,11 @@ from rtdecode.errors import ConfigError, ModelError
 log = logging.getLogger(__name__)
 
 COMPRESS = 6.0  # act_scale in units of the training mean activity (2.5-15 scored alike: ridge_explore.json)
+# `rtdecode fit --method ridge`'s windows (lag_min, bins), one chosen on the validation trials with the
+# penalty: bins f .. f+7 for frame f, or f-4 .. f+7. The 4 bins before the frame carry the earlier
+# frames' responses, which tell about frame f because movie frames are correlated in time; both end at
+# f+7, so live decoding waits no longer either way (benchmarks/results/ridge_modality.json).
+WINDOWS = ((0, 8), (-4, 12))
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram matrix
 # Shares of the decoded frame brightness (its mean over the frame, less the training mean) that may be
 # kept; one is chosen on the validation trials with the penalty (`shrink_brightness`).
@@ -265,8 +270,8 @@ TrialSource = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins: int = 8,
         n_basis: int | None = None, alphas=ALPHAS, rank: int | None = 128,
         progress: Callable[[str], None] | None = None, keep_fit_only: bool = False,
-        refine: bool = True, compress_scale: float | None = COMPRESS, mask: np.ndarray | None = None,
-        brightness_keep=BRIGHTNESS_KEEP) -> tuple[RidgeDecoder, dict]:
+        refine: bool = True, compress_scale=COMPRESS, mask: np.ndarray | None = None,
+        brightness_keep=BRIGHTNESS_KEEP, windows=None) -> tuple[RidgeDecoder, dict]:
     """Fit on `trials` and choose the ridge penalty on `val_trials`, then refit on both.
 
     Each source is a callable returning an iterable of (responses (N, T), video (T, H, W)) so the data
@@ -280,11 +285,20 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     held-out pixel_corr: 0.779 vs 0.773 full, and is ~10x less work). Returns the decoder and a dict
     of training diagnostics; with `keep_fit_only`, info['fit_only_decoder'] is the decoder fitted on
     `trials` alone at the chosen penalty (same rank), for models that validate on `val_trials` later.
-    `compress_scale`: act_scale in units of the mean training activity (`compress`; None or 0: none).
+    `compress_scale`: act_scale in units of the mean training activity (`compress`; None or 0: none),
+    or a sequence of such values: each gets its own penalty and brightness search and the one whose
+    best validation score is highest is kept (info['compress']). `windows`: None (the window
+    `lag_min`, `bins`) or a sequence of (lag_min, bins) offered the same way (info['window']); with
+    more than one candidate (windows x compressions) every candidate's best validation score, penalty
+    and brightness share are in info['choice_search'].
     """
     say = progress or (lambda s: None)
-    act_scale = 0.0
-    if compress_scale:
+    scales = tuple(compress_scale) if isinstance(compress_scale, (tuple, list)) else (compress_scale,)
+    scales = tuple(float(c or 0.0) for c in scales)
+    if not scales or not all(np.isfinite(c) and c >= 0 for c in scales):
+        raise ConfigError(f"compress_scale values must be finite numbers >= 0, got {list(scales)}")
+    mean = None
+    if any(scales):
         # Pass 0: the mean activity, which sets the compression's scale.
         total, count = 0.0, 0
         for src in (trials, val_trials):
@@ -293,10 +307,85 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
         if count == 0:
             raise ModelError("no training trials")
         mean = total / count
-        act_scale = float(compress_scale * mean) if mean > 0 else 0.0
+    keeps = tuple(float(k) for k in brightness_keep) or (1.0,)
+    if not all(0.0 <= k <= 1.0 for k in keeps):
+        raise ConfigError(f"brightness_keep values must lie in [0, 1], got {list(keeps)}")
+    windows = ((lag_min, bins),) if windows is None else tuple((int(lm), int(b)) for lm, b in windows)
+    if not windows or not all(b >= 1 for _, b in windows):
+        raise ConfigError(f"windows must be (lag_min, bins >= 1) pairs, got {list(windows)}")
+    candidates = [(w, cs) for w in windows for cs in scales]
+    val = list(val_trials())
+    winner, search = None, []
+    for (lm, nbins), cs in candidates:
+        if len(candidates) > 1:
+            say(f"window {lm}..{lm + nbins - 1}, activity compression {cs:g}")
+        act_scale = float(cs * mean) if cs and mean > 0 else 0.0
+        cand = _search(trials, val, act_scale, lag_min=lm, bins=nbins, n_basis=n_basis, alphas=alphas,
+                       refine=refine, mask=mask, keeps=keeps, keep_fit_only=keep_fit_only, say=say,
+                       keep_normal_equations=(len(candidates) == 1))
+        cand.update(compress=cs, lag_min=lm)
+        search.append({"lag_min": lm, "bins": nbins, "compress": cs, "act_scale": act_scale,
+                       "val_pixel_corr": cand["score"], "alpha": cand["alpha"], "brightness_keep": cand["keep"]})
+        if winner is None or cand["score"] > winner["score"]:
+            winner = cand
+        del cand
+    c = winner
+    lag_min = c["lag_min"]
+    act_mean, act_std, basis, pixel_mean, frame_shape = c["act_mean"], c["act_std"], c["basis"], c["pixel_mean"], c["frame_shape"]
+    act_scale, alpha, keep = c["act_scale"], c["alpha"], c["keep"]
+    m = brightness_vector(frame_shape)
+
+    say("refitting on all training trials")
+    if c.get("G") is not None:
+        G, C = c.pop("G"), c.pop("C")
+    else:
+        G, C = _normal_equations(trials, act_scale, act_mean, act_std, pixel_mean, basis, lag_min)
+    G_va, C_va = _normal_equations(lambda: iter(val), act_scale, act_mean, act_std, pixel_mean, basis, lag_min)
+    G += G_va
+    C += C_va
+    del G_va
+    w = _solve(G, C, alpha * c["scale"], keep=False)
+    del G  # frees the Gram matrix
+
+    if rank is not None:
+        say(f"rank-{rank} truncation")
+    w, w_out = truncate_weights(w, rank, keep, m)
+    dec = RidgeDecoder(act_mean, act_std, basis, w, pixel_mean, frame_shape, lag_min, w_out, act_scale)
+    info = {"alpha": alpha, "brightness_keep": keep, "act_scale": act_scale, "compress": c["compress"],
+            "window": [lag_min, int(basis.shape[0])],
+            "alpha_search": c["results"], "features": int(C.shape[0]), "frames": int(c["frames"]),
+            "rank": None if w_out is None else int(rank)}
+    if len(candidates) > 1:
+        info["choice_search"] = search
+    if keep_fit_only:
+        wf, wf_out = truncate_weights(c["w_fit"], rank, keep, m)
+        info["fit_only_decoder"] = RidgeDecoder(act_mean, act_std, basis, wf, pixel_mean, frame_shape, lag_min, wf_out,
+                                                act_scale)
+    log.info("ridge: compression %g, penalty %g x mean Gram diagonal, %d features, brightness kept %g",
+             c["compress"], alpha, C.shape[0], keep)
+    return dec, info
+
+
+def _normal_equations(src, act_scale, act_mean, act_std, pixel_mean, basis, lag_min):
+    """(X'X, X'Y) of a trial source, float64."""
+    G = C = None
+    for resp, video in src():
+        x = window_features(((compress(resp, act_scale).T - act_mean) / act_std).astype(np.float32), basis, lag_min)
+        y = video.reshape(video.shape[0], -1) - pixel_mean
+        if G is None:
+            G = np.zeros((x.shape[1], x.shape[1])); C = np.zeros((x.shape[1], y.shape[1]))
+        G += x.T @ x; C += x.T @ y
+    return G, C
+
+
+def _search(trials, val, act_scale, *, lag_min, bins, n_basis, alphas, refine, mask, keeps, keep_fit_only, say,
+            keep_normal_equations):
+    """Normalisation statistics at `act_scale`, normal equations of `trials`, and the penalty and
+    brightness search on the (already loaded) `val` trials. Returns a dict of all of it; its 'G' and
+    'C' only with `keep_normal_equations` (they are 2 GB at Sensorium scale; `fit` recomputes them)."""
     # Pass 1: normalisation statistics.
     n_t, s1, s2, pix = 0, None, None, None
-    for src in (trials, val_trials):
+    for src in (trials, lambda: iter(val)):
         for resp, video in src():
             resp = compress(resp, act_scale)
             if s1 is None:
@@ -310,33 +399,19 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     act_std = np.maximum(act_std, 1e-3 * max(float(act_std.max()), 1e-6)).astype(np.float32)
     pixel_mean = (pix / n_t).astype(np.float32)
     basis = temporal_basis(bins, default_n_basis(len(act_mean)) if n_basis is None else n_basis)
-    frame_shape = None
-
-    def normal_equations(src):
-        nonlocal frame_shape
-        G = C = None
-        for resp, video in src():
-            frame_shape = video.shape[1:]
-            x = window_features(((compress(resp, act_scale).T - act_mean) / act_std).astype(np.float32), basis, lag_min)
-            y = video.reshape(video.shape[0], -1) - pixel_mean
-            if G is None:
-                G = np.zeros((x.shape[1], x.shape[1])); C = np.zeros((x.shape[1], y.shape[1]))
-            G += x.T @ x; C += x.T @ y
-        return G, C
+    frame_shape = tuple(val[0][1].shape[1:]) if val else None
 
     say("accumulating normal equations")
-    G, C = normal_equations(trials)
+    G, C = _normal_equations(trials, act_scale, act_mean, act_std, pixel_mean, basis, lag_min)
+    if G is None or not val:
+        raise ModelError("no training or no validation trials")
     scale = float(np.mean(np.diag(G)))
-    val = list(val_trials())
     results, best = [], None
 
     if mask is not None and np.asarray(mask).shape != tuple(frame_shape):
         raise ConfigError(f"evaluation mask of shape {np.asarray(mask).shape} does not fit frames of shape "
                           f"{tuple(frame_shape)}")
     m = brightness_vector(frame_shape)
-    keeps = tuple(float(k) for k in brightness_keep) or (1.0,)
-    if not all(0.0 <= k <= 1.0 for k in keeps):
-        raise ConfigError(f"brightness_keep values must lie in [0, 1], got {list(keeps)}")
 
     def try_alpha(a):
         nonlocal best
@@ -362,27 +437,9 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
         b = best[1]
         for a in (b / np.sqrt(10.0), b * np.sqrt(10.0)):
             try_alpha(float(a))
-    alpha, w_fit, keep = best[1], best[2], best[3]
-    del best
-    say("refitting on all training trials")
-    G_va, C_va = normal_equations(val_trials)
-    G += G_va
-    C += C_va
-    del G_va
-    w = _solve(G, C, alpha * scale, keep=False)
-    G = None  # frees the Gram matrix (the closure above still names G)
-    def truncate(w):
-        return truncate_weights(w, rank, keep, m)
-
-    if rank is not None:
-        say(f"rank-{rank} truncation")
-    w, w_out = truncate(w)
-    dec = RidgeDecoder(act_mean, act_std, basis, w, pixel_mean, frame_shape, lag_min, w_out, act_scale)
-    info = {"alpha": alpha, "brightness_keep": keep, "act_scale": act_scale, "alpha_search": results, "features": int(C.shape[0]), "frames": int(n_t),
-            "rank": None if w_out is None else int(rank)}
-    if keep_fit_only:
-        wf, wf_out = truncate(w_fit)
-        info["fit_only_decoder"] = RidgeDecoder(act_mean, act_std, basis, wf, pixel_mean, frame_shape, lag_min, wf_out,
-                                                    act_scale)
-    log.info("ridge: penalty %g x mean Gram diagonal, %d features, brightness kept %g", alpha, C.shape[0], keep)
-    return dec, info
+    out = {"score": best[0], "alpha": best[1], "w_fit": best[2], "keep": best[3], "results": results,
+           "act_scale": act_scale, "act_mean": act_mean, "act_std": act_std, "pixel_mean": pixel_mean,
+           "basis": basis, "frame_shape": frame_shape, "scale": scale, "frames": n_t}
+    if keep_normal_equations:
+        out["G"], out["C"] = G, C
+    return out

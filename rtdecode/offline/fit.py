@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
-                bins: int = 8, lag_min: int = 0, n_basis: int | None = None, val_fraction: float = 0.2,
-                progress: bool = True, checkpoint_every: int | None = None, resume: bool = False,
-                checkpoint_dir: str | Path | None = None, compress: float = ridge.COMPRESS,
-                brightness_keep=ridge.BRIGHTNESS_KEEP, **pipeline_options) -> ModelCard:
+                bins: int | None = None, lag_min: int | None = None, n_basis: int | None = None,
+                val_fraction: float = 0.2, progress: bool = True, checkpoint_every: int | None = None,
+                resume: bool = False, checkpoint_dir: str | Path | None = None, compress=None,
+                brightness_keep=ridge.BRIGHTNESS_KEEP, rank: int | None = 128, val_split: str = "last",
+                **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
     `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
@@ -30,15 +31,27 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     Encoder methods run under torchrun too (rtdecode.decode.distributed: every rank calls this,
     rank 0 writes `out`). `checkpoint_every` K: checkpoints every K steps of each training loop
     (0: only at the end of each stage) in `checkpoint_dir` (default OUT/checkpoints); `resume`
-    continues from them. `compress`: the activity compression of ridge and of the amortized
-    decoder's ridge path (rtdecode.decode.ridge.compress; 0: none). `brightness_keep`: the grid of
+    continues from them. `bins`, `lag_min`: the window (default 8 and 0; for ridge, when neither is
+    given, the window is chosen on the validation trials among ridge.WINDOWS, with the penalty). `compress`: the activity compression of ridge and
+    of the amortized decoder's ridge path (rtdecode.decode.ridge.compress; 0: none; a sequence: chosen
+    on the validation trials with the penalty, e.g. (6, 0); None: ridge.COMPRESS). `brightness_keep`: the grid of
     the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness; (1.0,): keep it all).
+    `rank` (ridge only): rtdecode.decode.ridge.fit's truncation (None: full rank). `val_split`: the
+    validation trials are the last `val_fraction` of the train trials ("last", contiguous) or as many
+    drawn at random with seed 0 ("random").
     Validation scores use the dataset's evaluation mask (meta/evaluation_mask.npy) when it has one."""
     from tqdm import tqdm
 
     from rtdecode.decode import distributed as dist
 
     spec = methods.check_fit_method(method)
+    windows = None
+    if method == "ridge" and bins is None and lag_min is None:
+        windows = ridge.WINDOWS
+    bins = 8 if bins is None else bins
+    lag_min = 0 if lag_min is None else lag_min
+    if compress is None:
+        compress = ridge.COMPRESS
     env = dist.current()
     if not spec.encoder and (env.distributed or checkpoint_every is not None or resume):
         raise ConfigError(f"--method {method} fits in one pass on one process: run it without torchrun / --nproc, "
@@ -55,7 +68,16 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
             raise ConfigError(f"--neurons-subset must be between 1 and {n} (the dataset's neurons), got {neurons_subset}")
         n = neurons_subset
     nv = max(1, int(round(len(train) * val_fraction)))
-    fit_ids, val_ids = train[:-nv], train[-nv:]
+    if val_split == "last":
+        fit_ids, val_ids = train[:-nv], train[-nv:]
+    elif val_split == "random":
+        import numpy as np
+
+        pick = set(np.random.default_rng(0).permutation(len(train))[:nv].tolist())
+        fit_ids = [t for j, t in enumerate(train) if j not in pick]
+        val_ids = [t for j, t in enumerate(train) if j in pick]
+    else:
+        raise ConfigError(f"val_split must be 'last' or 'random', got {val_split!r}")
 
     if spec.encoder:
         if checkpoint_every is not None or resume:
@@ -74,11 +96,12 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
         return it
 
     dec, info = ridge.fit(source(fit_ids, "fit trials"), source(val_ids, "validation trials"),
-                          lag_min=lag_min, bins=bins, n_basis=n_basis, compress_scale=compress,
+                          lag_min=lag_min, bins=bins, windows=windows, n_basis=n_basis, compress_scale=compress, rank=rank,
                           mask=ds.evaluation_mask(), brightness_keep=brightness_keep, progress=(lambda s: log.info("ridge: %s", s)))
-    card = model_dir.new_card(method, n, lag_min, bins, dec.frame_shape, 30.0,
+    card = model_dir.new_card(method, n, dec.lag_min, dec.basis.shape[0], dec.frame_shape, 30.0,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
-                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info})
+                                        "validation_trials": len(val_ids), "validation_split": val_split,
+                                        "neurons_subset": neurons_subset, **info})
     model_dir.save(out, card, dec.arrays())
     copy_activity_order(dataset, out)
     return card
