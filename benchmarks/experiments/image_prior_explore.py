@@ -29,8 +29,6 @@ PAD = 8  # linear frames cached beyond each trial's ends: clips up to 8 back / 8
 def cached(name, dataset, n, cache):
     from rtdecode.decode import image_prior as ip
     from rtdecode.decode import pipeline
-    from rtdecode.decode.card import new_card
-    from rtdecode.decode.ridge import RidgeDecoder
     from rtdecode.offline.dataset import Dataset
     from rtdecode.offline.fit import load_trials
 
@@ -91,7 +89,7 @@ def main() -> None:
             pairs = [(_pad(z[f"oof{i}"], b, f), z[f"video{i}"]) for i in range(nf + nv)]
             ridge_bins, nb = z["ridge.basis"].shape
             rank = z["ridge.weights"].shape[1]
-            net = ip.ImagePriorNet(n, ridge_bins, nb, rank, z[f"video0"].shape[1:], cfg)
+            net = ip.ImagePriorNet(n, ridge_bins, nb, rank, z["video0"].shape[1:], cfg)
             torch.manual_seed(0)
             t0 = time.perf_counter()
             info = ip.train(net, pairs[:nf], pairs[nf:], val_mask=None if truth else mask, say=lambda s: None)

@@ -30,6 +30,8 @@ def main() -> None:
     from rtdecode import metrics
     from rtdecode import decode
     from rtdecode.decode import image_prior as ip
+    from rtdecode.decode.amortized import windows_of_trial
+    from rtdecode.decode.ridge import raw_fill
     from rtdecode.offline.dataset import Dataset
     from rtdecode.offline.fit import fit_dataset
 
@@ -68,9 +70,6 @@ def main() -> None:
             tr = ds.load(i)
             with torch.no_grad():
                 rec = dec.predict_trial(tr.responses[:n])
-                from rtdecode.decode.amortized import windows_of_trial
-                from rtdecode.decode.ridge import raw_fill
-
                 fill = raw_fill(net.act_mean[:, 0].numpy(), float(net.act_scale[0]))
                 w = torch.from_numpy(windows_of_trial(tr.responses[:n].astype(np.float32), net.lag_min, net.bins, fill))
                 centre = torch.cat([net.linear_clip(w[s:s + 256])[:, net.cfg.back] for s in range(0, len(w), 256)])
