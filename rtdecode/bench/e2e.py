@@ -47,10 +47,11 @@ BINS = 8
 
 
 def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int, int] = (512, 512),
-               seed: int = 0, bins: int = BINS, lag_min: int = 0, crop: tuple[int, int] = (256, 256)):
+               seed: int = 0, bins: int = BINS, lag_min: int = 0, crop: tuple[int, int] | None = None,
+               downsample: int | None = None):
     """(chain, card): the demo's extraction chain for the virtual rig `seed` + ring + a ridge decoder
     with random weights of the shape `rtdecode fit` gives. Writes ROIs and the model under `folder`.
-    crop: the registration estimate's crop (build_chain's default 256x256)."""
+    crop, downsample: the registration estimate's region and binning (None: build_chain's defaults)."""
     from rtdecode import decode
     from rtdecode.decode import model as model_dir
     from rtdecode.decode.ridge import random_decoder
@@ -65,7 +66,7 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     scope = Microscope(n_neurons, seed=seed, frame_shape=frame_shape, fps=FPS)
     scope.save_rois(folder / "rois")
     frames = scope.render_movie(scope.poisson_spikes(30, seed=seed))
-    extract = build_chain(load_suite2p(folder / "rois"), reference_from(frames), fps=FPS, crop=tuple(crop))
+    extract = build_chain(load_suite2p(folder / "rois"), reference_from(frames), fps=FPS, crop=crop, downsample=downsample)
     dec = random_decoder(n_neurons, bins, (36, 64), lag_min=lag_min, seed=seed)
     card = model_dir.new_card("ridge", n_neurons, lag_min, bins, (36, 64), FPS)
     model_dir.save(folder / "model", card, dec.arrays())
@@ -206,7 +207,7 @@ def _machine_info() -> dict:
 
 def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512, 512), seconds_30hz: float = 20.0,
         seconds_per_step: float = 4.0, speeds: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64), seed: int = 0,
-        blas_threads: int | None = 1, progress=None, crop: tuple[int, int] = (256, 256), command: str = "") -> dict:
+        blas_threads: int | None = 1, progress=None, crop: tuple[int, int] | None = None, downsample: int | None = None, command: str = "") -> dict:
     """Run the benchmark and write `json_out`; returns the dict written. The pipeline runs with
     `blas_threads` OpenBLAS threads (None: the default); at 30 Hz it is also run with the default
     for comparison."""
@@ -215,7 +216,7 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
     blas_default = limit_blas_threads(None)
     with tempfile.TemporaryDirectory(prefix="rtdecode-e2e-") as tmp:
         t0 = time.perf_counter()
-        chain, card = build_live(tmp, neurons, shape, seed, crop=crop)
+        chain, card = build_live(tmp, neurons, shape, seed, crop=crop, downsample=downsample)
         say(f"chain built and warmed up in {time.perf_counter() - t0:.1f} s: {chain.stage_names()}")
         frames30 = round(seconds_30hz * FPS)
         at30_default = None
@@ -254,7 +255,7 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
     if blas_default is not None:
         limit_blas_threads(blas_default)
     out = {
-        "benchmark": "e2e", "command": command, "register_crop": list(crop), "neurons": neurons, "frame_shape": list(shape), "bins": BINS,
+        "benchmark": "e2e", "command": command, "register_crop": None if crop is None else list(crop), "register_downsample": downsample, "neurons": neurons, "frame_shape": list(shape), "bins": BINS,
         "decoder": "ridge (random weights, fitted shape), numpy backend", "machine": _machine_info(),
         "where": {
             "sender": "child process (spawn): virtual microscope frames prerendered before streaming (300 frames "
@@ -346,8 +347,10 @@ def main(argv=None, progress=False) -> int:
     p.add_argument("--seconds", type=positive_float, default=20.0, help="length of the 30 Hz run")
     p.add_argument("--step-seconds", type=positive_float, default=4.0, help="sending time per speed factor")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--crop", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
-                   help="registration crop (build_chain's default %(default)s; 128 128 is faster, less exact sub-pixel)")
+    p.add_argument("--crop", type=positive_int, nargs=2, default=None, metavar=("H", "W"),
+                   help="registration region (default: build_chain's, 320 320)")
+    p.add_argument("--downsample", type=positive_int, default=None,
+                   help="registration binning (default: build_chain's, 2 for regions of 320 px and more)")
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS threads in the pipeline process (0: leave the default)")
     p.add_argument("--freshness-at", type=positive_float, default=None, metavar="SPEED",
@@ -368,7 +371,7 @@ def main(argv=None, progress=False) -> int:
     say = (lambda s: log.info("bench e2e: %s", s)) if progress else None
     d = run(args.out, neurons=args.neurons, shape=tuple(args.shape), seconds_30hz=args.seconds,
             seconds_per_step=args.step_seconds, seed=args.seed, blas_threads=args.blas_threads or None, progress=say,
-            crop=tuple(args.crop), command="rtdecode bench e2e " + " ".join(sys.argv[3:] if argv is None else argv))
+            crop=None if args.crop is None else tuple(args.crop), downsample=args.downsample, command="rtdecode bench e2e " + " ".join(sys.argv[3:] if argv is None else argv))
     for line in summary_lines(d):
         print(line)
     print(f"wrote {args.out}")

@@ -175,8 +175,12 @@ class TwoPhoton(Section):
     reference: Path | Annotated[list[Path], NonEmpty] | None = Field(
         None, description=".npy image to register to (one per plane, or per (plane, scan ROI) as rois); default: "
                           "ops['meanImg'] of the ROI folder")
-    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = Field(
-        (256, 256), description="the centred region used for motion estimation, px (height, width)")
+    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] | None = Field(
+        None, description="the centred region used for motion estimation, px (height, width); default 320 x 320, "
+                          "clipped to the frame")
+    downsample: Annotated[int, Range(ge=1, le=8)] | None = Field(
+        None, description="the region is binned downsample x downsample before the FFT; default 2 where it is at "
+                          "least 320 px on its shorter side, else 1 (docs/latency.md)")
     max_shift: Annotated[int, Range(ge=1, le=1024)] | None = Field(
         None, description="the largest motion searched, px (default: a quarter of the crop)")
     neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = Field(
