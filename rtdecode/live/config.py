@@ -38,14 +38,8 @@ from rtdecode.sources.address import check_endpoint, local_host, split_endpoint 
 TRIGGER_KINDS = ("zmq", "network_events", "serial")
 RULE_KINDS = ("similarity", "luminance", "motion")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
-# source keys that only some protocols use (key -> the protocols); any other protocol refuses them
-PROTOCOL_ONLY = {
-    "heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-    "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
-    "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
-    "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"), "planes": ("rtframe", "scanimage_zmq"),
-    "scan_rois": ("rtframe", "scanimage_zmq"),
-}
+# source keys that only some protocols use (key -> the protocols): from the registry's source_keys
+PROTOCOL_ONLY = protocols.keys_by_protocol()
 
 
 class Heartbeat(Section):
@@ -130,14 +124,17 @@ class Source(Section):
     def _protocol_fields(self):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
             raise problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
-        for key, names in PROTOCOL_ONLY.items():
-            if getattr(self, key) is not None and self.protocol not in names:
+        only = protocols.keys_by_protocol()
+        for key in type(self).model_fields:
+            names = only.get(key)
+            if names is not None and getattr(self, key) is not None and self.protocol not in names:
                 raise problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
         return self
 
     @property
     def heartbeat_port(self) -> int | None:
-        if self.protocol != "openephys":
+        """The heartbeat port of a protocol that takes `heartbeat` (openephys), else None."""
+        if "heartbeat" not in protocols.get(self.protocol).source_keys:
             return None
         if self.heartbeat is not None and self.heartbeat.port is not None:
             return self.heartbeat.port
@@ -500,7 +497,7 @@ class RigConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        want = protocols.get(self.source.protocol).extraction
+        want = protocols.get(self.source.protocol).modality
         if getattr(self.extraction, want) is None:
             raise problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
         if self.decoder is None and want != "two_photon":
@@ -535,13 +532,12 @@ class RigConfig(Section):
                 raise problem(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
             used[key] = what
 
-        if self.source.protocol == "openephys":
+        if not protocols.get(self.source.protocol).many_addresses:
             claim(self.source.address[0], "source.address")
+        if self.source.heartbeat_port is not None:
             claim(self.source.address[0], "source.heartbeat.port", self.source.heartbeat_port)
-            if self.source.event_broadcaster:
-                claim(self.source.event_broadcaster, "source.event_broadcaster")
-        elif self.source.protocol == "eventbroadcaster":
-            claim(self.source.address[0], "source.address")
+        if self.source.event_broadcaster:
+            claim(self.source.event_broadcaster, "source.event_broadcaster")
         if self.source.stim_address:
             claim(self.source.stim_address, "source.stim_address")
         for i, t in enumerate(self.triggers):

@@ -175,6 +175,13 @@ class FrameGaps:
         self.last[key] = number
 
 
+def from_config(cfg, stages: list, frame_bytes: int | None) -> ScanImageZmqIngest:
+    """Protocol `scanimage_zmq` (rtdecode.sources.protocols): ScanImage's native stream at
+    `source.address`, with the stimulus PC's rtframe publisher `source.stim_address` beside it."""
+    stim = [cfg.source.stim_address] if cfg.source.stim_address else []
+    return ScanImageZmqIngest(cfg.source.address[0], stim_endpoints=stim)
+
+
 class ScanImageZmqIngest:
     """Subscribes to ScanImage's native stream (and, optionally, rtframe publishers such as the
     stimulus PC, through an Ingest); `receive(timeout_ms)` -> Message or None, like Ingest."""
@@ -237,6 +244,14 @@ class ScanImageZmqIngest:
             self._last_log[key] = now
             log.warning("rejected ScanImage message (%d so far of this kind): %s; it looks like %s",
                         self.rejected[key], reason, describe(parts))
+
+    @property
+    def dropped(self) -> int:
+        return self.gaps.missing + (self.stim.dropped if self.stim is not None else 0)
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values()) + (self.stim.n_rejected if self.stim is not None else 0)
 
     def counts(self) -> dict:
         c = {"received": dict(self.received), "rejected": sum(self.rejected.values()),
