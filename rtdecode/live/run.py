@@ -26,7 +26,7 @@ import numpy as np
 
 from rtdecode.live.ephys import ephys_stages
 from rtdecode.decode import model as model_dir
-from rtdecode.decode import ridge
+from rtdecode.decode import methods
 from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
@@ -51,7 +51,7 @@ CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder
 def decoder_stage(cfg: RigConfig):
     """(card, stage, fill, backend name): the first backend of the preference list that loads."""
     card, arrays = model_dir.load(cfg.decoder.model)
-    fill = ridge.window_fill(arrays, card)
+    fill = methods.window_fill(arrays, card)  # the method's, from its registry entry
     try:
         backend = choose(cfg.decoder.backends, cfg.decoder.model, card)
     except BackendUnavailable as exc:
