@@ -10,7 +10,9 @@ An entry carries everything rtdecode does differently per protocol:
   `frame_bytes`: the largest acquisition frame, two-photon only);
 - `probe`: its `rtdecode probe` listener, `(addresses, clock, ctx, heartbeat_port) -> report dict`;
 - `stages` (ephys): `(cfg, n_inputs) -> the extraction stages the ingest runs`;
-- `inputs_key` (ephys): the `source` key listing the model's inputs in order (channels, units).
+- `inputs_key` (ephys): the `source` key listing the model's inputs in order (channels, units);
+- `example`: `() -> Example`, a few messages of the protocol and the frame its ingest makes of them
+  (what the contract test, tests/sources/test_protocol_contracts.py, sends over loopback).
 
 Factories are "module:function" paths imported when used: the ephys ingest lives in rtdecode.live
 (it runs extraction stages), above this layer. Adding an entry here makes the command line, the rig
@@ -28,6 +30,17 @@ MODALITIES = ("two_photon", "ephys")
 
 
 @dataclass(frozen=True)
+class Example:
+    """A protocol's wire format, by example: publishing `messages` (multipart) to an ingest built from a
+    rig file with these `source` keys and `extraction` section makes `frame` its first frame."""
+
+    source: dict
+    extraction: dict
+    messages: list
+    frame: object  # np.ndarray: the first frame's array
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     description: str
@@ -36,6 +49,7 @@ class Protocol:
     source_keys: tuple[str, ...]  # the protocol-only `source` keys it takes
     ingest: str  # "module:function" (cfg, stages, frame_bytes) -> SourceIngest
     probe: str  # "module:function" (addresses, clock, ctx, heartbeat_port) -> report dict
+    example: str  # "module:function" () -> Example
     stages: str | None = None  # ephys: "module:function" (cfg, n_inputs) -> [Stage]
     inputs_key: str | None = None  # ephys: the source key listing the model's inputs
 
@@ -55,22 +69,23 @@ class Protocol:
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("rtframe", "rtdecode's wire format (ScanImage user function, virtual rig, stimulus PC)",
              "two_photon", many_addresses=True, source_keys=("channel", "planes", "scan_rois"),
-             ingest="rtdecode.sources.ingest:from_config", probe="rtdecode.sources.probe:listen_rtframe"),
+             ingest="rtdecode.sources.ingest:from_config", probe="rtdecode.sources.probe:listen_rtframe",
+             example="rtdecode.sources.wire:example"),
     Protocol("openephys", "the Open Ephys GUI's ZMQ Interface plugin (continuous data + heartbeat)",
              "ephys", many_addresses=False,
              source_keys=("heartbeat", "event_broadcaster", "channels", "stream", "stim_address", "idle_end_s"),
              ingest="rtdecode.live.ephys:openephys_ingest", probe="rtdecode.sources.probe:listen_openephys",
-             stages="rtdecode.live.ephys:openephys_stages", inputs_key="channels"),
+             example="rtdecode.sources.openephys.zmq_interface_wire:example", stages="rtdecode.live.ephys:openephys_stages", inputs_key="channels"),
     Protocol("eventbroadcaster", "the Open Ephys GUI's Event Broadcaster plugin (TTLs and spikes)",
              "ephys", many_addresses=False,
              source_keys=("stream", "stim_address", "idle_end_s", "group_by", "units"),
              ingest="rtdecode.live.ephys:eventbroadcaster_ingest",
              probe="rtdecode.sources.probe:listen_eventbroadcaster",
-             stages="rtdecode.live.ephys:eventbroadcaster_stages", inputs_key="units"),
+             example="rtdecode.sources.openephys.event_broadcaster:example", stages="rtdecode.live.ephys:eventbroadcaster_stages", inputs_key="units"),
     Protocol("scanimage_zmq", "ScanImage Premium's own ZeroMQ frame stream (layout assumed: sources/scanimage_zmq.py)",
              "two_photon", many_addresses=False, source_keys=("stim_address", "channel", "planes", "scan_rois"),
              ingest="rtdecode.sources.scanimage_zmq:from_config",
-             probe="rtdecode.sources.probe:listen_scanimage_zmq"),
+             probe="rtdecode.sources.probe:listen_scanimage_zmq", example="rtdecode.sources.scanimage_zmq:example"),
 )}
 
 

@@ -293,3 +293,12 @@ def encode_native(image: np.ndarray, frame_number: int, channel: int, frame_time
     parts[HEADER_PART] = json.dumps(header).encode("utf-8")
     parts[PIXELS_PART] = a.astype(dstr, copy=False).tobytes()
     return parts
+
+
+def example():
+    """Protocol scanimage_zmq by example (rtdecode.sources.protocols.Example): one int16 frame."""
+    from rtdecode.sources.protocols import Example
+
+    image = (np.arange(48, dtype=np.int16) * 7).reshape(8, 6)
+    return Example(source={}, extraction={"two_photon": {"rois": "rois"}},
+                   messages=[encode_native(image, 1, channel=1, plane=1)], frame=image)
