@@ -40,7 +40,7 @@ def test_a_registered_name_is_known_everywhere(monkeypatch):
     monkeypatch.setitem(protocols.PROTOCOLS, "newproto",
                         protocols.Protocol("newproto", "test", "ephys", many_addresses=False,
                                            source_keys=("stream", "units"), ingest=ephys.ingest, probe=ephys.probe,
-                                           stages=ephys.stages, inputs_key="units"))
+                                           example=ephys.example, stages=ephys.stages, inputs_key="units"))
     d = copy.deepcopy(BASE)
     d["source"].update(protocol="newproto", units=["a", "b"])
     assert parse_config(d).source.protocol == "newproto"
