@@ -10,7 +10,7 @@ Relative paths (ROIs, reference, model, record, trigger targets) are relative to
 YAML file. Sockets that rtdecode binds (outputs.publish) bind to 127.0.0.1 unless the file says otherwise.
 
 Sections: `rig` (a name); `source` (protocol: rtframe | openephys | eventbroadcaster | scanimage_zmq,
-the registry rtdecode.sources.protocols; addresses; per-protocol keys, PROTOCOL_ONLY); `extraction`
+the registry rtdecode.sources.protocols; addresses; per-protocol keys, each entry's source_keys); `extraction`
 (`two_photon` or `ephys`, the one the protocol needs); `decoder` (optional: model, blas_threads,
 backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers);
 `triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:

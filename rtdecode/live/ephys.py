@@ -90,7 +90,8 @@ def eventbroadcaster_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
 
 
 class EphysIngest:
-    """An Open Ephys source and its extraction chain behind the Ingest interface (see the module doc).
+    """An Open Ephys source and its extraction chain behind the ingest interface
+    (rtdecode.sources.interface.SourceIngest; see the module doc).
 
     source: ContinuousSource (extraction: a SampleChain ending in BinCounts) or SortedSpikeSource
     (extraction: a Chain of one BinCounts)."""

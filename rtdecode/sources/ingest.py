@@ -69,7 +69,8 @@ def from_config(cfg, stages: list, frame_bytes: int | None) -> Ingest:
 
 class Ingest:
     """One SUB socket per publisher (each has its own `seq` counter, so gaps are counted per
-    publisher: e.g. ScanImage and the stimulus PC). `receive(timeout_ms)` -> Message or None."""
+    publisher: e.g. ScanImage and the stimulus PC). `receive(timeout_ms)` -> Message or None; the
+    ingest interface, rtdecode.sources.interface.SourceIngest."""
 
     def __init__(self, endpoints: list[str], topics: tuple[str, ...] = ("frame", "stim", "stats"),
                  hwm: int = 64, context: zmq.Context | None = None, max_msg_bytes: int = 64 * 2**20,

@@ -184,7 +184,8 @@ def from_config(cfg, stages: list, frame_bytes: int | None) -> ScanImageZmqInges
 
 class ScanImageZmqIngest:
     """Subscribes to ScanImage's native stream (and, optionally, rtframe publishers such as the
-    stimulus PC, through an Ingest); `receive(timeout_ms)` -> Message or None, like Ingest."""
+    stimulus PC, through an Ingest); `receive(timeout_ms)` -> Message or None, like Ingest: a
+    rtdecode.sources.interface.SourceIngest."""
 
     def __init__(self, endpoint: str, stim_endpoints: list[str] | tuple[str, ...] = (), hwm: int = 1000,
                  context: zmq.Context | None = None):
