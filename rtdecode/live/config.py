@@ -10,7 +10,7 @@ Relative paths (ROIs, reference, model, record, trigger targets) are relative to
 YAML file. Sockets that rtdecode binds (outputs.publish) bind to 127.0.0.1 unless the file says otherwise.
 
 Sections: `rig` (a name); `source` (protocol: rtframe | openephys | eventbroadcaster | scanimage_zmq,
-the registry rtdecode.sources.protocols; addresses; per-protocol keys, PROTOCOL_ONLY); `extraction`
+the registry rtdecode.sources.protocols; addresses; per-protocol keys, each entry's source_keys); `extraction`
 (`two_photon` or `ephys`, the one the protocol needs); `decoder` (optional: model, blas_threads,
 backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers);
 `triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:
@@ -38,14 +38,8 @@ from rtdecode.sources.address import check_endpoint, local_host, split_endpoint 
 TRIGGER_KINDS = ("zmq", "network_events", "serial")
 RULE_KINDS = ("similarity", "luminance", "motion")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
-# source keys that only some protocols use (key -> the protocols); any other protocol refuses them
-PROTOCOL_ONLY = {
-    "heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-    "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
-    "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
-    "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"), "planes": ("rtframe", "scanimage_zmq"),
-    "scan_rois": ("rtframe", "scanimage_zmq"),
-}
+# source keys that only some protocols use (key -> the protocols): from the registry's source_keys
+PROTOCOL_ONLY = protocols.keys_by_protocol()
 
 
 class Heartbeat(Section):
@@ -130,14 +124,17 @@ class Source(Section):
     def _protocol_fields(self):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
             raise problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
-        for key, names in PROTOCOL_ONLY.items():
-            if getattr(self, key) is not None and self.protocol not in names:
+        only = protocols.keys_by_protocol()
+        for key in type(self).model_fields:
+            names = only.get(key)
+            if names is not None and getattr(self, key) is not None and self.protocol not in names:
                 raise problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
         return self
 
     @property
     def heartbeat_port(self) -> int | None:
-        if self.protocol != "openephys":
+        """The heartbeat port of a protocol that takes `heartbeat` (openephys), else None."""
+        if "heartbeat" not in protocols.get(self.protocol).source_keys:
             return None
         if self.heartbeat is not None and self.heartbeat.port is not None:
             return self.heartbeat.port
@@ -520,7 +517,7 @@ class RigConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        want = protocols.get(self.source.protocol).extraction
+        want = protocols.get(self.source.protocol).modality
         if getattr(self.extraction, want) is None:
             raise problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
         if self.decoder is None and want != "two_photon":
@@ -555,13 +552,12 @@ class RigConfig(Section):
                 raise problem(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
             used[key] = what
 
-        if self.source.protocol == "openephys":
+        if not protocols.get(self.source.protocol).many_addresses:
             claim(self.source.address[0], "source.address")
+        if self.source.heartbeat_port is not None:
             claim(self.source.address[0], "source.heartbeat.port", self.source.heartbeat_port)
-            if self.source.event_broadcaster:
-                claim(self.source.event_broadcaster, "source.event_broadcaster")
-        elif self.source.protocol == "eventbroadcaster":
-            claim(self.source.address[0], "source.address")
+        if self.source.event_broadcaster:
+            claim(self.source.event_broadcaster, "source.event_broadcaster")
         if self.source.stim_address:
             claim(self.source.stim_address, "source.stim_address")
         for i, t in enumerate(self.triggers):

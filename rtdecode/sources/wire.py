@@ -226,3 +226,12 @@ class GapCounter:
             self.other_age += 1
             if self.other_age > OTHER_TTL:
                 self.other = None
+
+
+def example():
+    """Protocol rtframe by example (rtdecode.sources.protocols.Example): one uint16 frame."""
+    from rtdecode.sources.protocols import Example
+
+    image = (np.arange(48, dtype=np.uint16) * 7).reshape(8, 6)
+    return Example(source={}, extraction={"two_photon": {"rois": "rois"}},
+                   messages=[encode("frame", 0, 0.0, image, frameNumberAcq=1, channel=1, plane=1)], frame=image)
