@@ -36,7 +36,9 @@ class Pinning:
 
     priority: 1..99 also runs the calling thread under SCHED_FIFO at that priority (needs root or
     CAP_SYS_NICE / an rtprio limit; refused: a warning, `realtime` False in the summary), so that
-    other programs' work on its CPU cannot delay a frame; None (default): normal scheduling."""
+    other programs' work on its CPU cannot delay a frame, and ZeroMQ's I/O threads (named
+    "ZMQbg/IO/n" by libzmq; they move every message in and out) at the same priority on the other
+    CPUs; None (default): normal scheduling."""
 
     def __init__(self, cpu: int | None = None, priority: int | None = None):
         cpus = allowed_cpus()
@@ -54,6 +56,8 @@ class Pinning:
         self.realtime = self.ran_realtime = False  # under SCHED_FIFO now / at any time
         self.realtime_error: str | None = None
         self._policy_before: tuple[int, int] | None = None
+        self._rt_threads: list[int] = []
+        self.rt_io = 0
 
     def __enter__(self) -> "Pinning":
         if not self.active:
@@ -63,16 +67,17 @@ class Pinning:
         self._main_tid = threading.get_native_id()
         self._main_before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {self.cpu})
-        self.refresh()
         if self.priority is not None:
             self._set_realtime()
+        self.refresh()
         log.info("live loop on CPU %d; %d other thread(s) on CPU(s) %s", self.cpu, self.moved, sorted(self.others))
         return self
 
     def _set_realtime(self) -> None:
         try:
             self._policy_before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
+            # RESET_ON_FORK: threads the loop starts later run with normal scheduling, not real-time
+            os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(self.priority))
             self.realtime = self.ran_realtime = True
         except (AttributeError, OSError) as exc:
             self.realtime_error = f"{type(exc).__name__}: {exc}"
@@ -88,16 +93,25 @@ class Pinning:
         except OSError:
             return
         for tid in tids:
-            if tid == self._main_tid or tid in self._saved:
+            if tid == self._main_tid:
                 continue
-            try:
-                before = os.sched_getaffinity(tid)
-                os.sched_setaffinity(tid, self.others)
-            except OSError:  # the thread ended meanwhile, or may not be moved
-                continue
-            # a thread started by the pinned loop inherited its CPU: give it the loop's old mask back
-            self._saved[tid] = self._main_before if before == {self.cpu} else before
-            self.moved += 1
+            if tid not in self._saved:
+                try:
+                    before = os.sched_getaffinity(tid)
+                    os.sched_setaffinity(tid, self.others)
+                except OSError:  # the thread ended meanwhile, or may not be moved
+                    continue
+                # a thread started by the pinned loop inherited its CPU: give it the loop's old mask back
+                self._saved[tid] = self._main_before if before == {self.cpu} else before
+                self.moved += 1
+            # a new thread names itself once running: looked for at every refresh until found
+            if self.realtime and tid not in self._rt_threads and _name(tid).startswith("ZMQbg/IO"):
+                try:
+                    os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(self.priority))
+                    self._rt_threads.append(tid)
+                    self.rt_io += 1
+                except OSError:
+                    pass
 
     def __exit__(self, *exc) -> None:
         if not self.active or self._main_tid is None:
@@ -108,6 +122,12 @@ class Pinning:
             except OSError:
                 pass
             self.realtime = False
+        for tid in self._rt_threads:
+            try:
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            except OSError:
+                pass
+        self._rt_threads.clear()
         os.sched_setaffinity(0, self._main_before)
         for tid, mask in self._saved.items():
             try:
@@ -121,5 +141,14 @@ class Pinning:
         """{pinned, pipeline_cpu, other_cpus, threads_moved} for the session's stats."""
         return {"pinned": self.active, "pipeline_cpu": self.cpu, "other_cpus": sorted(self.others),
                 "threads_moved": self.moved, "priority": self.priority,
-                "realtime": self.ran_realtime,
+                "realtime": self.ran_realtime, "realtime_io_threads": self.rt_io,
                 **({"realtime_error": self.realtime_error} if self.realtime_error else {})}
+
+
+def _name(tid: int) -> str:
+    """A thread's name as the kernel has it (/proc/self/task/TID/comm), "" if gone."""
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
