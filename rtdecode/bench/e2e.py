@@ -128,12 +128,12 @@ def start_sender(cfg: SenderConfig, timeout_s: float = 300.0):
 
 def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape, seed: int = 0,
              prerender: int = 300, record: str | Path | None = None, trigger_every_frame: bool = True,
-             freshness: str = "every_frame", max_age_s: float = 0.05, pin: bool = True,
-             priority: int | None = None) -> dict:
+             freshness: str = "every_frame", max_age_s: float = 0.05,
+             priority: int | None = None, cpu: int | None = None) -> dict:
     """One streamed run: sender at `speed` x 30 Hz for `frames` frames -> the live session. Returns stats.
-    pin: the live loop on a CPU of its own (rtdecode.live.cpu.Pinning, as `rtdecode run` by default);
-    priority: its SCHED_FIFO priority (the rig file's cpu.priority; None: normal scheduling)."""
-    from rtdecode.live.cpu import Pinning
+    cpu, priority: the live loop's CPU and SCHED_FIFO priority (the rig file's cpu.pipeline and
+    cpu.priority, rtdecode.live.cpu.Placement; None: as `rtdecode run` by default)."""
+    from rtdecode.live.cpu import Placement
     from rtdecode.sources.ingest import Ingest
     from rtdecode.outputs.publish import Publisher
     from rtdecode.outputs.record import Recorder
@@ -161,7 +161,7 @@ def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape
                              record=recorder.trigger if recorder is not None else None)
     ingest = Ingest([endpoint], freshness=freshness)
     session = TracedSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
-                             triggers=triggers, max_age_s=max_age_s, pinning=Pinning(priority=priority) if pin else None)
+                             triggers=triggers, max_age_s=max_age_s, placement=Placement(cpu, priority))
     load0 = os.getloadavg()
     try:
         res = session.run(seconds=frames / (FPS * max(speed, 1e-3)) + 60, idle_timeout_s=5)
@@ -211,11 +211,11 @@ def _machine_info() -> dict:
 
 def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512, 512), seconds_30hz: float = 20.0,
         seconds_per_step: float = 4.0, speeds: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64), seed: int = 0,
-        blas_threads: int | None = 1, pin: bool = True, priority: int | None = None, progress=None, crop: tuple[int, int] | None = None, downsample: int | None = None, command: str = "") -> dict:
+        blas_threads: int | None = 1, cpu: int | None = None, priority: int | None = None, progress=None, crop: tuple[int, int] | None = None, downsample: int | None = None, command: str = "") -> dict:
     """Run the benchmark and write `json_out`; returns the dict written. The pipeline runs with
-    `blas_threads` OpenBLAS threads (None: the default) and, with `pin`, on a CPU of its own
-    (`rtdecode run`'s default); at 30 Hz it is also run with the default BLAS threads and unpinned
-    for comparison."""
+    `blas_threads` OpenBLAS threads (None: the default), on CPU `cpu` and at real-time `priority`
+    (None: `rtdecode run`'s defaults, not pinned, normal scheduling); at 30 Hz it is also run with
+    the default BLAS threads for comparison."""
     say = progress or (lambda s: None)
     shape = tuple(shape)
     blas_default = limit_blas_threads(None)
@@ -232,17 +232,14 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
             say(f"30 Hz, default BLAS threads: latency {at30_default['latency_ms']}")
             limit_blas_threads(blas_threads)
         say(f"30 Hz: {frames30} frames")
-        at30 = run_once(chain, card, 1.0, frames30, neurons, shape, seed, pin=pin, priority=priority)
+        at30 = run_once(chain, card, 1.0, frames30, neurons, shape, seed, cpu=cpu, priority=priority)
         at30["blas_threads"] = limit_blas_threads(None)
         say(f"30 Hz: latency {at30['latency_ms']}, to_wire {at30['to_wire_ms']}")
-        at30_other_pin = run_once(chain, card, 1.0, frames30, neurons, shape, seed, pin=not pin)
-        at30_other_pin["blas_threads"] = limit_blas_threads(None)
-        say(f"30 Hz {'unpinned' if pin else 'pinned'}: acquired->published {at30_other_pin['acquired_to_published_ms']}")
         search = []
         best = None
         for s in speeds:
             n = int(min(max(seconds_per_step * FPS * s, 150), 3000))
-            r = run_once(chain, card, float(s), n, neurons, shape, seed, prerender=300, pin=pin, priority=priority)
+            r = run_once(chain, card, float(s), n, neurons, shape, seed, prerender=300, cpu=cpu, priority=priority)
             r["blas_threads"] = limit_blas_threads(None)
             r["sustainable"] = sustainable(r)
             search.append(r)
@@ -257,7 +254,7 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
             s = search[-1]["speed"]
             n = int(min(max(seconds_per_step * FPS * s, 150), 3000))
             latest = run_once(chain, card, float(s), n, neurons, shape, seed, prerender=300, freshness="latest",
-                              pin=pin, priority=priority)
+                              cpu=cpu, priority=priority)
             say(f"x{s} with freshness latest: skipped {latest['skipped_frames']}, fired {latest['triggers_fired']}, "
                 f"suppressed (stale) {latest['suppressed_stale']}, acquired->published p99 "
                 f"{latest['acquired_to_published_ms']['p99']} ms")
@@ -295,8 +292,7 @@ def run(json_out: str | Path, neurons: int = 1000, shape: tuple[int, int] = (512
         "blas_threads": {"default": blas_default, "used": blas_threads if blas_default is not None else None},
         "at_30hz": at30,
         "at_30hz_default_blas_threads": at30_default,
-        "pinned": pin, "priority": priority,
-        ("at_30hz_unpinned" if pin else "at_30hz_pinned"): at30_other_pin,
+        "cpu": {"pipeline": cpu, "priority": priority},
         "search": search,
         "latest_at_fastest_tried": latest,
         "fastest_sustainable": None if best is None else {
@@ -327,10 +323,6 @@ def summary_lines(d: dict) -> list[str]:
         b = d["at_30hz_default_blas_threads"]
         lines.append(f"30 Hz with {b['blas_threads']} BLAS threads (default): p50 {b['latency_ms']['p50']} ms "
                      f"p99 {b['latency_ms']['p99']} ms; decode stage p50 {b['stages_ms']['decode']['p50']} ms")
-    for key in ("at_30hz_unpinned", "at_30hz_pinned"):
-        if d.get(key):
-            u = d[key]["acquired_to_published_ms"]
-            lines.append(f"30 Hz {key[8:]}: acquired->published p50 {u['p50']} ms p99 {u['p99']} ms")
     f = d["fastest_sustainable"]
     lines.append("fastest sustainable: none" if f is None else
                  f"fastest sustainable: x{f['speed']} ({f['rate_hz']} Hz), latency p99 {f['latency_ms']['p99']} ms")
@@ -368,12 +360,11 @@ def main(argv=None, progress=False) -> int:
                    help="registration binning (default: build_chain's, 2 for regions of 320 px and more)")
     p.add_argument("--blas-threads", type=int, default=1,
                    help="BLAS threads in the pipeline process (0: leave the default)")
-    p.add_argument("--no-pin", dest="pin", action="store_false",
-                   help="run the live loop unpinned (default: on a CPU of its own, as rtdecode run; the other "
-                        "setting is measured at 30 Hz for comparison either way)")
+    p.add_argument("--cpu", type=int, default=None, metavar="N",
+                   help="pin the live loop to CPU N (the rig file's cpu.pipeline; default: not pinned)")
     p.add_argument("--priority", type=int, default=None, choices=range(1, 100), metavar="1..99",
-                   help="run the pinned live loop under SCHED_FIFO at this priority (the rig file's cpu.priority; "
-                        "default: normal scheduling)")
+                   help="run the live loop and ZeroMQ's I/O threads under SCHED_FIFO at this priority (the rig "
+                        "file's cpu.priority; default: normal scheduling)")
     p.add_argument("--freshness-at", type=positive_float, default=None, metavar="SPEED",
                    help="instead: stream 3000 frames at SPEED x 30 Hz with freshness every_frame, then latest")
     args = p.parse_args(argv)
@@ -391,7 +382,7 @@ def main(argv=None, progress=False) -> int:
 
     say = (lambda s: log.info("bench e2e: %s", s)) if progress else None
     d = run(args.out, neurons=args.neurons, shape=tuple(args.shape), seconds_30hz=args.seconds,
-            seconds_per_step=args.step_seconds, seed=args.seed, blas_threads=args.blas_threads or None, pin=args.pin,
+            seconds_per_step=args.step_seconds, seed=args.seed, blas_threads=args.blas_threads or None, cpu=args.cpu,
             priority=args.priority, progress=say,
             crop=None if args.crop is None else tuple(args.crop), downsample=args.downsample, command="rtdecode bench e2e " + " ".join(sys.argv[3:] if argv is None else argv))
     for line in summary_lines(d):

@@ -477,18 +477,15 @@ def resolve_session_metadata(session: str | Path, overrides: dict | None = None)
 
 
 class Cpu(Section):
-    """Where the live loop runs (rtdecode.live.cpu)."""
+    """Where and how the live loop runs (rtdecode.live.cpu; measured in docs/latency.md)."""
 
-    pin: bool = Field(
-        True, description="run the live loop on a CPU of its own and this process's other threads (ZeroMQ's I/O "
-                          "threads, the recorder, triggers) on the others: a send then no longer wakes a thread that "
-                          "preempts the loop (docs/latency.md). Nothing is pinned with a single CPU or off Linux")
     pipeline: Annotated[int, Range(ge=0, le=4095)] | None = Field(
-        None, description="the live loop's CPU (default: the last CPU this process may use)")
+        None, description="pin the live loop to this CPU (default: not pinned; pinning alone did not lower the "
+                          "latency on a 2-core PC, docs/latency.md)")
     priority: Annotated[int, Range(ge=1, le=99)] | None = Field(
-        None, description="run the live loop under SCHED_FIFO at this real-time priority (needs root or an rtprio "
-                          "limit; refused: a warning and normal scheduling), so that other programs on its CPU cannot "
-                          "delay a frame; default: normal scheduling")
+        None, description="run the live loop and ZeroMQ's I/O threads under SCHED_FIFO at this real-time priority "
+                          "(needs root or an rtprio limit; refused: a warning and normal scheduling), so that other "
+                          "programs cannot delay a frame; default: normal scheduling")
 
 
 class RigConfig(Section):
@@ -510,7 +507,7 @@ class RigConfig(Section):
     max_age_ms: Annotated[float, Range(gt=0.0, le=60000.0)] = Field(
         50.0, description="no trigger fires on a frame older than this since its acquisition, ms (suppressed ones "
                           "are counted and recorded)")
-    cpu: Cpu = Field(Cpu(), description="where the live loop runs")
+    cpu: Cpu = Field(Cpu(), description="where and how the live loop runs (CPU, real-time priority)")
     session_metadata: SessionMetadata | None = Field(
         None, description="the subject, experimenter, institution and imaging plane, for NWB / DANDI (recorded "
                           "into session.json; `rtdecode export` options override them)")

@@ -34,7 +34,7 @@ from rtdecode.errors import ConfigError
 from rtdecode.sources import protocols
 from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.extract.planes import Planes
-from rtdecode.live.cpu import Pinning
+from rtdecode.live.cpu import Placement
 from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
 from rtdecode.outputs.peer_limit import raise_descriptor_limit
@@ -327,7 +327,7 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
                           triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
                           decode=card is not None, max_age_s=cfg.max_age_ms / 1e3, flips=flips,
-                          pinning=Pinning(cfg.cpu.pipeline, cfg.cpu.priority) if cfg.cpu.pin else None)
+                          placement=Placement(cfg.cpu.pipeline, cfg.cpu.priority))
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
              ", ".join(cfg.source.address), pub.endpoint)
     stopper.attach(session.stop)  # a signal that came during start-up stops the loop at its first turn

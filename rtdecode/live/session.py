@@ -71,7 +71,7 @@ from rtdecode.outputs.record import Recorder
 from rtdecode.extract.planes import REASONS as IGNORE_REASONS, Planes
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.stage import Chain
-from rtdecode.live.cpu import Pinning
+from rtdecode.live.cpu import Placement
 from rtdecode.live.stimulus_log import StimulusLog
 from rtdecode.live.taps import extraction_taps, plane_taps
 
@@ -135,13 +135,13 @@ class LiveSession:
     decode: False for a calibration block: `chain` is the extraction only (None: nothing after the
     per-plane chains), no decoded frame is published, the recorder gets activity and stimulus.
     flips: a rtdecode.sources.flips.TtlFlips (hardware flip times for the stim messages), or None.
-    pinning: a rtdecode.live.cpu.Pinning entered for the run (the loop on a CPU of its own), or None."""
+    placement: a rtdecode.live.cpu.Placement entered for the run (the loop's CPU and priority), or None."""
 
     def __init__(self, ingest: Ingest, chain: Chain | None, publisher: Publisher, lag_min: int = 0,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
                  time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
-                 decode: bool = True, max_age_s: float | None = 0.05, flips=None, pinning: Pinning | None = None):
+                 decode: bool = True, max_age_s: float | None = 0.05, flips=None, placement: Placement | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         # Stages the ingest runs before the frames reach `chain` (ephys: per block, not per bin);
         # only timed and reported here.
@@ -152,7 +152,7 @@ class LiveSession:
         self.clock = ClockOffset()  # for frames whose ingest gives no acquisition time
         self.stim_clock = ClockOffset()  # for stim messages whose ingest gives no local time
         self.flips = flips
-        self.pinning = pinning
+        self.placement = placement
         self.max_age_s = max_age_s  # triggers never fire on a frame older than this since acquisition
         if time_stages:
             if chain is not None:
@@ -204,7 +204,7 @@ class LiveSession:
         """Process messages until the source says it ended, `seconds` pass, or nothing arrives for
         `idle_timeout_s`. No message can end the session otherwise: a message that fails (in the
         ingest or here) is counted under a fixed reason and skipped, and triggers are turned off."""
-        with self.pinning if self.pinning is not None else nullcontext():
+        with self.placement if self.placement is not None else nullcontext():
             return self._run(seconds, idle_timeout_s)
 
     def _run(self, seconds: float | None, idle_timeout_s: float) -> LiveResult:
@@ -225,8 +225,8 @@ class LiveSession:
                 break
             if now - last_stats >= self.stats_every_s:
                 self._safely(self.publish_stats)
-                if self.pinning is not None:
-                    self._safely(self.pinning.refresh)  # threads started since (e.g. a redial)
+                if self.placement is not None:
+                    self._safely(self.placement.refresh)  # I/O threads started since (e.g. a redial)
                 last_stats = now
             if (self._last_frame is not None and not self._silent
                     and now - self._last_frame > self.silence_s):
@@ -463,7 +463,7 @@ class LiveSession:
                **({"clock_adapter": self.clock.summary()} if self.clock.n else {}),
                **({"clock_adapter_stim": self.stim_clock.summary()} if self.stim_clock.n else {}),
                **({"flips": self.flips.stats()} if self.flips is not None else {}),
-               **({"cpu": self.pinning.summary()} if self.pinning is not None else {})}
+               **({"cpu": self.placement.summary()} if self.placement is not None else {})}
 
         if self.planes is not None:
             out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
