@@ -205,9 +205,12 @@ def cmd_run(args, progress) -> int:
     lat = st["latency_ms"]
     ignored = sum(st.get("ignored_frames", {}).values())
     if st["backend"] is None:
-        print(f"calibration block (no decoder): {st['frames']} frames extracted and recorded, dropped "
-              f"{st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
-              "(other channels / planes)")
+        raw = st.get("raw_frames_recorded")
+        print(f"calibration block (no decoder): {st['frames']} frames "
+              f"{'extracted and recorded' if raw is None else 'recorded'}"
+              + (f" ({raw} raw frames kept)" if raw is not None else "")
+              + f", dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
+              "(other channels / planes / frame shape)")
     else:
         print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
               f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, "

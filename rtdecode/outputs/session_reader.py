@@ -148,9 +148,12 @@ def load_npz(path: Path, what: str, max_bytes: int = MAX_CHUNK_BYTES) -> dict[st
 def _meta_problem(meta: dict) -> str | None:
     """What session.json claims that no recorder writes (e.g. 1e12 neurons), or None."""
     neurons, frame_shape = meta.get("neurons"), meta.get("frame_shape")
+    # 0 neurons: a calibration block of a new field of view, raw frames only (no ROIs yet)
+    least = 0 if "raw" in (meta.get("extras") or {}) else 1
     if "neurons" in meta and not (isinstance(neurons, int) and not isinstance(neurons, bool)
-                                  and 1 <= neurons <= MAX_NEURONS):
-        return f"session.json: neurons is {neurons!r}; a recorder writes an integer from 1 to {MAX_NEURONS:,}"
+                                  and least <= neurons <= MAX_NEURONS):
+        return (f"session.json: neurons is {neurons!r}; a recorder writes an integer from {least} to {MAX_NEURONS:,}"
+                + (" (0 only with raw frames)" if least else ""))
     if "frame_shape" in meta and not (isinstance(frame_shape, list) and len(frame_shape) == 2 and all(
             isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_FRAME_SIDE for d in frame_shape)):
         return f"session.json: frame_shape is {frame_shape!r}; a recorder writes [height, width], each 1..{MAX_FRAME_SIDE}"
