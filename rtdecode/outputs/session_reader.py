@@ -304,10 +304,11 @@ def load_chunk(path: Path, scan: dict, keys: list[str] | None = None) -> tuple[d
     return arrays, None
 
 
-def read_session(folder: str | Path) -> dict:
+def read_session(folder: str | Path, skip: tuple[str, ...] = ("raw",)) -> dict:
     """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
     the chunks that are whole and consistent (with `decoded_valid` for every row: derived from NaN
-    rows in sessions recorded before it), 'damaged': list of problems, 'missing_chunks',
+    rows in sessions recorded before it; the arrays named in `skip` left out: raw frames are GBs,
+    read them chunk by chunk with rtdecode.offline.session_chunks), 'damaged': list of problems, 'missing_chunks',
     'unfinished_chunks' (.tmp leftovers), 'status'}. RecordError if it is not a session at all;
     anything else wrong is reported in 'damaged', never raised. Chunks are checked by `load_chunk`."""
     scan = scan_session(folder)
@@ -319,7 +320,8 @@ def read_session(folder: str | Path) -> dict:
             damaged.append(problem)
             continue
         for k, v in arrays.items():
-            parts.setdefault(k, []).append(v)
+            if k not in skip:
+                parts.setdefault(k, []).append(v)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     if "decoded" in arrays and "decoded_valid" not in arrays:  # recorded before the flag: NaN rows were the marker
         arrays["decoded_valid"] = ~np.isnan(arrays["decoded"]).reshape(len(arrays["decoded"]), -1).all(axis=1)
