@@ -86,6 +86,8 @@ def read_frames(inputs: list, channel: int = 1, plane: int = 1) -> tuple[np.ndar
     parts, sources = [], []
     for item in inputs:
         p = Path(item)
+        if not p.exists():
+            raise DatasetError(f"{p}: no such file or folder")
         if (p / "session.json").is_file():
             a = session_frames(p)
             kind = "session"
@@ -97,8 +99,6 @@ def read_frames(inputs: list, channel: int = 1, plane: int = 1) -> tuple[np.ndar
             if a.ndim != 3:
                 raise DatasetError(f"{p}: expected frames (T, H, W), got shape {a.shape}")
             kind = "npy"
-        elif not p.exists():
-            raise DatasetError(f"{p}: no such file or folder")
         else:
             raise DatasetError(f"{p}: not a TIFF, a folder of TIFFs, a .npy or a session folder (session.json)")
         if parts and a.shape[1:] != parts[0].shape[1:]:
