@@ -6,7 +6,8 @@ configs/: the rig's true ROIs (`rtdecode rig --write-rois`, for scoring only); a
 (train movies) and a held-out block (oracle movies), both recorded with raw frames and no ROIs
 (configs/virtual_rig_2p_calibration.yaml); `rtdecode rois` on the calibration block; then, for the
 detected and for the true ROIs, `rtdecode fit CALIB --rois R`, `rtdecode export TEST --rois R --tier
-oracle`, `rtdecode reconstruct`: the same two sessions, only the ROIs differ.
+oracle`, `rtdecode reconstruct`: the same two sessions, only the ROIs differ (and a third arm: every ROI
+suite2p found, as `rtdecode rois --threshold 0` writes it).
 
 Detection is scored by mask overlap: a detected cell (iscell column 0) and a true cell match when the
 intersection over union of their pixel sets is >= 0.5 (also reported at 0.3), after moving the
@@ -137,6 +138,13 @@ def main(argv: list[str] | None = None) -> None:
     times["calibration_block"] = record_block("train", args.calib_seconds, "calib", work, log)
     times["test_block"] = record_block("oracle", args.test_seconds, "test", work, log)
     times["rtdecode_rois"] = sh(["rois", "calib", "--out", "detected"], work, log)
+    end = json.loads((work / "calib" / "end.json").read_text())
+    chunks = list((work / "calib" / "chunks").glob("*.npz"))
+    raw_bytes = int(end.get("raw_frames_recorded", 0)) * 512 * 512 * 2
+    disk = sum(f.stat().st_size for f in chunks)
+    recording = {"frames": end.get("frames"), "dropped": end.get("dropped"),
+                 "raw_frames_recorded": end.get("raw_frames_recorded"), "raw_bytes_uncompressed": raw_bytes,
+                 "chunk_bytes_on_disk": disk, "on_disk_over_raw": round(disk / max(raw_bytes, 1), 3)}
 
     # detection against the truth
     truth_all, truth_ops = masks(work / "truth", cells_only=False)
@@ -148,9 +156,15 @@ def main(argv: list[str] | None = None) -> None:
                  "cells": {str(th): match(truth_all, det_cells, th) for th in (0.5, 0.3)},
                  "every_roi_before_the_classifier": match(truth_all, det_all, 0.5)}
 
+    # every ROI suite2p found, the classifier ignored: what `rtdecode rois --threshold 0` writes (same
+    # suite2p run; only iscell.npy's column 0 differs)
+    shutil.copytree(work / "detected", work / "detected_all")
+    iscell = np.load(work / "detected" / "iscell.npy")
+    np.save(work / "detected_all" / "iscell.npy", np.column_stack([np.ones(len(iscell)), iscell[:, 1]]))
+
     # the decoder with each set of ROIs, on the same two sessions
     decoding = {}
-    for arm, rois in (("detected", "detected"), ("true", "truth")):
+    for arm, rois in (("detected", "detected"), ("detected_threshold_0", "detected_all"), ("true", "truth")):
         times[f"fit_{arm}"] = sh(["fit", "calib", "--rois", rois, "--out", f"model_{arm}"], work, log)
         times[f"export_{arm}"] = sh(["export", "test", "--rois", rois, "--out", f"ds_{arm}", "--tier", "oracle"],
                                     work, log)
@@ -170,10 +184,10 @@ def main(argv: list[str] | None = None) -> None:
         "match_criterion": "one-to-one, intersection over union of the binary pixel masks >= 0.5 (and 0.3), "
                            "detected masks moved by mean_image_shift_px first",
         "calibration_seconds": args.calib_seconds, "test_seconds": args.test_seconds,
-        "detection": detection, "suite2p": rois_json,
+        "calibration_recording": recording, "detection": detection, "suite2p": rois_json,
         "decoding": decoding,
         "pixel_corr": pc,
-        "pixel_corr_cost_of_day_one": None if None in pc.values() else round(pc["true"] - pc["detected"], 4),
+        "pixel_corr_cost_of_day_one": round(pc["true"] - pc["detected"], 4),
         "seconds": {k: round(v, 1) for k, v in times.items()} | {"total": round(time.perf_counter() - t0, 1)},
     }
     write_json(args.json, result)
