@@ -4,6 +4,7 @@ Light imports only (the registries); `rtdecode.cli` runs the commands."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from rtdecode.bench import BENCHES, positive_float, positive_int
 from rtdecode.decode import methods  # the registries: light, no torch or runtimes
@@ -244,13 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ro = sub.add_parser("rois", help="find the cells of a new field of view (suite2p) in a calibration recording",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Runs suite2p's own registration, functional cell detection and cell classifier "
+                        description=textwrap.fill("Runs suite2p's own registration, functional cell detection and cell classifier "
                         "(the 'rois' extra: pip install -e '.[rois]') on one plane of a calibration recording, and "
                         "writes the suite2p folder that the rig file's extraction.two_photon.rois reads: stat.npy, "
                         "iscell.npy (column 0: a cell, from --threshold; column 1: the classifier's probability), "
                         "ops.npy (meanImg: the live registration reference) and rois.json (what ran). No second "
                         "acquisition: record the calibration block with outputs.raw_frames in the rig file, or give "
-                        "ScanImage's own TIFFs.",
+                        "ScanImage's own TIFFs.", 100),
                         epilog="""examples:
   rtdecode rois sessions/calibration --out rois          a block recorded with outputs.raw_frames
   rtdecode rois file_00001.tif file_00002.tif --out rois --channel 1

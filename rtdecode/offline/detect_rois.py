@@ -258,7 +258,7 @@ def detect_planes(inputs: list, out, *, channel: int = 1, planes=(1,), progress:
         if progress:
             print(f"rtdecode rois: plane {plane}, channel {channel}: {len(frames)} frames of "
                   f"{frames.shape[1]}x{frames.shape[2]} -> suite2p (registration, detection, classifier; "
-                  "about 1 min per 1,000 frames of 512x512 on 2 cores)", file=sys.stderr, flush=True)
+                  "about 3 min for 1,800 frames of 512x512 on 2 cores)", file=sys.stderr, flush=True)
         results.append(detect(frames, target, progress=progress, about=about, **kwargs) | {"out": str(target)})
         del frames
     return results
