@@ -96,15 +96,19 @@ def test_a_new_field_of_view_is_recorded_raw_then_extracted_with_rois_found_afte
 
 
 def test_raw_frames_stop_at_max_gib_and_the_rows_say_so(tmp_path, caplog):
+    """With ROIs too: activity extracted live and raw frames kept side by side."""
     port = _free_port()
     frame_gib = SHAPE[0] * SHAPE[1] * 2 / 2**30
-    (tmp_path / "c.yaml").write_text(_config(port, raw=f"{{max_gib: {frame_gib * 100.5}, level: 9}}"))
+    Microscope(N, seed=SEED, frame_shape=SHAPE).save_rois(tmp_path / "rois")
+    (tmp_path / "c.yaml").write_text(_config(port, raw=f"{{max_gib: {frame_gib * 100.5}, level: 9}}",
+                                             two_photon="{rois: rois, crop: [64, 64]}"))
     th = _send(port, (0,), 150)
     stats = run_session(tmp_path / "c.yaml", record=tmp_path / "s", seconds=60)
     th.join(30)
     assert stats["frames"] == 150 and stats["raw_frames_recorded"] == 100
     s = read_session(tmp_path / "s")
     assert s["arrays"]["raw_saved"].sum() == 100 and s["arrays"]["raw_saved"][:100].all()
+    assert s["arrays"]["activity"].shape == (150, N) and s["arrays"]["F"].shape == (150, N)
     assert "max_gib reached after 100 frames" in caplog.text
     from rtdecode.offline.detect_rois import session_frames
 
