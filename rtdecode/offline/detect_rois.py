@@ -122,8 +122,13 @@ def session_frames(folder: Path) -> np.ndarray:
     if "raw" not in chunks.specs:
         raise DatasetError(f"{folder}: the session holds no raw frames; record the calibration block with "
                            "outputs.raw_frames in the rig file (docs/rig-file.md), or give ScanImage's TIFFs")
-    kept = [raw[saved] for raw, saved in zip(chunks.iter_key("raw"), chunks.iter_key("raw_saved"))]
-    frames = np.concatenate(kept) if kept else np.zeros((0,) + chunks.specs["raw"][0], chunks.specs["raw"][1])
+    frames = np.empty((chunks.total,) + chunks.specs["raw"][0], chunks.specs["raw"][1])  # filled in place: one copy
+    k = 0
+    for raw, saved in zip(chunks.iter_key("raw"), chunks.iter_key("raw_saved")):
+        n = int(saved.sum())
+        frames[k:k + n] = raw[saved]
+        k += n
+    frames = frames[:k]
     if not len(frames):
         raise DatasetError(f"{folder}: no raw frame was kept (raw_saved is false in every row)")
     return frames
@@ -153,6 +158,10 @@ def _as_int16(a: np.ndarray, source) -> np.ndarray:
         raise DatasetError(f"{source}: frames must be numeric, got {a.dtype}")
     if a.dtype == np.int16:
         return np.ascontiguousarray(a)
+    if a.dtype == np.uint16:  # one allocation (a calibration block is GBs)
+        out = np.empty(a.shape, np.int16)
+        np.minimum(a, 32767, out=out, casting="unsafe")
+        return out
     if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
         raise DatasetError(f"{source}: frames hold NaN or infinite values")
     return np.clip(np.rint(a) if np.issubdtype(a.dtype, np.floating) else a, -32768, 32767).astype(np.int16)
@@ -174,7 +183,8 @@ def settings_for(suite2p, fps: float, tau_s: float, diameter: float | None, nonr
 
 def detect(frames: np.ndarray, out, *, fps: float = 30.0, tau_s: float = 0.7, diameter: float | None = None,
            threshold: float = 0.5, nonrigid: bool = True, progress: bool = False, about: dict | None = None) -> dict:
-    """Run suite2p on frames (T, H, W) of one plane and write stat.npy, iscell.npy, ops.npy, rois.json to
+    """Run suite2p on frames (T, H, W) of one plane (int16 frames are registered in place: pass a copy
+    to keep them) and write stat.npy, iscell.npy, ops.npy, rois.json to
     `out`; returns the summary (rois.json). threshold: classifier probability (0-1) from which an ROI is
     a cell (iscell column 0). RoiError if suite2p finds no ROI, or none reaches the threshold."""
     if not 0.0 <= threshold <= 1.0:
@@ -182,6 +192,8 @@ def detect(frames: np.ndarray, out, *, fps: float = 30.0, tau_s: float = 0.7, di
     if frames.ndim != 3 or min(frames.shape) < 1:
         raise DatasetError(f"expected frames (T, H, W), got shape {frames.shape}")
     T, H, W = frames.shape
+    if frames.dtype != np.int16 or not frames.flags.c_contiguous or not frames.flags.writeable:
+        frames = np.array(frames, np.int16)  # suite2p registers int16 frames in place
     if T < 100:
         raise DatasetError(f"{T} frames: suite2p needs a few hundred at least (a minute of imaging is a start)")
     suite2p = import_suite2p()
@@ -194,7 +206,7 @@ def detect(frames: np.ndarray, out, *, fps: float = 30.0, tau_s: float = 0.7, di
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rtdecode-suite2p-") as work, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]parse.*", category=UserWarning)  # torch's beta notes
-        res = suite2p.pipeline(work, np.array(frames, np.int16), settings=settings, device=torch.device("cpu"))
+        res = suite2p.pipeline(work, frames, settings=settings, device=torch.device("cpu"))
     seconds = time.perf_counter() - t0
     reg, detect_out, stat, iscell = res[0], res[1], res[2], res[8]
     if stat is None or len(stat) == 0:
