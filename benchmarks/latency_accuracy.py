@@ -17,14 +17,14 @@ def main():
     out = {"command": "python benchmarks/latency_accuracy.py " + " ".join(sys.argv[1:]), "cells": 500, "frames": frames,
            "motion_px": 3.0, "data": "Microscope(500, seed=11, motion_px=3), poisson_spikes(rate 2 Hz, seed=12)"}
     for c in crops:
-        chain = build_chain(rois, m.mean_image, fps=m.fps, crop=(c, c)); chain.warm_up()
+        chain = build_chain(rois, m.mean_image, fps=m.fps, crop=(c, c)); chain.warm_up()  # downsample: the default (2 from 320 px)
         res = extract_movie(chain, movie)
         err = np.abs(res["shifts"] - truth["shifts"])
         c_trace = rowcorr(res["F"] - 0.7 * res["Fneu"], truth["F"].T)
         c_dff = rowcorr(res["dff"], truth["F"].T)
         sp = gaussian_filter1d(truth["spikes"].T, 1.0, axis=1)
         c_act = rowcorr(gaussian_filter1d(res["activity"], 1.0, axis=1), sp)
-        out[f"crop_{c}"] = {"motion_abs_err_px": {"mean": float(err.mean()), "max": float(err.max()),
+        out[f"crop_{c}"] = {"downsample": chain.stages[0].downsample, "motion_abs_err_px": {"mean": float(err.mean()), "max": float(err.max()),
                               "frac_within_0.5px": float(np.mean(np.all(err <= 0.5, axis=1)))},
             "trace_corr_F_minus_rFneu_median": float(np.median(c_trace)),
             "dff_corr_vs_true_F_median": float(np.median(c_dff)),

@@ -98,7 +98,7 @@ def cmd_dataset(args, progress) -> int:
     from rtdecode.offline.tiff_dataset import tiff_dataset
 
     r = tiff_dataset(args.tiff, args.stimulus_log, args.movies, args.rois, args.out, channel=args.channel,
-                     planes=args.planes, scan_rois=args.scan_rois, fps=args.fps, crop=tuple(args.crop), tier=args.tier, progress=progress)
+                     planes=args.planes, scan_rois=args.scan_rois, fps=args.fps, crop=None if args.crop is None else tuple(args.crop), tier=args.tier, progress=progress)
     print(f"wrote {r['root']}: {r['trials']} trials, {r['paired']} of {r['volumes']} frames paired with a stimulus "
           f"frame, {r['neurons']} neurons; ignored {r['ignored']}")
     return 0

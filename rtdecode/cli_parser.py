@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="multi-ROI (mesoscope) scans: the scanned ROIs to extract, from 1 in the file's ROI group "
                     "(default 1); the activity vector is plane-major, then scan ROI, then cell")
     ds.add_argument("--fps", type=positive_float, default=30.0, help="frame (volume) rate, Hz (default 30)")
-    ds.add_argument("--crop", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
-                    help="registration crop, as extraction.two_photon.crop (default 256 256)")
+    ds.add_argument("--crop", type=positive_int, nargs=2, default=None, metavar=("H", "W"),
+                    help="registration crop, as extraction.two_photon.crop (default 320 320, binned 2x2)")
     ds.add_argument("--tier", default="train", help="tier of every trial (default train)")
 
     i = sub.add_parser("inspect", help="what a recorded session holds; non-zero exit if damaged or not stopped cleanly",
@@ -287,8 +287,8 @@ then: rtdecode fit sessions/calibration --rois rois --out model   (extracts the 
     x.add_argument("--fps", type=positive_float, default=30.0, help="frame rate, Hz (default 30)")
     x.add_argument("--r", type=float, default=0.7, help="neuropil coefficient (default 0.7)")
     x.add_argument("--tau", type=positive_float, default=0.7, help="indicator decay time, s (default 0.7)")
-    x.add_argument("--crop", type=positive_int, nargs=2, default=(256, 256), metavar=("H", "W"),
-                   help="registration crop (default 256 256)")
+    x.add_argument("--crop", type=positive_int, nargs=2, default=None, metavar=("H", "W"),
+                   help="registration crop (default 320 320, binned 2x2; regions under 320 px at full resolution)")
     x.add_argument("--backend", choices=("fast", "numpy"), default="fast",
                    help="fast: Numba/SciPy kernels (default); numpy: the reference implementation")
 

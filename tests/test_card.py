@@ -67,3 +67,38 @@ def test_new_card_is_frozen_and_replace_makes_a_copy():
     other = card.replace(onnx={"file": "decoder.onnx"})
     assert card.onnx is None and other.onnx == {"file": "decoder.onnx"}
     assert "onnx" not in card.to_dict() and ModelCard.from_dict(other.to_dict()) == other
+
+
+def test_version_2_keeps_one_settings_block_per_method(tmp_path):
+    card = new_card("amortized", 10, 0, 8, (36, 64), 30.0, encoder={"models": 1}, inverse={"iterations": 5},
+                    warm_iterations=2, amortized={"kind": "image_prior"}, training={"train_trials": 3})
+    raw = card.to_dict()
+    assert raw["card_version"] == CARD_VERSION == 2
+    assert raw["method_settings"] == {"amortized": {"encoder": {"models": 1}, "inverse": {"iterations": 5},
+                                                    "warm_iterations": 2, "amortized": {"kind": "image_prior"}}}
+    assert not {"encoder", "inverse", "warm_iterations", "amortized"} & set(raw)
+    write_card(tmp_path, card)
+    back = read_card(tmp_path)
+    assert back == card and back.inverse == {"iterations": 5} and back.warm_iterations == 2
+    assert new_card("ridge", 10, 0, 8, (36, 64), 30.0).to_dict()["method_settings"] == {"ridge": {}}
+
+
+def test_a_version_1_card_gives_its_settings_as_the_methods_block():
+    card = ModelCard.from_dict(json.loads((CARDS / "amortized_v1.json").read_text()))
+    assert card.card_version == 1 and set(card.settings) == {"encoder", "inverse", "warm_iterations", "amortized"}
+    assert "method_settings" not in card.to_dict()  # written back as it was read (version 1)
+    standin = ModelCard.from_dict(json.loads((CARDS / "standin_mlp_v1.json").read_text()))
+    assert standin.architecture["activation"] == "relu" and set(standin.settings) == {"architecture"}
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"method_settings": {"amortized": {}}}, "method_settings must be {\"ridge\": {...}}"),
+    ({"method_settings": {"ridge": []}}, "method_settings must be"),
+    ({"method_settings": {"ridge": {"warm_iterations": 0}}}, "method_settings.ridge.warm_iterations must be a positive"),
+    ({"encoder": {}}, "unknown field encoder"),  # a version 1 field in a version 2 card
+])
+def test_a_bad_version_2_settings_block_names_the_field(change, needle):
+    raw = new_card("ridge", 10, 0, 8, (36, 64), 30.0).to_dict() | change
+    with pytest.raises(ModelError) as e:
+        ModelCard.from_dict(raw)
+    assert needle in str(e.value)

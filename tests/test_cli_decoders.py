@@ -14,7 +14,8 @@ def test_fit_amortized_and_reconstruct_warm_from_the_command_line(small_dataset,
                  "--amortized-steps", "10", "10"]) == 0
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["method"] == "amortized" and card["neurons"] == 100
-    assert card["inverse"]["iterations"] == 2 and card["inverse"]["stride"] == 16
+    inverse = card["method_settings"]["amortized"]["inverse"]
+    assert inverse["iterations"] == 2 and inverse["stride"] == 16
     assert main(["reconstruct", str(tmp_path / "m"), str(small_dataset), "--out", str(tmp_path / "r"),
                  "--method", "warm", "--iterations", "1"]) == 0
     out = np.load(tmp_path / "r" / "videos" / "8.npy")

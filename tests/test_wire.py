@@ -85,3 +85,15 @@ def test_gap_counter_tells_a_second_publisher_from_a_restart_and_a_gap():
     for s in range(1, wire.OTHER_TTL + 5):
         g.see(s)
     assert g.other is None
+
+
+def test_encode_without_copy_is_a_view_that_decodes_the_same():
+    arr = np.arange(512 * 512, dtype=np.uint16).reshape(512, 512)
+    fields = dict(frameNumberAcq=4, frameTimestamp=0.1, channel=1, plane=1)
+    copied = wire.encode("frame", 3, 1.5, arr, **fields)
+    viewed = wire.encode("frame", 3, 1.5, arr, copy=False, **fields)
+    assert isinstance(viewed[2], memoryview) and viewed[2].obj is not None
+    assert copied[:2] == viewed[:2] and bytes(viewed[2]) == copied[2]
+    a, b = wire.decode(copied), wire.decode(viewed)
+    np.testing.assert_array_equal(a.array, b.array)
+    assert b.header["frameNumberAcq"] == 4 and "copy" not in b.header

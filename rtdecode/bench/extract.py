@@ -116,7 +116,7 @@ def bench_ephys(C: int = 384, fs: float = 30000.0, seconds: float = 2.0, chunk: 
 
 
 def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: int = 0,
-        crop=(256, 256), ephys_seconds: float = 2.0, neuropil_caps=(64, 128)) -> dict:
+        crop=None, ephys_seconds: float = 2.0, neuropil_caps=(64, 128)) -> dict:
     """Run the benchmark and write `json_out`; returns the same dict. neuropil_caps: also time the
     optimised chain with build_chain(max_neuropil_px=cap) for each cap (the default chain uses the
     whole annulus)."""
@@ -154,7 +154,7 @@ def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: i
     eph_med = bench_ephys(seconds=min(1.0, ephys_seconds), reference="median")
     out = {
         "machine": machine_info(),
-        "config": {"frames": frames, "rois": rois, "shape": list(shape), "crop": list(crop),
+        "config": {"frames": frames, "rois": rois, "shape": list(shape), "crop": None if crop is None else list(crop),
                    "nnz_footprints": int(R.footprints.nnz), "nnz_neuropil": int(R.neuropil.nnz)},
         "twophoton": {
             "optimised": res_fast, "numpy_reference": res_ref, "optimised_neuropil_capped": capped,

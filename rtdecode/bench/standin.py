@@ -89,5 +89,5 @@ class StandInDecoder:
         return StandInMLP().eval()
 
 
-methods.register(methods.Method(STANDIN, f"{__name__}:StandInDecoder", modes=(), encoder=False, fit=False,
+methods.register(methods.Method(STANDIN, f"{__name__}:StandInDecoder", modes=(), fit=None,
                                 help="benchmark stand-in: random-weight MLP"))

@@ -13,7 +13,6 @@ are added to both phases.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from rtdecode.decode.card import ModelCard
 from rtdecode.decode.encoder import PIX_SCALE, warmup_cosine
+from rtdecode.decode import methods
 from rtdecode.decode.methods import AMORTIZED_KINDS
 from rtdecode.decode.ridge import temporal_basis
 from rtdecode.decode.model import load_module_arrays
@@ -268,12 +268,15 @@ def net_from_arrays(arrays: dict, card: ModelCard, prefix: str = "amortized.") -
     a = card.amortized
     if a is None:
         raise ModelError("card.json has no 'amortized' field (the network's k, hidden, dropout)")
-    if a.get("kind") in AMORTIZED_KINDS:  # image_prior, ridge_residual: the kind's module rebuilds it
-        module = AMORTIZED_KINDS[a["kind"]].partition(":")[0]
-        return importlib.import_module(module).from_arrays(arrays, card, prefix)
+    if a.get("kind") is not None:  # the kind's registry entry rebuilds it (rtdecode.decode.methods)
+        if a["kind"] not in AMORTIZED_KINDS:
+            raise ModelError(f"card.json amortized.kind '{a['kind']}' unknown; this rtdecode knows: "
+                             f"{', '.join(AMORTIZED_KINDS)}")
+        return methods.resolve(AMORTIZED_KINDS[a["kind"]].network)(arrays, card, prefix)
     # no kind: a v1 card of this stand-alone network
     net = AmortizedNet(card.neurons, card.window.bins, card.frame_shape,
                        AmortizedConfig(k=a["k"], hidden=a["hidden"], dropout=a["dropout"]))
     net.lag_min = card.window.lag_min
     load_module_arrays(net, arrays, prefix)
     return net
+

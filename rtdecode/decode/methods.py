@@ -1,17 +1,26 @@
 """The registry of decoder methods: what `rtdecode fit --method`, `rtdecode reconstruct --method`
-and a model card's `method` may say. Adding a method here makes the command line, the loader and
-their error messages know it.
+and a model card's `method` may say, and what each method does.
 
-A method names its decoder class ("module:Class", imported when a model of that method is loaded,
-so torch is imported only for the torch decoders). The class has `from_arrays(card, arrays)` and
-`predict_window(window (N, bins), out (H, W))`; `modes` are the ways `rtdecode reconstruct` can
-decode with a model of this method (the first is its default).
+An entry carries, as "module:name" paths imported when used (so torch is imported only for the torch
+decoders, and the fit functions, which read datasets, live above this layer):
+- `decoder`: its loader, a class with `from_arrays(card, arrays)`, `predict_window(window (N, bins),
+  out (H, W))`, `predict_trial(responses (N, T))` and, when `live`, `as_torch_module()` (ONNX export);
+- `fit`: its fit function, `(job: rtdecode.offline.fit.FitJob) -> ModelCard` (None: `rtdecode fit`
+  never makes one);
+- `modes`: the ways `rtdecode reconstruct` decodes a model of this method (the first is its default);
+  `iterative`: those of them that run the iterative inverse (they take behaviour and report seconds);
+- `window_fill`: its live window fill, `(arrays, card) -> (N,)` raw activity that fills the activity
+  ring before the first frame (None: zeros);
+- `encoder`: fitted through the encoder pipeline (rtdecode.decode.pipeline: torchrun, checkpoints
+  and the pipeline options apply); `live`: it decodes a window (the live loop, ONNX export).
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+
+import numpy as np
 
 from rtdecode.errors import ConfigError, ModelError
 
@@ -21,38 +30,59 @@ class Method:
     name: str
     decoder: str  # "module:Class"
     modes: tuple[str, ...]  # reconstruct --method values a model of this method supports
-    encoder: bool  # fitted through the dynamic encoder (rtdecode.decode.pipeline)
-    fit: bool  # `rtdecode fit --method NAME` trains it
+    fit: str | None  # "module:function" (FitJob) -> ModelCard, or None
     help: str
+    window_fill: str | None = None  # "module:function" (arrays, card) -> (N,), or None: zeros
+    iterative: tuple[str, ...] = ()  # modes that run the iterative inverse
+    encoder: bool = False  # fitted through the encoder pipeline
+    live: bool = True  # decodes a window (predict_window, as_torch_module)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("ridge", "rtdecode.decode.ridge:RidgeDecoder", ("ridge",), encoder=False, fit=True,
+    Method("ridge", "rtdecode.decode.ridge:RidgeDecoder", ("ridge",), fit="rtdecode.offline.fit:fit_ridge",
+           window_fill="rtdecode.decode.ridge:window_fill",
            help="ridge regression from the activity window to the frame (default)"),
-    Method("inverse", "rtdecode.decode.pipeline:PipelineDecoder", ("inverse",), encoder=True, fit=True,
+    Method("inverse", "rtdecode.decode.pipeline:PipelineDecoder", ("inverse",), fit="rtdecode.offline.fit:fit_encoder",
+           iterative=("inverse",), encoder=True, live=False,
            help="the dynamic encoding model, reconstructed by the iterative inverse"),
     Method("amortized", "rtdecode.decode.pipeline:PipelineDecoder", ("amortized", "inverse", "warm"),
-           encoder=True, fit=True,
+           fit="rtdecode.offline.fit:fit_encoder", window_fill="rtdecode.decode.ridge:amortized_window_fill",
+           iterative=("inverse", "warm"), encoder=True,
            help="ridge + a U-Net over a clip of its frames, learned from cross-fitted calibration pairs and "
                 "kept only where it beats ridge on validation, and the encoder reconstruct --method warm/inverse "
                 "refine it with"),
 )}
 
 
-# `rtdecode fit --method amortized --amortized-kind NAME`: the network trained (the card's amortized.kind),
-# as "module:ConfigClass" (imported when asked for: torch); the first is the default.
-AMORTIZED_KINDS: dict[str, str] = {
-    "image_prior": "rtdecode.decode.image_prior:ImagePriorConfig",
-    "ridge_residual": "rtdecode.decode.residual:ResidualConfig",
-}
+@dataclass(frozen=True)
+class AmortizedKind:
+    """`rtdecode fit --method amortized --amortized-kind NAME`: the network trained (the card's amortized.kind)."""
+
+    name: str
+    config: str  # "module:ConfigClass": its default settings (imported when asked for: torch)
+    network: str  # "module:function" (arrays, card, prefix) -> the network, from weights.npz
+    ridge_start: bool  # it starts as ridge: its live window is filled as ridge's (amortized.act_mean)
+
+
+AMORTIZED_KINDS: dict[str, AmortizedKind] = {k.name: k for k in (  # the first is the default
+    AmortizedKind("image_prior", "rtdecode.decode.image_prior:ImagePriorConfig",
+                  "rtdecode.decode.image_prior:from_arrays", ridge_start=True),
+    AmortizedKind("ridge_residual", "rtdecode.decode.residual:ResidualConfig",
+                  "rtdecode.decode.residual:from_arrays", ridge_start=True),
+)}
+
+
+def resolve(path: str):
+    """The object a "module:name" path names (imported now)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def amortized_config(kind: str):
     """A default config object of the amortized network `kind`; ConfigError lists the valid kinds."""
     if kind not in AMORTIZED_KINDS:
         raise ConfigError(f"unknown amortized kind {kind!r}; valid: {', '.join(AMORTIZED_KINDS)}")
-    module, _, cls = AMORTIZED_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return resolve(AMORTIZED_KINDS[kind].config)()
 
 
 def register(method: Method) -> None:
@@ -62,7 +92,7 @@ def register(method: Method) -> None:
 
 def fit_methods() -> tuple[str, ...]:
     """`rtdecode fit --method` choices."""
-    return tuple(m.name for m in METHODS.values() if m.fit)
+    return tuple(m.name for m in METHODS.values() if m.fit is not None)
 
 
 def encoder_methods() -> tuple[str, ...]:
@@ -73,7 +103,7 @@ def reconstruct_modes() -> tuple[str, ...]:
     """`rtdecode reconstruct --method` choices: every mode of every fitted method, in order."""
     out: list[str] = []
     for m in METHODS.values():
-        if m.fit:
+        if m.fit is not None:
             out += [x for x in m.modes if x not in out]
     return tuple(out)
 
@@ -85,10 +115,23 @@ def check_fit_method(name: str) -> Method:
     return METHODS[name]
 
 
-def decoder_class(name: str, where: str = "model"):
-    """The decoder class of method `name`; ModelError lists the methods this rtdecode knows."""
+def get(name: str, where: str = "model") -> Method:
+    """The method called `name` (a model card's); ModelError lists the methods this rtdecode knows."""
     m = METHODS.get(name)
     if m is None:
         raise ModelError(f"{where}: method '{name}' unknown; this rtdecode knows: {', '.join(METHODS)}")
-    module, _, cls = m.decoder.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return m
+
+
+def decoder_class(name: str, where: str = "model"):
+    """The decoder class of method `name` (its loader); ModelError lists the methods this rtdecode knows."""
+    return resolve(get(name, where).decoder)
+
+
+def window_fill(arrays: dict, card):
+    """(N,) raw activity that fills the live activity ring before the first frame: the method's
+    `window_fill`, or zeros."""
+    m = get(card.method)
+    if m.window_fill is None:
+        return np.zeros(card.neurons, np.float32)
+    return resolve(m.window_fill)(arrays, card)

@@ -57,7 +57,7 @@ class PipelineDecoder:
         fitted without an encoder (the amortized default) reconstructs only 'amortized'."""
         if not self.encoders:
             return ("amortized",)
-        return methods.METHODS[self.card.method].modes
+        return methods.get(self.card.method).modes
 
     def torch_module(self) -> torch.nn.Module:
         """float32 (1, N, bins) raw activity -> (1, H, W) frame in 0-255, normalisation included."""
@@ -118,7 +118,7 @@ class PipelineDecoder:
         if "mask" not in arrays or arrays["mask"].shape != (h, w):
             raise ModelError(f"weights.npz 'mask' missing or not of the card's frame shape {(h, w)}")
         encs = [enc.from_arrays(arrays, f"encoder{k}.", n, (h, w), card.encoder) for k in range(card.encoder["models"])]
-        net = am.net_from_arrays(arrays, card) if card.method == "amortized" else None
+        net = am.net_from_arrays(arrays, card) if card.amortized is not None else None
         dec = cls(card, encs, net, arrays["mask"])
         if isinstance(net, ip.ImagePriorNet) and all(k in arrays for k in ip.FOLD_KEYS):
             w_in, w_out = (arrays[k] for k in ip.FOLD_KEYS)
@@ -186,11 +186,12 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
         raise ConfigError(f"unknown pipeline method '{method}'; valid: {', '.join(methods.encoder_methods())}")
+    network = methods.get(method).live  # amortized: a feed-forward network after the encoder; inverse: none
     inverse_cfg = inverse_cfg or InverseConfig()
     amortized_cfg = amortized_cfg or ip.ImagePriorConfig()
     image = isinstance(amortized_cfg, ip.ImagePriorConfig)
     residual = isinstance(amortized_cfg, ResidualConfig) or image  # both start as ridge: same defaults
-    if image and method == "amortized":
+    if image and network:
         if inverse_trials or synth_movies:
             raise ConfigError("the image-prior amortized decoder learns from cross-fitted calibration pairs only: "
                               "--inverse-trials and --synth-movies apply to --amortized-kind ridge_residual")
@@ -213,7 +214,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     t0 = time.perf_counter()
     tr = enc.TrialData([t[1] for t in trials], [t[2] for t in trials], [t[0] for t in trials])
     va = enc.TrialData([t[1] for t in val_trials], [t[2] for t in val_trials], [t[0] for t in val_trials])
-    if encoder_steps == 0 and (method == "inverse" or not residual or synth_movies or inverse_trials):
+    if encoder_steps == 0 and (not network or not residual or synth_movies or inverse_trials):
         raise ConfigError("encoder_steps 0 (no encoder) needs --method amortized with the residual decoder, "
                           "no synthetic movies and no inverse targets (--synth-movies 0 --inverse-trials 0)")
     encoders, enc_infos = enc.train_ensemble(tr, va, encoder_models if encoder_steps else 0, cfg=encoder_cfg,
@@ -238,9 +239,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     }
     info = {"encoder": [{k: v for k, v in i.items()} for i in enc_infos],
             "encoder_val_nll_per_frame": model_nll, "constant_val_nll_per_frame": const_nll}
-    if method == "inverse":
+    if not network:
         info["timings"] = timings
-        return (PipelineDecoder(new_card("inverse", N, lag_min, bins, frame_shape, 30.0, **fields), encoders, None, mask),
+        return (PipelineDecoder(new_card(method, N, lag_min, bins, frame_shape, 30.0, **fields), encoders, None, mask),
                 arrays, {**fields, "training_pipeline": info})
 
     # 3. inverse targets of the calibration trials
@@ -281,7 +282,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                       "mask": mask})
     # the image prior's window is wider than the ridge's (its clip of linear frames)
     lag_min, bins = (net.lag_min, net.bins) if image else (lag_min, bins)
-    dec = PipelineDecoder(new_card("amortized", N, lag_min, bins, frame_shape, 30.0, **fields), encoders, net, mask)
+    dec = PipelineDecoder(new_card(method, N, lag_min, bins, frame_shape, 30.0, **fields), encoders, net, mask)
     return dec, arrays, {**fields, "training_pipeline": info}
 
 

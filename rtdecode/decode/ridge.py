@@ -77,15 +77,26 @@ def raw_fill(act_mean: np.ndarray, act_scale: float) -> np.ndarray:
     return (np.float32(act_scale) * np.expm1(act_mean)).astype(np.float32)
 
 
-def window_fill(arrays: dict[str, np.ndarray], card: ModelCard) -> np.ndarray:
+def window_fill(arrays: dict[str, np.ndarray], card: ModelCard, prefix: str = "") -> np.ndarray:
     """(N,) raw activity that fills the live activity ring before the first frame: the `raw_fill` of
-    a ridge model or of the ridge-based amortized network, zeros for other models."""
-    kind = (card.amortized or {}).get("kind")
-    for prefix in ("",) + (("amortized.",) if kind in ("ridge_residual", "image_prior") else ()):
-        if prefix + "act_mean" in arrays:
-            scale = arrays.get(prefix + "act_scale")
-            return raw_fill(arrays[prefix + "act_mean"].reshape(-1), 0.0 if scale is None else float(scale.reshape(-1)[0]))
-    return np.zeros(card.neurons, np.float32)
+    the ridge weights under `prefix` (method ridge's live window fill, rtdecode.decode.methods), zeros
+    without them."""
+    if prefix + "act_mean" not in arrays:
+        return np.zeros(card.neurons, np.float32)
+    scale = arrays.get(prefix + "act_scale")
+    return raw_fill(arrays[prefix + "act_mean"].reshape(-1), 0.0 if scale is None else float(scale.reshape(-1)[0]))
+
+
+def amortized_window_fill(arrays: dict[str, np.ndarray], card: ModelCard) -> np.ndarray:
+    """Method amortized's live window fill (rtdecode.decode.methods): a network of a kind that starts
+    as ridge (`ridge_start`) is filled as ridge's, from its `amortized.` weights; zeros otherwise (the
+    stand-alone network). Here, not in amortized.py: the live path reads it without torch."""
+    from rtdecode.decode.methods import AMORTIZED_KINDS
+
+    kind = AMORTIZED_KINDS.get((card.amortized or {}).get("kind"))
+    if kind is None or not kind.ridge_start:
+        return np.zeros(card.neurons, np.float32)
+    return window_fill(arrays, card, prefix="amortized.")
 
 
 def window_features(act: np.ndarray, basis: np.ndarray, lag_min: int) -> np.ndarray:

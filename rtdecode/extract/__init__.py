@@ -33,7 +33,8 @@ def build_chain(
     reference: np.ndarray,
     fps: float = 30.0,
     *,
-    crop: tuple[int, int] = (256, 256),
+    crop: tuple[int, int] | None = None,
+    downsample: int | None = None,
     max_shift: int | None = None,
     r: float = 0.7,
     max_neuropil_px: int | None = None,
@@ -54,7 +55,8 @@ def build_chain(
 
     frame_dtype: the raw frames' type, uint16 (default) or int16 (what ScanImage acquires).
     reference: (H, W) image matching `rois.frame_shape` (the ROIs must be in its coordinates).
-    Options go to the stage of the same parameter: crop, max_shift (Register); r (Traces);
+    Options go to the stage of the same parameter: crop (None: register.DEFAULT_CROP), downsample,
+    max_shift (Register); r (Traces);
     max_neuropil_px: each ROI's neuropil annulus is sampled down to at most this many pixels for
     the live product (`cap_neuropil`: evenly spaced, deterministic; None uses every pixel of
     `rois.neuropil`, the default). 64 brings the 1,000-ROI 512x512 product to 0.17 ms p50 (0.36 ms
@@ -76,7 +78,8 @@ def build_chain(
         raise StageError(f"reference is {ref.shape} but the ROIs are on a {tuple(rois.frame_shape)} frame; "
                          "use the reference of the same field of view")
     stages = [
-        Register(ref, crop=crop, max_shift=max_shift, backend="numba" if fast else "numpy", dtype=frame_dtype),
+        Register(ref, crop=crop, max_shift=max_shift, downsample=downsample,
+                 backend="numba" if fast else "numpy", dtype=frame_dtype),
         Traces(rois if max_neuropil_px is None else cap_neuropil(rois, max_neuropil_px), r=r,
                backend="scipy" if fast else "numpy"),
         DeltaF(rois.n, fps=fps, tau_down_s=tau_down_s, tau_up_s=tau_up_s, baseline=baseline,

@@ -45,6 +45,35 @@ def whiten_multiply(X, ref_spec, eps):
 
 
 @nb.njit(**_JIT)
+def bin_into(frame, y0, x0, b, out):
+    """out[i, j] = mean of frame[y0 + b*i : y0 + b*(i+1), x0 + b*j : x0 + b*(j+1)] (float32)."""
+    gh, gw = out.shape
+    if b == 2:  # the default: unrolled, ~3x faster than the general loop (0.05 vs 0.14 ms at 320x320)
+        for i in range(gh):
+            a = frame[y0 + 2 * i]
+            c = frame[y0 + 2 * i + 1]
+            row = out[i]
+            for j in range(gw):
+                x = x0 + 2 * j
+                row[j] = (np.float32(a[x]) + np.float32(a[x + 1]) + np.float32(c[x]) + np.float32(c[x + 1])) \
+                    * np.float32(0.25)
+        return
+    scale = np.float32(1.0 / (b * b))
+    for i in range(gh):
+        row = out[i]
+        row[:] = 0
+        for k in range(b):
+            src = frame[y0 + b * i + k]
+            for j in range(gw):
+                acc = np.float32(0.0)
+                for q in range(b):
+                    acc += np.float32(src[x0 + b * j + q])
+                row[j] += acc
+        for j in range(gw):
+            row[j] *= scale
+
+
+@nb.njit(**_JIT)
 def _parab(left, centre, right):
     den = left - 2.0 * centre + right
     if den >= 0.0:
@@ -405,6 +434,9 @@ def warm_up_kernels() -> float:
     out = np.empty((16, 16), f32)
     shift_into(fr, out, 1, -1)
     shift_into(out.copy(), out, 1, -1)
+    g = np.empty((4, 4), f32)
+    bin_into(fr, 2, 2, 2, g)
+    bin_into(fr.view(np.int16), 2, 2, 2, g)
     x = np.ones(256, f32)
     o = np.empty(2, f32)
     csr_matvec(np.array([0, 1, 2], np.int32), np.array([0, 1], np.int32), np.ones(2, f32), x, o)

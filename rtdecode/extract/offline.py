@@ -73,7 +73,7 @@ def suite2p_reference(folder) -> np.ndarray | None:
 
 
 def extract_to_folder(movie, rois_dir, out_dir, *, fps: float = 30.0, r: float = 0.7,
-                      tau_s: float = 0.7, crop=(256, 256), backend: str = "fast") -> dict:
+                      tau_s: float = 0.7, crop=None, backend: str = "fast") -> dict:
     """Run the live chain over `movie` (path or (T, H, W) array) and write the outputs; returns
     the summary written to extract.json."""
     frames = load_movie(movie) if not isinstance(movie, np.ndarray) else movie
@@ -111,5 +111,5 @@ def extract_to_folder(movie, rois_dir, out_dir, *, fps: float = 30.0, r: float =
 
 def cmd_extract(args) -> int:
     extract_to_folder(args.movie, args.rois, args.out, fps=args.fps, r=args.r, tau_s=args.tau,
-                      crop=tuple(args.crop), backend=args.backend)
+                      crop=None if args.crop is None else tuple(args.crop), backend=args.backend)
     return 0

@@ -18,6 +18,14 @@ from rtdecode.stage import Spec, Stage
 
 BACKENDS = ("numba", "numpy")
 
+# The estimate's defaults: a centred 320x320 region binned 2x2 (a 160x160 FFT). On the virtual rig
+# (512x512, 3 px motion) it is both faster and closer to the true motion than the earlier 256x256
+# at full resolution (benchmarks/results/register_grid.json, `python benchmarks/register_grid.py`):
+# the correlation peak is smoothed by ~1 px anyway, so full resolution adds cost, not precision,
+# while a larger region adds cells. Regions under 320 px (small frames) keep full resolution.
+DEFAULT_CROP = (320, 320)
+AUTO_BIN_FROM = 320
+
 log = logging.getLogger(__name__)
 
 _EPS = 1e-5  # keeps spectral whitening finite on empty frequencies
@@ -28,9 +36,12 @@ class Register(Stage):
 
     reference: (H, W) image the frames are aligned to (e.g. `reference_from(calibration frames)`
         or suite2p's ops['meanImg']).
-    crop: (h, w) centred region used for the estimate, clipped to the frame; default (256, 256).
-    max_shift: largest |shift| searched, px; default a quarter of the crop.
-    smooth_sigma: Gaussian smoothing of the correlation map, px (as suite2p's default).
+    crop: (h, w) centred region used for the estimate, clipped to the frame; None: DEFAULT_CROP.
+    downsample: the region is binned downsample x downsample before the FFT; None (default): 2
+        where the clipped region is at least AUTO_BIN_FROM px on its shorter side, else 1.
+    max_shift: largest |shift| searched, px of the frame; default a quarter of the crop.
+    smooth_sigma: Gaussian smoothing of the correlation map, px of the binned grid (as suite2p's
+        default at full resolution).
 
     After each frame: `last_shift` (dy, dx) float64 px with parabolic sub-pixel refinement,
     `last_peak` the phase-correlation peak height (drops towards 0 when registration fails).
@@ -42,9 +53,9 @@ class Register(Stage):
     name = "register"
     history = 0
 
-    def __init__(self, reference: np.ndarray, crop: tuple[int, int] = (256, 256),
+    def __init__(self, reference: np.ndarray, crop: tuple[int, int] | None = None,
                  max_shift: int | None = None, smooth_sigma: float = 1.15, backend: str = "numba",
-                 dtype=np.uint16):
+                 dtype=np.uint16, downsample: int | None = None):
         if np.dtype(dtype) not in (np.dtype(np.uint16), np.dtype(np.int16)):
             raise ConfigError(f"register: frame dtype must be uint16 or int16 (ScanImage), got {np.dtype(dtype)}")
         if backend not in BACKENDS:
@@ -59,38 +70,49 @@ class Register(Stage):
             raise StageError("register: reference has NaN or inf pixels; rebuild it from valid frames")
         self.reference = ref  # (H, W) float32, the image frames are registered to (recorded with a session)
         H, W = ref.shape
+        crop = DEFAULT_CROP if crop is None else crop
         ch, cw = min(int(crop[0]), H), min(int(crop[1]), W)
         if ch < 8 or cw < 8:
             raise ConfigError(f"register: crop must be at least 8x8, got {crop}")
+        b = (2 if min(ch, cw) >= AUTO_BIN_FROM else 1) if downsample is None else int(downsample)
+        if not 1 <= b <= 8 or min(ch, cw) // b < 8:
+            raise ConfigError(f"register: downsample must be in 1..8 and leave at least 8x8 of the {ch}x{cw} "
+                              f"crop, got {downsample}")
+        ch, cw = ch // b * b, cw // b * b
+        gh, gw = ch // b, cw // b  # the estimate's grid
         m = min(ch, cw) // 4 if max_shift is None else int(max_shift)
-        if not 0 < m < min(ch, cw) // 2:
+        mg = -(-m // b)  # in grid px, rounded up
+        if not 0 < m or not mg < min(gh, gw) // 2:
             raise ConfigError(
-                f"register: max_shift must be in 1..{min(ch, cw) // 2 - 1} for a {ch}x{cw} crop, got {m}"
+                f"register: max_shift must be in 1..{(min(gh, gw) // 2 - 1) * b} for a {ch}x{cw} crop "
+                f"binned {b}x{b}, got {m}"
             )
         if smooth_sigma < 0:
             raise ConfigError(f"register: smooth_sigma must be >= 0, got {smooth_sigma}")
 
         self.in_spec = Spec(dtype, (H, W))
         self.out_spec = Spec(np.float32, (H, W))
-        self.max_shift = m
+        self.max_shift = mg  # grid px
+        self.downsample = b
         self._win = (slice((H - ch) // 2, (H - ch) // 2 + ch), slice((W - cw) // 2, (W - cw) // 2 + cw))
-        self._crop_shape = (ch, cw)
-        self._taper = np.outer(_taper_1d(ch), _taper_1d(cw)).astype(np.float32)
+        self._origin = ((H - ch) // 2, (W - cw) // 2)
+        self._crop_shape = (gh, gw)
+        self._taper = np.outer(_taper_1d(gh), _taper_1d(gw)).astype(np.float32)
 
         # Whitened, low-passed conjugate reference spectrum: the per-frame product then only needs
         # the frame's own whitening (suite2p's recipe).
-        ref_spec = np.fft.rfft2(self._prepare(ref[self._win].copy()))
+        ref_spec = np.fft.rfft2(self._prepare(bin_numpy(ref[self._win], b)))
         ref_spec = np.conj(ref_spec) / (np.abs(ref_spec) + _EPS)
-        fy = np.fft.fftfreq(ch)[:, None]
-        fx = np.fft.rfftfreq(cw)[None, :]
+        fy = np.fft.fftfreq(gh)[:, None]
+        fx = np.fft.rfftfreq(gw)[None, :]
         ref_spec *= np.exp(-2 * np.pi**2 * smooth_sigma**2 * (fy**2 + fx**2))
         self._ref_spec = ref_spec.astype(np.complex64)
 
-        self._crop = np.empty((ch, cw), np.float32)
+        self._crop = np.empty((gh, gw), np.float32)
         self._mag = np.empty(ref_spec.shape, np.float32)
-        # Rows / columns of the correlation map holding shifts -m..m, in that order.
-        self._rows = (np.arange(-m, m + 1) % ch)[:, None]
-        self._cols = (np.arange(-m, m + 1) % cw)[None, :]
+        # Rows / columns of the correlation map holding shifts -mg..mg, in that order.
+        self._rows = (np.arange(-mg, mg + 1) % gh)[:, None]
+        self._cols = (np.arange(-mg, mg + 1) % gw)[None, :]
         self.last_shift = np.zeros(2)
         self.last_peak = 0.0
         self._res = np.zeros(3)
@@ -122,18 +144,22 @@ class Register(Stage):
         # In one-off timings at 256x256 (not saved): NumPy copy + mean + taper beat the fused Numba
         # kernel (its serial float64 sum); Numba won the spectral whitening and the peak search;
         # scipy.fft beat np.fft. `rtdecode bench extract` times the register stage as it is.
-        np.copyto(crop, frame[self._win], casting="unsafe")
+        b = self.downsample
+        if b == 1:
+            np.copyto(crop, frame[self._win], casting="unsafe")
+        else:
+            _k.bin_into(frame, self._origin[0], self._origin[1], b, crop)
         self._prepare(crop)
         X = _fft.rfft2(crop, workers=1)
         _k.whiten_multiply(X, self._ref_spec, self._eps32)
         cc = _fft.irfft2(X, s=self._crop_shape, workers=1, overwrite_x=True)
         _k.find_peak(cc, self.max_shift, self._res)
-        return float(self._res[0]), float(self._res[1]), float(self._res[2])
+        return float(self._res[0]) * b, float(self._res[1]) * b, float(self._res[2])
 
     def _estimate_numpy(self, frame: np.ndarray) -> tuple[float, float, float]:
         """The NumPy reference of `estimate`."""
         crop = self._crop
-        np.copyto(crop, frame[self._win], casting="unsafe")
+        np.copyto(crop, bin_numpy(frame[self._win], self.downsample))
         self._prepare(crop)
         X = np.fft.rfft2(crop)
         np.abs(X, out=self._mag)
@@ -150,7 +176,8 @@ class Register(Stage):
         c0 = float(cc[ry, rx])
         fy = _parabolic(float(cc[ry - 1, rx]), c0, float(cc[(ry + 1) % ch, rx]))
         fx = _parabolic(float(cc[ry, rx - 1]), c0, float(cc[ry, (rx + 1) % cw]))
-        return iy - m + fy, ix - m + fx, c0
+        b = self.downsample
+        return (iy - m + fy) * b, (ix - m + fx) * b, c0
 
     def reset(self) -> None:
         self.last_shift[:] = 0
@@ -201,6 +228,16 @@ def reference_from(frames: np.ndarray, n_iter: int = 1, **register_kw) -> np.nda
             acc += out
         ref = (acc / len(frames)).astype(np.float32)
     return ref
+
+
+def bin_numpy(region: np.ndarray, b: int) -> np.ndarray:
+    """(h, w) region, h and w multiples of b -> float32 (h/b, w/b) block means (the reference of
+    kernels.bin_into)."""
+    h, w = region.shape
+    r = np.asarray(region, np.float32)
+    if b == 1:
+        return r.copy()
+    return r.reshape(h // b, b, w // b, b).sum(axis=(1, 3), dtype=np.float32) * np.float32(1.0 / (b * b))
 
 
 def _taper_1d(n: int) -> np.ndarray:

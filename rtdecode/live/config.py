@@ -10,7 +10,7 @@ Relative paths (ROIs, reference, model, record, trigger targets) are relative to
 YAML file. Sockets that rtdecode binds (outputs.publish) bind to 127.0.0.1 unless the file says otherwise.
 
 Sections: `rig` (a name); `source` (protocol: rtframe | openephys | eventbroadcaster | scanimage_zmq,
-the registry rtdecode.sources.protocols; addresses; per-protocol keys, PROTOCOL_ONLY); `extraction`
+the registry rtdecode.sources.protocols; addresses; per-protocol keys, each entry's source_keys); `extraction`
 (`two_photon` or `ephys`, the one the protocol needs); `decoder` (optional: model, blas_threads,
 backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers);
 `triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:
@@ -38,14 +38,8 @@ from rtdecode.sources.address import check_endpoint, local_host, split_endpoint 
 TRIGGER_KINDS = ("zmq", "network_events", "serial")
 RULE_KINDS = ("similarity", "luminance", "motion")
 DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
-# source keys that only some protocols use (key -> the protocols); any other protocol refuses them
-PROTOCOL_ONLY = {
-    "heartbeat": ("openephys",), "event_broadcaster": ("openephys",), "channels": ("openephys",),
-    "stream": ("openephys", "eventbroadcaster"), "stim_address": ("openephys", "eventbroadcaster", "scanimage_zmq"),
-    "idle_end_s": ("openephys", "eventbroadcaster"), "group_by": ("eventbroadcaster",),
-    "units": ("eventbroadcaster",), "channel": ("rtframe", "scanimage_zmq"), "planes": ("rtframe", "scanimage_zmq"),
-    "scan_rois": ("rtframe", "scanimage_zmq"),
-}
+# source keys that only some protocols use (key -> the protocols): from the registry's source_keys
+PROTOCOL_ONLY = protocols.keys_by_protocol()
 
 
 class Heartbeat(Section):
@@ -130,14 +124,17 @@ class Source(Section):
     def _protocol_fields(self):
         if not protocols.get(self.protocol).many_addresses and len(self.address) != 1:
             raise problem(f"address: {self.protocol} takes one address, got {len(self.address)}")
-        for key, names in PROTOCOL_ONLY.items():
-            if getattr(self, key) is not None and self.protocol not in names:
+        only = protocols.keys_by_protocol()
+        for key in type(self).model_fields:
+            names = only.get(key)
+            if names is not None and getattr(self, key) is not None and self.protocol not in names:
                 raise problem(f"{key}: only used with protocol {' or '.join(names)}, not {self.protocol}")
         return self
 
     @property
     def heartbeat_port(self) -> int | None:
-        if self.protocol != "openephys":
+        """The heartbeat port of a protocol that takes `heartbeat` (openephys), else None."""
+        if "heartbeat" not in protocols.get(self.protocol).source_keys:
             return None
         if self.heartbeat is not None and self.heartbeat.port is not None:
             return self.heartbeat.port
@@ -180,8 +177,12 @@ class TwoPhoton(Section):
     reference: Path | Annotated[list[Path], NonEmpty] | None = Field(
         None, description=".npy image to register to (one per plane, or per (plane, scan ROI) as rois); default: "
                           "ops['meanImg'] of the ROI folder")
-    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] = Field(
-        (256, 256), description="the centred region used for motion estimation, px (height, width)")
+    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] | None = Field(
+        None, description="the centred region used for motion estimation, px (height, width); default 320 x 320, "
+                          "clipped to the frame")
+    downsample: Annotated[int, Range(ge=1, le=8)] | None = Field(
+        None, description="the region is binned downsample x downsample before the FFT; default 2 where it is at "
+                          "least 320 px on its shorter side, else 1 (docs/latency.md)")
     max_shift: Annotated[int, Range(ge=1, le=1024)] | None = Field(
         None, description="the largest motion searched, px (default: a quarter of the crop)")
     neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = Field(
@@ -497,6 +498,21 @@ def resolve_session_metadata(session: str | Path, overrides: dict | None = None)
                                           "session.json, then the export options)").model_dump(exclude_none=True)
 
 
+class Cpu(Section):
+    """Where the live loop runs (rtdecode.live.cpu)."""
+
+    pin: bool = Field(
+        True, description="run the live loop on a CPU of its own and this process's other threads (ZeroMQ's I/O "
+                          "threads, the recorder, triggers) on the others: a send then no longer wakes a thread that "
+                          "preempts the loop (docs/latency.md). Nothing is pinned with a single CPU or off Linux")
+    pipeline: Annotated[int, Range(ge=0, le=4095)] | None = Field(
+        None, description="the live loop's CPU (default: the last CPU this process may use)")
+    priority: Annotated[int, Range(ge=1, le=99)] | None = Field(
+        None, description="run the live loop under SCHED_FIFO at this real-time priority (needs root or an rtprio "
+                          "limit; refused: a warning and normal scheduling), so that other programs on its CPU cannot "
+                          "delay a frame; default: normal scheduling")
+
+
 class RigConfig(Section):
     """A rig file: one YAML mapping of these sections."""
 
@@ -516,13 +532,14 @@ class RigConfig(Section):
     max_age_ms: Annotated[float, Range(gt=0.0, le=60000.0)] = Field(
         50.0, description="no trigger fires on a frame older than this since its acquisition, ms (suppressed ones "
                           "are counted and recorded)")
+    cpu: Cpu = Field(Cpu(), description="where the live loop runs")
     session_metadata: SessionMetadata | None = Field(
         None, description="the subject, experimenter, institution and imaging plane, for NWB / DANDI (recorded "
                           "into session.json; `rtdecode export` options override them)")
 
     @model_validator(mode="after")
     def _consistent(self):
-        want = protocols.get(self.source.protocol).extraction
+        want = protocols.get(self.source.protocol).modality
         if getattr(self.extraction, want) is None:
             raise problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
         if self.decoder is None and want != "two_photon":
@@ -570,13 +587,12 @@ class RigConfig(Section):
                 raise problem(f"{what}: port {key[1]} on {key[0]} is already used by {used[key]}")
             used[key] = what
 
-        if self.source.protocol == "openephys":
+        if not protocols.get(self.source.protocol).many_addresses:
             claim(self.source.address[0], "source.address")
+        if self.source.heartbeat_port is not None:
             claim(self.source.address[0], "source.heartbeat.port", self.source.heartbeat_port)
-            if self.source.event_broadcaster:
-                claim(self.source.event_broadcaster, "source.event_broadcaster")
-        elif self.source.protocol == "eventbroadcaster":
-            claim(self.source.address[0], "source.address")
+        if self.source.event_broadcaster:
+            claim(self.source.event_broadcaster, "source.event_broadcaster")
         if self.source.stim_address:
             claim(self.source.stim_address, "source.stim_address")
         for i, t in enumerate(self.triggers):

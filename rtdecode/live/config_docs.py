@@ -149,7 +149,7 @@ def _where(path: str) -> str | None:
     if path.startswith("source.") and path.count(".") == 1 and key in cfg.PROTOCOL_ONLY:
         return "only with protocol " + " or ".join(f"`{p}`" for p in cfg.PROTOCOL_ONLY[key])
     if path in ("extraction.two_photon", "extraction.ephys"):
-        names = [p.name for p in protocols.PROTOCOLS.values() if p.extraction == key]
+        names = [p.name for p in protocols.PROTOCOLS.values() if p.modality == key]
         return "for protocol " + " or ".join(f"`{n}`" for n in names)
     return None
 

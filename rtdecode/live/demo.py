@@ -22,6 +22,7 @@ from rtdecode import decode, metrics
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
 from rtdecode.sources.ingest import Ingest
+from rtdecode.live.cpu import Pinning
 from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, recorder_extras
 from rtdecode.outputs.publish import Publisher
@@ -132,7 +133,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
                                             consecutive=3, refractory_s=1.0)],
                              [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
     session = LiveSession(ingest, chain, pub, lag_min=card.window.lag_min, collect=True, recorder=recorder,
-                          triggers=triggers)
+                          triggers=triggers, pinning=Pinning())
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
     try:
         with StopOnSignals(session.stop):  # SIGTERM / SIGINT: the clean path (rtdecode.live.session.StopOnSignals)

@@ -1,7 +1,7 @@
 """Open Ephys -> binned activity vectors for the live loop: source, extraction stages, one frame per bin.
 
-`LiveSession` pulls `wire.Message`s from an ingest (`receive(timeout_ms)`, `counts()`, `close()`,
-`dropped`, `n_rejected`). `EphysIngest` makes one `frame` message per completed time bin out of the
+`LiveSession` pulls `wire.Message`s from an ingest (rtdecode.sources.interface.SourceIngest).
+`EphysIngest` makes one `frame` message per completed time bin out of the
 Open Ephys GUI's own plugins, so that the live chain starts directly with the ActivityRing:
 
 - protocol `openephys`: `ContinuousSource` (rtdecode.sources.openephys.continuous: the ZMQ
@@ -52,7 +52,7 @@ import zmq
 from rtdecode.errors import ConfigError, WireError
 from rtdecode.extract.ephys_stages import BinCounts, Detect, SampleChain, build_ephys_stages, pack_events
 from rtdecode.live.config import RigConfig, split_endpoint
-from rtdecode.sources import wire
+from rtdecode.sources import protocols, wire
 from rtdecode.sources.openephys.continuous import Block, ContinuousSource
 from rtdecode.sources.openephys.sorted_spikes import SortedSpikeSource, SpikeBin
 from rtdecode.sources.rejects import Rejects
@@ -66,23 +66,32 @@ SPIKES_PER_EVENT_BLOCK = 4096  # sorted path: a bin with more spikes goes throug
 
 
 def ephys_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
-    """The extraction stages of an Open Ephys rig for a model of `n_inputs` neurons.
-
-    openephys: [bandpass, common_reference (unless reference is null), detect, bin], blocks of at
-    most extraction.ephys.block_samples x n_inputs channels; eventbroadcaster: [bin_units]."""
-    ep = cfg.extraction.ephys
-    if ep is None:
+    """The extraction stages of an Open Ephys rig for a model of `n_inputs` neurons: those of its
+    protocol (rtdecode.sources.protocols, `stages`)."""
+    if cfg.extraction.ephys is None:
         raise ConfigError(f"source.protocol {cfg.source.protocol} needs extraction.ephys")
-    if cfg.source.protocol == "openephys":
-        return build_ephys_stages(n_inputs, ep.block_samples, band=ep.band_hz, reference=ep.reference,
-                                  k=ep.threshold, threshold_uv=ep.threshold_uv)
-    if cfg.source.protocol == "eventbroadcaster":
-        return [BinCounts(n_inputs, SPIKES_PER_EVENT_BLOCK, name="bin_units")]
-    raise ConfigError(f"source.protocol {cfg.source.protocol}: not an Open Ephys protocol")
+    proto = protocols.get(cfg.source.protocol)
+    if proto.stages is None:
+        raise ConfigError(f"source.protocol {proto.name}: a {proto.modality} protocol has no ephys stages")
+    return proto.make_stages(cfg, n_inputs)
+
+
+def openephys_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
+    """Protocol `openephys`: [bandpass, common_reference (unless reference is null), detect, bin],
+    blocks of at most extraction.ephys.block_samples x n_inputs channels."""
+    ep = cfg.extraction.ephys
+    return build_ephys_stages(n_inputs, ep.block_samples, band=ep.band_hz, reference=ep.reference,
+                              k=ep.threshold, threshold_uv=ep.threshold_uv)
+
+
+def eventbroadcaster_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
+    """Protocol `eventbroadcaster`: [bin_units], the sorted spikes counted per input and bin."""
+    return [BinCounts(n_inputs, SPIKES_PER_EVENT_BLOCK, name="bin_units")]
 
 
 class EphysIngest:
-    """An Open Ephys source and its extraction chain behind the Ingest interface (see the module doc).
+    """An Open Ephys source and its extraction chain behind the ingest interface
+    (rtdecode.sources.interface.SourceIngest; see the module doc).
 
     source: ContinuousSource (extraction: a SampleChain ending in BinCounts) or SortedSpikeSource
     (extraction: a Chain of one BinCounts)."""
@@ -253,9 +262,10 @@ class EphysIngest:
             self.queue.append(msg)
 
 
-def make_ephys_ingest(cfg: RigConfig, stages: list[Stage], context: zmq.Context | None = None) -> EphysIngest:
-    """The ingest of a rig whose source is `openephys` or `eventbroadcaster`, running `stages`
-    (from `ephys_stages`, checked and warmed up by the caller) on what the source hands out."""
+def openephys_ingest(cfg: RigConfig, stages: list[Stage], frame_bytes: int | None = None,
+                     context: zmq.Context | None = None) -> EphysIngest:
+    """Protocol `openephys` (rtdecode.sources.protocols): the ZMQ Interface client running `stages`
+    (from `openephys_stages`, checked and warmed up by the caller) on its blocks."""
     src, ep = cfg.source, cfg.extraction.ephys
     n = stages[-1].out_spec.shape[0]
     host, port = split_endpoint(src.address[0])
@@ -264,21 +274,32 @@ def make_ephys_ingest(cfg: RigConfig, stages: list[Stage], context: zmq.Context 
     def reject(detail: str, reason: str = "field") -> None:
         ingest.reject(detail, reason)
 
-    if src.protocol == "openephys":
-        if src.event_broadcaster:
-            log.info("source.event_broadcaster is not used by the live loop (continuous data drives it)")
-        hb = src.heartbeat
-        source = ContinuousSource(host, port, n_channels=n, bin_ms=ep.bin_ms, block_samples=ep.block_samples,
-                                  heartbeat_port=src.heartbeat_port,
-                                  heartbeat_interval_s=hb.interval_s if hb is not None else 2.0,
-                                  stream=src.stream, channels=src.channels, on_reject=reject, context=context)
-        extraction: Chain = SampleChain(stages)
-    elif src.protocol == "eventbroadcaster":
-        source = SortedSpikeSource(host, port, n_inputs=n, bin_ms=ep.bin_ms, group_by=src.group_by or "electrode",
-                                   units=src.units, stream=src.stream, on_reject=reject, context=context)
-        extraction = Chain(stages)
-    else:
-        raise ConfigError(f"source.protocol {src.protocol}: not an Open Ephys protocol")
-    ingest = EphysIngest(source, extraction, stim_address=src.stim_address, idle_end_s=src.idle_end_s,
+    if src.event_broadcaster:
+        log.info("source.event_broadcaster is not used by the live loop (continuous data drives it)")
+    hb = src.heartbeat
+    source = ContinuousSource(host, port, n_channels=n, bin_ms=ep.bin_ms, block_samples=ep.block_samples,
+                              heartbeat_port=src.heartbeat_port,
+                              heartbeat_interval_s=hb.interval_s if hb is not None else 2.0,
+                              stream=src.stream, channels=src.channels, on_reject=reject, context=context)
+    ingest = EphysIngest(source, SampleChain(stages), stim_address=src.stim_address, idle_end_s=src.idle_end_s,
+                         context=context)
+    return ingest
+
+
+def eventbroadcaster_ingest(cfg: RigConfig, stages: list[Stage], frame_bytes: int | None = None,
+                            context: zmq.Context | None = None) -> EphysIngest:
+    """Protocol `eventbroadcaster` (rtdecode.sources.protocols): the Event Broadcaster client, its
+    sorted spikes binned by `stages` (from `eventbroadcaster_stages`)."""
+    src, ep = cfg.source, cfg.extraction.ephys
+    n = stages[-1].out_spec.shape[0]
+    host, port = split_endpoint(src.address[0])
+    ingest: EphysIngest | None = None
+
+    def reject(detail: str, reason: str = "field") -> None:
+        ingest.reject(detail, reason)
+
+    source = SortedSpikeSource(host, port, n_inputs=n, bin_ms=ep.bin_ms, group_by=src.group_by or "electrode",
+                               units=src.units, stream=src.stream, on_reject=reject, context=context)
+    ingest = EphysIngest(source, Chain(stages), stim_address=src.stim_address, idle_end_s=src.idle_end_s,
                          context=context)
     return ingest

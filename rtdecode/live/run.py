@@ -5,7 +5,8 @@ stage, then runs the live loop until the source ends, `--seconds` pass or Ctrl-C
 session when asked. Two-photon: frames of `source.channel` and `source.planes` only (others counted
 in `ignored_frames`); one plane: one chain, frame by frame; several planes: one extraction chain per
 plane (rtdecode.extract.planes), the volume's activity vector into [activity ring, decoder]. Without a
-decoder in the rig file: a calibration block, extraction and recording only. Ephys sources (openephys,
+decoder in the rig file: a calibration block, extraction and recording only. The ingest is built by
+`source.protocol`'s registry entry (rtdecode.sources.protocols). Ephys sources (openephys,
 eventbroadcaster): the extraction stages (bandpass, common_reference, detect, bin; or bin_units for
 sorted spikes) run per block of samples inside the Open Ephys adapter (rtdecode.live.ephys), which
 hands out one activity vector per bin to the chain [activity ring, decoder]; the whole graph is
@@ -23,18 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode.live.ephys import ephys_stages, make_ephys_ingest
+from rtdecode.live.ephys import ephys_stages
 from rtdecode.decode import model as model_dir
-from rtdecode.decode import ridge
+from rtdecode.decode import methods
 from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
 from rtdecode.sources import protocols
 from rtdecode.sources.flips import FlipAligner, TtlFlips
-from rtdecode.sources.ingest import Ingest, max_message_bytes
-from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 from rtdecode.extract.planes import Planes
+from rtdecode.live.cpu import Pinning
 from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
 from rtdecode.outputs.peer_limit import raise_descriptor_limit
@@ -52,7 +52,7 @@ CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder
 def decoder_stage(cfg: RigConfig):
     """(card, stage, fill, backend name): the first backend of the preference list that loads."""
     card, arrays = model_dir.load(cfg.decoder.model)
-    fill = ridge.window_fill(arrays, card)
+    fill = methods.window_fill(arrays, card)  # the method's, from its registry entry
     try:
         backend = choose(cfg.decoder.backends, cfg.decoder.model, card)
     except BackendUnavailable as exc:
@@ -67,7 +67,7 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
     of `source.scan_rois`, plane-major (each its own ROIs and reference)."""
     tp = cfg.extraction.two_photon
     if tp is None:
-        raise ConfigError("source.protocol rtframe needs extraction.two_photon")
+        raise ConfigError(f"source.protocol {cfg.source.protocol} needs extraction.two_photon")
     from rtdecode.extract import build_chain
     from rtdecode.extract.offline import suite2p_reference
     from rtdecode.extract.rois import load_suite2p
@@ -82,7 +82,8 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
             if reference is None:
                 raise ConfigError(f"extraction.two_photon: no reference image: {rois_dir}/ops.npy has no meanImg; "
                                   "set extraction.two_photon.reference to a .npy image")
-        chains.append(build_chain(rois, reference, fps=tp.fps, crop=tuple(tp.crop), max_shift=tp.max_shift,
+        chains.append(build_chain(rois, reference, fps=tp.fps, crop=None if tp.crop is None else tuple(tp.crop),
+                                  downsample=tp.downsample, max_shift=tp.max_shift,
                                   r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype)))
     return chains
 
@@ -112,7 +113,7 @@ def check_activity_order(cfg: RigConfig, planes: Planes) -> None:
 def extraction_stages(cfg: RigConfig) -> list:
     """The two-photon stages before the activity ring (one plane), or none for ephys (its stages depend
     on the model's inputs and run per block in the Open Ephys adapter: rtdecode.live.ephys.ephys_stages)."""
-    if protocols.get(cfg.source.protocol).extraction != "two_photon":
+    if protocols.get(cfg.source.protocol).modality != "two_photon":
         return []
     chains = plane_chains(cfg)
     if len(chains) != 1:
@@ -120,25 +121,21 @@ def extraction_stages(cfg: RigConfig) -> list:
     return chains[0].stages
 
 
-def make_frame_ingest(cfg: RigConfig, frame_bytes: int | None = None):
-    """The two-photon message source: rtframe subscribers (refusing messages much larger than
-    `frame_bytes`, the acquisition frame's size), or ScanImage's native stream (with the stimulus
-    PC's rtframe publisher beside it)."""
-    if cfg.source.protocol == "scanimage_zmq":
-        stim = [cfg.source.stim_address] if cfg.source.stim_address else []
-        return ScanImageZmqIngest(cfg.source.address[0], stim_endpoints=stim)
-    limit = max_message_bytes(max(frame_bytes or 0, 4 * 2**20))  # stimulus images may ride along too
-    return Ingest(cfg.source.address, max_msg_bytes=limit, freshness=cfg.freshness)
+def make_ingest(cfg: RigConfig, stages: list, frame_bytes: int | None = None):
+    """The message source of `source.protocol`, built by its registry entry (rtdecode.sources.protocols):
+    ephys ingests run `stages` (checked and warmed); two-photon ones refuse messages much larger than
+    `frame_bytes`, the acquisition frame's size."""
+    return protocols.get(cfg.source.protocol).make_ingest(cfg, stages, frame_bytes)
 
 
 def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
-    """The Open Ephys inputs listed (channels, or units) must be as many as the model's neurons."""
+    """The inputs the rig file lists (the protocol's `inputs_key`: channels, units) must be as many as
+    the model's neurons."""
     n = card.neurons
-    src = cfg.source
-    given = src.channels if src.protocol == "openephys" else src.units
+    key = protocols.get(cfg.source.protocol).inputs_key
+    given = None if key is None else getattr(cfg.source, key)
     if given is not None and len(given) != n:
-        key = "source.channels" if src.protocol == "openephys" else "source.units"
-        raise ConfigError(f"{key} lists {len(given)} {'channels' if key.endswith('channels') else 'units'} but "
+        raise ConfigError(f"source.{key} lists {len(given)} {key} but "
                           f"the model card of {cfg.decoder.model} has {n} neurons; they must be equal")
 
 
@@ -240,7 +237,7 @@ def run_session(config: str | Path, record: str | Path | None = None, seconds: f
 
 def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     cfg = load_config(config)
-    ephys = protocols.get(cfg.source.protocol).extraction == "ephys"
+    ephys = protocols.get(cfg.source.protocol).modality == "ephys"
     record = record if record is not None else cfg.outputs.record
     if cfg.decoder is None and record is None:
         raise ConfigError("decoder: the rig file has no decoder, so this session is a calibration block; give "
@@ -322,7 +319,7 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         log.info("recording raw %dx%d %s frames: at most %d (%.3g GiB uncompressed), zlib level %d",
                  *raw_spec[0], raw_spec[1], raw_budget, raw.max_gib, raw.level)
     raise_descriptor_limit()  # before any socket: a connection flood must not take the recorder's files
-    ingest = make_ephys_ingest(cfg, stages) if ephys else make_frame_ingest(cfg, frame_bytes)
+    ingest = make_ingest(cfg, stages if ephys else [], frame_bytes)
     recorder = triggers = flips = None
     try:
         flips = make_flips(cfg)
@@ -353,7 +350,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
                           triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
                           decode=card is not None, max_age_s=cfg.max_age_ms / 1e3, flips=flips,
-                          raw_frames=raw_budget, raw_shape=None if ephys else raw_spec[0])
+                          raw_frames=raw_budget, raw_shape=None if ephys else raw_spec[0],
+                          pinning=Pinning(cfg.cpu.pipeline, cfg.cpu.priority) if cfg.cpu.pin else None)
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
              ", ".join(cfg.source.address), pub.endpoint)
     stopper.attach(session.stop)  # a signal that came during start-up stops the loop at its first turn

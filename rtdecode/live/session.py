@@ -56,6 +56,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -72,6 +73,7 @@ from rtdecode.outputs.record import Recorder
 from rtdecode.extract.planes import REASONS as IGNORE_REASONS, Planes
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.stage import Chain
+from rtdecode.live.cpu import Pinning
 from rtdecode.live.stimulus_log import StimulusLog
 from rtdecode.live.taps import extraction_taps, plane_taps
 
@@ -138,14 +140,16 @@ class LiveSession:
     raw_frames: record each extracted frame's raw image (the recorder's extras 'raw' and 'raw_saved') for
     at most this many frames (None: none); raw_shape: the acquisition frame's (H, W). With no chain and
     no per-plane chains (a new field of view: no ROIs yet) nothing is extracted: the activity recorded
-    is empty, frames of another shape than raw_shape are ignored (`ignored['frame_shape']`)."""
+    is empty, frames of another shape than raw_shape are ignored (`ignored['frame_shape']`).
+    pinning: a rtdecode.live.cpu.Pinning entered for the run (the loop on a CPU of its own), or None."""
 
     def __init__(self, ingest: Ingest, chain: Chain | None, publisher: Publisher, lag_min: int = 0,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
                  time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
                  decode: bool = True, max_age_s: float | None = 0.05, flips=None,
-                 raw_frames: int | None = None, raw_shape: tuple[int, int] | None = None):
+                 raw_frames: int | None = None, raw_shape: tuple[int, int] | None = None,
+                 pinning: Pinning | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         self.raw_budget, self.raw_shape, self.raw_kept = raw_frames, raw_shape, 0
         self.raw_only = chain is None and (planes is None or planes.chains is None)
@@ -159,6 +163,7 @@ class LiveSession:
         self.clock = ClockOffset()  # for frames whose ingest gives no acquisition time
         self.stim_clock = ClockOffset()  # for stim messages whose ingest gives no local time
         self.flips = flips
+        self.pinning = pinning
         self.max_age_s = max_age_s  # triggers never fire on a frame older than this since acquisition
         if time_stages:
             if chain is not None:
@@ -210,6 +215,10 @@ class LiveSession:
         """Process messages until the source says it ended, `seconds` pass, or nothing arrives for
         `idle_timeout_s`. No message can end the session otherwise: a message that fails (in the
         ingest or here) is counted under a fixed reason and skipped, and triggers are turned off."""
+        with self.pinning if self.pinning is not None else nullcontext():
+            return self._run(seconds, idle_timeout_s)
+
+    def _run(self, seconds: float | None, idle_timeout_s: float) -> LiveResult:
         res = self.result
         start = time.monotonic()
         last_msg = last_stats = start
@@ -227,6 +236,8 @@ class LiveSession:
                 break
             if now - last_stats >= self.stats_every_s:
                 self._safely(self.publish_stats)
+                if self.pinning is not None:
+                    self._safely(self.pinning.refresh)  # threads started since (e.g. a redial)
                 last_stats = now
             if (self._last_frame is not None and not self._silent
                     and now - self._last_frame > self.silence_s):
@@ -480,16 +491,17 @@ class LiveSession:
                "stimulus_images_dropped": self.stim.images_dropped,
                **({"clock_adapter": self.clock.summary()} if self.clock.n else {}),
                **({"clock_adapter_stim": self.stim_clock.summary()} if self.stim_clock.n else {}),
-               **({"flips": self.flips.stats()} if self.flips is not None else {})}
+               **({"flips": self.flips.stats()} if self.flips is not None else {}),
+               **({"cpu": self.pinning.summary()} if self.pinning is not None else {})}
 
         if self.planes is not None:
             out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
             if self.raw_shape is not None and (self.raw_only or self.raw_budget is not None):
                 out["ignored_frames"]["frame_shape"] = r.ignored.get("frame_shape", 0)
-        if self.raw_budget is not None:
-            out["raw_frames_recorded"] = min(self.raw_kept, self.raw_budget)
             if self.planes.chains is not None and len(self.planes.fields) > 1:
                 out["incomplete_volumes"] = self.planes.incomplete
+        if self.raw_budget is not None:
+            out["raw_frames_recorded"] = min(self.raw_kept, self.raw_budget)
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
         if self.recorder is not None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-
 
 from rtdecode.decode import methods
 from rtdecode.decode import model as model_dir
@@ -16,6 +16,31 @@ from rtdecode.offline.dataset import Dataset
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class FitJob:
+    """What a method's fit function (rtdecode.decode.methods, `fit`) gets from `fit_dataset`: the
+    dataset, its split, the window asked for (None: the method's default) and the options."""
+
+    ds: Dataset
+    dataset: str | Path
+    out: str | Path
+    method: str
+    n: int  # neurons used (the first n)
+    neurons_subset: int | None
+    fit_ids: list[str]
+    val_ids: list[str]
+    val_split: str
+    bins: int | None
+    lag_min: int | None
+    progress: bool
+    options: dict  # everything else fit_dataset was given (n_basis, compress, rank, pipeline options, ...)
+
+    def training(self, **info) -> dict:
+        """The card's `training` block: the dataset and its split, then `info`."""
+        return {"dataset": str(Path(self.dataset).resolve()), "train_trials": len(self.fit_ids),
+                "validation_trials": len(self.val_ids), **info}
+
+
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
                 bins: int | None = None, lag_min: int | None = None, n_basis: int | None = None,
                 val_fraction: float = 0.2, progress: bool = True, checkpoint_every: int | None = None,
@@ -24,6 +49,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
                 **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
+    The method's registry entry (rtdecode.decode.methods) names its fit function, which gets a FitJob.
     `inverse` trains the dynamic encoder (the iterative inverse's model); `amortized` runs
     encoder -> inverse -> amortized decoder. `pipeline_options` go to
     `rtdecode.decode.pipeline.fit_pipeline` (encoder_steps, inverse_cfg, amortized_steps, ...).
@@ -40,16 +66,9 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     validation trials are the last `val_fraction` of the train trials ("last", contiguous) or as many
     drawn at random with seed 0 ("random").
     Validation scores use the dataset's evaluation mask (meta/evaluation_mask.npy) when it has one."""
-    from tqdm import tqdm
-
     from rtdecode.decode import distributed as dist
 
     spec = methods.check_fit_method(method)
-    windows = None
-    if method == "ridge" and bins is None and lag_min is None:
-        windows = ridge.WINDOWS
-    bins = 8 if bins is None else bins
-    lag_min = 0 if lag_min is None else lag_min
     if compress is None:
         compress = ridge.COMPRESS
     env = dist.current()
@@ -78,33 +97,54 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
         val_ids = [t for j, t in enumerate(train) if j in pick]
     else:
         raise ConfigError(f"val_split must be 'last' or 'random', got {val_split!r}")
+    if checkpoint_every is not None or resume:
+        pipeline_options["checkpoints"] = dist.Checkpoints(
+            Path(checkpoint_dir) if checkpoint_dir else Path(out) / "checkpoints", checkpoint_every or 0, resume, env)
+    options = {"n_basis": n_basis, "compress": compress, "brightness_keep": brightness_keep, "rank": rank,
+               **pipeline_options}
+    job = FitJob(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, val_split, bins, lag_min, progress,
+                 options)
+    return methods.resolve(spec.fit)(job)
 
-    if spec.encoder:
-        if checkpoint_every is not None or resume:
-            pipeline_options["checkpoints"] = dist.Checkpoints(
-                Path(checkpoint_dir) if checkpoint_dir else Path(out) / "checkpoints",
-                checkpoint_every or 0, resume, env)
-        return _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min,
-                             progress, {"compress_scale": compress, "brightness_keep": brightness_keep,
-                                       **pipeline_options})
+
+def fit_ridge(job: FitJob) -> ModelCard:
+    """Method ridge's fit (rtdecode.decode.methods): one pass over the trials; the window is chosen on
+    the validation trials among ridge.WINDOWS when neither bins nor lag_min is given."""
+    from tqdm import tqdm
+
+    ds, n, o = job.ds, job.n, job.options
+    windows = ridge.WINDOWS if job.bins is None and job.lag_min is None else None
 
     def source(ids, desc):
         def it():
-            for i in tqdm(ids, desc=desc, unit="trial", disable=not progress, leave=False):
+            for i in tqdm(ids, desc=desc, unit="trial", disable=not job.progress, leave=False):
                 tr = ds.load(i)
                 yield tr.responses[:n], tr.video
         return it
 
-    dec, info = ridge.fit(source(fit_ids, "fit trials"), source(val_ids, "validation trials"),
-                          lag_min=lag_min, bins=bins, windows=windows, n_basis=n_basis, compress_scale=compress, rank=rank,
-                          mask=ds.evaluation_mask(), brightness_keep=brightness_keep, progress=(lambda s: log.info("ridge: %s", s)))
-    card = model_dir.new_card(method, n, dec.lag_min, dec.basis.shape[0], dec.frame_shape, 30.0,
-                              training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
-                                        "validation_trials": len(val_ids), "validation_split": val_split,
-                                        "neurons_subset": neurons_subset, **info})
-    model_dir.save(out, card, dec.arrays())
-    copy_activity_order(dataset, out)
+    dec, info = ridge.fit(source(job.fit_ids, "fit trials"), source(job.val_ids, "validation trials"),
+                          lag_min=0 if job.lag_min is None else job.lag_min, bins=8 if job.bins is None else job.bins,
+                          windows=windows, n_basis=o["n_basis"], compress_scale=o["compress"], rank=o["rank"],
+                          mask=ds.evaluation_mask(), brightness_keep=o["brightness_keep"],
+                          progress=(lambda s: log.info("ridge: %s", s)))
+    card = model_dir.new_card(job.method, n, dec.lag_min, dec.basis.shape[0], dec.frame_shape, 30.0,
+                              training=job.training(validation_split=job.val_split,
+                                                    neurons_subset=job.neurons_subset, **info))
+    model_dir.save(job.out, card, dec.arrays())
+    copy_activity_order(job.dataset, job.out)
     return card
+
+
+def fit_encoder(job: FitJob) -> ModelCard:
+    """Methods inverse and amortized's fit (rtdecode.decode.methods): the encoder pipeline
+    (rtdecode.decode.pipeline.fit_pipeline), with the pipeline options fit_dataset was given."""
+    o = dict(job.options)
+    for unused in ("n_basis", "rank"):
+        o.pop(unused)
+    o["compress_scale"] = o.pop("compress")
+    return _fit_pipeline(job.ds, job.dataset, job.out, job.method, job.n, job.neurons_subset, job.fit_ids,
+                         job.val_ids, 8 if job.bins is None else job.bins, 0 if job.lag_min is None else job.lag_min,
+                         job.progress, o)
 
 
 def copy_activity_order(dataset: str | Path, out: str | Path) -> None:

@@ -47,10 +47,11 @@ from pathlib import Path
 import numpy as np
 
 import rtdecode
-from rtdecode.errors import RecordError
+from rtdecode.errors import ConfigError, RecordError
 from rtdecode.offline.nwb_ophys import add_ophys
 from rtdecode.offline.session_chunks import SMALL, SessionChunks
 from rtdecode.outputs.record import git_commit
+from rtdecode.sources import protocols
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,10 @@ def _add_ecephys(nwb, config: dict, protocol: str, n: int, stream, clock, types:
     ex = (config.get("extraction") or {}).get("ephys") or {}
     labels = ([str(c) for c in src["channels"]] if src.get("channels") else
               [str(u) for u in src["units"]] if src.get("units") else [str(i) for i in range(n)])
-    what = "channel" if protocol == "openephys" else (src.get("group_by") or "electrode")
+    channels = protocols.get(protocol).inputs_key == "channels"  # inputs are recording channels (electrodes)
+    what = "channel" if channels else (src.get("group_by") or "electrode")
     ecephys = nwb.create_processing_module("ecephys", f"Open Ephys data binned live by rtdecode ({protocol})")
-    if protocol == "openephys":
+    if channels:
         device = nwb.create_device(name="OpenEphys", description=f"Open Ephys GUI, ZMQ Interface "
                                    f"{', '.join(src.get('address', []))}, stream {src.get('stream')}")
         group = nwb.create_electrode_group(name="channels", description="the channels rtdecode binned",
@@ -339,7 +341,10 @@ def export_nwb(session: str | Path, out: str | Path, rois: str | Path | None = N
     N = int(chunks.specs["activity"][0][0])  # as recorded (session.json's claim is checked by the reader)
     config = meta.get("config") or {}
     protocol = (config.get("source") or {}).get("protocol", "rtframe")
-    kind = "ephys" if protocol in ("openephys", "eventbroadcaster") else "two_photon"
+    try:
+        kind = protocols.get(protocol).modality
+    except ConfigError as exc:
+        raise RecordError(f"{folder}: session.json's source.protocol {exc}") from None
     missing: list[str] = []
     types: set[str] = set()
     people = [experimenter] if isinstance(experimenter, str) else experimenter

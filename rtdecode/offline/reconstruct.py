@@ -25,7 +25,8 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
     from tqdm import tqdm
 
     card, dec = decode.load(model)
-    modes = methods.METHODS[card.method].modes
+    spec = methods.get(card.method, str(model))
+    modes = spec.modes
     if method is None:
         method = modes[0]
     if method not in modes:
@@ -52,7 +53,7 @@ def reconstruct(model: str | Path, dataset: str | Path, out: str | Path, method:
         tr = ds.load(i)
         if tr.video.shape[0] == 0:
             raise DatasetError(f"{ds.root}: trial {i} is all NaN; nothing to reconstruct")
-        if method in ("inverse", "warm"):
+        if method in spec.iterative:  # the iterative inverse: behaviour in, seconds out
             from rtdecode.decode.encoder import behaviour_matrix
 
             rec, inf = dec.reconstruct(tr.responses[: card.neurons], behaviour_matrix(tr.behavior, tr.pupil_center),

@@ -84,7 +84,7 @@ def tiff_files(path) -> list[Path]:
 
 
 def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 1, planes: list[int] = (1,),
-                 scan_rois: list[int] = (1,), fps: float = 30.0, crop=(256, 256), r: float = 0.7, tau_s: float = 0.7, tier: str = "train",
+                 scan_rois: list[int] = (1,), fps: float = 30.0, crop=None, r: float = 0.7, tau_s: float = 0.7, tier: str = "train",
                  progress: bool = False) -> dict:
     """Extract the TIFF's frames of `channel` / `planes` / `scan_rois` with the live chain, pair each volume
     with the stimulus frame the log puts on screen, write the dataset to `out`. Returns counts."""
@@ -141,7 +141,7 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
                     ref = suite2p_reference(d)
                     if ref is None:
                         raise DatasetError(f"{d}/ops.npy has no meanImg (the registration reference)")
-                    chains.append(build_chain(load_suite2p(d), ref, fps=fps, crop=tuple(crop), r=r, tau_s=tau_s,
+                    chains.append(build_chain(load_suite2p(d), ref, fps=fps, crop=None if crop is None else tuple(crop), r=r, tau_s=tau_s,
                                               frame_dtype=fr.image.dtype))
                 sel = Planes(channel, planes, chains, scan_rois=scan_rois)
             act = sel.add(fr.plane, np.ascontiguousarray(fr.image), fr.roi)

@@ -103,8 +103,10 @@ def run_sender(cfg: SenderConfig, ready=None) -> dict:
                 time.sleep(delay)
         now = time.time()
         stim_sock.send_multipart(wire.encode("stim", stim_seq(), now, stim8, frame=k, trial=trial))
-        sock.send_multipart(wire.encode("frame", seq(), now, img, frameNumberAcq=frames + 1,
-                                        frameTimestamp=frames / FPS, channel=1, plane=1))
+        # The frame goes out without a copy (its array is not changed afterwards: prerendered, or
+        # rendered anew for each frame), as a driver that hands ScanImage's buffer to ZeroMQ would.
+        sock.send_multipart(wire.encode("frame", seq(), now, img, copy=False, frameNumberAcq=frames + 1,
+                                        frameTimestamp=frames / FPS, channel=1, plane=1), copy=False)
         frames += 1
 
     if cache is not None:

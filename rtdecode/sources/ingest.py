@@ -59,9 +59,18 @@ def max_message_bytes(payload_bytes: int, margin: float = 2.0) -> int:
     return int(payload_bytes * margin) + HEADER_MARGIN
 
 
+def from_config(cfg, stages: list, frame_bytes: int | None) -> Ingest:
+    """Protocol `rtframe` (rtdecode.sources.protocols): subscribers to every `source.address`, refusing
+    messages much larger than `frame_bytes` (the acquisition frame's size; stimulus images ride along
+    too, so at least 4 MiB)."""
+    limit = max_message_bytes(max(frame_bytes or 0, 4 * 2**20))
+    return Ingest(cfg.source.address, max_msg_bytes=limit, freshness=cfg.freshness)
+
+
 class Ingest:
     """One SUB socket per publisher (each has its own `seq` counter, so gaps are counted per
-    publisher: e.g. ScanImage and the stimulus PC). `receive(timeout_ms)` -> Message or None."""
+    publisher: e.g. ScanImage and the stimulus PC). `receive(timeout_ms)` -> Message or None; the
+    ingest interface, rtdecode.sources.interface.SourceIngest."""
 
     def __init__(self, endpoints: list[str], topics: tuple[str, ...] = ("frame", "stim", "stats"),
                  hwm: int = 64, context: zmq.Context | None = None, max_msg_bytes: int = 64 * 2**20,

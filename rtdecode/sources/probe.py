@@ -48,7 +48,7 @@ from pathlib import Path
 import zmq
 
 from rtdecode.sources import protocols, wire
-from rtdecode.sources.address import parse_address  # noqa: F401  (part of the probe's API)
+from rtdecode.sources.address import parse_address
 from rtdecode.sources.probe_tally import ChannelMajorHash, Clock, EventLog
 from rtdecode.errors import ConfigError
 
@@ -56,8 +56,10 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- one listener per protocol
+# (each named by its registry entry, rtdecode.sources.protocols: `probe`)
 
-def _probe_rtframe(endpoints: list[str], clock: Clock, ctx: zmq.Context) -> dict:
+def listen_rtframe(endpoints: list[str], clock: Clock, ctx: zmq.Context, heartbeat_port: int | None = None) -> dict:
+    """Protocol rtframe's listener (rtdecode.sources.protocols): every endpoint at once."""
     from rtdecode.sources.ingest import Ingest
 
     ing = Ingest(endpoints, topics=wire.TOPICS, hwm=1000, context=ctx, any_source=True)
@@ -99,10 +101,12 @@ def _probe_rtframe(endpoints: list[str], clock: Clock, ctx: zmq.Context) -> dict
             "frame_sha256": sha.hexdigest()}
 
 
-def _probe_scanimage_zmq(endpoint: str, clock: Clock, ctx: zmq.Context) -> dict:
+def listen_scanimage_zmq(endpoints: list[str], clock: Clock, ctx: zmq.Context,
+                         heartbeat_port: int | None = None) -> dict:
+    """Protocol scanimage_zmq's listener (rtdecode.sources.protocols): one endpoint."""
     from rtdecode.sources.scanimage_zmq import ScanImageZmqIngest
 
-    ing = ScanImageZmqIngest(endpoint, hwm=100000, context=ctx)
+    ing = ScanImageZmqIngest(endpoints[0], hwm=100000, context=ctx)
     shapes: Counter[str] = Counter()
     streams: Counter[str] = Counter()
     keys: set[str] = set()
@@ -138,10 +142,13 @@ def _probe_scanimage_zmq(endpoint: str, clock: Clock, ctx: zmq.Context) -> dict:
             "frame_bytes": acc["frame_bytes"], "frame_sha256": sha.hexdigest()}
 
 
-def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: Clock, ctx: zmq.Context) -> dict:
+def listen_openephys(endpoints: list[str], clock: Clock, ctx: zmq.Context, heartbeat_port: int | None = None) -> dict:
+    """Protocol openephys's listener (rtdecode.sources.protocols): the ZMQ Interface's data port, with
+    the heartbeat running all the time it listens."""
     from rtdecode.sources.openephys import zmq_interface as zi
     from rtdecode.sources.openephys import zmq_interface_wire as ziw
 
+    host, port = parse_address(endpoints[0])
     client = zi.ZmqInterfaceClient(host=host, data_port=port, heartbeat_port=heartbeat_port,
                                    application="rtdecode probe", context=ctx)
     events = EventLog()
@@ -204,9 +211,12 @@ def _probe_openephys(host: str, port: int, heartbeat_port: int | None, clock: Cl
             "heartbeat_resets": c["heartbeat_resets"], **events.report()}
 
 
-def _probe_eventbroadcaster(host: str, port: int, clock: Clock, ctx: zmq.Context) -> dict:
+def listen_eventbroadcaster(endpoints: list[str], clock: Clock, ctx: zmq.Context,
+                            heartbeat_port: int | None = None) -> dict:
+    """Protocol eventbroadcaster's listener (rtdecode.sources.protocols): one endpoint."""
     from rtdecode.sources.openephys import event_broadcaster as eb
 
+    host, port = parse_address(endpoints[0])
     client = eb.EventBroadcasterClient(host=host, port=port, context=ctx)
     events = EventLog()
     last_sample: dict[str, int] = {}
@@ -254,14 +264,7 @@ def probe(address: str | list[str], protocol: str, seconds: float = 10.0, idle_s
     ctx = context or zmq.Context.instance()
     clock = Clock(seconds, idle_s)
     log.info("probing %s (%s) for up to %g s", ", ".join(addresses), protocol, seconds)
-    if protocol == "rtframe":
-        body = _probe_rtframe([f"tcp://{h}:{p}" for h, p in parsed], clock, ctx)
-    elif protocol == "scanimage_zmq":
-        body = _probe_scanimage_zmq(f"tcp://{parsed[0][0]}:{parsed[0][1]}", clock, ctx)
-    elif protocol == "openephys":
-        body = _probe_openephys(parsed[0][0], parsed[0][1], heartbeat_port, clock, ctx)
-    else:
-        body = _probe_eventbroadcaster(parsed[0][0], parsed[0][1], clock, ctx)
+    body = proto.listen([f"tcp://{h}:{p}" for h, p in parsed], clock, ctx, heartbeat_port)
     t = clock.summary()
     report = {"protocol": protocol, "address": [f"tcp://{h}:{p}" for h, p in parsed], **t, **body}
     data_s = max((s.get("seconds", 0.0) for s in body.get("streams", {}).values()), default=0.0)
@@ -297,13 +300,13 @@ def format_report(r: dict) -> str:
     head = (f"{r['protocol']} at {', '.join(r['address'])}: {r['messages']} message(s) in {r['wall_s']:.2f} s "
             f"({r['stopped_because']})")
     lines = [head]
-    if r["protocol"] == "rtframe":
+    if "topics" in r:  # rtframe
         for topic, t in r["topics"].items():
             lines.append(f"  {topic}: {t['messages']} ({', '.join(f'{k} x{n}' for k, n in t['shapes'].items())})")
         lines.append(f"  seq {r['first_seq']}..{r['last_seq']}, dropped {r['dropped']}, restarts {r['restarts']}, "
                      f"ended {r['ended']}")
         lines.append(f"  frame sha256 {r['frame_sha256']} over {r['frame_bytes']} bytes")
-    if r["protocol"] == "scanimage_zmq":
+    if "frame_streams" in r:  # scanimage_zmq
         lines.append(f"  frames {r['frames']} ({', '.join(f'{k} x{n}' for k, n in r['shapes'].items())}), "
                      f"lost {r['dropped']}, restarts {r['restarts']}")
         for name, n in r["frame_streams"].items():
@@ -321,16 +324,16 @@ def format_report(r: dict) -> str:
             lines.append(f"    sha256 (float32, channel-major) {s['sha256']}")
         else:
             lines.append(f"  stream {name}: events at {s['sample_rate']:g} Hz")
-    if r["protocol"] not in ("rtframe", "scanimage_zmq"):
+    if "ttl_by_line" in r:  # TTLs and spikes (Open Ephys)
         on = sum(n for k, n in r["ttl_by_line"].items() if k.endswith(" on"))
         n_lines = len({k.rsplit(" ", 1)[0] for k in r["ttl_by_line"]})
         lines.append(f"  TTL events {r['ttl']} on {n_lines} line(s) ({on} on, {r['ttl'] - on} off); "
                      f"spikes {r['spikes']} on {len(r['spikes_by_electrode'])} electrode(s)")
         lines.append(f"  events sha256 {r['events_sha256']}")
-    if r["protocol"] == "openephys":
+    if "heartbeats_sent" in r:  # openephys
         lines.append(f"  lost messages {r['missing_messages']}, restarts {r['restarts']}, heartbeats "
                      f"{r['heartbeats_answered']}/{r['heartbeats_sent']} answered")
-    elif r["protocol"] == "eventbroadcaster":
+    elif "ttl_by_line" in r:  # eventbroadcaster
         lines.append(f"  restarts {r['restarts']}")
     lines.append(f"  rejected {r['rejected']}" + (f" {r['rejected_by_reason']}" if r["rejected"] else ""))
     if r.get("x_real_time") is not None:

@@ -175,9 +175,17 @@ class FrameGaps:
         self.last[key] = number
 
 
+def from_config(cfg, stages: list, frame_bytes: int | None) -> ScanImageZmqIngest:
+    """Protocol `scanimage_zmq` (rtdecode.sources.protocols): ScanImage's native stream at
+    `source.address`, with the stimulus PC's rtframe publisher `source.stim_address` beside it."""
+    stim = [cfg.source.stim_address] if cfg.source.stim_address else []
+    return ScanImageZmqIngest(cfg.source.address[0], stim_endpoints=stim)
+
+
 class ScanImageZmqIngest:
     """Subscribes to ScanImage's native stream (and, optionally, rtframe publishers such as the
-    stimulus PC, through an Ingest); `receive(timeout_ms)` -> Message or None, like Ingest."""
+    stimulus PC, through an Ingest); `receive(timeout_ms)` -> Message or None, like Ingest: a
+    rtdecode.sources.interface.SourceIngest."""
 
     def __init__(self, endpoint: str, stim_endpoints: list[str] | tuple[str, ...] = (), hwm: int = 1000,
                  context: zmq.Context | None = None):
@@ -238,6 +246,14 @@ class ScanImageZmqIngest:
             log.warning("rejected ScanImage message (%d so far of this kind): %s; it looks like %s",
                         self.rejected[key], reason, describe(parts))
 
+    @property
+    def dropped(self) -> int:
+        return self.gaps.missing + (self.stim.dropped if self.stim is not None else 0)
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values()) + (self.stim.n_rejected if self.stim is not None else 0)
+
     def counts(self) -> dict:
         c = {"received": dict(self.received), "rejected": sum(self.rejected.values()),
              "rejected_by_reason": dict(self.rejected), "dropped": self.gaps.missing,
@@ -278,3 +294,12 @@ def encode_native(image: np.ndarray, frame_number: int, channel: int, frame_time
     parts[HEADER_PART] = json.dumps(header).encode("utf-8")
     parts[PIXELS_PART] = a.astype(dstr, copy=False).tobytes()
     return parts
+
+
+def example():
+    """Protocol scanimage_zmq by example (rtdecode.sources.protocols.Example): one int16 frame."""
+    from rtdecode.sources.protocols import Example
+
+    image = (np.arange(48, dtype=np.int16) * 7).reshape(8, 6)
+    return Example(source={}, extraction={"two_photon": {"rois": "rois"}},
+                   messages=[encode_native(image, 1, channel=1, plane=1)], frame=image)

@@ -59,8 +59,13 @@ class Message:
         return self.header["t"]
 
 
-def encode(topic: str, seq: int, t: float, array: np.ndarray | None = None, **fields) -> list[bytes]:
-    """Build the three frames of one message. `array` None sends an empty payload (shape [0])."""
+def encode(topic: str, seq: int, t: float, array: np.ndarray | None = None, copy: bool = True,
+           **fields) -> list[bytes]:
+    """Build the three frames of one message. `array` None sends an empty payload (shape [0]).
+
+    copy=False: the payload is a memoryview on the array's own memory (no copy of a 0.5 MB frame);
+    send it with `send_multipart(..., copy=False)` and do not change the array until ZeroMQ has
+    sent it (the virtual rig's prerendered frames), or it may go out changed."""
     if topic not in TOPICS:
         raise WireError(f"unknown topic '{topic}'; valid topics: {', '.join(TOPICS)}")
     if array is None:
@@ -72,7 +77,8 @@ def encode(topic: str, seq: int, t: float, array: np.ndarray | None = None, **fi
         raise WireError(f"dtype {arr.dtype.str} cannot be sent; valid: {', '.join(DTYPES)}")
     header = {"v": VERSION, "seq": int(seq), "t": float(t), "dtype": arr.dtype.str, "shape": list(arr.shape)}
     header.update(fields)
-    return [topic.encode("ascii"), json.dumps(header, separators=(",", ":")).encode("utf-8"), arr.tobytes()]
+    payload = arr.tobytes() if copy else memoryview(arr.reshape(-1)).cast("B")
+    return [topic.encode("ascii"), json.dumps(header, separators=(",", ":")).encode("utf-8"), payload]
 
 
 def decode(frames: list[bytes], max_payload: int = MAX_PAYLOAD) -> Message:
@@ -220,3 +226,12 @@ class GapCounter:
             self.other_age += 1
             if self.other_age > OTHER_TTL:
                 self.other = None
+
+
+def example():
+    """Protocol rtframe by example (rtdecode.sources.protocols.Example): one uint16 frame."""
+    from rtdecode.sources.protocols import Example
+
+    image = (np.arange(48, dtype=np.uint16) * 7).reshape(8, 6)
+    return Example(source={}, extraction={"two_photon": {"rois": "rois"}},
+                   messages=[encode("frame", 0, 0.0, image, frameNumberAcq=1, channel=1, plane=1)], frame=image)

@@ -17,8 +17,11 @@ def test_fit_writes_a_self_describing_model(tiny_model):
     on_disk = json.loads((out / "card.json").read_text())
     assert on_disk["method"] == "amortized" and on_disk["neurons"] == 200
     assert on_disk["frame_shape"] == [36, 64] and on_disk["window"] == {"lag_min": -4, "bins": 16}  # the ridge's 8 bins + a clip of 4 + 4 frames
-    for key in ("normalisation", "rtdecode_version", "encoder", "inverse", "amortized", "training"):
+    for key in ("normalisation", "rtdecode_version", "method_settings", "training"):
         assert key in on_disk
+    assert on_disk["card_version"] == 2 and list(on_disk["method_settings"]) == ["amortized"]
+    for key in ("encoder", "inverse", "warm_iterations", "amortized"):  # one settings block, the method's
+        assert key in on_disk["method_settings"]["amortized"] and key not in on_disk
     assert on_disk["training"]["timings"]["total_s"] > 0
     with np.load(out / "weights.npz", allow_pickle=False) as z:
         assert "mask" in z.files and any(k.startswith("amortized.") for k in z.files)

@@ -9,6 +9,7 @@ import torch
 from rtdecode.decode import amortized as am
 from rtdecode.decode import crossfit
 from rtdecode.decode import image_prior as ip
+from rtdecode.decode import methods
 from rtdecode.decode import ridge
 from rtdecode.errors import ConfigError, ModelError
 
@@ -110,7 +111,7 @@ def test_default_amortized_fit_exports_with_onnx_parity(tiny_model, tmp_path):
     from rtdecode.decode import model as model_dir
 
     c, arrays = model_dir.load(folder)
-    fill = ridge.window_fill(arrays, c)
+    fill = methods.window_fill(arrays, c)
     net = decode.load(folder)[1].net
     np.testing.assert_allclose(fill, ridge.raw_fill(net.act_mean[:, 0].numpy(), float(net.act_scale[0])))
 
@@ -123,11 +124,12 @@ def test_a_card_that_disagrees_with_its_weights_is_refused(tiny_model, tmp_path)
     folder = tmp_path / "m"
     shutil.copytree(tiny_model[0], folder)
     card = json.loads((folder / "card.json").read_text())
-    card["amortized"]["back"] = 2
+    card["method_settings"]["amortized"]["amortized"]["back"] = 2
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="window should have"):
         decode.load(folder)
-    card["amortized"] = {**card["amortized"], "back": 4, "depth": 3}
+    settings = card["method_settings"]["amortized"]
+    settings["amortized"] = {**settings["amortized"], "back": 4, "depth": 3}
     (folder / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="unknown setting"):
         decode.load(folder)

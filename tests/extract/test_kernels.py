@@ -15,7 +15,7 @@ from rtdecode.extract.ephys import (
     bin_counts,
     reference_detect,
 )
-from rtdecode.extract.register import Register, shift_into
+from rtdecode.extract.register import Register, bin_numpy, shift_into
 from rtdecode.extract.rois import from_footprints
 from rtdecode.extract.traces import Traces
 
@@ -42,11 +42,12 @@ def test_shift_kernel_matches_numpy(dy, dx):
     np.testing.assert_array_equal(a, b)
 
 
-def test_register_backends_agree():
+@pytest.mark.parametrize("downsample", [1, 2, 3])
+def test_register_backends_agree(downsample):
     rng = np.random.default_rng(1)
     img = (ndimage.gaussian_filter(rng.standard_normal((128, 160)), 3) * 2000 + 1000).astype(np.float32)
-    fast = Register(img, crop=(96, 96), backend="numba")
-    ref = Register(img, crop=(96, 96), backend="numpy")
+    fast = Register(img, crop=(96, 96), backend="numba", downsample=downsample)
+    ref = Register(img, crop=(96, 96), backend="numpy", downsample=downsample)
     o1, o2 = fast.out_spec.empty(), ref.out_spec.empty()
     for dy, dx in [(0, 0), (4, -3), (-6, 7), (2, 2)]:
         moved = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(img), (dy + 0.3, dx - 0.2))).real
@@ -54,11 +55,23 @@ def test_register_backends_agree():
         fast.process(f, o1)
         ref.process(f, o2)
         np.testing.assert_allclose(fast.last_shift, ref.last_shift, atol=1e-3)
+        np.testing.assert_allclose(fast.last_shift, (dy + 0.3, dx - 0.2), atol=1.0)  # a wrong grid scale is off by px
         np.testing.assert_array_equal(o1, o2)
     with pytest.raises(StageError, match="expected <u2"):
         fast.process(f.astype(np.float32), o1)
     with pytest.raises(ConfigError):
         Register(img, backend="cuda")
+
+
+@pytest.mark.parametrize("b", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_bin_into_matches_numpy(b, dtype):
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    frame = rng.integers(info.min, info.max, (50, 61), endpoint=True).astype(dtype)
+    out = np.empty((36 // b, 42 // b), np.float32)
+    K.bin_into(frame, 5, 7, b, out)
+    np.testing.assert_array_equal(out, bin_numpy(frame[5:5 + 36 // b * b, 7:7 + 42 // b * b], b))
 
 
 @pytest.mark.parametrize("backend", ["scipy", "numba"])

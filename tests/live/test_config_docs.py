@@ -38,7 +38,8 @@ def test_types_ranges_choices_and_protocols_come_from_the_models():
     text = render_doc()
     assert "| `protocol` | text | **required** | one of `rtframe`, `openephys`, `eventbroadcaster`, `scanimage_zmq`" in text
     assert "| `tau_s` | number | `0.7` | (0, 10] |" in text
-    assert "| `crop` | [integer, integer] | `[256, 256]` | each [8, 4096] |" in text
+    assert "| `crop` | [integer, integer] | not set | each [8, 4096] |" in text
+    assert "| `downsample` | integer | not set | [1, 8] |" in text
     assert "| `channel` | integer | not set | [1, 64] |" in text and "(only with protocol `rtframe` or `scanimage_zmq`)" in text
     assert "`blas_threads`" in text and "[`rule`](#triggersrule)" in text
 

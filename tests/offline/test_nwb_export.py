@@ -187,6 +187,21 @@ def _every_series_is_time_first(nwb, frames):
         assert ts.data.shape[0] == frames and len(ts.timestamps) == frames, (ts.name, ts.data.shape)
 
 
+def test_a_session_of_an_unknown_protocol_is_refused_not_exported_as_two_photon(recorded, tmp_path):
+    import shutil
+
+    from rtdecode.offline.nwb_export import export_nwb
+    from rtdecode.sources import protocols
+
+    session = tmp_path / "session"
+    shutil.copytree(recorded / "session", session)
+    meta = json.loads((session / "session.json").read_text())
+    meta["config"]["source"]["protocol"] = "newproto"
+    (session / "session.json").write_text(json.dumps(meta))
+    with pytest.raises(RecordError, match="source.protocol 'newproto' is not one of " + protocols.valid()):
+        export_nwb(session, tmp_path / "s.nwb")
+
+
 def test_the_rig_files_session_metadata_alone_makes_a_dandi_ready_file(recorded, tmp_path, capsys):
     out = tmp_path / "d.nwb"
     assert main(["export", str(recorded / "session"), "--nwb", str(out)]) == 0

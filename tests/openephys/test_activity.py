@@ -253,7 +253,7 @@ def test_a_mis_specified_graph_is_refused_before_the_first_block(tmp_path, monke
     def connect(*args, **kwargs):
         raise AssertionError("the source was connected before the graph was checked")
 
-    monkeypatch.setattr(run_mod, "make_ephys_ingest", connect)
+    monkeypatch.setattr(run_mod, "make_ingest", connect)
     with pytest.raises(StageError, match=message):
         run_session(cfg, seconds=1)
 

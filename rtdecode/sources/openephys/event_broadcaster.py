@@ -173,3 +173,16 @@ class EventBroadcasterClient:
     def close(self) -> None:
         self.redial.close()
         self.sock.close(linger=0)
+
+
+def example():
+    """Protocol eventbroadcaster by example (rtdecode.sources.protocols.Example): sorted spikes of units
+    a and b at 1 kHz; the first 10 ms bin holds two spikes of a (it closes when a later spike arrives)."""
+    import numpy as np
+
+    from rtdecode.sources.protocols import Example
+
+    spikes = ((3, "a"), (5, "a"), (15, "b"), (25, "b"))
+    return Example(source={"units": ["a", "b"]}, extraction={"ephys": {"bin_ms": 10.0}},
+                   messages=[encode_spike("example", 100, unit, 1000.0, s, 0, [1.0]) for s, unit in spikes],
+                   frame=np.array([2.0, 0.0], np.float32))

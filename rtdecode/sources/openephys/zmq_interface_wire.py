@@ -224,3 +224,22 @@ def parse_message(frames: list[bytes]):
                                         [float(x) for x in thr],
                                         np.frombuffer(payload, dtype="<f4").reshape(nch, ns), ts)
     raise _err(f"unknown message type {safejson._short(kind)}", "topic")
+
+
+def example():
+    """Protocol openephys by example (rtdecode.sources.protocols.Example): two channels at 1 kHz in two
+    blocks of 25 samples (a block is complete when the next one starts), one crossing on channel 0 in
+    the first 10 ms bin."""
+    from rtdecode.sources.protocols import Example
+
+    first = np.zeros(25, np.float32)
+    first[3] = -5.0
+    messages, num = [], 0
+    for start in (0, 25):
+        for ch in range(2):
+            data = first if ch == 0 and start == 0 else np.zeros(25, np.float32)
+            messages.append(encode_data(num, "example", ch, f"CH{ch + 1}", start, 1000.0, data, start + 25.0))
+            num += 1
+    return Example(source={}, extraction={"ephys": {"band_hz": None, "reference": None, "threshold_uv": 0.5,
+                                                    "bin_ms": 10.0, "block_samples": 16}},
+                   messages=messages, frame=np.array([1.0, 0.0], np.float32))
