@@ -62,7 +62,7 @@ def cmd_export(args, progress) -> int:
     if args.out is not None:
         from rtdecode.offline.session_export import export_sensorium
 
-        print(f"wrote {export_sensorium(args.session, args.out, args.tier)}")
+        print(f"wrote {export_sensorium(args.session, args.out, args.tier, rois=args.rois, progress=progress)}")
     if args.nwb is not None:
         try:
             from rtdecode.offline.nwb_export import export_nwb
@@ -136,7 +136,12 @@ def _fit(args, env) -> int:
         from rtdecode.offline.session_export import export_sensorium
 
         tmp = tempfile.TemporaryDirectory(prefix="rtdecode-session-")
-        args.dataset = str(export_sensorium(args.dataset, Path(tmp.name) / "dataset"))
+        args.dataset = str(export_sensorium(args.dataset, Path(tmp.name) / "dataset", rois=args.rois, progress=True))
+    elif args.rois is not None:
+        from rtdecode.errors import ConfigError
+
+        raise ConfigError(f"--rois re-extracts a recorded session's raw frames; {args.dataset} is not a session "
+                          "folder (session.json)")
 
     opts = {}
     if methods.METHODS[args.method].encoder:
@@ -205,9 +210,12 @@ def cmd_run(args, progress) -> int:
     lat = st["latency_ms"]
     ignored = sum(st.get("ignored_frames", {}).values())
     if st["backend"] is None:
-        print(f"calibration block (no decoder): {st['frames']} frames extracted and recorded, dropped "
-              f"{st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
-              "(other channels / planes)")
+        raw = st.get("raw_frames_recorded")
+        print(f"calibration block (no decoder): {st['frames']} frames "
+              f"{'extracted and recorded' if raw is None else 'recorded'}"
+              + (f" ({raw} raw frames kept)" if raw is not None else "")
+              + f", dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, ignored {ignored} "
+              "(other channels / planes / frame shape)")
     else:
         print(f"backend {st['backend']}: {st['frames']} frames, {st['published']} decoded, latency p50 {lat['p50']} ms "
               f"p99 {lat['p99']} ms, dropped {st['dropped']}, rejected {st['rejected'] + st['rejected_frames']}, "
@@ -244,6 +252,39 @@ def cmd_extract(args, progress) -> int:
     return run(args)
 
 
+def cmd_rois(args, progress) -> int:
+    from pathlib import Path
+
+    from rtdecode.offline.detect_rois import detect_planes
+
+    fps, tau = args.fps, args.tau
+    for m in args.movie:  # a recorded session: its rig file's rate and indicator
+        tp = _session_two_photon(Path(m))
+        if tp:
+            fps = fps or tp.get("fps")
+            tau = tau or tp.get("tau_s")
+    results = detect_planes(args.movie, args.out, channel=args.channel, planes=args.planes, progress=True,
+                            fps=fps or 30.0, tau_s=tau or 0.7, diameter=args.diameter, threshold=args.threshold,
+                            nonrigid=not args.rigid)
+    for r in results:
+        print(f"wrote {r['out']}: {r['cells']} cells (p >= {r['threshold']:g}) of {r['rois_found']} ROIs found in "
+              f"{r['frames']} frames, {r['seconds']:.0f} s")
+    return 0
+
+
+def _session_two_photon(folder) -> dict | None:
+    """The two_photon section of a session's recorded rig file, or None."""
+    path = folder / "session.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    tp = ((meta.get("config") or {}).get("extraction") or {}).get("two_photon")
+    return tp if isinstance(tp, dict) else None
+
+
 def cmd_bench(args, progress) -> int:
     import importlib
 
@@ -259,4 +300,5 @@ def cmd_compile(args, progress) -> int:
 COMMANDS = {"demo": cmd_demo, "simulate": cmd_simulate, "fit": cmd_fit, "reconstruct": cmd_reconstruct,
             "view": cmd_view, "extract": cmd_extract, "bench": cmd_bench,
             "inspect": cmd_inspect, "probe": cmd_probe,
-            "compile": cmd_compile, "run": cmd_run, "export": cmd_export, "dataset": cmd_dataset, "rig": cmd_rig}
+            "compile": cmd_compile, "run": cmd_run, "export": cmd_export, "dataset": cmd_dataset, "rig": cmd_rig,
+            "rois": cmd_rois}

@@ -4,6 +4,7 @@ Light imports only (the registries); `rtdecode.cli` runs the commands."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from rtdecode.bench import BENCHES, positive_float, positive_int
 from rtdecode.decode import methods  # the registries: light, no torch or runtimes
@@ -18,6 +19,7 @@ EPILOG = """examples:
   rtdecode view tcp://127.0.0.1:5560             watch a decoded stream
   rtdecode probe 5556 --protocol openephys       what an Open Ephys GUI (or the emulator) sends
   rtdecode rig --write-rois data/virtual/rois --model models/virtual   the virtual rig, as its own process
+  rtdecode rois sessions/calibration --out rois  find the cells of a new field of view (suite2p)
 """
 
 
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("dataset", help="a mouse folder in the Sensorium 2023 layout, or a recorded session folder "
                    "(a calibration block: exported to the layout first, every trial as 'train')")
     f.add_argument("--out", required=True, help="model directory to write")
+    f.add_argument("--rois", default=None, metavar="DIR",
+                   help="a session recorded with raw frames (a new field of view): extract them with the ROIs of this "
+                   "suite2p folder (from 'rtdecode rois') and the session's rig-file settings, and fit on that")
     f.add_argument("--method", default="ridge", choices=methods.fit_methods(),
                    help="; ".join(f"{m.name}: {m.help}" for m in methods.METHODS.values() if m.fit))
     f.add_argument("--encoder-steps", type=int, default=None,
@@ -182,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--tier", default="train", help="--out: tier of every exported trial (default train)")
     ex.add_argument("--nwb", default=None, metavar="OUT.nwb", help="NWB file to write")
     ex.add_argument("--rois", default=None, metavar="DIR",
-                    help="--nwb: suite2p folder of the ROIs, for sessions recorded without rois.npz")
+                    help="--nwb: suite2p folder of the ROIs, for sessions recorded without rois.npz; --out: extract "
+                    "the session's raw frames with these ROIs (a new field of view's calibration block)")
     ex.add_argument("--no-compress", action="store_true", help="--nwb: do not gzip the large datasets")
     ex.add_argument("--allow-damaged", action="store_true",
                     help="--nwb: export a damaged session's whole chunks (exit 0), the damaged ranges in invalid_times")
@@ -236,6 +242,40 @@ def build_parser() -> argparse.ArgumentParser:
     from rtdecode.rig.command import add_rig_parser  # light: argparse only
 
     add_rig_parser(sub)
+
+    ro = sub.add_parser("rois", help="find the cells of a new field of view (suite2p) in a calibration recording",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description=textwrap.fill("Runs suite2p's own registration, functional cell detection and cell classifier "
+                        "(the 'rois' extra: pip install -e '.[rois]') on one plane of a calibration recording, and "
+                        "writes the suite2p folder that the rig file's extraction.two_photon.rois reads: stat.npy, "
+                        "iscell.npy (column 0: a cell, from --threshold; column 1: the classifier's probability), "
+                        "ops.npy (meanImg: the live registration reference) and rois.json (what ran). No second "
+                        "acquisition: record the calibration block with outputs.raw_frames in the rig file, or give "
+                        "ScanImage's own TIFFs.", 100),
+                        epilog="""examples:
+  rtdecode rois sessions/calibration --out rois          a block recorded with outputs.raw_frames
+  rtdecode rois file_00001.tif file_00002.tif --out rois --channel 1
+  rtdecode rois tiffs/ --planes 1 2 --out rois           one folder per plane: rois/plane0, rois/plane1
+then: rtdecode fit sessions/calibration --rois rois --out model   (extracts the block with these ROIs)
+      extraction.two_photon.rois: rois  in the live rig file (docs/rois.md)""")
+    ro.add_argument("movie", nargs="+", help="ScanImage TIFFs or folders of them (read in name order, channel and "
+                    "plane from their metadata), .npy (T, H, W) arrays, or session folders recorded with raw frames; "
+                    "several inputs are one movie, in the order given")
+    ro.add_argument("--out", required=True, help="folder to write (one plane), or one folder per plane in it: "
+                    "plane0, plane1, ... in --planes order")
+    ro.add_argument("--channel", type=positive_int, default=1, help="TIFFs: the functional channel (default 1)")
+    ro.add_argument("--planes", type=positive_int, nargs="+", default=[1], help="TIFFs: the planes (default 1)")
+    ro.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                    help="classifier probability (0-1) from which an ROI is a cell and is extracted live (default 0.5, "
+                    "as suite2p); every ROI and its probability stay in stat.npy / iscell.npy")
+    ro.add_argument("--fps", type=positive_float, default=None,
+                    help="frame (volume) rate, Hz (default: the session's rig file, else 30)")
+    ro.add_argument("--tau", type=positive_float, default=None,
+                    help="indicator decay time, s (default: the session's rig file, else 0.7: GCaMP6s)")
+    ro.add_argument("--diameter", type=positive_float, default=None, metavar="PX",
+                    help="expected cell diameter, px (default: suite2p's, 12)")
+    ro.add_argument("--rigid", action="store_true",
+                    help="rigid registration only (faster; suite2p's default adds non-rigid blocks)")
 
     x = sub.add_parser("extract", help="run the live extraction chain offline over a two-photon movie",
                        description="Runs the exact live chain (registration, ROI + neuropil traces, dF/F, "

@@ -38,3 +38,7 @@ class RoiError(RtdecodeError):
 
 class RecordError(RtdecodeError):
     """A session folder cannot be written or read."""
+
+
+class DependencyError(RtdecodeError):
+    """An optional dependency (an extra of pyproject.toml) is not installed."""

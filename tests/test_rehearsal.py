@@ -1,5 +1,6 @@
 """The README's "Rehearse on the virtual rig" block: checked command by command (default run), and run
-verbatim with bash (slow: a 60-s calibration block, a fit and a 30-s live session; `.ci/run` runs it).
+verbatim with bash (slow: a 60-s calibration block with raw frames, suite2p's cell detection on it, a
+fit and a 30-s live session; `.ci/run` runs it).
 
 The verbatim run happens in a fresh folder holding a copy of `configs/` (what the block reads from the
 repository root), with this checkout's `rtdecode` first on the path. It binds the rig files' fixed
@@ -59,6 +60,15 @@ def test_the_rehearsal_block_does_the_whole_workflow_with_valid_commands():
     assert len(fits) == 1 and fits[0].dataset == runs[0].record  # fitted on the recorded calibration block
     assert live.decoder.model.resolve() == (ROOT / fits[0].out).resolve()  # the live rig file uses that model
     assert parsed[-1].session == runs[1].record  # inspect the live session
+    # a new field of view: no ground-truth ROIs; the block keeps raw frames, suite2p finds the cells in them,
+    # the fit extracts the block with those ROIs, and the live rig file reads the same folder
+    assert not any(a.write_rois for a in parsed if a.command == "rig")
+    assert calib.extraction.two_photon.rois is None and calib.outputs.raw_frames is not None
+    rois = [a for a in parsed if a.command == "rois"]
+    assert len(rois) == 1 and rois[0].movie == [runs[0].record]
+    assert fits[0].rois == rois[0].out
+    assert live.extraction.two_photon.rois.resolve() == (ROOT / rois[0].out).resolve()
+    assert names.index("rois") < names.index("fit")
     rigs = [a for a in parsed if a.command == "rig"]
     assert [a.tier for a in rigs if not a.prepare_only] == ["train", "oracle"]
     assert any(a.seconds == 30 for a in rigs if a.tier == "oracle")  # a 30-second live session
@@ -77,4 +87,5 @@ def test_the_rehearsal_block_runs_verbatim(tmp_path):
     assert proc.returncode == 0, out[-6000:]
     assert "calibration block (no decoder): " in out and "stopped cleanly" in out, out[-6000:]
     assert (tmp_path / "models" / "virtual" / "card.json").is_file()
+    assert (tmp_path / "data" / "virtual" / "rois" / "rois.json").is_file()  # found by `rtdecode rois`, not written by the rig
     assert (tmp_path / "sessions" / "rehearsal" / "live" / "end.json").is_file()

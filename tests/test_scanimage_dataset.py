@@ -163,3 +163,18 @@ def test_stimulus_log_errors_name_the_problem(tmp_path):
     np.save(tmp_path / "c.npy", np.array([[3, 0, 0], [3, 0, 1]]))
     with pytest.raises(DatasetError, match="listed more than once"):
         read_stimulus_log(tmp_path / "c.npy")
+
+
+def test_rtdecode_rois_reads_one_plane_and_channel_of_a_scanimage_tiff(recording):
+    """`rtdecode rois` input: the frames of --channel / --planes, in acquisition order (no suite2p run)."""
+    from rtdecode.offline.detect_rois import read_frames
+
+    tmp, green = recording
+    for plane in (1, 2):
+        frames, about = read_frames([tmp / "calib_00001.tif"], channel=1, plane=plane)
+        assert frames.dtype == np.int16 and np.array_equal(frames, green[plane])
+        assert about["plane"] == plane and about["inputs"][0]["frames"] == VOLUMES
+    red, _ = read_frames([tmp], channel=2, plane=1)  # a folder of TIFFs
+    assert red.shape == (VOLUMES,) + SHAPE and set(np.unique(red)) == {0, 4000}
+    with pytest.raises(DatasetError, match=r"plane 3.*\(1, 1\), \(1, 2\), \(2, 1\), \(2, 2\)"):
+        read_frames([tmp / "calib_00001.tif"], channel=1, plane=3)

@@ -164,11 +164,16 @@ class Source(Section):
 class TwoPhoton(Section):
     """The two-photon chain: register -> ROI traces - neuropil -> dF/F -> deconvolve, one per plane."""
 
-    rois: Path | Annotated[list[Path], NonEmpty] = Field(
-        description="suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane: a list in source.planes order; "
+    rois: Path | Annotated[list[Path], NonEmpty] | None = Field(
+        None, description="suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane: a list in source.planes order; "
                     "the activity vector is the planes' activities one after the other (plane, then ROI order). "
                     "Multi-ROI scans (source.scan_rois): one folder per (plane, scan ROI), plane-major: "
-                    "[p1 r1, p1 r2, ..., p2 r1, p2 r2, ...], e.g. suite2p's plane0, plane1, ... in that order")
+                    "[p1 r1, p1 r2, ..., p2 r1, p2 r2, ...], e.g. suite2p's plane0, plane1, ... in that order. Leave it out only to record the raw frames of a new field of "
+                    "view's calibration block (no decoder, outputs.raw_frames and frame_shape set), then find its cells "
+                    "with `rtdecode rois SESSION --out DIR`")
+    frame_shape: tuple[Annotated[int, Range(ge=8, le=8192)], Annotated[int, Range(ge=8, le=8192)]] | None = Field(
+        None, description="the acquisition frame's size, px (height, width); needed without rois (with them: ops.npy's "
+                          "Ly, Lx)")
     reference: Path | Annotated[list[Path], NonEmpty] | None = Field(
         None, description=".npy image to register to (one per plane, or per (plane, scan ROI) as rois); default: "
                           "ops['meanImg'] of the ROI folder")
@@ -191,7 +196,9 @@ class TwoPhoton(Section):
 
     @property
     def rois_per_plane(self) -> list[Path]:
-        """One suite2p folder per field: per plane, or per (plane, scan ROI) plane-major."""
+        """One suite2p folder per field: per plane, or per (plane, scan ROI) plane-major ([] without rois)."""
+        if self.rois is None:
+            return []
         return list(self.rois) if isinstance(self.rois, list) else [self.rois]
 
     @property
@@ -269,6 +276,21 @@ class Outputs(Section):
     max_peers: Annotated[int, Range(ge=1, le=10000)] = Field(
         16, description="connections each socket rtdecode binds (publish, zmq triggers) takes; refused beyond, so "
                         "that idle peers cannot use up the file descriptors")
+    raw_frames: RawFrames | None = Field(
+        None, description="two-photon, one plane: also record the raw frames (e.g. a calibration block, for "
+                          "`rtdecode rois`); needs a record path")
+
+
+class RawFrames(Section):
+    """Raw acquisition frames kept in the recording, in its chunks (zlib-compressed): a calibration block of a
+    new field of view keeps them so that `rtdecode rois SESSION` finds its cells, with no second acquisition."""
+
+    max_gib: Annotated[float, Range(gt=0.0, le=1024.0)] = Field(
+        4.0, description="at most this many GiB of raw frames, counted uncompressed (less lands on disk); later "
+                         "frames are not kept (a warning says so, `raw_saved` is false in their rows)")
+    level: Annotated[int, Range(ge=1, le=9)] = Field(
+        1, description="zlib compression level of the chunks: 1 fastest (the default; keeps up at 30 Hz on one "
+                       "core), 9 smallest")
 
 
 class TriggerRule(Section):
@@ -524,6 +546,19 @@ class RigConfig(Section):
             raise problem("triggers: a session without a decoder (a calibration block) cannot trigger; "
                            "add decoder.model or remove the triggers")
         tp = self.extraction.two_photon
+        if self.outputs.raw_frames is not None:
+            if tp is None or want != "two_photon":
+                raise problem("outputs.raw_frames: raw frames are two-photon frames; remove it for this protocol")
+            if len(self.source.frame_fields) != 1:
+                raise problem(f"outputs.raw_frames: one field (one plane, one scan ROI) only, got "
+                               f"{len(self.source.frame_fields)} (source.planes x source.scan_rois)")
+        if tp is not None and want == "two_photon" and tp.rois is None:
+            if self.decoder is not None:
+                raise problem("extraction.two_photon.rois: required with a decoder (the model reads these ROIs' "
+                               "activity); find them with `rtdecode rois` on a calibration block")
+            if self.outputs.raw_frames is None or tp.frame_shape is None:
+                raise problem("extraction.two_photon.rois: without ROIs the session only keeps raw frames: set "
+                               "outputs.raw_frames and extraction.two_photon.frame_shape, or give the ROIs")
         if tp is not None and want == "two_photon":
             planes, scan_rois = self.source.frame_planes, self.source.frame_scan_rois
             want = len(planes) * len(scan_rois)

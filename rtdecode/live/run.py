@@ -244,7 +244,10 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
                           "--record DIR (or outputs.record) to keep it, then fit on it: rtdecode fit DIR --out MODEL")
     planes = None
     stages = []
-    if not ephys:
+    tp = cfg.extraction.two_photon
+    if not ephys and tp.rois is None:  # a new field of view: raw frames recorded, nothing extracted
+        planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, scan_rois=cfg.source.frame_scan_rois)
+    elif not ephys:
         chains = plane_chains(cfg)
         if len(chains) == 1:  # one plane: the extraction is the chain's head, frames only filtered
             stages = chains[0].stages
@@ -287,6 +290,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
              f" after {len(planes.planes)} plane chains" if planes is not None and planes.chains else "", backend)
     if planes is not None and planes.chains is not None:
         n_neurons = planes.n
+    elif not ephys and chain is None:
+        n_neurons = 0  # raw frames only
     else:
         n_neurons = card.neurons if card is not None else int(chain.out_spec.shape[0])
     # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (docs/design.md 3.2)
@@ -294,8 +299,25 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     # before the session folder: it may refuse the model (neurons)
     frame_bytes = None
     if not ephys:  # the largest acquisition frame (of any field) bounds what a frame socket accepts
-        heads = [stages[0]] if stages else [c.stages[0] for c in planes.chains]
-        frame_bytes = max(int(np.prod(h.in_spec.shape)) * np.dtype(h.in_spec.dtype).itemsize for h in heads)
+        if tp.rois is None:
+            heads = []
+            raw_spec = (tuple(tp.frame_shape), np.dtype(tp.frame_dtype))
+            frame_bytes = int(np.prod(raw_spec[0])) * raw_spec[1].itemsize
+        else:
+            heads = [stages[0]] if stages else [c.stages[0] for c in planes.chains]
+            raw_spec = (tuple(heads[0].in_spec.shape), np.dtype(heads[0].in_spec.dtype))
+            frame_bytes = max(int(np.prod(h.in_spec.shape)) * np.dtype(h.in_spec.dtype).itemsize for h in heads)
+    raw = cfg.outputs.raw_frames
+    raw_budget = None
+    extras = recorder_extras(chain, planes)
+    if raw is not None:
+        if record is None:
+            raise ConfigError("outputs.raw_frames: raw frames are kept in the recording; give --record DIR "
+                              "(or outputs.record)")
+        raw_budget = int(raw.max_gib * 2**30 // (int(np.prod(raw_spec[0])) * raw_spec[1].itemsize))
+        extras |= {"raw": (raw_spec[0], raw_spec[1].str), "raw_saved": ((), "bool")}
+        log.info("recording raw %dx%d %s frames: at most %d (%.3g GiB uncompressed), zlib level %d",
+                 *raw_spec[0], raw_spec[1], raw_budget, raw.max_gib, raw.level)
     raise_descriptor_limit()  # before any socket: a connection flood must not take the recorder's files
     ingest = make_ingest(cfg, stages if ephys else [], frame_bytes)
     recorder = triggers = flips = None
@@ -309,7 +331,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
                                       "calibration": card is None,
                                       **({"activity_order": planes.order()}
                                          if planes is not None and planes.chains is not None else {})},
-                                fps=_frame_rate(cfg), extras=recorder_extras(chain, planes))
+                                fps=_frame_rate(cfg), extras=extras,
+                                compress_level=None if raw is None else raw.level)
             if planes is not None and planes.chains is not None:
                 record_planes(recorder, planes)
             elif chain is not None:
@@ -327,6 +350,7 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
                           triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
                           decode=card is not None, max_age_s=cfg.max_age_ms / 1e3, flips=flips,
+                          raw_frames=raw_budget, raw_shape=None if ephys else raw_spec[0],
                           placement=Placement(cfg.cpu.pipeline, cfg.cpu.priority))
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
              ", ".join(cfg.source.address), pub.endpoint)

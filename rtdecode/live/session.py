@@ -60,6 +60,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from rtdecode.errors import StageError
 from rtdecode.sources import wire
 from rtdecode.sources.clock import ClockOffset
@@ -135,14 +137,23 @@ class LiveSession:
     decode: False for a calibration block: `chain` is the extraction only (None: nothing after the
     per-plane chains), no decoded frame is published, the recorder gets activity and stimulus.
     flips: a rtdecode.sources.flips.TtlFlips (hardware flip times for the stim messages), or None.
+    raw_frames: record each extracted frame's raw image (the recorder's extras 'raw' and 'raw_saved') for
+    at most this many frames (None: none); raw_shape: the acquisition frame's (H, W). With no chain and
+    no per-plane chains (a new field of view: no ROIs yet) nothing is extracted: the activity recorded
+    is empty, frames of another shape than raw_shape are ignored (`ignored['frame_shape']`).
     placement: a rtdecode.live.cpu.Placement entered for the run (the loop's CPU and priority), or None."""
 
     def __init__(self, ingest: Ingest, chain: Chain | None, publisher: Publisher, lag_min: int = 0,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
                  recorder: Recorder | None = None, triggers=None, silence_s: float = 1.0,
                  time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
-                 decode: bool = True, max_age_s: float | None = 0.05, flips=None, placement: Placement | None = None):
+                 decode: bool = True, max_age_s: float | None = 0.05, flips=None,
+                 raw_frames: int | None = None, raw_shape: tuple[int, int] | None = None,
+                 placement: Placement | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
+        self.raw_budget, self.raw_shape, self.raw_kept = raw_frames, raw_shape, 0
+        self.raw_only = chain is None and (planes is None or planes.chains is None)
+        self._no_activity = np.zeros(0, np.float32)
         # Stages the ingest runs before the frames reach `chain` (ephys: per block, not per bin);
         # only timed and reported here.
         self.extraction = extraction
@@ -374,6 +385,19 @@ class LiveSession:
                 inp = self.planes.add(msg.header["plane"], msg.array, msg.header.get("roi", 1))
                 if inp is None:  # not the volume's last field (plane, scan ROI) yet
                     return
+        raw = None
+        if self.raw_only or self.raw_budget is not None:
+            if self.raw_shape is not None and tuple(inp.shape) != tuple(self.raw_shape):
+                res.ignored["frame_shape"] += 1
+                return
+            if self.raw_budget is not None:
+                if self.raw_kept < self.raw_budget:
+                    raw = inp
+                    self.raw_kept += 1
+                elif self.raw_kept == self.raw_budget:
+                    self.raw_kept += 1  # warn once
+                    log.warning("outputs.raw_frames: max_gib reached after %d frames; later raw frames are not "
+                                "recorded", self.raw_budget)
         out = inp if self.chain is None else self.chain.process(inp)
         ready = time.perf_counter()
         self.frame_times.append((local_t, msg.t))
@@ -400,11 +424,14 @@ class LiveSession:
                                          acquired=acquired, max_age_s=self.max_age_s, suppress=suppress)
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
-        if not self.decode:
+        if self.raw_only:
+            activity = self._no_activity
+        elif not self.decode:
             activity = out
         else:
             activity = self.activity_buffer if self.activity_buffer is not None else inp
-        self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
+        if activity.size:
+            self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
         if self.recorder is not None:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
             i = self.stim.find(local_t)
@@ -414,9 +441,11 @@ class LiveSession:
                 self._stim_shape_warned = True
                 log.warning("stimulus images are %s but the session records %s: they are not recorded",
                             image.shape, self.recorder.shape)
+            extras = {k: g() for k, g in self.taps.items()} if self.taps else None
+            if self.raw_budget is not None:
+                extras = (extras or {}) | ({"raw": raw, "raw_saved": True} if raw is not None else {})
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
-                              shown, target, time.perf_counter() - msg.received, image,
-                              {k: g() for k, g in self.taps.items()} if self.taps else None,
+                              shown, target, time.perf_counter() - msg.received, image, extras,
                               local_t=local_t, shown_t=float("nan") if i is None else self.stim.times[i])
 
     def _local(self, msg) -> float:
@@ -467,8 +496,12 @@ class LiveSession:
 
         if self.planes is not None:
             out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
+            if self.raw_shape is not None and (self.raw_only or self.raw_budget is not None):
+                out["ignored_frames"]["frame_shape"] = r.ignored.get("frame_shape", 0)
             if self.planes.chains is not None and len(self.planes.fields) > 1:
                 out["incomplete_volumes"] = self.planes.incomplete
+        if self.raw_budget is not None:
+            out["raw_frames_recorded"] = min(self.raw_kept, self.raw_budget)
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
         if self.recorder is not None:

@@ -15,9 +15,14 @@ from rtdecode.outputs.session_reader import read_session
 log = logging.getLogger(__name__)
 
 
-def export_sensorium(session: str | Path, out: str | Path, tier: str = "train") -> Path:
+def export_sensorium(session: str | Path, out: str | Path, tier: str = "train", rois: str | Path | None = None,
+                     progress: bool = False) -> Path:
     """Write a recorded session in the Sensorium 2023 layout (docs/design.md 3.2), one trial per stimulus
     trial seen, so that `rtdecode fit` trains on a recorded calibration block.
+
+    rois: a suite2p folder: the responses are the session's raw frames (outputs.raw_frames) extracted
+    with these ROIs (rtdecode.offline.session_frames), not the activity recorded live; rows without a
+    raw frame are left out. The way a new field of view's calibration block is fitted.
 
     Responses are the recorded activity vectors, video frames the stimulus images recorded with
     them (the stimulus stream must carry images); behaviour and pupil centre are not recorded and
@@ -30,10 +35,19 @@ def export_sensorium(session: str | Path, out: str | Path, tier: str = "train") 
     if "stimulus" not in a or not a.get("shown", np.zeros((0, 2))).size:
         raise RecordError(f"{session} holds no stimulus images (recorded by an older rtdecode?)")
     shown = a["shown"]
+    activity = a["activity"]
+    if rois is not None:
+        from rtdecode.offline.session_frames import extract_session
+
+        activity, kept = extract_session(session, rois, progress=progress)
+        shown = np.where(kept[:, None], shown, -1)
+    elif activity.shape[1] == 0:
+        raise RecordError(f"{session} recorded raw frames but no activity (a new field of view): find its cells with "
+                          f"'rtdecode rois {session} --out ROIS', then give --rois ROIS")
     known = shown[:, 0] >= 0
     if not known.any():
         raise RecordError(f"{session}: no recorded frame has a known stimulus; was the stimulus stream connected?")
-    root = write_pairs(out, a["activity"], shown, lambda rows: a["stimulus"][rows], tier)
+    root = write_pairs(out, activity, shown, lambda rows: a["stimulus"][rows], tier)
     order = s["meta"].get("activity_order")
     if order is not None:  # several (plane, scan ROI) fields: their layout, as `rtdecode dataset` writes it
         (root / "meta" / "activity_order.json").write_text(json.dumps(order, indent=2) + "\n")

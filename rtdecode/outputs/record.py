@@ -97,6 +97,17 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def _savez_deflated(fh, arrays: dict, level: int) -> None:
+    """np.savez_compressed at a chosen zlib level (numpy's own uses zipfile's default, 6: too slow for
+    raw frames at 30 Hz); the same .npz layout, read by np.load."""
+    import zipfile
+
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
+        for name, a in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
+
+
 def git_commit() -> str | None:
     """The git commit of the rtdecode source in use (None outside a git checkout)."""
     import subprocess
@@ -123,12 +134,18 @@ class Recorder:
     extras: more per-frame arrays, {name: (shape, dtype)} (e.g. 'F': ((n,), 'float32')), given to
     `add(..., extras={name: array})`; one missing from a frame is stored as NaN (floats) or 0.
     `attach(name, arrays)` writes a whole-session file name.npz (e.g. the ROI masks).
+    compress_level: None writes chunks uncompressed (np.savez); 1-9 deflates them at that zlib level
+    (raw frames: rig file `outputs.raw_frames`); np.load reads both.
     """
 
     def __init__(self, folder: str | Path, n_neurons: int, frame_shape: tuple[int, int],
                  meta: dict | None = None, chunk_s: float = 1.0, fps: float = 30.0, max_backlog: int = 30,
-                 extras: dict[str, tuple[tuple[int, ...], str]] | None = None, retry_s: float = 10.0):
+                 extras: dict[str, tuple[tuple[int, ...], str]] | None = None, retry_s: float = 10.0,
+                 compress_level: int | None = None):
         self.extras = {k: (tuple(int(d) for d in shape), np.dtype(dt)) for k, (shape, dt) in (extras or {}).items()}
+        if compress_level is not None and not (isinstance(compress_level, int) and 1 <= compress_level <= 9):
+            raise RecordError(f"compress_level must be a whole number 1-9 or None, got {compress_level!r}")
+        self.compress_level = compress_level
         clash = set(self.extras) & set(KEYS)
         if clash:
             raise RecordError(f"extras {sorted(clash)} would overwrite the recorder's own arrays; rename them")
@@ -372,7 +389,10 @@ class Recorder:
     def _write_chunk(self, path: Path, arrays: dict) -> None:
         rows = len(arrays["number"])
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        if self.compress_level is None:
+            np.savez(buf, **arrays)
+        else:
+            _savez_deflated(buf, arrays, self.compress_level)
         data = buf.getbuffer()
         try:
             _atomic_write(path, lambda fh: fh.write(data))

@@ -148,9 +148,12 @@ def load_npz(path: Path, what: str, max_bytes: int = MAX_CHUNK_BYTES) -> dict[st
 def _meta_problem(meta: dict) -> str | None:
     """What session.json claims that no recorder writes (e.g. 1e12 neurons), or None."""
     neurons, frame_shape = meta.get("neurons"), meta.get("frame_shape")
+    # 0 neurons: a calibration block of a new field of view, raw frames only (no ROIs yet)
+    least = 0 if "raw" in (meta.get("extras") or {}) else 1
     if "neurons" in meta and not (isinstance(neurons, int) and not isinstance(neurons, bool)
-                                  and 1 <= neurons <= MAX_NEURONS):
-        return f"session.json: neurons is {neurons!r}; a recorder writes an integer from 1 to {MAX_NEURONS:,}"
+                                  and least <= neurons <= MAX_NEURONS):
+        return (f"session.json: neurons is {neurons!r}; a recorder writes an integer from {least} to {MAX_NEURONS:,}"
+                + (" (0 only with raw frames)" if least else ""))
     if "frame_shape" in meta and not (isinstance(frame_shape, list) and len(frame_shape) == 2 and all(
             isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_FRAME_SIDE for d in frame_shape)):
         return f"session.json: frame_shape is {frame_shape!r}; a recorder writes [height, width], each 1..{MAX_FRAME_SIDE}"
@@ -301,10 +304,11 @@ def load_chunk(path: Path, scan: dict, keys: list[str] | None = None) -> tuple[d
     return arrays, None
 
 
-def read_session(folder: str | Path) -> dict:
+def read_session(folder: str | Path, skip: tuple[str, ...] = ("raw",)) -> dict:
     """Load a session folder: {'meta', 'end' (None if killed), 'triggers', arrays concatenated over
     the chunks that are whole and consistent (with `decoded_valid` for every row: derived from NaN
-    rows in sessions recorded before it), 'damaged': list of problems, 'missing_chunks',
+    rows in sessions recorded before it; the arrays named in `skip` left out: raw frames are GBs,
+    read them chunk by chunk with rtdecode.offline.session_chunks), 'damaged': list of problems, 'missing_chunks',
     'unfinished_chunks' (.tmp leftovers), 'status'}. RecordError if it is not a session at all;
     anything else wrong is reported in 'damaged', never raised. Chunks are checked by `load_chunk`."""
     scan = scan_session(folder)
@@ -316,7 +320,8 @@ def read_session(folder: str | Path) -> dict:
             damaged.append(problem)
             continue
         for k, v in arrays.items():
-            parts.setdefault(k, []).append(v)
+            if k not in skip:
+                parts.setdefault(k, []).append(v)
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     if "decoded" in arrays and "decoded_valid" not in arrays:  # recorded before the flag: NaN rows were the marker
         arrays["decoded_valid"] = ~np.isnan(arrays["decoded"]).reshape(len(arrays["decoded"]), -1).all(axis=1)
