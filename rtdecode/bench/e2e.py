@@ -55,7 +55,7 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     from rtdecode import decode
     from rtdecode.decode import model as model_dir
     from rtdecode.decode.ridge import random_decoder
-    from rtdecode.extract import build_chain
+    from rtdecode.extract import build_chain, default_spec
     from rtdecode.extract.register import reference_from
     from rtdecode.extract.rois import load_suite2p
     from rtdecode.rig.twophoton import Microscope
@@ -66,7 +66,8 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     scope = Microscope(n_neurons, seed=seed, frame_shape=frame_shape, fps=FPS)
     scope.save_rois(folder / "rois")
     frames = scope.render_movie(scope.poisson_spikes(30, seed=seed))
-    extract = build_chain(load_suite2p(folder / "rois"), reference_from(frames), fps=FPS, crop=crop, downsample=downsample)
+    extract = build_chain(default_spec(crop=crop, downsample=downsample), load_suite2p(folder / "rois"),
+                          reference_from(frames), fps=FPS)
     dec = random_decoder(n_neurons, bins, (36, 64), lag_min=lag_min, seed=seed)
     card = model_dir.new_card("ridge", n_neurons, lag_min, bins, (36, 64), FPS)
     model_dir.save(folder / "model", card, dec.arrays())

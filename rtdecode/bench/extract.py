@@ -19,7 +19,7 @@ import tracemalloc
 import numpy as np
 
 from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
-from rtdecode.extract import build_chain
+from rtdecode.extract import build_chain, default_spec
 from rtdecode.extract.ephys import EphysChain, reference_detect
 from rtdecode.extract.kernels import warm_up_kernels
 from rtdecode.extract.rois import from_footprints
@@ -127,21 +127,21 @@ def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: i
     R = from_footprints(m.ypix, m.xpix, m.lam, tuple(shape))
     log.info("bench setup %.1f s", time.perf_counter() - t)
 
-    fast = build_chain(R, m.mean_image, fps=m.fps, crop=crop)
+    fast = build_chain(default_spec(crop=crop), R, m.mean_image, fps=m.fps)
     t = time.perf_counter()
     fast.warm_up()
     warm_chain_s = time.perf_counter() - t
     t = time.perf_counter()
     fast.process(movie[0])
     first_frame_ms = (time.perf_counter() - t) * 1e3
-    ref = build_chain(R, m.mean_image, fps=m.fps, crop=crop, backend="numpy")
+    ref = build_chain(default_spec(crop=crop), R, m.mean_image, fps=m.fps, backend="numpy")
     ref.warm_up()
 
     res_fast = _time_chain(fast, movie)
     res_ref = _time_chain(ref, movie)
     capped = {}
     for cap in neuropil_caps:
-        ch = build_chain(R, m.mean_image, fps=m.fps, crop=crop, max_neuropil_px=cap)
+        ch = build_chain(default_spec(crop=crop, max_neuropil_px=cap), R, m.mean_image, fps=m.fps)
         ch.warm_up()
         capped[f"max_neuropil_px_{cap}"] = {"nnz_neuropil": int(ch.stages[1]._weights.nnz - R.footprints.nnz),
                                             **_time_chain(ch, movie)}

@@ -82,9 +82,7 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
             if reference is None:
                 raise ConfigError(f"extraction.two_photon: no reference image: {rois_dir}/ops.npy has no meanImg; "
                                   "set extraction.two_photon.reference to a .npy image")
-        chains.append(build_chain(rois, reference, fps=tp.fps, crop=None if tp.crop is None else tuple(tp.crop),
-                                  downsample=tp.downsample, max_shift=tp.max_shift,
-                                  r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype)))
+        chains.append(build_chain(tp.chain_spec(), rois, reference, fps=tp.fps, frame_dtype=np.dtype(tp.frame_dtype)))
     return chains
 
 

@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage, signal
 
 from rtdecode.errors import ConfigError, StageError
-from rtdecode.extract import build_chain, extract_movie
+from rtdecode.extract import build_chain, default_spec, extract_movie
 from rtdecode.extract import kernels as K
 from rtdecode.extract.deconv import Deconvolve
 from rtdecode.extract.dff import DeltaF
@@ -116,9 +116,9 @@ def test_fast_chain_equals_numpy_chain():
     ref_img = ndimage.gaussian_filter(rng.uniform(500, 1500, SHAPE), 2).astype(np.float32)
     movie = np.stack([np.clip(np.roll(ref_img, (rng.integers(-3, 4), rng.integers(-3, 4)), (0, 1))
                               + rng.normal(0, 20, SHAPE), 0, 4095).astype(np.uint16) for _ in range(60)])
-    fast = build_chain(rois, ref_img, crop=(64, 64))
+    fast = build_chain(default_spec(crop=(64, 64)), rois, ref_img)
     fast.warm_up()
-    ref = build_chain(rois, ref_img, crop=(64, 64), backend="numpy")
+    ref = build_chain(default_spec(crop=(64, 64)), rois, ref_img, backend="numpy")
     a, b = extract_movie(fast, movie), extract_movie(ref, movie)
     np.testing.assert_array_equal(np.round(a["shifts"]), np.round(b["shifts"]))
     for k in ("F", "Fneu", "dff"):
