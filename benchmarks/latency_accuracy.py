@@ -3,7 +3,7 @@ build_chain for several registration crops, on the same data as `python benchmar
 (500 cells, seed 11, 3 px motion). `python benchmarks/latency_accuracy.py FRAMES CROPS OUT.json`, e.g. 900 256,128 out.json."""
 import sys, json, numpy as np
 from scipy.ndimage import gaussian_filter1d
-from rtdecode.extract import build_chain, extract_movie
+from rtdecode.extract import build_chain, default_spec, extract_movie
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent / "research"))
@@ -17,7 +17,7 @@ def main():
     out = {"command": "python benchmarks/latency_accuracy.py " + " ".join(sys.argv[1:]), "cells": 500, "frames": frames,
            "motion_px": 3.0, "data": "Microscope(500, seed=11, motion_px=3), poisson_spikes(rate 2 Hz, seed=12)"}
     for c in crops:
-        chain = build_chain(rois, m.mean_image, fps=m.fps, crop=(c, c)); chain.warm_up()  # downsample: the default (2 from 320 px)
+        chain = build_chain(default_spec(crop=(c, c)), rois, m.mean_image, fps=m.fps); chain.warm_up()  # downsample: the default (2 from 320 px)
         res = extract_movie(chain, movie)
         err = np.abs(res["shifts"] - truth["shifts"])
         c_trace = rowcorr(res["F"] - 0.7 * res["Fneu"], truth["F"].T)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from rtdecode.errors import StageError
 from rtdecode.latency import Histogram
@@ -41,12 +42,21 @@ class Spec:
         return f"{self.dtype.str}{list(self.shape)}"
 
 
+class StageOptions(BaseModel):
+    """A stage's options, as a chain spec or the rig file gives them: known keys only, typed, with
+    a description each (docs/rig-file.md lists them). Subclass it as `Stage.Options`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Stage:
     """One step of the live path.
 
     Subclasses set `name`, `history` (frames of past input they keep, 0 if none), `in_spec` and
     `out_spec`, and implement `process(inp, out)` that writes into `out` without allocating.
-    `reset()` clears the history (e.g. between sessions).
+    `reset()` clears the history (e.g. between sessions). A stage built from a chain spec
+    (rtdecode.extract.stages) also has `Options` (a StageOptions) and `from_options(ctx, in_spec,
+    options)`; `taps(out)` says what it exposes for recording.
     """
 
     name: str = "stage"
@@ -65,6 +75,11 @@ class Stage:
         out = self.out_spec.empty()
         self.process(self.in_spec.empty(), out)
         self.reset()
+
+    def taps(self, out: np.ndarray) -> dict:
+        """What this stage exposes for recording with each frame: {name: (getter, shape, dtype)};
+        `out` is the stage's output buffer in its chain. The default stage exposes nothing."""
+        return {}
 
 
 def check_graph(stages: list[Stage]) -> None:
@@ -139,6 +154,17 @@ class Chain:
     def warm_up(self) -> None:
         for s in self.stages:
             s.warm_up()
+
+    def taps(self) -> dict:
+        """Every stage's taps, {name: (getter, shape, dtype)}; a later stage's name wins."""
+        taps = {}
+        for stage, buf in zip(self.stages, self.buffers):
+            taps.update(stage.taps(buf))
+        return taps
+
+    def find(self, attribute: str):
+        """The first stage that has `attribute` (e.g. 'rois', 'reference'), or None."""
+        return next((s for s in self.stages if hasattr(s, attribute)), None)
 
     def reset(self) -> None:
         for s in self.stages:

@@ -13,7 +13,7 @@ from rtdecode.cli import main
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.errors import ConfigError
-from rtdecode.extract import build_chain
+from rtdecode.extract import build_chain, default_spec
 from rtdecode.extract.offline import suite2p_reference
 from rtdecode.extract.planes import Planes
 from rtdecode.extract.rois import load_suite2p
@@ -105,7 +105,7 @@ def _offline(tmp, green):
     parts = []
     for k, plane in enumerate(CELLS):
         folder = tmp / "suite2p" / f"plane{k}"
-        chain = build_chain(load_suite2p(folder), suite2p_reference(folder), crop=(64, 64))
+        chain = build_chain(default_spec(crop=(64, 64)), load_suite2p(folder), suite2p_reference(folder))
         parts.append(np.stack([chain.process(f).copy() for f in green[plane]]))
     return np.concatenate(parts, axis=1)
 

@@ -26,7 +26,7 @@ def _session(tmp_path, n=30, shape=(128, 128), bins=4):
     scope.save_rois(tmp_path / "rois")
     spikes = scope.poisson_spikes(80, seed=1)
     frames = scope.render_movie(spikes)
-    extract = build_chain(load_suite2p(tmp_path / "rois"), reference_from(frames[:20]))
+    extract = build_chain(None, load_suite2p(tmp_path / "rois"), reference_from(frames[:20]))
     rng = np.random.default_rng(0)
     dec = RidgeDecoder(np.zeros(n, np.float32), np.ones(n, np.float32), temporal_basis(bins, 2),
                        rng.normal(size=(n * 2, 36 * 64)).astype(np.float32), np.full(36 * 64, 127.5, np.float32),

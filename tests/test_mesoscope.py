@@ -11,7 +11,7 @@ import pytest
 
 from rtdecode.cli import main
 from rtdecode.errors import ConfigError
-from rtdecode.extract import build_chain
+from rtdecode.extract import build_chain, default_spec
 from rtdecode.extract.offline import suite2p_reference
 from rtdecode.extract.planes import Planes
 from rtdecode.extract.rois import load_suite2p
@@ -50,7 +50,7 @@ def _offline(tmp, green, fields=FIELDS, dtype=np.uint16):
     parts = []
     for plane, roi in fields:
         folder = tmp / "suite2p" / f"plane{FIELDS.index((plane, roi))}"
-        chain = build_chain(load_suite2p(folder), suite2p_reference(folder), crop=(32, 32), frame_dtype=dtype)
+        chain = build_chain(default_spec(crop=(32, 32)), load_suite2p(folder), suite2p_reference(folder), frame_dtype=dtype)
         parts.append(np.stack([chain.process(f.astype(dtype)).copy() for f in green[(plane, roi)]]))
     return np.concatenate(parts, axis=1)
 

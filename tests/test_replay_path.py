@@ -14,7 +14,7 @@ from rtdecode.sources import wire
 from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.errors import StageError
-from rtdecode.extract import build_chain
+from rtdecode.extract import build_chain, default_spec
 from rtdecode.extract.register import reference_from
 from rtdecode.extract.rois import load_suite2p
 from rtdecode.sources.ingest import Ingest
@@ -44,7 +44,7 @@ def rig(tmp_path_factory):
 
 
 def _chain(tmp, frames, frame_dtype=np.uint16):
-    extract = build_chain(load_suite2p(tmp / "rois"), reference_from(frames[:20]), crop=(64, 64),
+    extract = build_chain(default_spec(crop=(64, 64)), load_suite2p(tmp / "rois"), reference_from(frames[:20]),
                           frame_dtype=frame_dtype)
     card, dec = decode.load(tmp / "m")
     chain = Chain(extract.stages + [ActivityRing(N, BINS), decode.DecodeStage(card, dec)])

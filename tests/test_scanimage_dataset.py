@@ -10,7 +10,7 @@ import tifffile
 
 from rtdecode.cli import main
 from rtdecode.errors import DatasetError
-from rtdecode.extract import build_chain
+from rtdecode.extract import build_chain, default_spec
 from rtdecode.extract.offline import suite2p_reference
 from rtdecode.extract.rois import load_suite2p
 from rtdecode.offline.dataset import Dataset
@@ -143,7 +143,7 @@ def test_tiff_and_stimulus_log_become_a_fit_dataset(recording, tmp_path):
     expected = []
     for k, plane in enumerate((1, 2)):  # each plane's own chain on its green frames only
         d = tmp / "suite2p" / f"plane{k}"
-        chain = build_chain(load_suite2p(d), suite2p_reference(d), crop=(64, 64), frame_dtype=np.int16)
+        chain = build_chain(default_spec(crop=(64, 64)), load_suite2p(d), suite2p_reference(d), frame_dtype=np.int16)
         expected.append(np.stack([chain.process(f).copy() for f in green[plane]]))
     expected = np.concatenate(expected, axis=1)  # (volumes, plane 1's ROIs then plane 2's)
     t0, t1 = ds.load("0"), ds.load("1")

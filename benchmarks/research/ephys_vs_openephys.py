@@ -1,7 +1,7 @@
 """Compare rtdecode's ephys chain with the Open Ephys GUI's own Spike Detector on a real recording.
 
 Reads the GUI's Binary format with numpy only (structure.oebin, continuous.dat int16 * bit_volts,
-the Spike Detector's spikes/*/sample_numbers.npy = peak samples), runs `EphysChain` in chunks over
+the Spike Detector's spikes/*/sample_numbers.npy = peak samples), runs the ephys stages (`build_ephys_stages`) in chunks over
 the continuous data, merges each stereotrode's two channels, and reports, per stereotrode and
 overall, the fraction of the GUI's spikes we find within `tol_ms` and the fraction of ours the GUI
 has within `tol_ms`. Two configurations: 'gui_like' (no extra filter, no common reference,
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from research_common import RESULTS, parser, repo_root, script_main, write_json
-from rtdecode.extract.ephys import EphysChain
+from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages, events
 
 DEFAULT = repo_root() / ".." / "shared" / "data" / "openephys_v0.6.7_binary"
 
@@ -47,14 +47,15 @@ def load(root: Path):
 
 
 def run_chain(raw, fs, scale, t0, chunk=1024, **kw):
-    ch = EphysChain(raw.shape[1], fs, scale=scale, t0=t0, max_chunk=chunk, **kw)
+    ch = SampleChain(build_ephys_stages(raw.shape[1], chunk, scale=scale, in_dtype=raw.dtype, binned=False, **kw))
     ch.warm_up()
+    ch.start(fs, t0)
     ts, cs = [], []
     for a in range(0, raw.shape[0], chunk):
-        t, c = ch.process(raw[a:a + chunk])
+        t, c = events(ch.process(raw[a:a + chunk]))
         ts.append(t.copy())
         cs.append(c.copy())
-    return np.concatenate(ts), np.concatenate(cs), ch.refractory
+    return np.concatenate(ts), np.concatenate(cs), ch.stages[-1].crossings.refractory
 
 
 def merge(times, refractory):

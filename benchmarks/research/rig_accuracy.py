@@ -15,7 +15,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from research_common import RESULTS, parser, script_main, write_json
-from rtdecode.extract import build_chain, extract_movie
+from rtdecode.extract import build_chain, default_spec, extract_movie
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope
 
@@ -50,7 +50,7 @@ def main(argv=None, progress=False) -> int:
 def run_cap(rois, m, movie, truth, cap):
     out = {"max_neuropil_px": cap}
     for backend in ("fast", "numpy"):
-        chain = build_chain(rois, m.mean_image, fps=m.fps, backend=backend, max_neuropil_px=cap)
+        chain = build_chain(default_spec(max_neuropil_px=cap), rois, m.mean_image, fps=m.fps, backend=backend)
         chain.warm_up()
         res = extract_movie(chain, movie)
         err = np.abs(res["shifts"] - truth["shifts"])

@@ -36,6 +36,7 @@ import numpy as np
 
 from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
 from rtdecode.latency import Histogram
+from rtdecode.live.graph import assemble, live_chain, load_decoder
 from rtdecode.live.session import LiveSession, limit_blas_threads
 from rtdecode.stimuli.movies import FPS
 from rtdecode.rig.sender import SenderConfig, sender_process
@@ -52,26 +53,24 @@ def build_live(folder: str | Path, n_neurons: int = 1000, frame_shape: tuple[int
     """(chain, card): the demo's extraction chain for the virtual rig `seed` + ring + a ridge decoder
     with random weights of the shape `rtdecode fit` gives. Writes ROIs and the model under `folder`.
     crop, downsample: the registration estimate's region and binning (None: build_chain's defaults)."""
-    from rtdecode import decode
     from rtdecode.decode import model as model_dir
     from rtdecode.decode.ridge import random_decoder
-    from rtdecode.extract import build_chain
+    from rtdecode.extract import build_chain, default_spec
     from rtdecode.extract.register import reference_from
     from rtdecode.extract.rois import load_suite2p
     from rtdecode.rig.twophoton import Microscope
-    from rtdecode.extract.ring import ActivityRing
-    from rtdecode.stage import Chain
 
     folder = Path(folder)
     scope = Microscope(n_neurons, seed=seed, frame_shape=frame_shape, fps=FPS)
     scope.save_rois(folder / "rois")
     frames = scope.render_movie(scope.poisson_spikes(30, seed=seed))
-    extract = build_chain(load_suite2p(folder / "rois"), reference_from(frames), fps=FPS, crop=crop, downsample=downsample)
+    extract = build_chain(default_spec(crop=crop, downsample=downsample), load_suite2p(folder / "rois"),
+                          reference_from(frames), fps=FPS)
     dec = random_decoder(n_neurons, bins, (36, 64), lag_min=lag_min, seed=seed)
     card = model_dir.new_card("ridge", n_neurons, lag_min, bins, (36, 64), FPS)
     model_dir.save(folder / "model", card, dec.arrays())
-    card, dec = decode.load(folder / "model")
-    chain = Chain(extract.stages + [ActivityRing(n_neurons, bins, fill=dec.fill()), decode.DecodeStage(card, dec)])
+    decoder = load_decoder(folder / "model", ("numpy",))
+    card, chain = decoder.card, live_chain(extract.stages, decoder)
     chain.warm_up()
     return chain, card
 
@@ -136,7 +135,6 @@ def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape
     from rtdecode.live.cpu import Placement
     from rtdecode.sources.ingest import Ingest
     from rtdecode.outputs.publish import Publisher
-    from rtdecode.outputs.record import Recorder
     from rtdecode.outputs.triggers import CallableRule, TriggerEngine
     from rtdecode.outputs.triggers.sinks import ZmqSink
 
@@ -153,29 +151,28 @@ def run_once(chain, card, speed: float, frames: int, n_neurons: int, frame_shape
     drain.start()
     dready.get(timeout=60)
     time.sleep(0.3)  # the subscription reaches the publisher
-    recorder = None
-    if record is not None:
-        recorder = Recorder(record, n_neurons, card.frame_shape, meta={"source": "bench e2e"})
     rules = [CallableRule("every_frame", lambda f: 1.0, threshold=0.5, refractory_s=0.0)] if trigger_every_frame else []
-    triggers = TriggerEngine(rules, [ZmqSink(pub)], max_lag_s=0.1,
+
+    def make_triggers(recorder, pub):
+        return TriggerEngine(rules, [ZmqSink(pub)], max_lag_s=0.1,
                              record=recorder.trigger if recorder is not None else None)
-    ingest = Ingest([endpoint], freshness=freshness)
-    session = TracedSession(ingest, chain, pub, lag_min=card.window.lag_min, recorder=recorder,
-                             triggers=triggers, max_age_s=max_age_s, placement=Placement(cpu, priority))
+
+    graph = assemble(Ingest([endpoint], freshness=freshness), chain, lambda: pub, n_neurons=n_neurons,
+                     frame_shape=card.frame_shape, fps=FPS, record=record, meta={"source": "bench e2e"},
+                     triggers=make_triggers)
+    ingest, recorder, triggers = graph.ingest, graph.recorder, graph.triggers
+    session = graph.session(TracedSession, lag_min=card.window.lag_min, max_age_s=max_age_s,
+                            placement=Placement(cpu, priority))
     load0 = os.getloadavg()
     try:
         res = session.run(seconds=frames / (FPS * max(speed, 1e-3)) + 60, idle_timeout_s=5)
     finally:
-        triggers.close()
         stats = session.stats()
-        if recorder is not None:
-            recorder.close(stats)
         pub.send("stats", None, end=True)
     drained = dresult.get(timeout=30) if drain.is_alive() or not dresult.empty() else {}
     drain.join(timeout=10)
+    graph.close(stats)
     sender.join(timeout=30)
-    ingest.close()
-    pub.close()
     d = np.asarray(session.delays)
     q = max(len(d) // 4, 1)
     growth_ms = float(np.median(d[-q:]) - np.median(d[:q])) * 1e3 if len(d) >= 8 else float("nan")

@@ -19,8 +19,9 @@ import tracemalloc
 import numpy as np
 
 from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
-from rtdecode.extract import build_chain
-from rtdecode.extract.ephys import EphysChain, reference_detect
+from rtdecode.extract import build_chain, default_spec
+from rtdecode.extract.ephys import reference_detect
+from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages, events
 from rtdecode.extract.kernels import warm_up_kernels
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope
@@ -89,16 +90,18 @@ def bench_ephys(C: int = 384, fs: float = 30000.0, seconds: float = 2.0, chunk: 
                 reference: str = "mean") -> dict:
     x = _synthetic_ephys(C, fs, seconds)
     noise = np.full(C, 60 * 0.195, np.float32)
-    chain = EphysChain(C, fs, reference=reference, k=4.5, noise=noise, scale=0.195, max_chunk=chunk)
+    chain = SampleChain(build_ephys_stages(C, chunk, reference=reference, k=4.5, noise=noise, scale=0.195,
+                                           in_dtype=x.dtype, binned=False))
     chain.warm_up()
+    chain.start(fs)
     chain.process(x[:chunk])
-    chain.reset()
+    chain.start(fs)  # forget the warm-up block
     pc = time.perf_counter
     per_chunk, n_ev = [], 0
     t0 = pc()
     for a in range(0, x.shape[0], chunk):
         t = pc()
-        ev, _ = chain.process(x[a : a + chunk])
+        ev, _ = events(chain.process(x[a : a + chunk]))
         per_chunk.append(pc() - t)
         n_ev += len(ev)
     fast_s = pc() - t0
@@ -127,21 +130,21 @@ def run(json_out, frames: int = 300, rois: int = 1000, shape=(512, 512), seed: i
     R = from_footprints(m.ypix, m.xpix, m.lam, tuple(shape))
     log.info("bench setup %.1f s", time.perf_counter() - t)
 
-    fast = build_chain(R, m.mean_image, fps=m.fps, crop=crop)
+    fast = build_chain(default_spec(crop=crop), R, m.mean_image, fps=m.fps)
     t = time.perf_counter()
     fast.warm_up()
     warm_chain_s = time.perf_counter() - t
     t = time.perf_counter()
     fast.process(movie[0])
     first_frame_ms = (time.perf_counter() - t) * 1e3
-    ref = build_chain(R, m.mean_image, fps=m.fps, crop=crop, backend="numpy")
+    ref = build_chain(default_spec(crop=crop), R, m.mean_image, fps=m.fps, backend="numpy")
     ref.warm_up()
 
     res_fast = _time_chain(fast, movie)
     res_ref = _time_chain(ref, movie)
     capped = {}
     for cap in neuropil_caps:
-        ch = build_chain(R, m.mean_image, fps=m.fps, crop=crop, max_neuropil_px=cap)
+        ch = build_chain(default_spec(crop=crop, max_neuropil_px=cap), R, m.mean_image, fps=m.fps)
         ch.warm_up()
         capped[f"max_neuropil_px_{cap}"] = {"nnz_neuropil": int(ch.stages[1]._weights.nnz - R.footprints.nnz),
                                             **_time_chain(ch, movie)}

@@ -19,11 +19,14 @@ from __future__ import annotations
 import logging
 import math
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field
 
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract import kernels as _k
-from rtdecode.stage import Spec, Stage
+from rtdecode.stage import Spec, Stage, StageOptions
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,23 @@ class Deconvolve(Stage):
 
     name = "deconv"
     history = 1
+
+    class Options(StageOptions):
+        method: Literal["threshold", "oasis"] = Field(
+            "threshold", description="'threshold': no delay; 'oasis': online OASIS, more accurate, activity `lag` "
+                                     "frames late")
+        lag: int = Field(3, ge=0, le=100, description="oasis: frames of delay (ignored by threshold)")
+        tau_s: float = Field(0.7, gt=0.0, le=10.0, description="the indicator's decay time, s (GCaMP6s ~0.7)")
+        k_sigma: float = Field(2.0, ge=0.0, le=50.0, description="the detection level, x each ROI's noise")
+        noise_tau_s: float = Field(30.0, gt=0.0, le=3600.0, description="the noise tracker's time constant, s")
+        warmup: int = Field(30, ge=1, le=100000, description="frames of running-mean noise before the running median")
+
+    @classmethod
+    def from_options(cls, ctx, in_spec, opts: "Deconvolve.Options") -> "Deconvolve":
+        """Activity of each of the in_spec's (n,) traces."""
+        return cls(in_spec.shape[0], fps=ctx.fps, tau_s=opts.tau_s, k_sigma=opts.k_sigma,
+                   noise_tau_s=opts.noise_tau_s, warmup=opts.warmup, method=opts.method, lag=opts.lag,
+                   backend="numba" if ctx.fast else "numpy")
 
     def __init__(self, n: int, fps: float = 30.0, tau_s: float = 0.7, k_sigma: float = 2.0,
                  noise: np.ndarray | None = None, noise_tau_s: float = 30.0, warmup: int = 30,

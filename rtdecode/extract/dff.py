@@ -6,10 +6,11 @@ import logging
 import math
 
 import numpy as np
+from pydantic import Field
 
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract import kernels as _k
-from rtdecode.stage import Spec, Stage
+from rtdecode.stage import Spec, Stage, StageOptions
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,21 @@ class DeltaF(Stage):
 
     name = "dff"
     history = 0
+
+    class Options(StageOptions):
+        tau_down_s: float = Field(2.0, gt=0.0, le=600.0, description="the baseline's fall time constant, s")
+        tau_up_s: float = Field(60.0, gt=0.0, le=3600.0, description="the baseline's rise time constant, s")
+        min_baseline: float = Field(1.0, gt=0.0, description="the smallest baseline divided by, counts")
+
+    @classmethod
+    def from_options(cls, ctx, in_spec, opts: "DeltaF.Options") -> "DeltaF":
+        """dF/F of each of the in_spec's (n,) traces."""
+        return cls(in_spec.shape[0], fps=ctx.fps, tau_down_s=opts.tau_down_s, tau_up_s=opts.tau_up_s,
+                   min_baseline=opts.min_baseline, backend="numba" if ctx.fast else "numpy")
+
+    def taps(self, out):
+        """'dff': this stage's output, dF/F of each ROI."""
+        return {"dff": (lambda: out, out.shape, "float32")}
 
     def __init__(self, n: int, fps: float = 30.0, tau_down_s: float = 2.0, tau_up_s: float = 60.0,
                  baseline: np.ndarray | None = None, min_baseline: float = 1.0, backend: str = "numba"):

@@ -1,11 +1,11 @@
-"""Streaming ephys chain: band-pass -> common reference -> threshold crossings -> binned counts.
+"""The ephys extraction's parts: the band-pass design, threshold crossings, binning, and the oracle.
 
-Chunks of (samples, channels) int16 or float32 go in; the filter state, the last sample, each
-channel's last event and the noise window carry across chunks, so chunked processing equals
-processing the whole signal at once. Numba kernels in `kernels.py`; the NumPy/SciPy reference is
-`reference_detect` (scipy.signal.sosfilt over the whole signal). `EphysChain` is the offline form
-(tools, benchmarks, the reference of the live tests); the live path runs the same steps as stages
-(`ephys_stages.py`), sharing `ThresholdCrossings`.
+The extraction itself is the stages of `ephys_stages.py` (band-pass -> common reference ->
+threshold crossings -> binned counts), live and offline; the filter state, the last sample, each
+channel's last event and the noise window carry across blocks, so chunked processing equals
+processing the whole signal at once. `ThresholdCrossings` is the Detect stage's state;
+`reference_detect` (scipy.signal.sosfilt over the whole signal) is the NumPy/SciPy oracle the
+tests and `rtdecode bench extract` hold the stages to.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def robust_noise(x: np.ndarray) -> np.ndarray:
 class ThresholdCrossings:
     """Negative threshold crossings with a refractory period, streaming over (T, C) float32 chunks.
 
-    The state of the detection step, shared by `EphysChain` and the live `Detect` stage
+    The state of the detection step of the `Detect` stage
     (ephys_stages.py). thr = k x each channel's robust noise, estimated from exactly the first
     `noise_s` seconds (no events before then: the same samples whatever the chunks, as
     `reference_detect`); or `noise` x k if given; or |threshold_uv|. refractory_ms: minimum time
@@ -117,105 +117,6 @@ class ThresholdCrossings:
             n = _k.detect_crossings(y, self.thr, self.prev, self.last, self.refractory, self.t, out_t, out_c)
             self.t += y.shape[0]
         return n
-
-
-class EphysChain:
-    """Band-pass, common reference and threshold crossings for up to 384 (any) channels.
-
-    The offline form of the chain (tools, benchmarks, tests); the live path runs the same steps as
-    stages (ephys_stages.py). n_channels, fs (Hz). band: pass band, Hz, or None for no filter (data
-    already filtered). reference: "mean" (common average), "median" or None.
-    k: threshold in units of the per-channel robust noise; or `threshold_uv` (an absolute level,
-    negative crossings at -|threshold_uv|, like the Open Ephys Spike Detector's "absolute").
-    noise: (C,) noise std in the units of the scaled input; None estimates it from the first
-    `noise_s` seconds that pass through (no events are detected before then).
-    refractory_ms: minimum time between two events of one channel.
-    scale: multiplies the raw samples (e.g. bit_volts, for µV).
-    t0: sample number of the first sample (Open Ephys sample numbers are absolute).
-    max_chunk: largest chunk (samples) `process` takes; buffers are allocated once for it.
-    """
-
-    def __init__(self, n_channels: int, fs: float, *, band=(300.0, 6000.0), order: int = 3,
-                 reference: str | None = "mean", k: float = 4.5, threshold_uv: float | None = None,
-                 noise: np.ndarray | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0,
-                 scale: float = 1.0, t0: int = 0, max_chunk: int = 4096, max_events: int | None = None):
-        if n_channels < 1 or fs <= 0:
-            raise ConfigError(f"ephys: need n_channels >= 1 and fs > 0, got {n_channels}, {fs}")
-        if reference not in ("mean", "median", None):
-            raise ConfigError(f"ephys: reference must be 'mean', 'median' or None, got {reference!r}")
-        if refractory_ms < 0 or k <= 0 or max_chunk < 1:
-            raise ConfigError("ephys: need refractory_ms >= 0, k > 0, max_chunk >= 1")
-        self.C, self.fs = int(n_channels), float(fs)
-        self.sos = bandpass_sos(fs, band, order) if band is not None else np.array([[1.0, 0, 0, 1, 0, 0]])
-        self.reference = reference
-        self.scale = float(scale)
-        self.max_chunk = int(max_chunk)
-        self.crossings = ThresholdCrossings(self.C, fs, k=k, threshold_uv=threshold_uv, noise=noise, noise_s=noise_s,
-                                            refractory_ms=refractory_ms, t0=t0)
-        self.refractory = self.crossings.refractory
-        self.y = np.zeros((self.max_chunk, self.C), np.float32)
-        cap = max_events or self.max_chunk * self.C // 4 + 16
-        self.ev_t = np.zeros(cap, np.int64)
-        self.ev_c = np.zeros(cap, np.int64)
-        self._scratch = np.empty(self.C, np.float32)
-        self.reset()
-
-    def reset(self) -> None:
-        self.zi = np.zeros((self.sos.shape[0], 2, self.C))
-        self.crossings.reset()
-        self.lost = 0
-
-    @property
-    def thr(self) -> np.ndarray:
-        """(C,) float32 thresholds (inf while the noise is being learnt)."""
-        return self.crossings.thr
-
-    @property
-    def t(self) -> int:
-        """Sample number of the next sample."""
-        return self.crossings.t
-
-    def warm_up(self) -> None:
-        _k.warm_up_kernels()
-
-    @property
-    def calibrated(self) -> bool:
-        """True once the thresholds are known (fixed, absolute, or the noise estimate is done)."""
-        return self.crossings.calibrated
-
-    def skip(self, n_samples: int) -> None:
-        """Samples were lost (a gap in the stream): move the sample clock on by `n_samples`.
-
-        The filter state, the last sample and the refractory memory are kept, so the only artefact
-        is the step between the samples on either side of the gap (the filter is not restarted,
-        which would add a much larger transient)."""
-        self.crossings.skip(n_samples)
-
-    def restart(self, t0: int) -> None:
-        """The acquisition restarted at sample `t0` (sample numbers went back): clear the filter
-        state and the refractory memory; thresholds already learnt are kept."""
-        self.zi = np.zeros((self.sos.shape[0], 2, self.C))
-        self.crossings.restart(t0)
-
-    def process(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(T, C) chunk -> (sample numbers, channels) of the events in it (views, valid until the
-        next call). Raises StageError on a chunk of the wrong shape."""
-        if chunk.ndim != 2 or chunk.shape[1] != self.C or chunk.shape[0] > self.max_chunk:
-            raise StageError(f"ephys: expected a (<= {self.max_chunk}, {self.C}) chunk, got {chunk.shape}")
-        if chunk.dtype.kind not in "iuf":
-            raise StageError(f"ephys: expected integer or float samples, got {chunk.dtype}")
-        T = chunk.shape[0]
-        y = self.y[:T]
-        _k.sos_filter_chunk(chunk, self.scale, self.sos, self.zi, y)
-        if self.reference == "mean":
-            _k.common_average(y)
-        elif self.reference == "median":
-            _k.common_median(y, self._scratch)
-        n = self.crossings.detect(y, self.ev_t, self.ev_c)
-        if n == self.ev_t.shape[0]:
-            self.lost += 1
-            log.warning("ephys: event buffer full in one chunk; raise max_events")
-        return self.ev_t[:n], self.ev_c[:n]
 
 
 def bin_counts(ev_t: np.ndarray, ev_c: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> None:

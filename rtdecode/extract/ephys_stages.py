@@ -1,8 +1,9 @@
 """The ephys extraction as stages: band-pass -> common reference -> threshold crossings -> bin counts.
 
-The same steps as `EphysChain` (rtdecode.extract.ephys, the offline chain and its NumPy/SciPy
-reference `reference_detect`), on the same Numba kernels (`kernels.py`), under the stage contract
-(rtdecode.stage) so that the live graph is checked before the first block and each step is timed:
+The one implementation of the ephys extraction, live and offline (`rtdecode bench extract`), on the
+Numba kernels (`kernels.py`), under the stage contract (rtdecode.stage) so that the live graph is
+checked before the first block and each step is timed; `reference_detect` (rtdecode.extract.ephys,
+NumPy/SciPy over the whole signal) is its test oracle:
 
     BandPass          float32 (B, C) µV     -> float32 (B, C)     Butterworth, second-order sections
     CommonReference   float32 (B, C)        -> float32 (B, C)     minus the mean (or median) over channels
@@ -43,7 +44,7 @@ _NO_FILTER = np.array([[1.0, 0, 0, 1, 0, 0]])
 
 
 def event_capacity(block_samples: int, n_channels: int) -> int:
-    """Default event capacity of a block (as EphysChain: one event per 4 samples x channels)."""
+    """Default event capacity of a block: one event per 4 samples x channels."""
     return block_samples * n_channels // 4 + 16
 
 
@@ -207,6 +208,12 @@ class BinCounts(Stage):
         self.reset()
 
 
+def events(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sample numbers, input indices) of an event block (Detect's output): views into it."""
+    n = int(block[0, 0])
+    return block[0, 1:n + 1], block[1, 1:n + 1]
+
+
 def pack_events(samples: np.ndarray, inputs: np.ndarray, out: np.ndarray) -> int:
     """Write up to E events (sample numbers, input indices) into the event block `out` (2, E + 1);
     returns how many were written (the caller sends the rest in the next block)."""
@@ -262,9 +269,17 @@ class SampleChain(Chain):
 def build_ephys_stages(n_channels: int, block_samples: int = 1024, *, band=(300.0, 6000.0), order: int = 3,
                        reference: str | None = "mean", k: float = 4.5, threshold_uv: float | None = None,
                        noise: np.ndarray | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0,
-                       scale: float = 1.0, in_dtype=np.float32, capacity: int | None = None) -> list[Stage]:
-    """[BandPass, CommonReference (unless reference is None), Detect, BinCounts] for C channels in
-    blocks of at most `block_samples`; options as EphysChain's. Wrap them in `SampleChain`."""
+                       scale: float = 1.0, in_dtype=np.float32, capacity: int | None = None,
+                       binned: bool = True) -> list[Stage]:
+    """[BandPass, CommonReference (unless reference is None), Detect, BinCounts (unless not `binned`:
+    the chain then gives Detect's event blocks, read with `events`)] for C channels in blocks of at
+    most `block_samples`. Wrap them in `SampleChain`, then `start(fs, t0)` it.
+
+    band: pass band, Hz, or None (data already filtered); reference: "mean", "median" or None;
+    k: threshold x each channel's robust noise, or `threshold_uv` (absolute, negative crossings);
+    noise: (C,) noise std in the scaled input's units (None: learnt over the first `noise_s` s);
+    refractory_ms: minimum time between two events of one channel; scale multiplies the raw
+    samples (e.g. bit_volts, for µV); capacity: events per block (default `event_capacity`)."""
     if block_samples < 1 or n_channels < 1:
         raise ConfigError(f"ephys: need n_channels >= 1 and block_samples >= 1, got {n_channels}, {block_samples}")
     if reference not in ("mean", "median", None):
@@ -273,7 +288,8 @@ def build_ephys_stages(n_channels: int, block_samples: int = 1024, *, band=(300.
     stages: list[Stage] = [BandPass(n_channels, block_samples, band, order, scale, in_dtype)]
     if reference is not None:
         stages.append(CommonReference(n_channels, block_samples, reference))
-    stages += [Detect(n_channels, block_samples, k=k, threshold_uv=threshold_uv, noise=noise, noise_s=noise_s,
-                      refractory_ms=refractory_ms, capacity=cap),
-               BinCounts(n_channels, cap)]
+    stages.append(Detect(n_channels, block_samples, k=k, threshold_uv=threshold_uv, noise=noise, noise_s=noise_s,
+                         refractory_ms=refractory_ms, capacity=cap))
+    if binned:
+        stages.append(BinCounts(n_channels, cap))
     return stages

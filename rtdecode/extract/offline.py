@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.errors import ConfigError, RoiError, StageError
-from rtdecode.extract import build_chain, extract_movie
+from rtdecode.extract import build_chain, default_spec, extract_movie
 from rtdecode.extract.register import reference_from
 from rtdecode.extract.rois import load_suite2p
 
@@ -87,7 +87,7 @@ def extract_to_folder(movie, rois_dir, out_dir, *, fps: float = 30.0, r: float =
     if ref is None:
         ref = reference_from(frames[: min(100, len(frames))], crop=crop)
         ref_src = "first frames"
-    chain = build_chain(rois, ref, fps=fps, r=r, tau_s=tau_s, crop=crop, backend=backend)
+    chain = build_chain(default_spec(r=r, tau_s=tau_s, crop=crop), rois, ref, fps=fps, backend=backend)
     t = time.perf_counter()
     chain.warm_up()
     warm = time.perf_counter() - t

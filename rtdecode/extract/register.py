@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 
+from typing import Optional
+
 import numpy as np
+from pydantic import Field
 from scipy import fft as _fft
 
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract import kernels as _k
-from rtdecode.stage import Spec, Stage
+from rtdecode.stage import Spec, Stage, StageOptions
 
 BACKENDS = ("numba", "numpy")
 
@@ -51,6 +54,28 @@ class Register(Stage):
     """
 
     name = "register"
+
+    class Options(StageOptions):
+        crop: Optional[tuple[int, int]] = Field(
+            None, description="the centred region used for motion estimation, px (height, width), each in "
+                              "[8, 4096]; default 320 x 320, clipped to the frame")
+        downsample: Optional[int] = Field(
+            None, ge=1, le=8, description="the region is binned downsample x downsample before the FFT; default 2 "
+                                          "where it is at least 320 px on its shorter side, else 1")
+        max_shift: Optional[int] = Field(None, ge=1, le=1024,
+                                         description="the largest motion searched, px (default: a quarter of the crop)")
+        smooth_sigma: float = Field(1.15, ge=0.0, le=10.0,
+                                    description="Gaussian smoothing of the cross-power spectrum, px")
+
+    @classmethod
+    def from_options(cls, ctx, in_spec, opts: "Register.Options") -> "Register":
+        """The chain's first stage: registers ctx.frame_dtype frames to ctx.reference."""
+        return cls(ctx.reference, crop=opts.crop, max_shift=opts.max_shift, smooth_sigma=opts.smooth_sigma,
+                   downsample=opts.downsample, backend="numba" if ctx.fast else "numpy", dtype=ctx.frame_dtype)
+
+    def taps(self, out):
+        """'shifts': the last frame's (dy, dx), px."""
+        return {"shifts": (lambda: self.last_shift, (2,), "float32")}
     history = 0
 
     def __init__(self, reference: np.ndarray, crop: tuple[int, int] | None = None,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Optional
 
 import numpy as np
+from pydantic import Field
 from scipy import sparse
 
 from rtdecode.errors import ConfigError
 from rtdecode.extract import kernels as _k
-from rtdecode.extract.rois import Rois
-from rtdecode.stage import Spec, Stage
+from rtdecode.extract.rois import Rois, cap_neuropil
+from rtdecode.stage import Spec, Stage, StageOptions
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,22 @@ class Traces(Stage):
 
     name = "traces"
     history = 0
+
+    class Options(StageOptions):
+        r: float = Field(0.7, ge=0.0, le=1.0, description="neuropil subtraction factor: F - r * Fneu")
+        max_neuropil_px: Optional[int] = Field(
+            None, ge=1, description="each ROI's neuropil annulus sampled down to at most this many pixels (evenly "
+                                    "spaced): faster, at some cost in accuracy; default: every pixel")
+
+    @classmethod
+    def from_options(cls, ctx, in_spec, opts: "Traces.Options") -> "Traces":
+        """ctx.rois' traces of the registered frame."""
+        rois = ctx.rois if opts.max_neuropil_px is None else cap_neuropil(ctx.rois, opts.max_neuropil_px)
+        return cls(rois, r=opts.r, backend="scipy" if ctx.fast else "numpy")
+
+    def taps(self, out):
+        """'F', 'Fneu': each ROI's fluorescence and neuropil of the last frame."""
+        return {"F": (lambda: self.F, (self.n,), "float32"), "Fneu": (lambda: self.Fneu, (self.n,), "float32")}
 
     def __init__(self, rois: Rois, r: float = 0.7, backend: str = "scipy"):
         if backend not in BACKENDS:

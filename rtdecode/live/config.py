@@ -30,6 +30,7 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator, m
 
 from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.errors import ConfigError
+from rtdecode.extract import stages as stage_registry
 from rtdecode.live.config_checks import (Endpoint, Name, NonEmpty, OneOf, Port, Range, Section, config_error,
                                          endpoint, problem)
 from rtdecode.sources import protocols
@@ -161,8 +162,24 @@ class Source(Section):
         return [(p, r) for p in self.frame_planes for r in self.frame_scan_rois]
 
 
+# the keys kept from before `stages`: (stage, option) each sets, where the stages list does not
+LEGACY_STAGE_KEYS = {"crop": ("register", "crop"), "downsample": ("register", "downsample"),
+                     "max_shift": ("register", "max_shift"), "neuropil_r": ("traces", "r"),
+                     "tau_s": ("deconvolve", "tau_s")}
+
+
+def _chain_spec(value):
+    try:
+        stage_registry.parse_spec(value)
+    except ConfigError as exc:
+        raise problem(str(exc)) from None
+    return value
+
+
 class TwoPhoton(Section):
-    """The two-photon chain: register -> ROI traces - neuropil -> dF/F -> deconvolve, one per plane."""
+    """The two-photon chain, one per plane: by default register -> ROI traces - neuropil -> dF/F ->
+    deconvolve; `stages` lists it explicitly, each stage with its options
+    ([extraction.two_photon.stages](#extractiontwo_photonstages-the-stage-registry))."""
 
     rois: Path | Annotated[list[Path], NonEmpty] | None = Field(
         None, description="suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane: a list in source.planes order; "
@@ -193,6 +210,35 @@ class TwoPhoton(Section):
         30.0, description="the frame rate, Hz (the volume rate with several planes)")
     frame_dtype: Annotated[str, OneOf(("uint16", "int16"))] = Field(
         "uint16", description="the raw frames' type (ScanImage acquires int16)")
+    stages: Annotated[list, BeforeValidator(_chain_spec)] | None = Field(
+        None, description="the chain's stages in order, each a name or {name: {options}}, e.g. [{register: {crop: "
+                          "[256, 256]}}, traces, dff, {deconvolve: {method: oasis, lag: 3}}]; default: register, "
+                          "traces, dff, deconvolve. crop, downsample, max_shift, neuropil_r and tau_s above set "
+                          "their stage's option where this list does not")
+
+    @model_validator(mode="after")
+    def _spec(self):
+        try:
+            self.chain_spec()
+        except ConfigError as exc:
+            raise problem(str(exc)) from None
+        return self
+
+    def chain_spec(self) -> list[dict]:
+        """The chain spec for rtdecode.extract.build_chain: `stages` (or the default chain) with the
+        keys of LEGACY_STAGE_KEYS filled in; ConfigError where a key and the list both set an option."""
+        entries = [(name, opts.model_dump(exclude_unset=True)) for name, opts in stage_registry.parse_spec(self.stages)]
+        for key, (stage, option) in LEGACY_STAGE_KEYS.items():
+            value, given = getattr(self, key), key in self.model_fields_set
+            targets = [opts for name, opts in entries if name == stage]
+            if given and not targets:
+                raise ConfigError(f"stages: {key} is set but the list has no {stage} stage; set its option there")
+            for opts in targets:
+                if option in opts and given:
+                    raise ConfigError(f"stages: {key} and {stage}'s {option} are both set; keep one")
+                if option not in opts and value is not None:
+                    opts[option] = tuple(value) if isinstance(value, (list, tuple)) else value
+        return [{name: opts} for name, opts in entries]
 
     @property
     def rois_per_plane(self) -> list[Path]:

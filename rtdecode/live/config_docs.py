@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from rtdecode.extract import stages as stage_registry
 from rtdecode.live import config as cfg
 from rtdecode.live.config_checks import endpoint
 from rtdecode.sources import protocols
@@ -94,6 +95,8 @@ def render(ann) -> tuple[str, list[str], type[BaseModel] | None]:
         text, inner, model = render(base)
         return _kind(kind, text), checks + inner, model
     origin = typing.get_origin(ann)
+    if origin is typing.Literal:
+        return "text", ["one of " + ", ".join(f"`{v}`" for v in typing.get_args(ann))], None
     if origin in (typing.Union, types.UnionType):
         parts = [render(a) for a in typing.get_args(ann)]
         return " or ".join(p[0] for p in parts), [c for p in parts for c in p[1]], None
@@ -189,8 +192,46 @@ def sections(model: type[BaseModel], path: str = "") -> list[str]:
     return lines
 
 
+def _bounds(metadata) -> list[str]:
+    """pydantic's own bounds (Field(ge=..., le=...)) as the rig file's checks write them."""
+    lo = hi = None
+    for m in metadata:
+        for attr, mark in (("ge", "["), ("gt", "(")):
+            if getattr(m, attr, None) is not None:
+                lo = (mark, getattr(m, attr))
+        for attr, mark in (("le", "]"), ("lt", ")")):
+            if getattr(m, attr, None) is not None:
+                hi = (mark, getattr(m, attr))
+    if lo and hi:
+        return [f"{lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"]
+    if lo:
+        return [f"{'>=' if lo[0] == '[' else '>'} {lo[1]:g}"]
+    if hi:
+        return [f"{'<=' if hi[0] == ']' else '<'} {hi[1]:g}"]
+    return []
+
+
+def stage_sections() -> list[str]:
+    """The stage registry (rtdecode.extract.stages): each stage's options, for `stages`."""
+    lines = ["## `extraction.two_photon.stages`: the stage registry", "",
+             "The stages a chain may list (`rtdecode.extract.stages`), each as a name or `{name: {options}}`; "
+             "the default chain is " + ", ".join(f"`{n}`" for n in stage_registry.DEFAULT_STAGES) + ". "
+             "What a stage takes: `frame` (the raw frame), `image` (the registered frame), `vector` (one "
+             "value per ROI).", ""]
+    for entry in stage_registry.STAGES.values():
+        opts = entry.load().Options
+        lines += [f"### `{entry.name}`", "", f"{entry.help} (input: {entry.takes}).", "",
+                  "| option | type | default | allowed | description |", "|---|---|---|---|---|"]
+        for name, info in opts.model_fields.items():
+            text, checks, _ = render(info.annotation)
+            lines.append(f"| `{name}` | {_escape(text)} | {_escape(_default(info))} | "
+                         f"{_escape('; '.join(_bounds(info.metadata) + checks))} | {_escape(info.description or '')} |")
+        lines.append("")
+    return lines
+
+
 def render_doc() -> str:
-    return HEADER + "\n" + "\n".join(sections(cfg.RigConfig)).rstrip() + "\n"
+    return HEADER + "\n" + "\n".join(sections(cfg.RigConfig) + stage_sections()).rstrip() + "\n"
 
 
 def main(argv=None) -> int:

@@ -18,21 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from rtdecode import decode, metrics
+from rtdecode import metrics
 from rtdecode.decode import model as model_dir
 from rtdecode.decode import ridge
 from rtdecode.sources.ingest import Ingest
-from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
-from rtdecode.live.taps import record_extraction, recorder_extras
+from rtdecode.live.graph import assemble, live_chain, load_decoder
+from rtdecode.live.session import StopOnSignals, limit_blas_threads
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder
 from rtdecode.rig import VirtualRig, rf_patch_mask
 from rtdecode.stimuli.movies import FPS
 from rtdecode.rig.prepare import calibrate as calibrate_block
 from rtdecode.rig.sender import SenderConfig, sender_process
 from rtdecode.rig.twophoton import Microscope
-from rtdecode.extract.ring import ActivityRing
-from rtdecode.stage import Chain
 from rtdecode.outputs.triggers import LuminanceRule, TriggerEngine
 from rtdecode.outputs.triggers.sinks import ZmqSink
 
@@ -93,14 +90,32 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
                               training={"source": "demo calibration block (two-photon, extracted live chain)",
                                         "trials": len(calib), **info})
     model_dir.save(out / "model", card, dec.arrays())
-    card, dec = decode.load(out / "model")
+    decoder = load_decoder(out / "model", ("numpy",))  # the model's own predict_window, as `rtdecode run` falls back to
+    card = decoder.card
     t_fit = time.monotonic() - t_start
 
     endpoint = ready.get(timeout=120)
     if endpoint.startswith("error"):
         raise RuntimeError(f"the virtual rig's sender failed: {endpoint}")
-    ingest = Ingest([endpoint])
-    pub = Publisher()
+    session_dir = out / "session"
+    if session_dir.exists():  # the demo's output folder is rewritten on every run
+        import shutil
+
+        shutil.rmtree(session_dir)
+    limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
+    decoder.ring.warm_up()
+    decoder.stage.warm_up()
+
+    def triggers(recorder, pub):  # an example closed-loop rule: the reconstruction is bright inside the RF patch
+        return TriggerEngine([LuminanceRule("bright_patch", 170.0, card.frame_shape, rf_patch_mask(),
+                                            consecutive=3, refractory_s=1.0)],
+                             [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
+
+    graph = assemble(Ingest([endpoint]), live_chain(extract_chain.stages, decoder), Publisher,
+                     n_neurons=n_neurons, frame_shape=card.frame_shape, fps=FPS, record=session_dir,
+                     meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card.to_dict()},
+                     triggers=triggers)
+    pub, recorder = graph.publisher, graph.recorder
     viewer = None
     if screenshot is not None or (not headless and os.environ.get("DISPLAY")):
         import subprocess
@@ -114,36 +129,16 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
             cmd += ["--seconds", str(max(seconds / speed - 1.0, 1.0)), "--screenshot", str(screenshot)]
             env["QT_QPA_PLATFORM"] = "offscreen"
         viewer = subprocess.Popen(cmd, env=env)
-    session_dir = out / "session"
-    if session_dir.exists():  # the demo's output folder is rewritten on every run
-        import shutil
-
-        shutil.rmtree(session_dir)
-    recorder = Recorder(session_dir, n_neurons, card.frame_shape,
-                        meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card.to_dict()},
-                        extras=recorder_extras(extract_chain))
-    record_extraction(recorder, extract_chain)
-    limit_blas_threads(1)  # after the fit (which wants every core): the live loop shares 2 cores with the rig
-    ring = ActivityRing(n_neurons, card.window.bins, fill=dec.fill())
-    chain = Chain(extract_chain.stages + [ring, decode.DecodeStage(card, dec)])
-    ring.warm_up()
-    # An example closed-loop rule: the reconstruction is bright inside the receptive-field patch.
-    triggers = TriggerEngine([LuminanceRule("bright_patch", 170.0, card.frame_shape, rf_patch_mask(),
-                                            consecutive=3, refractory_s=1.0)],
-                             [ZmqSink(pub)], max_lag_s=0.1, record=recorder.trigger)
-    session = LiveSession(ingest, chain, pub, lag_min=card.window.lag_min, collect=True, recorder=recorder,
-                          triggers=triggers)
+    session = graph.session(lag_min=card.window.lag_min, collect=True)
     log.info("live block: %d oracle trials from %s, decoded stream on %s", n_oracle, endpoint, pub.endpoint)
     try:
         with StopOnSignals(session.stop):  # SIGTERM / SIGINT: the clean path (rtdecode.live.session.StopOnSignals)
             res = session.run(seconds=seconds + 30)
     finally:
-        triggers.close()
-        recorder.close(session.stats(), reason=session.stop_reason)
+        counts = graph.ingest.counts()
+        graph.close(session.stats(), reason=session.stop_reason)
     sender.join(timeout=10)
-    counts = ingest.counts()
-    ingest.close()
-    pub.close()
+    triggers = graph.triggers
     if viewer is not None:
         if screenshot is not None:
             viewer.wait(timeout=60)

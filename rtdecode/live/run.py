@@ -25,9 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from rtdecode.live.ephys import ephys_stages
-from rtdecode.decode import model as model_dir
-from rtdecode.decode import methods
-from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
 from rtdecode.decode.card import ModelCard
 from rtdecode.live.config import RigConfig, load_config
 from rtdecode.errors import ConfigError
@@ -35,31 +32,16 @@ from rtdecode.sources import protocols
 from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.extract.planes import Planes
 from rtdecode.live.cpu import Placement
-from rtdecode.live.session import LiveSession, StopOnSignals, limit_blas_threads
-from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
+from rtdecode.live.graph import assemble, live_chain, load_decoder
+from rtdecode.live.session import StopOnSignals, limit_blas_threads
 from rtdecode.outputs.peer_limit import raise_descriptor_limit
 from rtdecode.outputs.publish import Publisher
-from rtdecode.outputs.record import Recorder
-from rtdecode.extract.ring import ActivityRing
 from rtdecode.sources.address import split_endpoint
 from rtdecode.stage import Chain, check_graph
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FRAME_SHAPE = (36, 64)  # stimulus images recorded without a decoder: the dataset layout (docs/design.md 3.2)
-
-
-def decoder_stage(cfg: RigConfig):
-    """(card, stage, fill, backend name): the first backend of the preference list that loads."""
-    card, arrays = model_dir.load(cfg.decoder.model)
-    fill = methods.window_fill(arrays, card)  # the method's, from its registry entry
-    try:
-        backend = choose(cfg.decoder.backends, cfg.decoder.model, card)
-    except BackendUnavailable as exc:
-        raise ConfigError(f"decoder.backends: {exc}") from None
-    if backend.skipped:
-        log.warning("%s unavailable; falling back to %s", ", ".join(backend.skipped), backend.name)
-    return card, BackendStage(card, backend), fill, backend.name
 
 
 def plane_chains(cfg: RigConfig) -> list[Chain]:
@@ -82,9 +64,7 @@ def plane_chains(cfg: RigConfig) -> list[Chain]:
             if reference is None:
                 raise ConfigError(f"extraction.two_photon: no reference image: {rois_dir}/ops.npy has no meanImg; "
                                   "set extraction.two_photon.reference to a .npy image")
-        chains.append(build_chain(rois, reference, fps=tp.fps, crop=None if tp.crop is None else tuple(tp.crop),
-                                  downsample=tp.downsample, max_shift=tp.max_shift,
-                                  r=tp.neuropil_r, tau_s=tp.tau_s, frame_dtype=np.dtype(tp.frame_dtype)))
+        chains.append(build_chain(tp.chain_spec(), rois, reference, fps=tp.fps, frame_dtype=np.dtype(tp.frame_dtype)))
     return chains
 
 
@@ -203,15 +183,6 @@ def _frame_rate(cfg: RigConfig) -> float:
     return 1000.0 / cfg.extraction.ephys.bin_ms
 
 
-def close_triggers(engine) -> None:
-    if engine is None:
-        return
-    engine.close()
-    for rule in engine.rules:
-        for sink in rule.sinks or ():
-            sink.close()
-
-
 def make_flips(cfg: RigConfig):
     """The hardware flip-time input of `stimulus.flip_times: ttl` (rtdecode.sources.flips), or None."""
     ttl = cfg.stimulus.ttl
@@ -255,10 +226,10 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         else:
             planes = Planes(cfg.source.frame_channel, cfg.source.frame_planes, chains,
                             scan_rois=cfg.source.frame_scan_rois)
-    card = dec_stage = backend = None
+    card = decoder = backend = None
     if cfg.decoder is not None:
-        card, dec_stage, fill, backend = decoder_stage(cfg)
-        ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
+        decoder = load_decoder(cfg.decoder.model, cfg.decoder.backends)
+        card, backend = decoder.card, decoder.backend
         if planes is not None and planes.chains is not None and planes.n != card.neurons:
             raise ConfigError(f"extraction.two_photon.rois: the fields (plane, scan ROI) {planes.fields} hold "
                               f"{planes.n} ROIs in all, "
@@ -268,12 +239,10 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         check_ephys_inputs(cfg, card)
         stages = ephys_stages(cfg, card.neurons)
-        check_graph(stages + [ring, dec_stage])  # the whole graph, before the first block
-        chain = Chain([ring, dec_stage])
-    elif card is not None:
-        chain = Chain(stages + [ring, dec_stage])  # checks the whole graph before the first frame
+        check_graph(stages + decoder.stages)  # the whole graph, before the first block
+        chain = live_chain([], decoder)
     else:
-        chain = Chain(stages) if stages else None
+        chain = live_chain(stages, decoder)  # checks the whole graph before the first frame
     if cfg.decoder is not None:
         limit_blas_threads(cfg.decoder.blas_threads)
     t0 = time.perf_counter()
@@ -309,51 +278,33 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
             frame_bytes = max(int(np.prod(h.in_spec.shape)) * np.dtype(h.in_spec.dtype).itemsize for h in heads)
     raw = cfg.outputs.raw_frames
     raw_budget = None
-    extras = recorder_extras(chain, planes)
+    raw_extras = {}  # beside the chain's taps
     if raw is not None:
         if record is None:
             raise ConfigError("outputs.raw_frames: raw frames are kept in the recording; give --record DIR "
                               "(or outputs.record)")
         raw_budget = int(raw.max_gib * 2**30 // (int(np.prod(raw_spec[0])) * raw_spec[1].itemsize))
-        extras |= {"raw": (raw_spec[0], raw_spec[1].str), "raw_saved": ((), "bool")}
+        raw_extras = {"raw": (raw_spec[0], raw_spec[1].str), "raw_saved": ((), "bool")}
         log.info("recording raw %dx%d %s frames: at most %d (%.3g GiB uncompressed), zlib level %d",
                  *raw_spec[0], raw_spec[1], raw_budget, raw.max_gib, raw.level)
     raise_descriptor_limit()  # before any socket: a connection flood must not take the recorder's files
     ingest = make_ingest(cfg, stages if ephys else [], frame_bytes)
-    recorder = triggers = flips = None
-    try:
-        flips = make_flips(cfg)
-        if record is not None:
-            recorder = Recorder(record, n_neurons, frame_shape,
-                                meta={"config": cfg.model_dump(mode="json"),
-                                      "model_card": None if card is None else card.to_dict(), "backend": backend,
-                                      "config_file": str(Path(config).resolve()),
-                                      "calibration": card is None,
-                                      **({"activity_order": planes.order()}
-                                         if planes is not None and planes.chains is not None else {})},
-                                fps=_frame_rate(cfg), extras=extras,
-                                compress_level=None if raw is None else raw.level)
-            if planes is not None and planes.chains is not None:
-                record_planes(recorder, planes)
-            elif chain is not None:
-                record_extraction(recorder, chain)
-        triggers = make_triggers(cfg, frame_shape, recorder)
-        pub = Publisher(cfg.outputs.publish, max_peers=cfg.outputs.max_peers, what="the decoded stream")
-    except BaseException as exc:
-        ingest.close()
-        if flips is not None:
-            flips.close()
-        close_triggers(triggers)
-        if recorder is not None:  # a start-up failure is an error of the session, never a clean 0-frame stop
-            recorder.close(None, error=f"could not start: {type(exc).__name__}: {exc}")
-        raise
-    session = LiveSession(ingest, chain, pub, lag_min=0 if card is None else card.window.lag_min, recorder=recorder,
-                          triggers=triggers, extraction=ingest.chain if ephys else None, planes=planes,
-                          decode=card is not None, max_age_s=cfg.max_age_ms / 1e3, flips=flips,
-                          raw_frames=raw_budget, raw_shape=None if ephys else raw_spec[0],
-                          placement=Placement(cfg.cpu.pipeline, cfg.cpu.priority))
+    meta = {"config": cfg.model_dump(mode="json"), "model_card": None if card is None else card.to_dict(),
+            "backend": backend, "config_file": str(Path(config).resolve()), "calibration": card is None,
+            **({"activity_order": planes.order()} if planes is not None and planes.chains is not None else {})}
+    graph = assemble(ingest, chain, lambda: Publisher(cfg.outputs.publish, max_peers=cfg.outputs.max_peers,
+                                                      what="the decoded stream"),
+                     n_neurons=n_neurons, frame_shape=frame_shape, fps=_frame_rate(cfg), record=record, meta=meta,
+                     planes=planes, triggers=lambda recorder, pub: make_triggers(cfg, frame_shape, recorder),
+                     flips=lambda: make_flips(cfg), extras=raw_extras,
+                     compress_level=None if raw is None else raw.level)
+    session = graph.session(lag_min=0 if card is None else card.window.lag_min,
+                            extraction=ingest.chain if ephys else None, decode=card is not None,
+                            max_age_s=cfg.max_age_ms / 1e3, raw_frames=raw_budget,
+                            raw_shape=None if ephys else raw_spec[0],
+                            placement=Placement(cfg.cpu.pipeline, cfg.cpu.priority))
     log.info("%s: %s -> %s", "live" if card is not None else "calibration block (no decoder)",
-             ", ".join(cfg.source.address), pub.endpoint)
+             ", ".join(cfg.source.address), graph.publisher.endpoint)
     stopper.attach(session.stop)  # a signal that came during start-up stops the loop at its first turn
     error = None
     try:
@@ -367,13 +318,9 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         raise
     finally:
         stats = session.stats() | {"backend": backend}
-        close_triggers(triggers)
+        graph.close(stats, error=error, reason=session.stop_reason)
+        recorder = graph.recorder
         if recorder is not None:
-            recorder.close(stats, error=error, reason=session.stop_reason)
             stats.update(recorded=recorder.written, records_lost=recorder.lost, record_damaged=recorder.failed
                          or recorder.deleted_reason or (recorder.gave_up[0] if recorder.gave_up else None))
-        ingest.close()
-        if flips is not None:
-            flips.close()
-        pub.close()
     return stats

@@ -10,23 +10,11 @@ from rtdecode.outputs.record import Recorder, rois_npz
 from rtdecode.stage import Chain
 
 
-def extraction_taps(chain: Chain) -> dict:
-    """The two-photon chain's intermediate arrays worth recording with each frame:
-    {name: (getter, shape, dtype)} for 'F', 'Fneu' (Traces, (n,)), 'dff' (DeltaF's output, (n,)) and
-    'shifts' (Register's (dy, dx), pixels); empty for a chain without those stages (ephys)."""
-    from rtdecode.extract import DeltaF, Register, Traces
-
-    taps = {}
-    for i, st in enumerate([] if chain is None else chain.stages):
-        if isinstance(st, Register):
-            taps["shifts"] = (lambda st=st: st.last_shift, (2,), "float32")
-        elif isinstance(st, Traces):
-            taps["F"] = (lambda st=st: st.F, (st.n,), "float32")
-            taps["Fneu"] = (lambda st=st: st.Fneu, (st.n,), "float32")
-        elif isinstance(st, DeltaF):
-            buf = chain.buffers[i]
-            taps["dff"] = (lambda buf=buf: buf, buf.shape, "float32")
-    return taps
+def extraction_taps(chain: Chain | None) -> dict:
+    """The chain's intermediate arrays worth recording with each frame, as its stages declare them
+    (rtdecode.stage.Stage.taps): {name: (getter, shape, dtype)}, e.g. 'F', 'Fneu' (traces, (n,)),
+    'dff' (n,) and 'shifts' (register's (dy, dx), px); empty for a chain without such stages (ephys)."""
+    return {} if chain is None else chain.taps()
 
 
 def plane_taps(planes: Planes) -> dict:
@@ -51,11 +39,8 @@ def record_planes(recorder: Recorder, planes: Planes) -> None:
     if len(planes.chains) == 1:
         record_extraction(recorder, planes.chains[0])
         return
-    from rtdecode.extract import Register, Traces
-
     for name, chain in zip(planes.names(), planes.chains):
-        traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
-        reg = next((st for st in chain.stages if isinstance(st, Register)), None)
+        traces, reg = chain.find("rois"), chain.find("reference")
         if traces is not None:
             recorder.attach(f"rois_{name}", rois_npz(traces.rois, None if reg is None else reg.reference))
 
@@ -63,14 +48,11 @@ def record_planes(recorder: Recorder, planes: Planes) -> None:
 def record_extraction(recorder: Recorder, chain: Chain) -> dict:
     """Write the chain's masks into the session as rois.npz (ROI and neuropil weights as CSR parts
     `roi_indptr/indices/weights`, `neuropil_...` over the flattened (H, W) frame, `frame_shape`,
-    `index`, and the registration `reference` image) when it has Traces / Register stages; returns
-    the arrays written ({} for ephys)."""
-    from rtdecode.extract import Register, Traces
-
-    traces = next((st for st in chain.stages if isinstance(st, Traces)), None)
+    `index`, and the registration `reference` image) from the stages that hold `rois` / `reference`
+    (traces, register); returns the arrays written ({} for ephys)."""
+    traces, reg = chain.find("rois"), chain.find("reference")
     if traces is None:
         return {}
-    reg = next((st for st in chain.stages if isinstance(st, Register)), None)
     arrays = rois_npz(traces.rois, None if reg is None else reg.reference)
     recorder.attach("rois", arrays)
     return arrays

@@ -90,7 +90,7 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
     with the stimulus frame the log puts on screen, write the dataset to `out`. Returns counts."""
     from tqdm import tqdm
 
-    from rtdecode.extract import build_chain
+    from rtdecode.extract import build_chain, default_spec
     from rtdecode.extract.offline import suite2p_reference
     from rtdecode.extract.planes import Planes
     from rtdecode.extract.rois import load_suite2p
@@ -141,8 +141,8 @@ def tiff_dataset(tiff, stimulus_log, movies, rois: list, out, *, channel: int = 
                     ref = suite2p_reference(d)
                     if ref is None:
                         raise DatasetError(f"{d}/ops.npy has no meanImg (the registration reference)")
-                    chains.append(build_chain(load_suite2p(d), ref, fps=fps, crop=None if crop is None else tuple(crop), r=r, tau_s=tau_s,
-                                              frame_dtype=fr.image.dtype))
+                    chains.append(build_chain(default_spec(crop=None if crop is None else tuple(crop), r=r, tau_s=tau_s),
+                                              load_suite2p(d), ref, fps=fps, frame_dtype=fr.image.dtype))
                 sel = Planes(channel, planes, chains, scan_rois=scan_rois)
             act = sel.add(fr.plane, np.ascontiguousarray(fr.image), fr.roi)
             bar.update()

@@ -39,7 +39,7 @@ def calibrate(rig: VirtualRig, scope: Microscope, rois_dir: Path, progress: bool
     train = rig.trials("train")
     first = rig.trial(train[0])
     head = [scope.render(first.spikes[k]) for k in range(n_reference)]
-    chain = build_chain(rois, reference_from(np.stack(head)), fps=FPS)
+    chain = build_chain(None, rois, reference_from(np.stack(head)), fps=FPS)
     chain.warm_up()
     data = []
     bar = tqdm(total=len(train) * rig.trial_frames, desc="calibration block", unit="frame", disable=not progress)

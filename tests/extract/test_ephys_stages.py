@@ -1,17 +1,19 @@
-"""The live ephys stages (bandpass, common_reference, detect, bin) equal the offline EphysChain,
-bin by bin, whatever the block cuts; the graph is checked on static specs."""
+"""The ephys stages (bandpass, common_reference, detect, bin) give the same counts bin by bin
+whatever the block cuts, and agree with the NumPy oracle `reference_detect`; the graph is checked
+on static specs."""
 
 import numpy as np
 import pytest
 
 from rtdecode.errors import ConfigError, StageError
-from rtdecode.extract.ephys import EphysChain, bin_counts, reference_detect
+from rtdecode.extract.ephys import bin_counts, reference_detect
 from rtdecode.extract.ephys_stages import (
     BandPass,
     BinCounts,
     Detect,
     SampleChain,
     build_ephys_stages,
+    events,
     pack_events,
 )
 from rtdecode.extract.ring import ActivityRing
@@ -56,11 +58,12 @@ def test_stages_equal_the_offline_chain_bin_by_bin(reference):
     x = _signal()
     grid = BinGrid(T0, 33.3e-3 * FS)
     n_bins = grid.index(T0 + x.shape[0]) - 1
-    # offline: the chain in 1000-sample chunks, binned on the same edges (noise learnt over the first 1 s)
-    off = EphysChain(C, FS, reference=reference, t0=T0, max_chunk=1000)
+    # offline: the same stages in 1000-sample chunks, binned on the same edges (noise learnt over the first 1 s)
+    off = SampleChain(build_ephys_stages(C, 1000, reference=reference, binned=False))
+    off.start(FS, T0)
     want = np.zeros((n_bins, C), np.int64)
     for a in range(0, x.shape[0], 1000):
-        bin_counts(*off.process(x[a:a + 1000]), grid.edges(0, n_bins - 1), want)
+        bin_counts(*events(off.process(x[a:a + 1000])), grid.edges(0, n_bins - 1), want)
     got, chain = _live(x, build_ephys_stages(C, 256, reference=reference), grid, n_bins,
                        np.random.default_rng(1), 256)
     assert want.sum() > 50 and want[:30].sum() == 0  # events, none in the first second (noise window)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from rtdecode.extract import build_chain, extract_movie, load_suite2p
+from rtdecode.extract import build_chain, default_spec, extract_movie, load_suite2p
 from rtdecode.rig.twophoton import Microscope
 
 N_CELLS, T = 200, 300  # 10 s at 30 Hz; the values noted "measured" below hold at this length
@@ -26,7 +26,7 @@ def session(tmp_path_factory):
     rois = load_suite2p(folder)
     # The ROIs live in the coordinates of suite2p's meanImg, so that is the reference.
     reference = np.load(folder / "ops.npy", allow_pickle=True).item()["meanImg"]
-    runs = {r: extract_movie(build_chain(rois, reference, fps=m.fps, r=r), movie) for r in (0.0, 0.7)}
+    runs = {r: extract_movie(build_chain(default_spec(r=r), rois, reference, fps=m.fps), movie) for r in (0.0, 0.7)}
     return m.truth, rois, reference, movie, runs
 
 
@@ -77,7 +77,7 @@ def test_activity_tracks_true_spikes(session):
 
 def test_extract_movie_is_the_live_path(session):
     _, rois, reference, movie, runs = session
-    chain = build_chain(rois, reference, r=0.7)
+    chain = build_chain(default_spec(r=0.7), rois, reference)
     chain.warm_up()
     live = np.stack([chain.process(f).copy() for f in movie[:50]], axis=1)
     np.testing.assert_array_equal(live, runs[0.7]["activity"][:, :50])

@@ -5,16 +5,12 @@ import pytest
 from scipy import ndimage, signal
 
 from rtdecode.errors import ConfigError, StageError
-from rtdecode.extract import build_chain, extract_movie
+from rtdecode.extract import build_chain, default_spec, extract_movie
 from rtdecode.extract import kernels as K
 from rtdecode.extract.deconv import Deconvolve
 from rtdecode.extract.dff import DeltaF
-from rtdecode.extract.ephys import (
-    EphysChain,
-    bandpass_sos,
-    bin_counts,
-    reference_detect,
-)
+from rtdecode.extract.ephys import bandpass_sos, bin_counts, reference_detect
+from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages, events
 from rtdecode.extract.register import Register, bin_numpy, shift_into
 from rtdecode.extract.rois import from_footprints
 from rtdecode.extract.traces import Traces
@@ -116,9 +112,9 @@ def test_fast_chain_equals_numpy_chain():
     ref_img = ndimage.gaussian_filter(rng.uniform(500, 1500, SHAPE), 2).astype(np.float32)
     movie = np.stack([np.clip(np.roll(ref_img, (rng.integers(-3, 4), rng.integers(-3, 4)), (0, 1))
                               + rng.normal(0, 20, SHAPE), 0, 4095).astype(np.uint16) for _ in range(60)])
-    fast = build_chain(rois, ref_img, crop=(64, 64))
+    fast = build_chain(default_spec(crop=(64, 64)), rois, ref_img)
     fast.warm_up()
-    ref = build_chain(rois, ref_img, crop=(64, 64), backend="numpy")
+    ref = build_chain(default_spec(crop=(64, 64)), rois, ref_img, backend="numpy")
     a, b = extract_movie(fast, movie), extract_movie(ref, movie)
     np.testing.assert_array_equal(np.round(a["shifts"]), np.round(b["shifts"]))
     for k in ("F", "Fneu", "dff"):
@@ -149,10 +145,12 @@ def test_ephys_chain_chunked_equals_reference(reference):
     x = x.astype(np.int16)
     noise = np.full(C, 8.0, np.float32)
     want_t, want_c = reference_detect(x, fs, reference=reference, k=4.0, noise=noise, scale=0.5, t0=1000)
-    ch = EphysChain(C, fs, reference=reference, k=4.0, noise=noise, scale=0.5, t0=1000, max_chunk=1024)
+    ch = SampleChain(build_ephys_stages(C, 1024, reference=reference, k=4.0, noise=noise, scale=0.5,
+                                        in_dtype=np.int16, binned=False))
+    ch.start(fs, 1000)
     got_t, got_c = [], []
     for a in range(0, T, 1000):
-        t, c = ch.process(x[a:a + 1000])
+        t, c = events(ch.process(x[a:a + 1000]))
         got_t.append(t.copy())
         got_c.append(c.copy())
     got_t, got_c = np.concatenate(got_t), np.concatenate(got_c)
@@ -175,10 +173,12 @@ def test_ephys_chain_chunked_equals_reference(reference):
 def test_ephys_noise_is_estimated_from_the_first_second():
     rng = np.random.default_rng(7)
     x = rng.normal(0, 10, (40000, 4)).astype(np.float32)
-    ch = EphysChain(4, 20000.0, reference=None, band=(300, 3000), noise_s=1.0, max_chunk=5000)
+    ch = SampleChain(build_ephys_stages(4, 5000, reference=None, band=(300, 3000), noise_s=1.0, binned=False))
+    ch.start(20000.0)
     for a in range(0, 40000, 5000):
         ch.process(x[a:a + 5000])
-    assert np.all(np.isfinite(ch.thr)) and np.all(ch.thr > 0)
+    thr = ch.stages[-1].crossings.thr
+    assert np.all(np.isfinite(thr)) and np.all(thr > 0)
 
 
 @pytest.mark.parametrize("lag, fixed", [(0, False), (2, False), (5, True)])

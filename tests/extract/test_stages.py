@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rtdecode.errors import StageError
-from rtdecode.extract import build_chain, extract_movie
+from rtdecode.extract import build_chain, default_spec, extract_movie
 from rtdecode.extract.deconv import Deconvolve, estimate_noise, gamma_of
 from rtdecode.extract.dff import DeltaF
 from rtdecode.extract.rois import from_footprints
@@ -98,7 +98,7 @@ def test_deconvolve_finds_the_spikes(fixed):
 
 
 def test_chain_rejects_wrong_frames():
-    chain = build_chain(rois(), np.ones(SHAPE, np.float32) * 100, crop=(32, 32))
+    chain = build_chain(default_spec(crop=(32, 32)), rois(), np.ones(SHAPE, np.float32) * 100)
     chain.warm_up()
     assert chain.process(np.full(SHAPE, 100, np.uint16)).shape == (2,)
     with pytest.raises(StageError, match="expected <u2"):
@@ -106,7 +106,7 @@ def test_chain_rejects_wrong_frames():
     with pytest.raises(StageError, match=r"\(64, 64\)"):
         chain.process(np.zeros((64, 65), np.uint16))
     with pytest.raises(StageError, match="reference is"):
-        build_chain(rois(), np.ones((32, 32)))
+        build_chain(None, rois(), np.ones((32, 32)))
     with pytest.raises(StageError):
         extract_movie(chain, np.zeros((3, 32, 32), np.uint16))
 

@@ -16,8 +16,8 @@ from rtdecode.decode import model as model_dir
 from rtdecode.decode.ridge import RidgeDecoder, temporal_basis
 from rtdecode.cli import main
 from rtdecode.errors import ConfigError, StageError
-from rtdecode.extract.ephys_stages import CommonReference, build_ephys_stages
-from rtdecode.extract.ephys import EphysChain, bin_counts
+from rtdecode.extract.ephys import bin_counts
+from rtdecode.extract.ephys_stages import CommonReference, SampleChain, build_ephys_stages, events
 from rtdecode.sources.openephys import zmq_interface_wire as ziw
 from rtdecode.sources.openephys.bins import BinGrid
 from rtdecode.sources.openephys.emulator import Emulator
@@ -90,13 +90,14 @@ class _DroppingSocket:
 
 
 def _offline(cont, grid, n_bins):
-    """EphysChain over the same samples in the same blocks, binned on the same edges."""
+    """The same stages offline over the same samples in the same blocks, binned on the same edges."""
     x = cont.microvolts()  # channels x samples, as the emulator sends them
-    chain = EphysChain(x.shape[0], cont.sample_rate, t0=int(cont.sample_numbers[0]))
+    chain = SampleChain(build_ephys_stages(x.shape[0], BLOCK, in_dtype=x.dtype, binned=False))
+    chain.start(cont.sample_rate, int(cont.sample_numbers[0]))
     counts = np.zeros((n_bins, x.shape[0]), np.int64)
     edges = grid.edges(0, n_bins - 1)
     for b0 in range(0, x.shape[1], BLOCK):
-        ev_t, ev_c = chain.process(np.ascontiguousarray(x[:, b0:b0 + BLOCK].T))
+        ev_t, ev_c = events(chain.process(np.ascontiguousarray(x[:, b0:b0 + BLOCK].T)))
         bin_counts(ev_t, ev_c, edges, counts)
     return counts
 

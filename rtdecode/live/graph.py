@@ -1,0 +1,156 @@
+"""One live-graph assembly: ingest -> extraction -> activity ring -> decode stage -> publisher,
+triggers, recorder; used by `rtdecode run` (run.py), `rtdecode demo` (demo.py) and `rtdecode bench
+e2e` / `soak` (bench/e2e.py).
+
+- `load_decoder(model, backends)`: the decoding end, the same everywhere: the activity ring filled
+  by the method's window fill (rtdecode.decode.methods.window_fill, the one ring-fill rule) and the
+  decode stage on the first backend of `backends` that loads (BackendStage; "numpy" is the model's
+  own `predict_window`).
+- `live_chain(extraction, decoder)`: extraction + [ring, decode] as one Chain (the whole graph
+  checked before the first frame).
+- `assemble(...)`: the recorder (with the chain's taps and ROI masks), the publisher and the
+  trigger engine around an ingest and a chain, closed together if any of them fails to start;
+  `LiveGraph.session()` runs it, `LiveGraph.close()` tears it down.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rtdecode.decode import methods
+from rtdecode.decode import model as model_dir
+from rtdecode.decode.backends import BackendStage, BackendUnavailable, choose
+from rtdecode.decode.card import ModelCard
+from rtdecode.errors import ConfigError
+from rtdecode.extract.planes import Planes
+from rtdecode.extract.ring import ActivityRing
+from rtdecode.live.session import LiveSession
+from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
+from rtdecode.outputs.publish import Publisher
+from rtdecode.outputs.record import Recorder
+from rtdecode.stage import Chain, Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decoder:
+    """The decoding end of a live graph: the model card, its activity ring and its decode stage."""
+
+    card: ModelCard
+    ring: ActivityRing
+    stage: BackendStage
+    backend: str
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [self.ring, self.stage]
+
+
+def load_decoder(model, backends=("numpy",), key: str = "decoder.backends") -> Decoder:
+    """The model at `model` on the first backend of `backends` that loads here; ConfigError (under
+    `key`) when none does."""
+    card, arrays = model_dir.load(model)
+    fill = methods.window_fill(arrays, card)  # the method's, from its registry entry
+    try:
+        backend = choose(list(backends), model, card)
+    except BackendUnavailable as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if backend.skipped:
+        log.warning("%s unavailable; falling back to %s", ", ".join(backend.skipped), backend.name)
+    ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
+    return Decoder(card, ring, BackendStage(card, backend), backend.name)
+
+
+def live_chain(extraction: list[Stage], decoder: Decoder | None) -> Chain | None:
+    """extraction + the decoder's [ring, decode] (checked as one graph); the extraction alone without
+    a decoder (a calibration block); None when there is neither (several planes, no decoder)."""
+    stages = list(extraction) + ([] if decoder is None else decoder.stages)
+    return Chain(stages) if stages else None
+
+
+def close_triggers(engine) -> None:
+    """Stop the trigger engine and close its rules' outputs."""
+    if engine is None:
+        return
+    engine.close()
+    for rule in engine.rules:
+        for sink in rule.sinks or ():
+            sink.close()
+
+
+@dataclass
+class LiveGraph:
+    """A session's parts, built by `assemble`: run it with `session()`, tear it down with `close()`."""
+
+    ingest: object
+    chain: Chain | None
+    publisher: Publisher
+    recorder: Recorder | None = None
+    triggers: object = None
+    flips: object = None
+    planes: Planes | None = None
+    closed: list = field(default_factory=list)
+
+    def session(self, session_cls=LiveSession, **options) -> LiveSession:
+        """The live loop over this graph (options: LiveSession's, e.g. lag_min, placement, collect)."""
+        return session_cls(self.ingest, self.chain, self.publisher, recorder=self.recorder, triggers=self.triggers,
+                           flips=self.flips, planes=self.planes, **options)
+
+    def close(self, stats: dict | None = None, error: str | None = None, reason: str | None = None) -> None:
+        """Triggers, then the recorder (end.json from `stats`), the ingest, flips and the publisher."""
+        if self.closed:
+            return
+        self.closed.append(True)
+        close_triggers(self.triggers)
+        if self.recorder is not None:
+            self.recorder.close(stats, error=error, reason=reason)
+        self.ingest.close()
+        if self.flips is not None:
+            self.flips.close()
+        self.publisher.close()
+
+
+def open_recorder(folder, chain: Chain | None, planes: Planes | None, n_neurons: int, frame_shape,
+                  meta: dict, fps: float, extras: dict | None = None, compress_level: int | None = None) -> Recorder:
+    """A session folder recording the activity, the decoded frames and the chain's taps (plus
+    `extras`, {name: (shape, dtype)}, e.g. raw frames), with the ROI masks (one rois.npz, or one per
+    field of several planes / scan ROIs). compress_level: the chunks' zlib level (None: the default)."""
+    recorder = Recorder(folder, n_neurons, frame_shape, meta=meta, fps=fps,
+                        extras=recorder_extras(chain, planes) | (extras or {}), compress_level=compress_level)
+    if planes is not None and planes.chains is not None:
+        record_planes(recorder, planes)
+    elif chain is not None:
+        record_extraction(recorder, chain)
+    return recorder
+
+
+def assemble(ingest, chain: Chain | None, publisher: Callable[[], Publisher], *, n_neurons: int, frame_shape,
+             fps: float, record=None, meta: dict | None = None, planes: Planes | None = None,
+             triggers: Callable | None = None, flips: Callable | None = None, extras: dict | None = None,
+             compress_level: int | None = None) -> LiveGraph:
+    """The graph around `ingest` and `chain`: flips (`flips()`), the recorder (when `record` is a
+    folder), the publisher (`publisher()`) and the trigger engine (`triggers(recorder, publisher)`,
+    None for none); `extras`, `compress_level`: open_recorder's. If any of them fails, everything opened is closed (the ingest too; a recorder
+    notes the failure) and the error raised."""
+    recorder = trig = pub = fl = None
+    try:
+        fl = flips() if flips is not None else None
+        if record is not None:
+            recorder = open_recorder(record, chain, planes, n_neurons, frame_shape, meta or {}, fps, extras,
+                                     compress_level)
+        pub = publisher()
+        trig = triggers(recorder, pub) if triggers is not None else None
+    except BaseException as exc:
+        ingest.close()
+        if fl is not None:
+            fl.close()
+        close_triggers(trig)
+        if pub is not None:
+            pub.close()
+        if recorder is not None:  # a start-up failure is an error of the session, never a clean 0-frame stop
+            recorder.close(None, error=f"could not start: {type(exc).__name__}: {exc}")
+        raise
+    return LiveGraph(ingest, chain, pub, recorder, trig, fl, planes)
