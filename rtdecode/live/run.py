@@ -291,6 +291,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
     ingest = make_ingest(cfg, stages if ephys else [], frame_bytes)
     meta = {"config": cfg.model_dump(mode="json"), "model_card": None if card is None else card.to_dict(),
             "backend": backend, "config_file": str(Path(config).resolve()), "calibration": card is None,
+            # the resolved extraction chain, so that `fit --rois` re-extracts raw frames as live would
+            **({"extraction_spec": tp.chain_spec()} if not ephys else {}),
             **({"activity_order": planes.order()} if planes is not None and planes.chains is not None else {})}
     graph = assemble(ingest, chain, lambda: Publisher(cfg.outputs.publish, max_peers=cfg.outputs.max_peers,
                                                       what="the decoded stream"),

@@ -24,7 +24,7 @@ def extract_session(session, rois_dir, progress: bool = False) -> tuple[np.ndarr
     RoiError if the ROIs are not on its frames."""
     from tqdm import tqdm
 
-    from rtdecode.extract import build_chain
+    from rtdecode.extract import build_chain, default_spec
     from rtdecode.extract.offline import suite2p_reference
     from rtdecode.extract.rois import load_suite2p
     from rtdecode.offline.session_chunks import SessionChunks
@@ -45,9 +45,12 @@ def extract_session(session, rois_dir, progress: bool = False) -> tuple[np.ndarr
     reference = suite2p_reference(rois_dir)
     if reference is None:
         raise RoiError(f"{rois_dir}/ops.npy has no meanImg (the registration reference)")
-    crop = tuple(tp.get("crop") or (256, 256))
-    chain = build_chain(rois, reference, fps=float(tp.get("fps", 30.0)), crop=crop, max_shift=tp.get("max_shift"),
-                        r=float(tp.get("neuropil_r", 0.7)), tau_s=float(tp.get("tau_s", 0.7)), frame_dtype=dtype)
+    spec = chunks.scan["meta"].get("extraction_spec")  # the chain the live session would have run
+    if spec is None:  # recorded before it was kept: the rig file's keys
+        spec = default_spec(crop=None if tp.get("crop") is None else tuple(tp["crop"]), downsample=tp.get("downsample"),
+                            max_shift=tp.get("max_shift"), r=float(tp.get("neuropil_r", 0.7)),
+                            tau_s=float(tp.get("tau_s", 0.7)))
+    chain = build_chain(spec, rois, reference, fps=float(tp.get("fps", 30.0)), frame_dtype=dtype)
     chain.warm_up()
     chain.reset()
     activity = np.full((chunks.total, rois.n), np.nan, np.float32)
