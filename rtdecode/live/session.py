@@ -421,7 +421,9 @@ class LiveSession:
                 suppress = "clock" if msg.clock_rejected else "congested" if msg.congested else None
                 self.triggers.on_decoded(out, target_t, done - msg.received, ready, trial=target[0],
                                          frame=target[1], frameNumberAcq=msg.header.get("frameNumberAcq"),
-                                         acquired=acquired, max_age_s=self.max_age_s, suppress=suppress)
+                                         acquired=acquired, max_age_s=self.max_age_s, suppress=suppress,
+                                         # as old as the clock estimate allows: never judged fresher than it is
+                                         age_margin=msg.age_margin)
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
         if self.raw_only:
@@ -467,6 +469,7 @@ class LiveSession:
             local = clock.local(msg.t)
         if msg.topic == "frame" and not msg.acquired:
             msg.acquired = received - excess
+            msg.age_margin = clock.creep()
         msg.local_t = wall if local is None else local
         return msg.local_t
 

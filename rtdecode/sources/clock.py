@@ -149,6 +149,13 @@ class ClockOffset:
             log.warning("%s: clock offset estimate restarted (%s): %.3f s -> %.3f s (%d step(s) so far)",
                         self.name, why, before, d, self.steps)
 
+    def creep(self) -> float:
+        """How far `min_delay` has risen above the floor since the floor was last reached, s: the
+        most by which a message's acquisition time may be late (0 before any message)."""
+        if self._floor is None:
+            return 0.0
+        return self.max_drift * max(0.0, self._wall - self._floor_wall)
+
     def local(self, sender_t: float) -> float | None:
         """`sender_t` on this PC's wall clock: sender_t + min_delay (None before any message)."""
         m = self.min_delay

@@ -198,6 +198,7 @@ class Ingest:
             msg.acquired, msg.local_t = received, wall
         else:
             msg.acquired = received - excess
+            msg.age_margin = clock.creep()
             local = clock.local(msg.t)
             msg.local_t = wall if local is None else local
         if source == 0 and msg.topic == "frame":

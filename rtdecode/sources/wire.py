@@ -44,6 +44,9 @@ class Message:
     received: float = 0.0  # time.perf_counter() when the receiver got it (0 if not stamped)
     source: int = 0  # which publisher of the ingest sent it (0: the acquisition source)
     acquired: float = 0.0  # its acquisition time on time.perf_counter()'s clock (0 if unknown)
+    # how much earlier it may have been acquired: the clock estimate's allowed creep since its floor was
+    # last seen (rtdecode.sources.clock.ClockOffset.creep), s; freshness checks add it to the age
+    age_margin: float = 0.0
     skipped: int = 0  # frames not handed out just before this one (freshness 'latest')
     local_t: float = 0.0  # its `t` on this PC's wall clock (time.time()): t + its publisher's offset (0 if not mapped)
     clock_rejected: bool = False  # its `t` is off its publisher's clock (rtdecode.sources.clock): times are arrival's

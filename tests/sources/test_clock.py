@@ -3,6 +3,8 @@ message: a backlog longer than any window never becomes offset, a `t` from the f
 rejected message, clock steps restart the estimate after `confirm` messages, and drift is followed.
 (The same attacks on loopback sockets through a live session: tests/live/test_time_attacks.py.)"""
 
+import pytest
+
 from rtdecode.sources.clock import ClockOffset
 
 OFFSET = 0.5  # the sender's clock is 0.5 s behind ours; bare transport 0
@@ -66,3 +68,13 @@ def test_drift_is_followed_within_max_drift():
         worst = max(worst, e)
         t += 1 / 30
     assert worst < 1e-4 and c.steps == 0 and c.rejected == 0
+
+
+def test_creep_is_how_far_the_estimate_rose_since_the_floor_was_seen():
+    c = ClockOffset(max_drift=1e-4)
+    assert c.creep() == 0.0
+    c.see(100.0, 100.001)  # floor 1 ms
+    assert c.creep() == 0.0
+    c.see(110.0, 110.5, queued=True)  # a backlog: 0.5 s late, 10 s after the floor was reached
+    assert c.creep() == pytest.approx(1e-4 * (110.5 - 100.001))  # 100 ppm of the 10.5 s since
+    assert c.min_delay == pytest.approx(0.001 + c.creep())

@@ -76,14 +76,17 @@ class TriggerEngine:
         return self.suppressed["stale"]
 
     def on_decoded(self, image: np.ndarray, t: float, lag_s: float, ready: float, acquired: float | None = None,
-                   max_age_s: float | None = None, suppress: str | None = None, **context) -> int:
+                   max_age_s: float | None = None, suppress: str | None = None, age_margin: float = 0.0,
+                   **context) -> int:
         """Evaluate the rules on a decoded frame `image` (H, W) for stimulus time `t` (the sender's,
         only recorded); `context` (trial, frame, ...) goes into every event; `ready` is
         time.perf_counter() when it was ready; `acquired` (same clock) when the newest frame behind it
         was acquired: older than `max_age_s`, nothing fires; nor with a `suppress` reason ('clock',
-        'congested'). Returns the number of triggers fired."""
+        'congested'). `age_margin` (s): how much older the frame may be than `acquired` says (the clock
+        estimate's creep); the age checked against `max_age_s` includes it. Returns the number of
+        triggers fired."""
         now = time.monotonic()
-        age = None if acquired is None else time.perf_counter() - acquired
+        age = None if acquired is None else time.perf_counter() - acquired + max(age_margin, 0.0)
         reason = suppress  # the cause, when the caller knows it, before its symptom (staleness)
         if age is not None and max_age_s is not None and age > max_age_s:
             self.stale_frames += 1
