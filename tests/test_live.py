@@ -63,7 +63,7 @@ def test_session_survives_bad_frames_and_counts_them(tmp_path):
             if k == 30:
                 seq()  # a message lost in transport
             pub.send_multipart(wire.encode("frame", seq(), time.time(), f, frameNumberAcq=k + 1, channel=1, plane=1))
-            time.sleep(0.002)
+            time.sleep(0.01)  # stim labels are matched by time: 2 ms apart, a loaded machine swapped two
         pub.send_multipart(wire.encode("stats", seq(), time.time(), None, end=True))
 
     th = threading.Thread(target=send)
