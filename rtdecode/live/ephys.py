@@ -262,28 +262,33 @@ class EphysIngest:
             self.queue.append(msg)
 
 
-def openephys_ingest(cfg: RigConfig, stages: list[Stage], frame_bytes: int | None = None,
-                     context: zmq.Context | None = None) -> EphysIngest:
-    """Protocol `openephys` (rtdecode.sources.protocols): the ZMQ Interface client running `stages`
-    (from `openephys_stages`, checked and warmed up by the caller) on its blocks."""
-    src, ep = cfg.source, cfg.extraction.ephys
-    n = stages[-1].out_spec.shape[0]
+def _ephys_ingest(cfg: RigConfig, stages: list[Stage], make_source, chain, context) -> EphysIngest:
+    """The EphysIngest around the source `make_source(host, port, n, reject)` builds (rejects go
+    to the ingest's counts), running `chain` (over `stages`, n outputs) on what it delivers."""
+    src = cfg.source
     host, port = split_endpoint(src.address[0])
     ingest: EphysIngest | None = None
 
     def reject(detail: str, reason: str = "field") -> None:
         ingest.reject(detail, reason)
 
+    source = make_source(host, port, stages[-1].out_spec.shape[0], reject)
+    ingest = EphysIngest(source, chain, stim_address=src.stim_address, idle_end_s=src.idle_end_s, context=context)
+    return ingest
+
+
+def openephys_ingest(cfg: RigConfig, stages: list[Stage], frame_bytes: int | None = None,
+                     context: zmq.Context | None = None) -> EphysIngest:
+    """Protocol `openephys` (rtdecode.sources.protocols): the ZMQ Interface client running `stages`
+    (from `openephys_stages`, checked and warmed up by the caller) on its blocks."""
+    src, ep = cfg.source, cfg.extraction.ephys
     if src.event_broadcaster:
         log.info("source.event_broadcaster is not used by the live loop (continuous data drives it)")
     hb = src.heartbeat
-    source = ContinuousSource(host, port, n_channels=n, bin_ms=ep.bin_ms, block_samples=ep.block_samples,
-                              heartbeat_port=src.heartbeat_port,
-                              heartbeat_interval_s=hb.interval_s if hb is not None else 2.0,
-                              stream=src.stream, channels=src.channels, on_reject=reject, context=context)
-    ingest = EphysIngest(source, SampleChain(stages), stim_address=src.stim_address, idle_end_s=src.idle_end_s,
-                         context=context)
-    return ingest
+    return _ephys_ingest(cfg, stages, lambda host, port, n, reject: ContinuousSource(
+        host, port, n_channels=n, bin_ms=ep.bin_ms, block_samples=ep.block_samples,
+        heartbeat_port=src.heartbeat_port, heartbeat_interval_s=hb.interval_s if hb is not None else 2.0,
+        stream=src.stream, channels=src.channels, on_reject=reject, context=context), SampleChain(stages), context)
 
 
 def eventbroadcaster_ingest(cfg: RigConfig, stages: list[Stage], frame_bytes: int | None = None,
@@ -291,15 +296,6 @@ def eventbroadcaster_ingest(cfg: RigConfig, stages: list[Stage], frame_bytes: in
     """Protocol `eventbroadcaster` (rtdecode.sources.protocols): the Event Broadcaster client, its
     sorted spikes binned by `stages` (from `eventbroadcaster_stages`)."""
     src, ep = cfg.source, cfg.extraction.ephys
-    n = stages[-1].out_spec.shape[0]
-    host, port = split_endpoint(src.address[0])
-    ingest: EphysIngest | None = None
-
-    def reject(detail: str, reason: str = "field") -> None:
-        ingest.reject(detail, reason)
-
-    source = SortedSpikeSource(host, port, n_inputs=n, bin_ms=ep.bin_ms, group_by=src.group_by or "electrode",
-                               units=src.units, stream=src.stream, on_reject=reject, context=context)
-    ingest = EphysIngest(source, Chain(stages), stim_address=src.stim_address, idle_end_s=src.idle_end_s,
-                         context=context)
-    return ingest
+    return _ephys_ingest(cfg, stages, lambda host, port, n, reject: SortedSpikeSource(
+        host, port, n_inputs=n, bin_ms=ep.bin_ms, group_by=src.group_by or "electrode", units=src.units,
+        stream=src.stream, on_reject=reject, context=context), Chain(stages), context)
