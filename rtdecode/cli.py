@@ -47,7 +47,7 @@ def cmd_simulate(args, progress) -> int:
     from rtdecode.rig import VirtualRig
 
     rig = VirtualRig(args.neurons, args.seed, args.train_trials, args.test_trials, args.trial_frames, rig=args.rig)
-    root = rig.write_dataset(args.out, progress=True)
+    root = rig.write_dataset(args.out, progress=True, modality=args.modality)
     if args.two_photon_trials or args.ephys:
         from rtdecode.rig import output
 

@@ -25,6 +25,7 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from rtdecode.rig.population import PROFILES  # `rtdecode rig`'s parser imports it too
+    from rtdecode.rig import MODALITIES
 
     p = argparse.ArgumentParser(prog="rtdecode", description="Real-time reconstruction of what a mouse sees, "
                                 "from its visual cortex, during the experiment.", epilog=EPILOG,
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a virtual-rig dataset in the Sensorium 2023 layout",
                        description="Writes OUT/data/{videos,responses,behavior,pupil_center}/{trial}.npy and "
                        "OUT/meta/... exactly as the Sensorium 2023 data, from a seeded ground-truth V1 population "
-                       "(responses are spike counts per 30 Hz frame).")
+                       "(responses: deconvolved-calcium-like, or spike counts with --modality spikes).")
     s.add_argument("--out", required=True, help="dataset folder to create")
     s.add_argument("--neurons", type=positive_int, default=1000)
     s.add_argument("--train-trials", type=positive_int, default=20)
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "with 45%% zeros; ridge 0.43 / 0.50 / 0.55 at 1k / 2k / 4k neurons; "
                    "python benchmarks/research/rig.py reports it); realistic_v1: its first calibration (reliability "
                    "0.036); easy: the original nearly linear rig, spike counts")
+    s.add_argument("--modality", default="calcium", choices=MODALITIES,
+                   help="what the responses are: calcium (default: the rig's deconvolved-calcium-like "
+                   "responses) or spikes (the same draw's spike counts per frame, as sorted units of an "
+                   "ephys probe give; the v1_kit's --modality spikes)")
     s.add_argument("--two-photon-trials", type=int, default=0, metavar="K",
                    help="also render raw 512x512 uint16 two-photon frames of the first K trials to "
                    "OUT/twophoton/ (a TIFF per trial, suite2p ROIs, ground truth)")

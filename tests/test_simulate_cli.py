@@ -27,3 +27,25 @@ def test_simulate_writes_dataset_twophoton_and_ephys(tmp_path):
     assert times.size == spikes.sum() and np.all(np.diff(times.astype(np.int64)) >= 0)
     np.testing.assert_array_equal(np.bincount(units, minlength=60), spikes.sum(1))
     assert np.load(out / "ephys" / "cluster_channels.npy").max() < 384
+
+
+def test_simulate_modality_spikes_writes_the_draws_spike_counts(tmp_path):
+    from rtdecode.rig import VirtualRig
+
+    out = tmp_path / "mouse_spikes"
+    assert main(["simulate", "--out", str(out), "--neurons", "40", "--train-trials", "2", "--test-trials", "1",
+                 "--trial-frames", "30", "--modality", "spikes"]) == 0
+    rig = VirtualRig(40, 0, 2, 1, 30)
+    for i in range(3):
+        tr = rig.trial(i)
+        resp = np.load(out / "data" / "responses" / f"{i}.npy")
+        np.testing.assert_array_equal(resp, tr.spikes.T)  # the counts themselves, not the deconvolved responses
+        assert not np.array_equal(resp, tr.responses.T)
+    assert (out / "meta" / "rig" / "modality.txt").read_text().strip() == "spikes"
+
+
+def test_simulate_rejects_an_unknown_modality(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["simulate", "--out", str(tmp_path / "m"), "--modality", "voltage"])

@@ -18,7 +18,9 @@ import numpy as np
 from rtdecode.stimuli import movies
 from rtdecode.rig.population import Population, behavior, rf_patch_mask
 
-__all__ = ["VirtualRig", "RigTrial", "rf_patch_mask"]
+__all__ = ["VirtualRig", "RigTrial", "rf_patch_mask", "MODALITIES"]
+
+MODALITIES = ("calcium", "spikes")  # what a written dataset's responses are
 
 
 @dataclass
@@ -70,8 +72,10 @@ class VirtualRig:
         responses = self.population.deconvolved(spikes, rng)
         return RigTrial(i, tier, source, movie, beh, centre, rates, spikes, responses)
 
-    def write_dataset(self, out: str | Path, progress: bool = False) -> Path:
-        """Write every trial in the Sensorium 2023 layout; responses are `RigTrial.responses`.
+    def write_dataset(self, out: str | Path, progress: bool = False, modality: str = "calcium") -> Path:
+        """Write every trial in the Sensorium 2023 layout; responses are `RigTrial.responses`
+        (`modality` "calcium") or the spike counts per frame of the same draw, what an ephys rig's
+        sorted units give (`modality` "spikes"; on the easy rig both are the spike counts).
 
         Also writes `meta/evaluation_mask.npy` (the true receptive-field patch, which rtdecode uses
         as the evaluation mask when a dataset has one) and `meta/rig/sources.npy` (each trial's
@@ -81,10 +85,13 @@ class VirtualRig:
 
         from rtdecode.offline.dataset import write_meta, write_trial
 
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
         root = Path(out)
         for i in tqdm(range(len(self.schedule)), desc="simulate", unit="trial", disable=not progress):
             tr = self.trial(i)
-            write_trial(root, str(i), tr.movie, tr.responses.T, tr.behavior, tr.pupil_center)
+            resp = tr.spikes if modality == "spikes" else tr.responses
+            write_trial(root, str(i), tr.movie, resp.T, tr.behavior, tr.pupil_center)
         coords = np.concatenate([self.population.centres * 10, np.zeros((self.n_neurons, 1))], 1)
         write_meta(root, [t for t, _ in self.schedule], self.n_neurons, coords)
         rig = root / "meta" / "rig"
@@ -92,6 +99,7 @@ class VirtualRig:
         np.save(root / "meta" / "evaluation_mask.npy", rf_patch_mask())
         np.save(rig / "sources.npy", np.array([s for _, s in self.schedule], dtype="<U32"))
         (rig / "profile.txt").write_text(self.rig + "\n")
+        (rig / "modality.txt").write_text(modality + "\n")
         # the parameters too: a profile's name outlives a recalibration (realistic -> realistic_v1)
         (rig / "profile.json").write_text(json.dumps(self.profile_params(), indent=1) + "\n")
         return root
