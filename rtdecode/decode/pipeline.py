@@ -160,7 +160,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
                  synth_movies: int | None = None, synth_frames: int = 300, amortized_steps: tuple[int, int] | None = None,
                  amortized_cfg: am.AmortizedConfig | ResidualConfig | ip.ImagePriorConfig | None = None, batch: int = 64, seed: int = 0,
                  compress_scale: float | None = ridge.COMPRESS, brightness_keep=ridge.BRIGHTNESS_KEEP,
-                 progress: bool = False, stash: dict | None = None,
+                 ridge_windows=None, progress: bool = False, stash: dict | None = None,
                  say: Callable[[str], None] | None = None, checkpoints=None,
                  val_mask: np.ndarray | None = None) -> tuple[PipelineDecoder, dict, dict]:
     """trials / val_trials: lists of (responses (N, T), video (T, H, W), behaviour (T, 4)).
@@ -181,7 +181,9 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     3 seeds, benchmarks/results/warm_start_realistic.json; 0 trains none) and `synth_movies`
     (residual: 0; stand-alone: 20). `compress_scale`: the residual's ridge path compression
     (rtdecode.decode.ridge.compress; None or 0: none); `brightness_keep`: its brightness shrinkage
-    grid (rtdecode.decode.ridge.shrink_brightness; (1.0,): none)."""
+    grid (rtdecode.decode.ridge.shrink_brightness; (1.0,): none). `ridge_windows`: None (the image
+    prior's ridge uses `lag_min`, `bins`) or (lag_min, bins) candidates chosen on the validation
+    trials with the penalty, as `rtdecode fit --method ridge` chooses (ridge.fit's `windows`)."""
 
     say = say or (lambda s: log.info("fit: %s", s))
     if method not in methods.encoder_methods():
@@ -260,7 +262,8 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
     if image:
         net, am_info, fold_arrays = fit_image_prior(trials, val_trials, amortized_cfg, lag_min, bins, seed, progress,
-                                                    say, compress_scale, val_mask, brightness_keep, stash)
+                                                    say, compress_scale, val_mask, brightness_keep, stash,
+                                                    windows=ridge_windows)
         arrays.update(fold_arrays)
     elif residual:
         net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
@@ -287,17 +290,19 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
 
 
 def fit_image_prior(trials, val_trials, cfg: ip.ImagePriorConfig, lag_min, bins, seed, progress, say,
-                    compress_scale=ridge.COMPRESS, val_mask=None, brightness_keep=ridge.BRIGHTNESS_KEEP, stash=None):
+                    compress_scale=ridge.COMPRESS, val_mask=None, brightness_keep=ridge.BRIGHTNESS_KEEP, stash=None,
+                    windows=None):
     """Ridge (penalty and brightness share chosen on the validation trials, refitted on all), its
     cross-fitted reconstructions of every trial (rtdecode.decode.crossfit), then the image prior's
     U-Net trained on the fit trials' out-of-fold clips and validated on the validation trials' ones
     (rtdecode.decode.image_prior.train: kept only if it beats the linear decoder there). Returns
     (net, info, arrays of the K fold decoders' weights: the ensemble whose spread is the uncertainty,
-    rtdecode.decode.image_prior.FOLD_KEYS)."""
+    rtdecode.decode.image_prior.FOLD_KEYS). `windows`: ridge.fit's window candidates (None: `lag_min`,
+    `bins`), so the linear path is the ridge `rtdecode fit --method ridge` would fit."""
     say("ridge (the image prior's linear path)")
     dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
-                               lag_min=lag_min, bins=bins, compress_scale=compress_scale, mask=val_mask,
-                               brightness_keep=brightness_keep)
+                               lag_min=lag_min, bins=bins, windows=windows, compress_scale=compress_scale,
+                               mask=val_mask, brightness_keep=brightness_keep)
     every = [(t[0], t[1]) for t in trials] + [(t[0], t[1]) for t in val_trials]
     folds = min(cfg.folds, len(every))
     fold_decs: list = []

@@ -142,6 +142,8 @@ def fit_encoder(job: FitJob) -> ModelCard:
     for unused in ("n_basis", "rank"):
         o.pop(unused)
     o["compress_scale"] = o.pop("compress")
+    if job.bins is None and job.lag_min is None:  # the linear path's window chosen as method ridge chooses it
+        o.setdefault("ridge_windows", ridge.WINDOWS)
     return _fit_pipeline(job.ds, job.dataset, job.out, job.method, job.n, job.neurons_subset, job.fit_ids,
                          job.val_ids, 8 if job.bins is None else job.bins, 0 if job.lag_min is None else job.lag_min,
                          job.progress, o)

@@ -164,3 +164,17 @@ def test_uncertainty_is_the_fold_ensembles_spread(tiny_model, tiny_dataset, tmp_
     assert len(cal["bins"]) == 5 and -1 <= cal["corr_spread_abs_error"] <= 1
     assert [b["mean_spread"] for b in cal["bins"]] == sorted(b["mean_spread"] for b in cal["bins"])
     assert np.load(tmp_path / "r" / "uncertainty" / "6.npy").shape == np.load(tiny_dataset / "data" / "videos" / "6.npy").shape
+
+
+def test_its_linear_path_chooses_the_window_as_method_ridge_does(tiny_model):
+    from rtdecode.decode import ridge as R
+
+    _, card = tiny_model  # fitted with neither bins nor lag_min: the ridge windows compete on validation
+    rinfo = card.training["amortized"]["ridge"]
+    offered = sorted((c["lag_min"], c["bins"]) for c in rinfo["choice_search"])
+    assert offered == sorted(R.WINDOWS)
+    best = max(rinfo["choice_search"], key=lambda c: c["val_pixel_corr"])
+    back = card.amortized["back"]
+    # the network's window is the chosen ridge window widened by its clip of linear frames
+    assert card.window.lag_min == best["lag_min"] - back
+    assert card.window.bins == best["bins"] + back + card.amortized["fwd"]
