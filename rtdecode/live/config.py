@@ -12,7 +12,7 @@ YAML file. Sockets that rtdecode binds (outputs.publish) bind to 127.0.0.1 unles
 Sections: `rig` (a name); `source` (protocol: rtframe | openephys | eventbroadcaster | scanimage_zmq,
 the registry rtdecode.sources.protocols; addresses; per-protocol keys, each entry's source_keys); `extraction`
 (`two_photon` or `ephys`, the one the protocol needs); `decoder` (optional: model, blas_threads,
-backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers);
+backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers, uncertainty);
 `triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:
 sender or a TTL line); `freshness` and `max_age_ms`; `session_metadata` (optional: subject,
 experimenter, institution, imaging plane: for the NWB file and DANDI).
@@ -314,9 +314,9 @@ class Decoder(Section):
 class Outputs(Section):
     """Where the decoded stream goes."""
 
-    publish: Endpoint = Field(DEFAULT_PUBLISH, description="the rtframe PUB address of 'decoded', 'activity' and "
-                                                            "'stats' (`rtdecode view` reads it); tcp://*:5560 serves "
-                                                            "other PCs")
+    publish: Endpoint = Field(DEFAULT_PUBLISH, description="the rtframe PUB address of 'decoded', 'uncertainty', "
+                                                            "'activity' and 'stats' (`rtdecode view` reads it); "
+                                                            "tcp://*:5560 serves other PCs")
     record: Path | None = Field(None, description="a new session folder to record into (`rtdecode inspect` reads "
                                                   "it); `rtdecode run --record` overrides it")
     max_peers: Annotated[int, Range(ge=1, le=10000)] = Field(
@@ -325,6 +325,11 @@ class Outputs(Section):
     raw_frames: RawFrames | None = Field(
         None, description="two-photon, one plane: also record the raw frames (e.g. a calibration block, for "
                           "`rtdecode rois`); needs a record path")
+    uncertainty: bool = Field(
+        True, description="publish (topic 'uncertainty', beside 'decoded') and record the per-pixel uncertainty "
+                          "of each decoded frame when the model has a fold ensemble (image-prior amortized models: "
+                          "the spread of its 5 fold ridges, computed after the decoded frame is out); models "
+                          "without one publish none")
 
 
 class RawFrames(Section):

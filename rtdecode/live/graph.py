@@ -8,6 +8,9 @@ e2e` / `soak` (bench/e2e.py).
   own `predict_window`).
 - `live_chain(extraction, decoder)`: extraction + [ring, decode] as one Chain (the whole graph
   checked before the first frame).
+- `Decoder.uncertainty`: the model's fold ensemble (rtdecode.live.uncertainty.LiveUncertainty) when it
+  has one (image-prior amortized models), else None: the live loop then publishes an 'uncertainty'
+  frame beside each decoded one; `assemble(uncertainty=...)` records it too.
 - `assemble(...)`: the recorder (with the chain's taps and ROI masks), the publisher and the
   trigger engine around an ingest and a chain, closed together if any of them fails to start;
   `LiveGraph.session()` runs it, `LiveGraph.close()` tears it down.
@@ -28,6 +31,7 @@ from rtdecode.extract.planes import Planes
 from rtdecode.extract.ring import ActivityRing
 from rtdecode.live.session import LiveSession
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
+from rtdecode.live.uncertainty import LiveUncertainty
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.stage import Chain, Stage
@@ -37,12 +41,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Decoder:
-    """The decoding end of a live graph: the model card, its activity ring and its decode stage."""
+    """The decoding end of a live graph: the model card, its activity ring and its decode stage, and the
+    model's fold ensemble for the per-pixel uncertainty (None: the model has none)."""
 
     card: ModelCard
     ring: ActivityRing
     stage: BackendStage
     backend: str
+    uncertainty: LiveUncertainty | None = None
 
     @property
     def stages(self) -> list[Stage]:
@@ -61,7 +67,11 @@ def load_decoder(model, backends=("numpy",), key: str = "decoder.backends") -> D
     if backend.skipped:
         log.warning("%s unavailable; falling back to %s", ", ".join(backend.skipped), backend.name)
     ring = ActivityRing(card.neurons, card.window.bins, fill=fill)
-    return Decoder(card, ring, BackendStage(card, backend), backend.name)
+    uncertainty = LiveUncertainty.from_model(card, arrays)
+    if uncertainty is not None:
+        log.info("per-pixel uncertainty: the spread of the model's %d fold ridges, published as 'uncertainty'",
+                 uncertainty.k)
+    return Decoder(card, ring, BackendStage(card, backend), backend.name, uncertainty)
 
 
 def live_chain(extraction: list[Stage], decoder: Decoder | None) -> Chain | None:
@@ -92,12 +102,13 @@ class LiveGraph:
     triggers: object = None
     flips: object = None
     planes: Planes | None = None
+    uncertainty: LiveUncertainty | None = None
     closed: list = field(default_factory=list)
 
     def session(self, session_cls=LiveSession, **options) -> LiveSession:
         """The live loop over this graph (options: LiveSession's, e.g. lag_min, placement, collect)."""
         return session_cls(self.ingest, self.chain, self.publisher, recorder=self.recorder, triggers=self.triggers,
-                           flips=self.flips, planes=self.planes, **options)
+                           flips=self.flips, planes=self.planes, uncertainty=self.uncertainty, **options)
 
     def close(self, stats: dict | None = None, error: str | None = None, reason: str | None = None) -> None:
         """Triggers, then the recorder (end.json from `stats`), the ingest, flips and the publisher."""
@@ -130,12 +141,16 @@ def open_recorder(folder, chain: Chain | None, planes: Planes | None, n_neurons:
 def assemble(ingest, chain: Chain | None, publisher: Callable[[], Publisher], *, n_neurons: int, frame_shape,
              fps: float, record=None, meta: dict | None = None, planes: Planes | None = None,
              triggers: Callable | None = None, flips: Callable | None = None, extras: dict | None = None,
-             compress_level: int | None = None) -> LiveGraph:
+             compress_level: int | None = None, uncertainty: LiveUncertainty | None = None) -> LiveGraph:
     """The graph around `ingest` and `chain`: flips (`flips()`), the recorder (when `record` is a
     folder), the publisher (`publisher()`) and the trigger engine (`triggers(recorder, publisher)`,
-    None for none); `extras`, `compress_level`: open_recorder's. If any of them fails, everything opened is closed (the ingest too; a recorder
-    notes the failure) and the error raised."""
+    None for none); `extras`, `compress_level`: open_recorder's. `uncertainty`: the decoder's fold
+    ensemble (Decoder.uncertainty) to publish and record per frame (the recording's extra
+    'uncertainty', (H, W) float32, NaN where none), or None. If any of them fails, everything opened is
+    closed (the ingest too; a recorder notes the failure) and the error raised."""
     recorder = trig = pub = fl = None
+    if uncertainty is not None:
+        extras = (extras or {}) | {"uncertainty": (tuple(frame_shape), "float32")}
     try:
         fl = flips() if flips is not None else None
         if record is not None:
@@ -153,4 +168,4 @@ def assemble(ingest, chain: Chain | None, publisher: Callable[[], Publisher], *,
         if recorder is not None:  # a start-up failure is an error of the session, never a clean 0-frame stop
             recorder.close(None, error=f"could not start: {type(exc).__name__}: {exc}")
         raise
-    return LiveGraph(ingest, chain, pub, recorder, trig, fl, planes)
+    return LiveGraph(ingest, chain, pub, recorder, trig, fl, planes, uncertainty)

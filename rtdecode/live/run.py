@@ -299,7 +299,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
                      n_neurons=n_neurons, frame_shape=frame_shape, fps=_frame_rate(cfg), record=record, meta=meta,
                      planes=planes, triggers=lambda recorder, pub: make_triggers(cfg, frame_shape, recorder),
                      flips=lambda: make_flips(cfg), extras=raw_extras,
-                     compress_level=None if raw is None else raw.level)
+                     compress_level=None if raw is None else raw.level,
+                     uncertainty=decoder.uncertainty if decoder is not None and cfg.outputs.uncertainty else None)
     session = graph.session(lag_min=0 if card is None else card.window.lag_min,
                             extraction=ingest.chain if ephys else None, decode=card is not None,
                             max_age_s=cfg.max_age_ms / 1e3, raw_frames=raw_budget,
@@ -319,7 +320,7 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        stats = session.stats() | {"backend": backend}
+        stats = session.stats(final=True) | {"backend": backend}
         graph.close(stats, error=error, reason=session.stop_reason)
         recorder = graph.recorder
         if recorder is not None:

@@ -46,6 +46,14 @@ Flip times (`flips`, rtdecode.sources.flips.TtlFlips): with a photodiode or fram
 Open Ephys Event Broadcaster, stim messages go through a FlipAligner and enter the stimulus log at
 their edge's time (unmatched ones at their own); the TTL socket is read every loop turn (the receive
 timeout is then short, `FLIP_POLL_MS`), and its counts go into the stats under `flips`.
+
+Per-pixel uncertainty (`uncertainty`, a rtdecode.live.uncertainty.LiveUncertainty: an image-prior model's
+fold ensemble): after the decoded frame is published, handed to the triggers and the activity sent, the
+K fold ridges run on the same activity window and their spread goes out as an 'uncertainty' message
+((H, W) float32, 0-255 scale) with the decoded frame's fields and `t`, and into the recording's extra
+'uncertainty'. Its time per frame is `uncertainty.ms` in the stats; when the target stimulus image is
+known, the spread's calibration against |decoded - stimulus| is `uncertainty.calibration`
+(rtdecode.live.uncertainty.SpreadCalibration; with its binned table in the final stats).
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ from rtdecode.stage import Chain
 from rtdecode.live.cpu import Placement
 from rtdecode.live.stimulus_log import StimulusLog
 from rtdecode.live.taps import extraction_taps, plane_taps
+from rtdecode.live.uncertainty import LiveUncertainty, SpreadCalibration
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +133,10 @@ class LiveResult:
     message_errors: int = 0  # messages whose processing failed (counted, skipped)
     ignored_ends: int = 0  # end messages from a publisher other than the source
     stopped_by: str = ""  # 'source' (a valid end message), 'errors', 'signal SIGTERM' / 'signal SIGINT', or '' (time, idle)
+    uncertainty: dict = field(default_factory=dict)  # (trial, stim frame) -> (H, W) float32 spread (collecting)
+    uncertainty_published: int = 0
+    uncertainty_time: Histogram = field(default_factory=Histogram)  # the spread's computation + publish, per frame
+    uncertainty_errors: int = 0
 
 
 class LiveSession:
@@ -141,7 +154,9 @@ class LiveSession:
     at most this many frames (None: none); raw_shape: the acquisition frame's (H, W). With no chain and
     no per-plane chains (a new field of view: no ROIs yet) nothing is extracted: the activity recorded
     is empty, frames of another shape than raw_shape are ignored (`ignored['frame_shape']`).
-    placement: a rtdecode.live.cpu.Placement entered for the run (the loop's CPU and priority), or None."""
+    placement: a rtdecode.live.cpu.Placement entered for the run (the loop's CPU and priority), or None.
+    uncertainty: a rtdecode.live.uncertainty.LiveUncertainty (the model's fold ensemble): publish its spread
+    per decoded frame as 'uncertainty' (see the module doc); None (or no decoder): none."""
 
     def __init__(self, ingest: Ingest, chain: Chain | None, publisher: Publisher, lag_min: int = 0,
                  collect: bool = False, max_errors: int = 10, stats_every_s: float = 1.0,
@@ -149,7 +164,7 @@ class LiveSession:
                  time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
                  decode: bool = True, max_age_s: float | None = 0.05, flips=None,
                  raw_frames: int | None = None, raw_shape: tuple[int, int] | None = None,
-                 placement: Placement | None = None):
+                 placement: Placement | None = None, uncertainty: LiveUncertainty | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         self.raw_budget, self.raw_shape, self.raw_kept = raw_frames, raw_shape, 0
         self.raw_only = chain is None and (planes is None or planes.chains is None)
@@ -188,9 +203,13 @@ class LiveSession:
             bins = chain.stages[ring].history
             # The activity vector of the current frame: the ring's input.
             self.activity_buffer = chain.buffers[ring - 1] if ring > 0 else None
+            self.window_buffer = chain.buffers[ring]  # the decode stage's input, (N, bins)
         else:
             bins = 1
             self.activity_buffer = None  # the extraction's output is the activity
+            self.window_buffer = None
+        self.uncertainty = uncertainty if decode else None
+        self.calibration = SpreadCalibration() if self.uncertainty is not None else None
         self.recorder = recorder
         taps = extraction_taps(chain) if planes is None or planes.chains is None else plane_taps(planes)
         self.taps = {k: g for k, (g, _, _) in taps.items() if recorder is not None and k in recorder.extras}
@@ -407,7 +426,8 @@ class LiveSession:
         if decodable:
             target_local_t, target_t = self.frame_times[0]
             target = self.stim.at(target_local_t) or (-1, -1)
-            self.pub.send("decoded", out, t=time.time(), trial=target[0], frame=target[1], target_t=target_t,
+            t_pub = time.time()
+            self.pub.send("decoded", out, t=t_pub, trial=target[0], frame=target[1], target_t=target_t,
                           target_local_t=target_local_t, frameNumberAcq=msg.header.get("frameNumberAcq"))
             done = time.perf_counter()
             acquired = msg.acquired
@@ -434,6 +454,9 @@ class LiveSession:
             activity = self.activity_buffer if self.activity_buffer is not None else inp
         if activity.size:
             self.pub.send("activity", activity, t=msg.t, frameNumberAcq=msg.header.get("frameNumberAcq"))
+        spread = None
+        if decodable and self.uncertainty is not None:  # after everything the closed loop waits for
+            spread = self._spread(out, target, t_pub, target_t, target_local_t, msg.header.get("frameNumberAcq"))
         if self.recorder is not None:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
             i = self.stim.find(local_t)
@@ -446,9 +469,39 @@ class LiveSession:
             extras = {k: g() for k, g in self.taps.items()} if self.taps else None
             if self.raw_budget is not None:
                 extras = (extras or {}) | ({"raw": raw, "raw_saved": True} if raw is not None else {})
+            if spread is not None:
+                extras = (extras or {}) | {"uncertainty": spread}
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
                               shown, target, time.perf_counter() - msg.received, image, extras,
                               local_t=local_t, shown_t=float("nan") if i is None else self.stim.times[i])
+
+    def _spread(self, decoded: np.ndarray, target: tuple[int, int], t_pub: float, target_t: float,
+                target_local_t: float, acq) -> np.ndarray | None:
+        """The decoded frame's per-pixel uncertainty ((H, W) float32, 0-255 scale) from the activity window
+        it was decoded from: published as 'uncertainty' with the decoded frame's fields, timed, scored
+        against the target's stimulus image when it is known. None if it failed (counted, logged, and
+        the frame goes on: the decoded frame is out already)."""
+        res = self.result
+        t0 = time.perf_counter()
+        try:
+            spread = self.uncertainty.compute(self.window_buffer)
+            self.pub.send("uncertainty", spread, t=t_pub, trial=target[0], frame=target[1], target_t=target_t,
+                          target_local_t=target_local_t, frameNumberAcq=acq)
+        except Exception:  # noqa: BLE001 -- the decoded frame is published; never lose the frame for this
+            res.uncertainty_errors += 1
+            if res.uncertainty_errors <= 3:
+                log.exception("per-pixel uncertainty failed (%d time(s)); the decoded stream goes on",
+                              res.uncertainty_errors)
+            return None
+        res.uncertainty_time.add(time.perf_counter() - t0)
+        res.uncertainty_published += 1
+        if target[0] >= 0:
+            image = self.stim.images.get(target)
+            if image is not None:
+                self.calibration.add(spread, decoded, image, target[1])
+            if self.collect:
+                res.uncertainty[target] = spread.copy()
+        return spread
 
     def _local(self, msg) -> float:
         """The message's time on this PC's wall clock (`msg.local_t`). A message its ingest did not
@@ -480,7 +533,10 @@ class LiveSession:
         for t, (trial, frame, image), _ in self.flips.aligner.resolve(time.time()):
             self.stim.add(t, trial, frame, image)
 
-    def stats(self) -> dict:
+    def stats(self, final: bool = False) -> dict:
+        """The session's counters and latencies (published every `stats_every_s` as 'stats'); `final`
+        (the end of the session: end.json) adds what is too slow to compute every second (the
+        uncertainty calibration's binned table)."""
         r = self.result
         out = {"frames": r.frames, "published": r.published, "rejected_frames": r.rejected_frames,
                "errors": r.errors, "latency_ms": r.latency.summary_ms(), **self.ingest.counts(),
@@ -507,6 +563,10 @@ class LiveSession:
             out["raw_frames_recorded"] = min(self.raw_kept, self.raw_budget)
         if self.triggers is not None:
             out["triggers"] = self.triggers.stats()
+        if self.uncertainty is not None:
+            out["uncertainty"] = {"published": r.uncertainty_published, "errors": r.uncertainty_errors,
+                                  "folds": self.uncertainty.k, "ms": _p50_p99(r.uncertainty_time),
+                                  "calibration": self.calibration.summary(bins=final)}
         if self.recorder is not None:
             rec = self.recorder
             out["recorded"] = rec.written

@@ -331,8 +331,8 @@ def read_session(folder: str | Path, skip: tuple[str, ...] = ("raw",)) -> dict:
 
 
 def summarize(session: dict) -> dict:
-    """What a session holds: duration, frames, triggers, gaps; `ok` False if anything is damaged
-    or missing, or the session ended by an error."""
+    """What a session holds: duration, frames, triggers, gaps, the per-pixel uncertainty when recorded;
+    `ok` False if anything is damaged or missing, or the session ended by an error."""
     a = session["arrays"]
     number = a.get("number", np.zeros(0, np.int64))
     t = a.get("t", np.zeros(0))
@@ -352,4 +352,19 @@ def summarize(session: dict) -> dict:
         "unfinished": session.get("unfinished_chunks", []),
         "damaged": session["damaged"],
         "ok": not session["damaged"],
+        **_uncertainty_summary(a, end),
     }
+
+
+def _uncertainty_summary(arrays: dict, end: dict | None) -> dict:
+    """Sessions of a model with a fold ensemble (the extra 'uncertainty', (H, W) per frame): how many
+    frames have one, their mean spread (0-255 scale), and the live calibration from end.json ({} for
+    other sessions)."""
+    u = arrays.get("uncertainty")
+    if u is None:
+        return {}
+    ok = ~np.isnan(u).reshape(len(u), -1).any(axis=1) if len(u) else np.zeros(0, bool)
+    live = (end or {}).get("uncertainty") if isinstance(end, dict) else None
+    return {"uncertainty_frames": int(ok.sum()),
+            "uncertainty_mean_spread": float(u[ok].mean()) if ok.any() else None,
+            "uncertainty_calibration": live.get("calibration") if isinstance(live, dict) else None}

@@ -6,8 +6,10 @@ rig. Connect it to rtdecode's publisher (decoded, activity, stats, trigger) and,
 to the stimulus stream (stim, with the frame as payload) to see both side by side with a rolling
 pixel_corr. `--screenshot PNG --seconds S` renders offscreen and exits.
 
-Panels, each titled: reconstruction, stimulus, raw frame with ROIs (the acquisition stream, when
-subscribed), activity (raster). `--mask NPY` (a bool image of the decoded frame's shape, e.g. a
+Panels, each titled: reconstruction, stimulus, uncertainty (the per-pixel spread of the model's fold
+ensemble, topic 'uncertainty', published by rtdecode for image-prior models: brighter = less certain,
+scaled to its recent maximum, whose value and mean the status line gives; empty for models without
+one), raw frame with ROIs (the acquisition stream, when subscribed), activity (raster). `--mask NPY` (a bool image of the decoded frame's shape, e.g. a
 dataset's meta/evaluation_mask.npy) draws the evaluation region's outline on the reconstruction and
 the stimulus, and the rolling pixel_corr is computed inside it, as `metrics.score` does.
 """
@@ -29,7 +31,8 @@ from rtdecode.metrics import pearson
 
 log = logging.getLogger(__name__)
 
-PANELS = ("reconstruction", "stimulus", "raw frame with ROIs", "activity")
+PANELS = ("reconstruction", "stimulus", "uncertainty", "raw frame with ROIs", "activity")
+IMAGE_PANELS = PANELS[:4]
 RASTER_FRAMES = 300
 RASTER_NEURONS = 200
 ROLLING_FRAMES = 90
@@ -41,6 +44,8 @@ class ViewState:
     def __init__(self, mask: np.ndarray | None = None):
         self.mask = None if mask is None else np.asarray(mask, bool)
         self.decoded: wire.Message | None = None
+        self.uncertainty: wire.Message | None = None  # the newest 'uncertainty' frame, (H, W) 0-255 scale
+        self.spread_top = 0.0  # the uncertainty panel's white level: a decaying maximum of its 99th percentile
         self.stimuli: dict[tuple[int, int], np.ndarray] = {}
         self.stim_order: deque = deque(maxlen=600)
         self.latest_stim: np.ndarray | None = None
@@ -59,6 +64,10 @@ class ViewState:
             key = (msg.header.get("trial"), msg.header.get("frame"))
             if key in self.stimuli:
                 self.pairs.append((np.asarray(msg.array, np.float32).copy(), self.stimuli[key]))
+        elif msg.topic == "uncertainty" and msg.array is not None and msg.array.ndim == 2:
+            self.uncertainty = msg
+            top = float(np.percentile(msg.array, 99))
+            self.spread_top = max(0.98 * self.spread_top, top) if np.isfinite(top) else self.spread_top
         elif msg.topic == "stim" and msg.array is not None and msg.array.ndim == 2:
             key = (msg.header["trial"], msg.header["frame"])
             self.latest_stim = np.asarray(msg.array, np.float32)
@@ -158,7 +167,7 @@ class BoolRefGuard:
 
 
 class Viewer:
-    """The window: four titled panels (PANELS) and a status line. `update(state)` draws what
+    """The window: five titled panels (PANELS) and a status line. `update(state)` draws what
     `state` holds; `panels[name]` is the panel's pyqtgraph PlotItem (its title: `.titleLabel`)."""
 
     def __init__(self, addresses: list[str], rois: str | None = None, mask: np.ndarray | None = None):
@@ -166,10 +175,10 @@ class Viewer:
 
         self.win = pg.GraphicsLayoutWidget(title=f"rtdecode — {' '.join(addresses)}")
         self.win.resize(1500, 640)
-        self.status = self.win.addLabel("waiting for frames…", colspan=3)
+        self.status = self.win.addLabel("waiting for frames…", colspan=len(IMAGE_PANELS))
         self.win.nextRow()
         self.panels, self.images = {}, {}
-        for name in PANELS[:3]:
+        for name in IMAGE_PANELS:
             p = self.win.addPlot(title=name)
             p.hideAxis("left")
             p.hideAxis("bottom")
@@ -191,7 +200,7 @@ class Viewer:
                                                                                          style=pg.QtCore.Qt.DashLine)))
             self.panels["reconstruction"].setTitle("reconstruction (dashed: evaluation region)")
         self.win.nextRow()
-        self.panels["activity"] = self.win.addPlot(title="activity (neurons x last 10 s)", colspan=3)
+        self.panels["activity"] = self.win.addPlot(title="activity (neurons x last 10 s)", colspan=len(IMAGE_PANELS))
         self.raster = pg.ImageItem(np.zeros((RASTER_FRAMES, RASTER_NEURONS), np.float32))
         self.panels["activity"].addItem(self.raster)
 
@@ -204,6 +213,9 @@ class Viewer:
             state.shown += 1
         if state.latest_stim is not None:
             self.images["stimulus"].setImage(state.latest_stim.T, levels=(0, 255))
+        if fresh and state.uncertainty is not None:
+            self.images["uncertainty"].setImage(np.asarray(state.uncertainty.array, np.float32).T,
+                                                levels=(0.0, max(state.spread_top, 1e-3)))
         if state.raw is not None:
             raw = np.asarray(state.raw, np.float32)
             self.images["raw frame with ROIs"].setImage(
@@ -216,7 +228,9 @@ class Viewer:
         self.status.setText(
             f"frames {st.get('frames', 0)}  shown {state.shown}  latency p50 {lat.get('p50', '–')} ms "
             f"p99 {lat.get('p99', '–')} ms  dropped {st.get('dropped', 0)}  rejected {st.get('rejected', 0)}  "
-            f"rolling pixel_corr {state.rolling_corr():.2f}  triggers {state.triggers}{flash}")
+            f"rolling pixel_corr {state.rolling_corr():.2f}  triggers {state.triggers}{flash}"
+            + (f"  spread mean {float(np.mean(state.uncertainty.array)):.1f} (white {state.spread_top:.1f})"
+               if state.uncertainty is not None else ""))
 
 
 def run_viewer(addresses: list[str] | str, seconds: float | None = None, screenshot: str | None = None,
@@ -250,7 +264,7 @@ def run_viewer(addresses: list[str] | str, seconds: float | None = None, screens
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.RCVHWM, 100)
     sock.setsockopt(zmq.LINGER, 0)
-    for topic in (b"decoded", b"stim", b"activity", b"stats", b"trigger", b"frame"):
+    for topic in (b"decoded", b"uncertainty", b"stim", b"activity", b"stats", b"trigger", b"frame"):
         sock.setsockopt(zmq.SUBSCRIBE, topic)
     for a in addresses:
         sock.connect(a)
