@@ -174,7 +174,7 @@ class Viewer:
         import pyqtgraph as pg
 
         self.win = pg.GraphicsLayoutWidget(title=f"rtdecode — {' '.join(addresses)}")
-        self.win.resize(1500, 640)
+        self.win.resize(1800, 640)
         self.status = self.win.addLabel("waiting for frames…", colspan=len(IMAGE_PANELS))
         self.win.nextRow()
         self.panels, self.images = {}, {}
