@@ -222,6 +222,13 @@ def cmd_run(args, progress) -> int:
               f"ignored {ignored}")
     print("stage latency (ms): " + ", ".join(f"{name} p50 {s['p50']} p99 {s['p99']}"
                                              for name, s in st["stages_ms"].items()))
+    unc = st.get("uncertainty")
+    if unc:
+        cal = unc["calibration"]
+        corr = cal.get("corr_spread_abs_error")
+        print(f"uncertainty: {unc['published']} frames ({unc['folds']} fold ridges), p50 {unc['ms']['p50']} ms "
+              f"p99 {unc['ms']['p99']} ms after each decoded frame; spread vs |error| Pearson "
+              + (f"{corr:.3f} over {cal['frames']} frames" if corr is not None else "not measured (no stimulus images)"))
     if st.get("records_lost") or st.get("record_damaged"):
         print(f"recording damaged: {st.get('records_lost', 0)} of {st['frames']} records lost "
               f"({st.get('record_damaged')}); see rtdecode inspect {args.record or ''}".rstrip())
