@@ -247,6 +247,13 @@ def cmd_inspect(args, progress) -> int:
         print(f"{args.session}: {s['frames']} frames over {s['duration_s']:.1f} s, {s['neurons']} neurons, "
               f"{s['triggers']} triggers ({s['suppressed_triggers']} suppressed), {s['gaps']} missing frames "
               f"(sequence gaps), {len(s['missing_chunks'])} missing chunks, {stop}")
+        if "uncertainty_frames" in s:
+            cal = s.get("uncertainty_calibration") or {}
+            corr = cal.get("corr_spread_abs_error")
+            mean = s["uncertainty_mean_spread"]
+            print(f"  uncertainty: {s['uncertainty_frames']} frames, mean spread "
+                  + ("-" if mean is None else f"{mean:.2f}") + " (0-255 scale); live spread vs |error| Pearson "
+                  + (f"{corr:.3f} over {cal.get('frames')} frames" if corr is not None else "not measured"))
         for problem in s["damaged"]:
             print(f"  damaged: {problem}")
     # a session without its end (killed, or still recording) is not a finished one: non-zero too

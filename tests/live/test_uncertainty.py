@@ -160,7 +160,7 @@ def test_the_stats_report_its_calibration_as_the_offline_metric(image_model, tin
         assert got == pytest.approx(exp, rel=1e-5)
 
 
-def test_it_is_recorded_and_inspect_reports_it(image_model, tiny_dataset, tmp_path):
+def test_it_is_recorded_and_inspect_reports_it(image_model, tiny_dataset, tmp_path, capsys):
     dec, res, stats, msgs = _run(image_model, _trial(tiny_dataset), tmp_path)
     s = read_session(tmp_path / "s")
     a = s["arrays"]
@@ -174,6 +174,10 @@ def test_it_is_recorded_and_inspect_reports_it(image_model, tiny_dataset, tmp_pa
     assert summary["uncertainty_frames"] == res.published
     assert summary["uncertainty_calibration"]["corr_spread_abs_error"] == \
         stats["uncertainty"]["calibration"]["corr_spread_abs_error"]
+    from rtdecode.cli import main
+
+    assert main(["inspect", str(tmp_path / "s")]) == 0
+    assert f"uncertainty: {res.published} frames" in capsys.readouterr().out
 
 
 def test_a_ridge_model_publishes_none(ridge_model, tmp_path):
