@@ -25,8 +25,8 @@ import torch
 from rtdecode.decode import distributed as dist
 from rtdecode.decode.card import read_card
 from rtdecode.decode.residual import ResidualConfig
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # the dense residual kind: the one that trains under torchrun, with checkpoints and inverse targets
 ARGS = ["--method", "amortized", "--amortized-kind", "ridge_residual", "--encoder-steps", "8", "--inverse-trials", "2", "--inverse-iterations", "2",
         "--synth-movies", "0", "--amortized-steps", "4", "4"]

@@ -3,17 +3,14 @@
 import hashlib
 import json
 import logging
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "openephys"))
-from oe_helpers import need_recording, wait_subscribed, xpub
+from tests.sources.openephys.helpers import need_recording, wait_subscribed, xpub
 
 from rtdecode.sources import wire
 from rtdecode.errors import ConfigError

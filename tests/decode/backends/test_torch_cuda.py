@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from bk_helpers import H, W, windows  # noqa: E402
+from tests.decode.backends.helpers import H, W, windows  # noqa: E402
 from rtdecode.decode.backends import load_backend  # noqa: E402
 from rtdecode.decode.export import rel_err  # noqa: E402
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import zmq
+from tests import ROOT
 
 # the checkout's sibling shared/data (as in /work/main), or RTDECODE_DATA (e.g. from a git worktree)
-DATA = Path(os.environ.get("RTDECODE_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
+DATA = Path(os.environ.get("RTDECODE_DATA", ROOT / ".." / "shared" / "data"))
 OE_REC = DATA / "openephys_v0.6.7_binary"
 
 

@@ -1,15 +1,15 @@
 """Rig configuration files: every shipped file loads; mistakes fail naming the key and what is allowed."""
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 
 from rtdecode.live.config import load_config, parse_config
 from rtdecode.errors import ConfigError
+from tests import ROOT
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 BASE = {
     "source": {"protocol": "openephys", "address": "tcp://127.0.0.1:5556", "heartbeat": {"port": 5557}},

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bk_helpers import BINS, H, N, W, windows
+from tests.decode.backends.helpers import BINS, H, N, W, windows
 from rtdecode.decode.backends import BackendStage, load_backend
 from rtdecode.decode import DecodeStage, load
 from rtdecode.decode.export import rel_err
@@ -43,7 +43,7 @@ def test_backend_stage_in_a_chain_matches_decode_stage(ridge_model, name):
 
 
 def test_compile_command_exports_and_reports(tmp_path, capsys):
-    from bk_helpers import make_ridge
+    from tests.decode.backends.helpers import make_ridge
     from rtdecode.decode.backends.compile import cmd_compile
 
     make_ridge(tmp_path, n=20)

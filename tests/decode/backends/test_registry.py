@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from bk_helpers import BINS, H, N, W, make_ridge, windows
+from tests.decode.backends.helpers import BINS, H, N, W, make_ridge, windows
 import rtdecode.decode.backends as bk
 from rtdecode.decode.export import export_onnx, rel_err
 from rtdecode.errors import ConfigError, ModelError

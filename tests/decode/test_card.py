@@ -2,14 +2,14 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from rtdecode.decode.card import CARD_VERSION, ModelCard, Window, new_card, read_card, write_card
 from rtdecode.errors import ModelError
+from tests import ROOT
 
-CARDS = Path(__file__).parent / "data" / "cards"
+CARDS = ROOT / "tests" / "data" / "cards"
 
 
 @pytest.mark.parametrize("name", ["ridge_onnx_v1.json", "amortized_v1.json", "standin_mlp_v1.json"])

@@ -7,7 +7,6 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from rtdecode.errors import WireError
 from rtdecode.sources import scanimage_zmq as sz
 from rtdecode.sources import wire
 from rtdecode.sources.probe import probe
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SIMA_TIF = next((p for p in (ROOT / ".." / "shared", ROOT / ".." / ".." / "shared")
                  if (p / "data" / "sima_2p_example" / "example.tif").is_file()),
                 ROOT / ".." / "shared") / "data" / "sima_2p_example" / "example.tif"

@@ -22,8 +22,8 @@ from rtdecode.outputs.session_reader import read_session
 from rtdecode.rig.twophoton import Microscope
 from rtdecode.sources import wire
 from rtdecode.sources.scanimage import read_tiff_frames
-from test_calibration import _free_port, _serve
-from test_scanimage_dataset import FRAME_DATA, write_scanimage_tiff
+from tests.live.test_calibration import _free_port, _serve
+from tests.offline.test_tiff_dataset import FRAME_DATA, write_scanimage_tiff
 
 VOLUMES = 100
 ROI_SHAPES = {1: (48, 80), 2: (64, 96)}  # scan ROI -> (lines, pixels); the larger one second

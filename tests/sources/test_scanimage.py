@@ -1,7 +1,6 @@
 """ScanImage: the MATLAB driver's bytes (built in Python) and the TIFF replayer."""
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from rtdecode.sources.scanimage import (
     read_tiff_frames,
     replay_tiff,
 )
+from tests import ROOT
 
-SIMA_TIF = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sima_2p_example" / "example.tif"
+SIMA_TIF = ROOT / ".." / "shared" / "data" / "sima_2p_example" / "example.tif"
 
 
 def test_scanimage_matlab_message_decodes_with_right_orientation():

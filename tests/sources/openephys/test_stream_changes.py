@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from oe_helpers import wait_subscribed, xpub
+from tests.sources.openephys.helpers import wait_subscribed, xpub
 
 from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages
 from rtdecode.live.ephys import EphysIngest

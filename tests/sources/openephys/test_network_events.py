@@ -4,7 +4,7 @@ import re
 
 import pytest
 import zmq
-from oe_helpers import FakeServer
+from tests.sources.openephys.helpers import FakeServer
 
 from rtdecode.errors import ConfigError
 from rtdecode.sources.openephys.network_events import NetworkEventsClient

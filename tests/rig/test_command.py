@@ -5,15 +5,14 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
 from rtdecode.cli import main
 from rtdecode.live.run import run_session
 from rtdecode.sources.probe import probe
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 

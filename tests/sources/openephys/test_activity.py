@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from oe_helpers import need_recording, wait_subscribed, xpub
+from tests.sources.openephys.helpers import need_recording, wait_subscribed, xpub
 
 from rtdecode.sources import wire
 from rtdecode.live.config import parse_config

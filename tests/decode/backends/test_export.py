@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bk_helpers import BINS, H, N, W, make_ridge, windows
+from tests.decode.backends.helpers import BINS, H, N, W, make_ridge, windows
 from rtdecode.decode import load
 from rtdecode.decode.card import read_card
 from rtdecode.decode.export import (OPSET, PARITY_RTOL, check_onnx, export_onnx, module_for, rel_err,

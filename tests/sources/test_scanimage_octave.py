@@ -30,8 +30,8 @@ import zmq
 from rtdecode.extract.planes import Planes
 from rtdecode.sources import wire
 from rtdecode.sources.scanimage import matlab_equivalent_message
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data from the project's root (a worktree under wt/ looks two levels up)
 SIMA_TIF = next((p for p in (ROOT / ".." / "shared", ROOT / ".." / ".." / "shared")
                  if (p / "data" / "sima_2p_example" / "example.tif").is_file()),

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from oe_helpers import FakeServer, need_recording, wait_subscribed, xpub
+from tests.sources.openephys.helpers import FakeServer, need_recording, wait_subscribed, xpub
 
 from rtdecode.sources.openephys import OpenEphysProtocolError
 from rtdecode.sources.openephys import event_broadcaster as eb

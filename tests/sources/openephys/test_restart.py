@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from oe_helpers import need_recording
+from tests.sources.openephys.helpers import need_recording
 
 from rtdecode.sources.openephys import zmq_interface as zi
 from rtdecode.sources.openephys import zmq_interface_wire as ziw

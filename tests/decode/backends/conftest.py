@@ -3,7 +3,7 @@ stand-in amortized network, each exported to ONNX once per session."""
 
 import pytest
 
-from bk_helpers import BINS, H, N, W, make_ridge
+from tests.decode.backends.helpers import BINS, H, N, W, make_ridge
 from rtdecode.bench.standin import write_standin_model
 from rtdecode.decode.export import export_onnx
 
