@@ -193,14 +193,18 @@ outputs: {{publish: "tcp://127.0.0.1:{_free_port()}"}}
         run_session(tmp_path / "calib.yaml", seconds=1)
 
     def send(trials, frames):
+        # hwm 0: as fast as possible, a loaded machine's session falls behind by more than the default
+        # 1,000 queued messages; the sender then dropped frames and, with them, the end message the
+        # run without --seconds waits for (the test hung). Here nothing is dropped.
         cfg = SenderConfig(n_neurons=n, seed=7, n_train=3, n_oracle=1, trials=trials, speed=0, frame_shape=shape,
-                           endpoint=f"tcp://127.0.0.1:{port}", max_frames=frames, wait_subscriber_s=60)
+                           endpoint=f"tcp://127.0.0.1:{port}", max_frames=frames, wait_subscriber_s=60, hwm=0)
         th = threading.Thread(target=run_sender, args=(cfg,), daemon=True)
         th.start()
         return th
 
     th = send((0, 1, 2), 900)
-    assert main(["run", str(tmp_path / "calib.yaml"), "--record", str(tmp_path / "calib")]) == 0
+    # --seconds: a bound, never reached (the sender's end message ends the run), so a lost sender fails the test
+    assert main(["run", str(tmp_path / "calib.yaml"), "--record", str(tmp_path / "calib"), "--seconds", "300"]) == 0
     th.join(30)
     s = read_session(tmp_path / "calib")
     assert s["end"]["frames"] == 900 and s["end"]["published"] == 0 and s["end"]["dropped"] == 0

@@ -83,10 +83,21 @@ def _run(session, send, rec, watcher, to_close):
     return res, stats, decoded
 
 
-def _sleep_until(t):
-    d = t - time.time()
-    if d > 0:
-        time.sleep(d)
+class _Paced:
+    """Sends on a schedule of gaps, not of times: each message goes out its planned gap after the one
+    before it really went. A late wake-up (a loaded machine) delays the rest of the schedule instead of
+    sending the next message at once to catch up, which would squeeze a frame against the next stimulus
+    frame and make its label a coin toss."""
+
+    def __init__(self):
+        self.planned = self.sent = None
+
+    def wait(self, when):
+        if self.planned is not None:
+            d = self.sent + (when - self.planned) - time.time()
+            if d > 0:
+                time.sleep(d)
+        self.planned, self.sent = when, time.time()
 
 
 def test_two_publishers_with_different_clocks_label_frames_with_the_stimulus_shown(tmp_path):
@@ -101,13 +112,13 @@ def test_two_publishers_with_different_clocks_label_frames_with_the_stimulus_sho
     def send():
         time.sleep(0.3)  # the subscriptions
         fseq, sseq = wire.Sequencer(), wire.Sequencer()
-        start = time.time()
+        pace = _Paced()
         for k in range(FRAMES):
-            _sleep_until(start + k / FPS)
+            pace.wait(k / FPS)
             t = time.time() + STIM_CLOCK
             stamps["stim"].append(t)
             stim_pub.send_multipart(wire.encode("stim", sseq(), t, None, frame=k, trial=0))
-            _sleep_until(start + k / FPS + 0.010)  # the frame is acquired 10 ms after stimulus frame k appeared
+            pace.wait(k / FPS + 0.010)  # the frame is acquired 10 ms after stimulus frame k appeared
             t = time.time()
             stamps["frame"].append(t)
             frames_pub.send_multipart(wire.encode("frame", fseq(), t, rng.random(N, dtype=np.float32),
@@ -150,13 +161,13 @@ def test_ttl_flip_times_label_frames_and_measure_the_display_latency(tmp_path):
     def send():
         time.sleep(0.3)
         fseq, sseq = wire.Sequencer(), wire.Sequencer()
-        start = time.time()
         plan = []  # (when, what, k), sent in time order from this one thread
         for k in range(FRAMES):
-            plan += [(start + k / FPS, "stim", k), (start + k / FPS + latency, "edge", k),
-                     (start + k / FPS + latency + 0.008, "fall", k), (start + k / FPS + 0.016, "frame", k)]
+            plan += [(k / FPS, "stim", k), (k / FPS + latency, "edge", k),
+                     (k / FPS + latency + 0.008, "fall", k), (k / FPS + 0.016, "frame", k)]
+        pace = _Paced()
         for when, what, k in sorted(plan):
-            _sleep_until(when)
+            pace.wait(when)
             now = time.time()
             if what == "stim":
                 stim_pub.send_multipart(wire.encode("stim", sseq(), now + STIM_CLOCK, None, frame=k, trial=1))

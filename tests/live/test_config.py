@@ -5,8 +5,10 @@ import copy
 import pytest
 import yaml
 
-from rtdecode.live.config import load_config, parse_config
+from rtdecode.decode.backends import BACKENDS
 from rtdecode.errors import ConfigError
+from rtdecode.live.config import load_config, parse_config
+from rtdecode.sources import protocols
 from tests import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -67,7 +69,7 @@ def _bad(path: str, value, delete=False):
 
 
 @pytest.mark.parametrize("path, value, expected", [
-    ("source.protocol", "zmq", "source.protocol: 'zmq' is not one of rtframe, openephys, eventbroadcaster"),
+    ("source.protocol", "zmq", f"source.protocol: 'zmq' is not one of {protocols.valid()}"),
     ("source.hearbeat", {"port": 5557}, "source.hearbeat: unknown key; allowed here: protocol, address, heartbeat"),
     ("colour", "red", "colour: unknown key; allowed here: rig, source, extraction, decoder, outputs, triggers"),
     ("source.heartbeat.interval_s", 7.0, "source.heartbeat.interval_s: 7.0 is out of range; allowed: (0, 5)"),
@@ -76,7 +78,7 @@ def _bad(path: str, value, delete=False):
     ("extraction.ephys.bin_ms", 0.1, "extraction.ephys.bin_ms: 0.1 is out of range; allowed: [1, 1000]"),
     ("extraction.ephys.band_hz", [6000, 300], "extraction.ephys.band_hz: low edge 6000.0 must be below"),
     ("extraction.ephys.reference", "car", "extraction.ephys.reference: 'car' is not one of mean, median"),
-    ("decoder.backends", ["tensorrt", "cuda"], "decoder.backends.1: 'cuda' is not one of tensorrt, onnxruntime, torch, numpy"),
+    ("decoder.backends", ["tensorrt", "cuda"], f"decoder.backends.1: 'cuda' is not one of {', '.join(BACKENDS)}"),
     ("decoder.backends", ["torch", "torch"], "decoder.backends: ['torch', 'torch'] lists a backend twice"),
     ("decoder.model", None, "decoder.model: required key is missing"),
     ("outputs.publish", "tcp://127.0.0.1:99999", "outputs.publish: 'tcp://127.0.0.1:99999': port 99999 is not in 1..65535"),
