@@ -48,6 +48,24 @@ def shared_folder(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _numba_kernels(tmp_path_factory):
+    """The extraction's numba kernels compiled once, before the tests: from a clean clone (no cache on
+    disk yet) every xdist worker, and every process a test starts, compiled all of them at once (8 s
+    of CPU each). The first worker compiles them into numba's cache while the others wait on a lock,
+    then load them from it (under a second). Without xdist each kernel compiles when first used."""
+    from rtdecode.extract.kernels import warm_up_kernels
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or fcntl is None:
+        return  # one process: each kernel compiles when first used, as before
+    with open(tmp_path_factory.getbasetemp().parent / "numba.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            warm_up_kernels()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def small_rig():
     return VirtualRig(n_neurons=300, seed=3, n_train=8, n_oracle=2, trial_frames=150)
