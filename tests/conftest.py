@@ -48,6 +48,21 @@ def shared_folder(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` schedules with work stealing: a worker that runs out of tests takes some of another's queue.
+    xdist's default (`--dist load`) leaves each worker the tests it was handed, so one worker still holding
+    a few tests that wait on sockets for tens of seconds ended the run alone (one worker's tests took 85 s
+    longer than the others'). Another --dist given on the command line is kept."""
+    if config.getvalue("dist") != "load":
+        return None
+    try:
+        from xdist.scheduler import WorkStealingScheduling  # pytest-xdist >= 3.2
+    except ImportError:
+        return None
+    return WorkStealingScheduling(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _numba_kernels(tmp_path_factory):
     """The extraction's numba kernels compiled once, before the tests: from a clean clone (no cache on

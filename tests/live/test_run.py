@@ -93,7 +93,7 @@ def test_run_fires_the_rig_files_trigger_rules(rig):
     tmp, port = rig
     out_port = _free_port()
     # the sender streams as fast as it can, so frames queue: a generous max_age_ms lets this test be
-    # about the rule (triggers on stale frames are tested in tests/live/test_freshness.py)
+    # about the rule (triggers on stale frames are tested in tests/live/test_config_freshness.py)
     (tmp / "t.yaml").write_text((tmp / "rig.yaml").read_text() + f"""
 max_age_ms: 60000
 triggers:
