@@ -7,6 +7,7 @@ still a cycle); heavy third-party imports are not rtdecode modules and are not l
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import rtdecode
@@ -117,7 +118,7 @@ def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("def f():\n    from rtdecode import b\n")
     (pkg / "b.py").write_text("from rtdecode.a import f\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", pkg)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", pkg)
     edges = _edges(_modules())
     assert edges["rtdecode.a"] == {"rtdecode.b"} and edges["rtdecode.b"] == {"rtdecode.a"}
 

@@ -1,7 +1,7 @@
 """One registry each for source protocols, decoder methods and backends: the command line and the
 rig-file check take their names from them, and an unknown name lists the valid ones. What each entry
 builds is checked per name by the contract tests (tests/sources/test_protocol_contracts.py,
-tests/decode/test_method_contracts.py, tests/backends/test_registry.py); nothing here pins a list."""
+tests/decode/test_method_contracts.py, tests/decode/backends/test_registry.py); nothing here pins a list."""
 
 import copy
 

@@ -12,7 +12,7 @@ What the vendor documents (scanimage.org, "Premium Features / ZeroMQ"; the part 
 
 What that text leaves open: the message layout (number of parts, topic, header encoding and field
 names, pixel type, byte order, line order). **The layout below is an assumption**, written here and
-only here; a publisher built from this table (tests/test_scanimage_zmq.py) is what it was tested
+only here; a publisher built from this table (tests/sources/test_scanimage_zmq.py) is what it was tested
 against, not ScanImage. `rtdecode probe ADDRESS --protocol scanimage_zmq` on the rig shows what
 ScanImage really sends (parts, sizes, header keys, the first rejected message): if it differs, change
 `LAYOUT`, `HEADER_KEYS` and `DTYPES` below, nothing else.

@@ -4,6 +4,8 @@ tests/conftest.py (the research benchmarks' tests use them too)."""
 import pytest
 import torch
 
+from tests.conftest import shared_folder
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
@@ -25,13 +27,18 @@ def tiny_trials(tiny_rig):
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder(tiny_trials):
+def tiny_encoder(tiny_trials, tmp_path_factory):
     from rtdecode.decode import encoder as E
 
     tr = E.TrialData([t[1] for t in tiny_trials[:5]], [t[2] for t in tiny_trials[:5]], [t[0] for t in tiny_trials[:5]])
     va = E.TrialData([t[1] for t in tiny_trials[5:6]], [t[2] for t in tiny_trials[5:6]], [t[0] for t in tiny_trials[5:6]])
-    model, info = E.train_encoder(tr, va, steps=120, batch=4, eval_every=60, seed=0)
-    return model, info, tr, va
+
+    def train(folder):  # trained once per run (the xdist workers share it: shared_folder)
+        model, info = E.train_encoder(tr, va, steps=120, batch=4, eval_every=60, seed=0)
+        torch.save({"model": model, "info": info}, folder / "encoder.pt")
+
+    saved = torch.load(shared_folder(tmp_path_factory, "tiny_encoder", train) / "encoder.pt", weights_only=False)
+    return saved["model"], saved["info"], tr, va
 
 
 # the default amortized kind (image prior): 40 U-Net steps; the encoder for reconstruct --method warm|inverse
@@ -40,13 +47,16 @@ TINY_OPTIONS = dict(encoder_steps=40, amortized_steps=(0, 40))
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset, tmp_path_factory):
+    from rtdecode.decode.card import read_card
     from rtdecode.decode.inverse import InverseConfig
     from rtdecode.offline.fit import fit_dataset
 
-    out = tmp_path_factory.mktemp("tiny_model") / "model"
-    card = fit_dataset(tiny_dataset, out, method="amortized", progress=False,
-                       inverse_cfg=InverseConfig(iterations=5), **TINY_OPTIONS)
-    return out, card
+    def fit(folder):  # fitted once per run (the xdist workers share it: shared_folder)
+        fit_dataset(tiny_dataset, folder / "model", method="amortized", progress=False,
+                    inverse_cfg=InverseConfig(iterations=5), **TINY_OPTIONS)
+
+    out = shared_folder(tmp_path_factory, "tiny_model", fit) / "model"
+    return out, read_card(out)
 
 
 @pytest.fixture(scope="session")

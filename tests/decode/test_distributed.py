@@ -25,8 +25,9 @@ import torch
 from rtdecode.decode import distributed as dist
 from rtdecode.decode.card import read_card
 from rtdecode.decode.residual import ResidualConfig
+from tests import ROOT
+from tests.conftest import shared_folder
 
-ROOT = Path(__file__).resolve().parents[2]
 # the dense residual kind: the one that trains under torchrun, with checkpoints and inverse targets
 ARGS = ["--method", "amortized", "--amortized-kind", "ridge_residual", "--encoder-steps", "8", "--inverse-trials", "2", "--inverse-iterations", "2",
         "--synth-movies", "0", "--amortized-steps", "4", "4"]
@@ -55,14 +56,16 @@ def _targets(folder):
 
 @pytest.fixture(scope="module")
 def reference(tiny_dataset, tmp_path_factory):
-    """One process, uninterrupted, checkpoints every 3 steps (in this process)."""
+    """One process, uninterrupted, checkpoints every 3 steps (in this process; once per run, shared by
+    the xdist workers that run this module's tests)."""
     from rtdecode.decode.inverse import InverseConfig
     from rtdecode.offline.fit import fit_dataset
 
-    out = tmp_path_factory.mktemp("ddp_ref") / "model"
-    fit_dataset(tiny_dataset, out, method="amortized", progress=False, inverse_cfg=InverseConfig(iterations=2),
-                checkpoint_every=3, **OPTIONS)
-    return out
+    def fit(folder):
+        fit_dataset(tiny_dataset, folder / "model", method="amortized", progress=False,
+                    inverse_cfg=InverseConfig(iterations=2), checkpoint_every=3, **OPTIONS)
+
+    return shared_folder(tmp_path_factory, "ddp_ref", fit) / "model"
 
 
 def test_two_gloo_processes_match_one(reference, tiny_dataset, tmp_path):

@@ -55,7 +55,7 @@ def test_every_registered_stage_keeps_the_contract(name):
 
 
 def test_an_unknown_stage_or_option_names_what_is_valid():
-    with pytest.raises(ConfigError, match="unknown extraction stage 'bleach'; valid: register, traces, dff, deconvolve"):
+    with pytest.raises(ConfigError, match=f"unknown extraction stage 'bleach'; valid: {', '.join(STAGES)}"):
         parse_spec(["register", "bleach"])
     with pytest.raises(ConfigError, match=r"stage 3 \(deconvolve\): method: .*options: method, lag"):
         parse_spec(["register", "traces", "dff", {"deconvolve": {"method": "cascade"}}])

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from rtdecode.errors import ConfigError
-from rtdecode.extract import extract_movie
+from rtdecode.extract import STAGES, extract_movie
 from rtdecode.live.config import load_config
 from rtdecode.live.run import plane_chains
 from rtdecode.rig.twophoton import Microscope
@@ -52,7 +52,7 @@ def test_stage_options_reach_the_chain_from_the_rig_file(scope):
 
 @pytest.mark.parametrize("two_photon, expected", [
     ({"stages": ["register", "bleach"]},
-     "extraction.two_photon.stages: unknown extraction stage 'bleach'; valid: register, traces, dff, deconvolve"),
+     f"extraction.two_photon.stages: unknown extraction stage 'bleach'; valid: {', '.join(STAGES)}"),
     ({"stages": [{"deconvolve": {"lag": -1}}]}, "stage 0 (deconvolve): lag:"),
     ({"stages": ["register", "traces"], "tau_s": 1.0}, "tau_s is set but the list has no deconvolve stage"),
     ({"stages": [{"register": {"crop": [32, 32]}}], "crop": [64, 64]}, "crop and register's crop are both set"),

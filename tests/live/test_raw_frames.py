@@ -32,8 +32,10 @@ def _config(port, raw="{max_gib: 1.0}", two_photon="{frame_shape: [128, 128], cr
 
 
 def _send(port, trials, frames):
+    # hwm 0: as fast as possible, a loaded machine's session falls more than the default 1,000 messages
+    # behind; the sender would drop frames, and the end message a run without --seconds waits for
     cfg = SenderConfig(n_neurons=N, seed=SEED, n_train=3, n_oracle=1, trials=trials, speed=0, frame_shape=SHAPE,
-                       endpoint=f"tcp://127.0.0.1:{port}", max_frames=frames, wait_subscriber_s=60)
+                       endpoint=f"tcp://127.0.0.1:{port}", max_frames=frames, wait_subscriber_s=60, hwm=0)
     th = threading.Thread(target=run_sender, args=(cfg,), daemon=True)
     th.start()
     return th
@@ -65,7 +67,8 @@ def test_a_new_field_of_view_is_recorded_raw_then_extracted_with_rois_found_afte
     port = _free_port()
     (tmp_path / "calib.yaml").write_text(_config(port))
     th = _send(port, (0, 1, 2), 900)
-    assert main(["run", str(tmp_path / "calib.yaml"), "--record", str(tmp_path / "calib")]) == 0
+    # --seconds: a bound never reached (the sender's end message ends the run): a lost sender fails, not hangs
+    assert main(["run", str(tmp_path / "calib.yaml"), "--record", str(tmp_path / "calib"), "--seconds", "300"]) == 0
     th.join(30)
     assert "900 frames recorded (900 raw frames kept)" in capsys.readouterr().out
     s = read_session(tmp_path / "calib")

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,8 @@ from rtdecode import cli
 from rtdecode.bench import hostile
 from rtdecode.outputs.session_reader import read_session
 from rtdecode.sources import wire
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(rig, record, ignore_sigint=False):

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import zmq
-from test_time_attacks import MAX_AGE_S, MARGIN_S, N, Sender, _ages, _run, _session
+from tests.live.test_time_attacks import MAX_AGE_S, MARGIN_S, N, Sender, _ages, _run, _session
 
 from rtdecode.cli import main
 from rtdecode.outputs.session_reader import read_session

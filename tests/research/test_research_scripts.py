@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RESEARCH
+from tests.research.conftest import RESEARCH
 
 SCRIPTS = sorted(p.stem for p in RESEARCH.glob("*.py") if p.stem != "research_common")
 USER_BENCHES = {"extract", "decode", "e2e", "soak", "hostile"}

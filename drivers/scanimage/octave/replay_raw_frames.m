@@ -2,7 +2,7 @@ function n = replay_raw_frames(meta_path, port, pause_s)
 % Replays frames through rtdecode_frameAcquired under stand-ins of ScanImage's objects, one
 % 'frameAcquired' call per frame, as ScanImage would make them.
 %
-% meta_path: JSON written by tests/test_scanimage_octave.py (fields raw, frames, lines, pixels,
+% meta_path: JSON written by tests/sources/test_scanimage_octave.py (fields raw, frames, lines, pixels,
 % frame_numbers, timestamps, rois, planes, channel, display_channels, alternate_transposed); raw is
 % a file of frames x lines x pixels uint16, little-endian, C order.
 % The socket is opened first ('open'), then pause_s seconds pass so that subscribers connect before
