@@ -121,16 +121,17 @@ class Probe:
 
     def _noise_blocks(self, rng, k: int, n: int, rms: float) -> np.ndarray:
         """(k, C, n) float32: band-limited Gaussian noise (300-6000 Hz), `rms` per channel, plus a
-        common-mode part of COMMON_UV rms."""
+        common-mode part of COMMON_UV rms (scaled with `rms`)."""
         from scipy import signal
 
         sos = signal.butter(3, [300.0, min(6000.0, 0.45 * self.fs)], "bandpass", fs=self.fs, output="sos")
         out = np.empty((k, self.C, n), np.float32)
+        common = COMMON_UV * rms / NOISE_UV
         for i in range(k):
             z = signal.sosfiltfilt(sos, rng.standard_normal((self.C, n + 512)), axis=1)[:, 256:-256]
-            z *= math.sqrt(max(rms**2 - COMMON_UV**2, 0.0)) / max(float(z.std()), 1e-12)
+            z *= math.sqrt(max(rms**2 - common**2, 0.0)) / max(float(z.std()), 1e-12)
             c = signal.sosfiltfilt(sos, rng.standard_normal(n + 512))[256:-256]
-            z += c * (COMMON_UV / max(float(c.std()), 1e-12))
+            z += c * (common / max(float(c.std()), 1e-12))
             out[i] = z
         return out
 
