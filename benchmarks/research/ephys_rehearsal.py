@@ -136,6 +136,18 @@ def frames_png(sessions: dict[str, Path], png: Path, n: int = 6) -> None:
     fig.savefig(png, dpi=110)
 
 
+def _end_stats(session: Path) -> dict:
+    end = json.loads((session / "end.json").read_text())
+    return end.get("stats", end)
+
+
+def _load() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None, progress: bool = False) -> int:
     import os
 
@@ -165,6 +177,7 @@ def main(argv: list[str] | None = None, progress: bool = False) -> int:
     out: dict = {"command": cmd, "channels": args.channels, "units": units, "calibration_s": args.calibration_s,
                  "live_s": args.live_s, "seed": args.seed, "paths": {}}
     t0 = time.perf_counter()
+    out["load_average_at_start"] = _load()
     # 1. calibration block, both paths on the same stream
     calib = run_block(work, env, ["--tier", "train", "--seconds", f"{args.calibration_s:g}", *rig_common],
                       {k: [f"configs/{PATHS[k][0]}", "--record", f"sessions/{k}/calibration", "--seconds",
@@ -188,8 +201,7 @@ def main(argv: list[str] | None = None, progress: bool = False) -> int:
     out["probe_generation_x_real_time"] = float(m.group(1)) if m else None
     mask = rf_patch_mask()
     for k in args.paths:
-        end = json.loads((work / "sessions" / k / "live" / "end.json").read_text())
-        st = end.get("stats", end)
+        st = _end_stats(work / "sessions" / k / "live")
         subprocess.run(rtdecode("export", f"sessions/{k}/live", "--out", f"data/{k}_live", "--tier", "oracle"),
                        cwd=work, env=env, check=True, capture_output=True)
         subprocess.run(rtdecode("reconstruct", f"models/{PATHS[k][2]}", f"data/{k}_live", "--out", f"rec/{k}"),
@@ -208,8 +220,7 @@ def main(argv: list[str] | None = None, progress: bool = False) -> int:
             "arrived_to_published_ms": st.get("arrived_to_published_ms"), "frames": st.get("frames"),
             "published": st.get("published"), "dropped": st.get("dropped"), "rejected": st.get("rejected"),
             "triggers_fired": (st.get("triggers") or {}).get("fired"), "fit_s": fit_s[k],
-            "calibration_frames": json.loads((work / "sessions" / k / "calibration" / "end.json").read_text())
-            .get("stats", {}).get("frames"),
+            "calibration_frames": _end_stats(work / "sessions" / k / "calibration").get("frames"),
             "inspect": inspect.stdout.strip().splitlines()[-1] if inspect.stdout.strip() else inspect.stderr[-300:],
             "inspect_rc": inspect.returncode, "summary_line": [ln for ln in live[k].splitlines()
                                                                 if ln.startswith("backend ")][-1:]}
@@ -219,6 +230,7 @@ def main(argv: list[str] | None = None, progress: bool = False) -> int:
     chain = bench_ephys(C=args.channels, seconds=2.0)
     out["ephys_chain"] = chain
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["load_average_at_end"] = _load()  # the machine is shared: other work competes for its 2 cores
     out["machine"] = machine_info()
     write_json(args.out, out)
     if args.png:
