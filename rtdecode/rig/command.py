@@ -43,11 +43,13 @@ def add_rig_parser(subparsers) -> argparse.ArgumentParser:
     from rtdecode.rig.population import PROFILES
 
     p = subparsers.add_parser(
-        "rig", help="the virtual two-photon rig as its own process: frames and stimulus over ZeroMQ",
+        "rig", help="the virtual rig as its own process: two-photon frames (or, with --ephys, a probe's voltage and "
+                    "sorted spikes as the Open Ephys GUI sends them) and the stimulus over ZeroMQ",
         description="Streams the virtual rig's two-photon frames (like ScanImage) and stimulus messages (like the "
                     "stimulus PC) in rtframe v1 on two sockets, at 30 Hz. With --write-rois (and --model) it first "
                     "writes the ROIs (and a decoder fitted on a calibration block) that configs/virtual_rig_2p.yaml "
-                    "reads.")
+                    "reads. With --ephys: a virtual Neuropixels-like probe in the Open Ephys plugins' protocols "
+                    "(configs/virtual_probe*.yaml, docs/ephys.md).")
     p.add_argument("--frames", default="tcp://127.0.0.1:5555", metavar="ADDRESS",
                    help="bind address of the frames socket (default tcp://127.0.0.1:5555, as ScanImage's driver)")
     p.add_argument("--stim", default="tcp://127.0.0.1:5570", metavar="ADDRESS",
@@ -92,7 +94,8 @@ def add_rig_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--data-port", type=int, default=5556, help="ZMQ Interface data port (heartbeat +1; default 5556)")
     e.add_argument("--broadcaster-port", type=int, default=None, metavar="PORT",
                    help="also publish the Event Broadcaster stream on PORT (e.g. 5558; the replay then waits for a "
-                        "subscriber there too; the live loop does not read it). Default: off")
+                        "subscriber there too; the live loop does not read it). Default: off; with --ephys: data port + 2 "
+                        "(-1: off)")
     return p
 
 
