@@ -141,6 +141,13 @@ def _end_stats(session: Path) -> dict:
     return end.get("stats", end)
 
 
+def _rate(session: Path) -> float:
+    """Mean events per input per second of a recorded session (activity: events per bin, 30 bins/s)."""
+    from rtdecode.outputs.session_reader import read_session
+
+    return float(read_session(session)["arrays"]["activity"].mean() * 30.0)
+
+
 def _load() -> list[float] | None:
     try:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -221,6 +228,7 @@ def main(argv: list[str] | None = None, progress: bool = False) -> int:
             "published": st.get("published"), "dropped": st.get("dropped"), "rejected": st.get("rejected"),
             "triggers_fired": (st.get("triggers") or {}).get("fired"), "fit_s": fit_s[k],
             "calibration_frames": _end_stats(work / "sessions" / k / "calibration").get("frames"),
+            "rate_hz_per_input": {blk: _rate(work / "sessions" / k / blk) for blk in ("calibration", "live")},
             "inspect": inspect.stdout.strip().splitlines()[-1] if inspect.stdout.strip() else inspect.stderr[-300:],
             "inspect_rc": inspect.returncode, "summary_line": [ln for ln in live[k].splitlines()
                                                                 if ln.startswith("backend ")][-1:]}
