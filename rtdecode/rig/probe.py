@@ -235,6 +235,9 @@ class ProbeStreamer(Emulator):
         self.speed, self.block_size = float(speed), int(block_size)
         self.stim_clock_offset_s = float(stim_clock_offset_s)
         self._open(host, data_port, broadcaster_port, wait_subscriber_s, context)
+        for sock in (self.data_sock, self.eb_sock):  # a reader behind by seconds still gets the end of the stream
+            if sock is not None:
+                sock.setsockopt(zmq.LINGER, 10_000)
         self.stim_sock = None
         self.stim_endpoint = None
         if stim_endpoint is not None:
