@@ -71,3 +71,53 @@ def uncertainty_calibration(trials: list[tuple[np.ndarray, np.ndarray, np.ndarra
     return {"corr_spread_abs_error": pearson(s, e),
             "bins": [{"mean_spread": float(s[g].mean()), "mean_abs_error": float(e[g].mean())} for g in groups],
             "abs_error_over_spread": float(e.mean() / s.mean()) if s.mean() > 0 else None}
+
+
+class LiveScore:
+    """`pixel_corr` accumulated live, frame by frame, without keeping the frames (the live stats).
+
+    `add(trial, frame, recon, truth)`: one decoded frame (H, W) and the stimulus image (H, W) it
+    targets; frames with index < `skip` are left out, as in `trial_scores`. Per trial it keeps five
+    sums over every (pixel x frame) of the full frame (or `mask`), so `summary()` gives, for each
+    trial, the same Pearson correlation `trial_scores` computes offline over those frames, and the
+    mean over trials (`pixel_corr`). Memory: five numbers per trial; at most `max_trials` trials
+    (the oldest dropped from the mean once exceeded, counted in `trials_dropped`)."""
+
+    def __init__(self, mask: np.ndarray | None = None, skip: int = SKIP_FRAMES, max_trials: int = 10_000):
+        self.mask = None if mask is None else np.asarray(mask, bool)
+        self.skip = int(skip)
+        self.max_trials = int(max_trials)
+        self.sums: dict = {}  # trial -> [n, sx, sy, sxx, syy, sxy]
+        self.frames = 0
+        self.trials_dropped = 0
+
+    def add(self, trial, frame: int, recon: np.ndarray, truth: np.ndarray) -> None:
+        if frame < self.skip or recon.shape != truth.shape:
+            return
+        x = np.asarray(recon, np.float64)
+        y = np.asarray(truth, np.float64)
+        if self.mask is not None and self.mask.shape == x.shape:
+            x, y = x[self.mask], y[self.mask]
+        s = self.sums.get(trial)
+        if s is None:
+            if len(self.sums) >= self.max_trials:
+                self.sums.pop(next(iter(self.sums)))
+                self.trials_dropped += 1
+            s = self.sums[trial] = np.zeros(6)
+        s += (x.size, x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
+        self.frames += 1
+
+    @staticmethod
+    def _corr(s: np.ndarray) -> float:
+        n, sx, sy, sxx, syy, sxy = s
+        vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+        return float((sxy - sx * sy / n) / np.sqrt(vx * vy)) if n > 1 and vx > 0 and vy > 0 else float("nan")
+
+    def summary(self) -> dict:
+        """{pixel_corr (mean over trials), per_trial {trial: r}, trials, frames, skip_frames, mask}."""
+        per = {str(k): self._corr(s) for k, s in self.sums.items() if s[0] > 0}
+        vals = [v for v in per.values() if np.isfinite(v)]
+        return {"pixel_corr": float(np.mean(vals)) if vals else None, "trials": len(vals), "frames": self.frames,
+                "skip_frames": self.skip, "mask": "full frame" if self.mask is None else int(self.mask.sum()),
+                "per_trial": {k: (round(v, 4) if np.isfinite(v) else None) for k, v in per.items()},
+                "trials_dropped": self.trials_dropped}

@@ -56,6 +56,39 @@ def _one_or_many(v):
     return [v] if isinstance(v, str) else v
 
 
+MAX_RANGE = 65536  # inputs a range shorthand may expand to
+
+
+def _expand_range(v: str, what: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d{1,6})\s*-\s*(\d{1,6})\s*", v)
+    if m is None:
+        raise problem(f"{v[:60]!r}: a {what} range is 'FIRST-LAST' with whole numbers, e.g. '0-383'")
+    a, b = int(m.group(1)), int(m.group(2))
+    if b < a or b - a + 1 > MAX_RANGE:
+        raise problem(f"{v[:60]!r}: FIRST-LAST needs FIRST <= LAST and at most {MAX_RANGE} values")
+    return a, b
+
+
+def _channel_range(v):
+    """'0-383' -> [0, ..., 383]; a list passes unchanged."""
+    if isinstance(v, str):
+        a, b = _expand_range(v, "channel")
+        return list(range(a, b + 1))
+    return v
+
+
+def _unit_range(v):
+    """'Probe:1-300' -> ['Probe:1', ..., 'Probe:300'] (sorted ids FIRST..LAST of one electrode); a list
+    passes unchanged."""
+    if isinstance(v, str):
+        name, sep, ids = v.rpartition(":")
+        if not sep or not name:
+            raise problem(f"{v[:60]!r}: a units range is 'ELECTRODE:FIRST-LAST', e.g. 'Probe:1-300'")
+        a, b = _expand_range(ids, "sorted id")
+        return [f"{name}:{i}" for i in range(a, b + 1)]
+    return v
+
+
 class Source(Section):
     """Where the acquisition data comes from (one protocol of rtdecode.sources.protocols)."""
 
@@ -69,9 +102,11 @@ class Source(Section):
         None, description="the Event Broadcaster's address, for its TTLs and spikes beside the continuous data")
     stream: str | None = Field(
         None, description="the Open Ephys stream to read, by name (default: the first one that fits the model)")
-    channels: Annotated[list[Annotated[int, Range(ge=0, le=4095)]], NonEmpty] | None = Field(
+    channels: Annotated[list[Annotated[int, Range(ge=0, le=4095)]], NonEmpty,
+                        BeforeValidator(_channel_range)] | None = Field(
         None, description="the Open Ephys channels read (channel_num, from 0), in the model's input order (their "
-                          "number must equal the model's neurons)")
+                          "number must equal the model's neurons), or a range 'FIRST-LAST' (e.g. '0-383'); required "
+                          "without a decoder (a calibration block: one input per channel)")
     stim_address: Endpoint | None = Field(
         None, description="an rtframe publisher of 'stim' messages (e.g. the stimulus PC), for protocols whose own "
                           "stream carries no stimulus")
@@ -80,9 +115,10 @@ class Source(Section):
                           "(e.g. after a replay; default: wait for the end message or --seconds)")
     group_by: Annotated[str, OneOf(("electrode", "unit"))] | None = Field(
         None, description="one decoder input per electrode or per sorted unit")
-    units: Annotated[list[Name], NonEmpty] | None = Field(
+    units: Annotated[list[Name], NonEmpty, BeforeValidator(_unit_range)] | None = Field(
         None, description="the electrode / 'ELECTRODE:SORTED_ID' names in the model's input order (their number must "
-                          "equal the model's neurons)")
+                          "equal the model's neurons), or a range of sorted ids 'ELECTRODE:FIRST-LAST' (e.g. "
+                          "'Probe:1-300'); required without a decoder (a calibration block)")
     channel: Annotated[int, Range(ge=1, le=64)] | None = Field(
         None, description="the one imaging channel extracted, ScanImage's numbering from 1 (default 1); frames of "
                           "other channels are counted in stats (ignored_frames) and ignored")
@@ -293,7 +329,7 @@ class Extraction(Section):
 
 
 class Decoder(Section):
-    """The model decoded live; leave the section out to record a calibration block (two-photon only)."""
+    """The model decoded live; leave the section out to record a calibration block."""
 
     model: Path = Field(description="a model directory written by `rtdecode fit` (then `rtdecode compile`)")
     blas_threads: Annotated[int, Range(ge=1, le=256)] = Field(
@@ -591,8 +627,10 @@ class RigConfig(Section):
         if getattr(self.extraction, want) is None:
             raise problem(f"extraction: protocol {self.source.protocol} needs extraction.{want}")
         if self.decoder is None and want != "two_photon":
-            raise problem(f"decoder: required with protocol {self.source.protocol} (recording a calibration block "
-                           "without a model is two-photon only)")
+            key = protocols.get(self.source.protocol).inputs_key
+            if key is None or getattr(self.source, key) is None:
+                raise problem(f"source.{key}: a calibration block (no decoder) with protocol {self.source.protocol} "
+                               f"needs source.{key}: the inputs recorded, in order (no model gives them)")
         if self.decoder is None and self.triggers:
             raise problem("triggers: a session without a decoder (a calibration block) cannot trigger; "
                            "add decoder.model or remove the triggers")

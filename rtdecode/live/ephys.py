@@ -24,7 +24,8 @@ bins lost; `bin_start` / `bin_end` (sample numbers, end exclusive); `partial` Tr
 bin handed out when the source ended (it holds fewer samples than bin_ms); `t` = the time of the
 bin's end on the sender's clock when known (ZMQ Interface: the block's `timestamp`, ms, taken as the
 time its last sample was sent, minus the samples after the bin's end), else on the local clock
-(`time.time()`; Event Broadcaster, whose JSON carries no clock); `msg.received` = `time.perf_counter()`
+(`time.time()`; Event Broadcaster, whose JSON carries no clock: the bin end's sample number mapped
+by a minimum-delay estimate of the sample clock over the spikes' arrivals); `msg.received` = `time.perf_counter()`
 when the message that completed the bin arrived (ZMQ Interface: the last channel of the block
 holding the bin's last sample; Event Broadcaster: the event, or the local clock, that showed the
 bin was over).

@@ -119,6 +119,16 @@ def check_ephys_inputs(cfg: RigConfig, card: ModelCard) -> None:
                           f"the model card of {cfg.decoder.model} has {n} neurons; they must be equal")
 
 
+def ephys_inputs(cfg: RigConfig) -> int:
+    """The inputs of an ephys calibration block (no model): as many as the protocol's `inputs_key`
+    (source.channels, source.units) lists."""
+    key = protocols.get(cfg.source.protocol).inputs_key
+    given = None if key is None else getattr(cfg.source, key)
+    if not given:
+        raise ConfigError(f"source.{key}: a calibration block (no decoder) needs the inputs listed, in order")
+    return len(given)
+
+
 def make_triggers(cfg: RigConfig, frame_shape: tuple[int, int], recorder):
     """A TriggerEngine with one rule and one output per `triggers` entry, or None without any."""
     if not cfg.triggers or cfg.decoder is None:
@@ -237,9 +247,10 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         if planes is not None:
             check_activity_order(cfg, planes)
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
-        check_ephys_inputs(cfg, card)
-        stages = ephys_stages(cfg, card.neurons)
-        check_graph(stages + decoder.stages)  # the whole graph, before the first block
+        if card is not None:
+            check_ephys_inputs(cfg, card)
+        stages = ephys_stages(cfg, card.neurons if card is not None else ephys_inputs(cfg))
+        check_graph(stages + (decoder.stages if decoder is not None else []))  # the whole graph, before the first block
         chain = live_chain([], decoder)
     else:
         chain = live_chain(stages, decoder)  # checks the whole graph before the first frame
@@ -261,6 +272,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
         n_neurons = planes.n
     elif not ephys and chain is None:
         n_neurons = 0  # raw frames only
+    elif ephys and card is None:  # an ephys calibration block: one input per channel / unit listed
+        n_neurons = int(stages[-1].out_spec.shape[0])
     else:
         n_neurons = card.neurons if card is not None else int(chain.out_spec.shape[0])
     # the decoded frame's shape; without a decoder, the stimulus images kept: the dataset layout's (docs/design.md 3.2)

@@ -76,6 +76,7 @@ from rtdecode.sources.clock import ClockOffset
 from rtdecode.sources.ingest import Ingest
 from rtdecode.sources.rejects import Rejects
 from rtdecode.latency import Histogram
+from rtdecode.metrics import LiveScore
 from rtdecode.outputs.publish import Publisher
 from rtdecode.outputs.record import Recorder
 from rtdecode.extract.planes import REASONS as IGNORE_REASONS, Planes
@@ -167,7 +168,7 @@ class LiveSession:
                  placement: Placement | None = None, uncertainty: LiveUncertainty | None = None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         self.raw_budget, self.raw_shape, self.raw_kept = raw_frames, raw_shape, 0
-        self.raw_only = chain is None and (planes is None or planes.chains is None)
+        self.raw_only = chain is None and extraction is None and (planes is None or planes.chains is None)
         self._no_activity = np.zeros(0, np.float32)
         # Stages the ingest runs before the frames reach `chain` (ephys: per block, not per bin);
         # only timed and reported here.
@@ -223,6 +224,7 @@ class LiveSession:
         self.stats_every_s = stats_every_s
         self.result = LiveResult()
         self._stim_shape_warned = False
+        self.score = LiveScore() if decode else None  # live pixel_corr against the stimulus (full frame)
         self.stop_reason: str | None = None  # set by stop(): the loop ends at its next turn
 
     def stop(self, reason: str) -> None:
@@ -446,6 +448,10 @@ class LiveSession:
                                          age_margin=msg.age_margin)
             if self.collect and target[0] >= 0:
                 res.decoded[target] = out.copy()
+            if target[0] >= 0:
+                shown_image = self.stim.images.get(target)
+                if shown_image is not None:
+                    self.score.add(target[0], target[1], out, shown_image)
         if self.raw_only:
             activity = self._no_activity
         elif not self.decode:
@@ -551,7 +557,8 @@ class LiveSession:
                **({"clock_adapter": self.clock.summary()} if self.clock.n else {}),
                **({"clock_adapter_stim": self.stim_clock.summary()} if self.stim_clock.n else {}),
                **({"flips": self.flips.stats()} if self.flips is not None else {}),
-               **({"cpu": self.placement.summary()} if self.placement is not None else {})}
+               **({"cpu": self.placement.summary()} if self.placement is not None else {}),
+               **({"live_quality": self.score.summary()} if self.score is not None else {})}
 
         if self.planes is not None:
             out["ignored_frames"] = {k: r.ignored.get(k, 0) for k in IGNORE_REASONS}
@@ -610,7 +617,8 @@ class LiveSession:
 
 
 MAX_STATS_BYTES = 32 * 1024
-_SMALL_STATS = ("latency_ms", "acquired_to_published_ms", "arrived_to_published_ms", "e2e_ms", "triggers")
+_SMALL_STATS = ("latency_ms", "acquired_to_published_ms", "arrived_to_published_ms", "e2e_ms", "triggers",
+                "live_quality")
 
 
 def _p50_p99(h: Histogram) -> dict:

@@ -121,3 +121,14 @@ def test_rig_replays_open_ephys_and_the_virtual_ephys_config_runs(tmp_path):
     assert proc.returncode == 0, out
     assert "kept (up to date) a stand-in model with 16 inputs" in out and "replay done" in out
     assert stats["frames"] > 50 and stats["published"] > 0, stats
+
+
+def test_virtual_probe_option_errors_are_actionable(capsys):
+    assert main(["rig", "--ephys", "--probe-channels", "0"]) == 1
+    assert "--probe-channels must lie in 1..384" in capsys.readouterr().err
+    assert main(["rig", "--ephys", "--probe-channels", "8", "--units", "0"]) == 1
+    assert "--units must lie in" in capsys.readouterr().err
+    assert main(["rig", "--ephys", "--openephys", "rec"]) == 1
+    assert "--ephys streams the virtual probe" in capsys.readouterr().err
+    assert main(["rig", "--ephys", "--data-port", "70000"]) == 1
+    assert "--data-port must lie in" in capsys.readouterr().err

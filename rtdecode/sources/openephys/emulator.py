@@ -59,6 +59,13 @@ class Emulator:
             raise ConfigError(f"channels must lie in 0..{n_ch - 1}, got {self.channels}")
         self.speed = float(speed)
         self.block_size = int(block_size)
+        self._open(host, data_port, broadcaster_port, wait_subscriber_s, context)
+
+    def _open(self, host: str, data_port: int, broadcaster_port: int | None, wait_subscriber_s: float,
+              context: zmq.Context | None) -> None:
+        """Bind the plugins' sockets (data PUB + heartbeat REP, Event Broadcaster PUB) and set up the
+        heartbeat state; shared with publishers of other data in the same protocols
+        (rtdecode.rig.probe, the virtual probe)."""
         self.wait_subscriber_s = wait_subscriber_s
         self.ctx = context or zmq.Context.instance()
         self.host = host

@@ -9,7 +9,10 @@ its spikes' sample numbers and input indices. Bins: `BinGrid` from the sample nu
 event received; `bin` is the frame number. A bin is complete when an event (spike or TTL) `hold_ms`
 past its end arrives (the plugin may send the spikes of one block out of order across electrodes),
 or, with `clock_close`, when the local clock says so (so that silent stretches still give bins):
-after the last event the sample clock is extrapolated in real time. The Event Broadcaster has no
+after the last event the sample clock is extrapolated in real time. A bin's time `t` is its end's
+sample number on this PC's wall clock, through a minimum-delay estimate of the sample clock over
+every event's arrival (rtdecode.sources.clock.ClockOffset), so that it does not jitter with how late
+in a processing block, or behind a backlog, the event that closed the bin came. The Event Broadcaster has no
 message counter, so lost spikes cannot be detected; spikes arriving after their bin was handed out
 are counted under `late_spikes`. Sample numbers far back in time (acquisition restarted) start a
 new grid; the frame numbers continue and the unfinished bin is dropped.
@@ -26,6 +29,7 @@ import numpy as np
 import zmq
 
 from rtdecode.errors import ConfigError
+from rtdecode.sources.clock import ClockOffset
 from rtdecode.sources.openephys import event_broadcaster as eb
 from rtdecode.sources.openephys.bins import BinGrid
 from rtdecode.sources.rejects import WarnEvery
@@ -43,7 +47,8 @@ class SpikeBin:
     samples: np.ndarray
     inputs: np.ndarray
     bin: int  # frame number
-    t: float  # time of the bin's end, local clock (time.time(); the JSON carries no clock)
+    t: float  # time of the bin's end on the local clock (time.time(); the JSON carries no clock: the sample
+    #   clock mapped by a minimum-delay estimate over the events' arrivals)
     received: float  # time.perf_counter() of the event, or the local clock, that showed the bin was over
     bin_start: int
     bin_end: int  # end exclusive
@@ -93,6 +98,10 @@ class SortedSpikeSource:
         self.last_sample: int | None = None
         self.last_local = 0.0  # time.monotonic() of the last event
         self.last_wall = 0.0  # time.time() of the last event
+        # the sample clock on this PC's wall clock: a minimum-delay estimate over every event's (sample
+        # time, arrival), restarted with the grid; bins' `t` come from it, so they do not jitter with
+        # how late (in a processing block, behind a backlog) each event arrived
+        self.sample_clock = ClockOffset(name="Event Broadcaster sample clock")
         self.last_data: float | None = None  # time.monotonic() of the last message
         self.dropped_bins = 0
         self.restarts = 0
@@ -133,7 +142,8 @@ class SortedSpikeSource:
         last = self.grid.index(self.last_sample)
         self._close_until(self.grid.edge(last), time.perf_counter(), out)
         if self.open == last:
-            self._hand_out(last, self.last_wall, time.perf_counter(), out, partial=True, end=self.last_sample + 1)
+            self._hand_out(last, self._wall_at(self.last_sample + 1), time.perf_counter(), out, partial=True,
+                           end=self.last_sample + 1)
             self.open += 1
 
     @property
@@ -192,10 +202,12 @@ class SortedSpikeSource:
                                 "back" if back else "forward", s)
                 self.base += self.open
             self.fs = ev.sample_rate
+            self.sample_clock = ClockOffset(name="Event Broadcaster sample clock")
             self.hold = round(self.hold_ms * 1e-3 * self.fs)
             self.grid = BinGrid(s, self.bin_ms * 1e-3 * self.fs)
             self.open = 0
             self.last_sample = None
+        self.sample_clock.see(s / self.fs, time.time() - (time.perf_counter() - received))
         if self.last_sample is None or s > self.last_sample:
             self.last_sample = s
             self.last_local, self.last_wall = time.monotonic(), time.time()
@@ -220,8 +232,14 @@ class SortedSpikeSource:
         while g.edge(self.open + 1) <= horizon:
             k = self.open
             e = g.edge(k + 1)
-            self._hand_out(k, self.last_wall - (self.last_sample - e) / self.fs, received, out)
+            self._hand_out(k, self._wall_at(e), received, out)
             self.open += 1
+
+    def _wall_at(self, sample: int) -> float:
+        """This PC's wall time (time.time()) of `sample`: the sample clock's minimum-delay mapping, or,
+        before it has one, the last event's arrival moved back by the samples between."""
+        t = self.sample_clock.local(sample / self.fs)
+        return t if t is not None else self.last_wall - (self.last_sample - sample) / self.fs
 
     def _hand_out(self, k: int, t: float, received: float, out: list, partial: bool = False,
                   end: int | None = None) -> None:
