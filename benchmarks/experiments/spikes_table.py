@@ -98,6 +98,27 @@ def run(method: str, d: Path, truth: Path, n: int, tmp: Path) -> dict:
     return entry
 
 
+def report(results: dict, sets, seeds, neurons, methods) -> str:
+    """Markdown: per simulator and unit count, each method's corr_masked mean +- sd over the seeds that
+    have it, and each rtdecode method minus the plain ridge, paired per seed."""
+    import numpy as np
+
+    lines = ["| data | units | seeds | " + " | ".join(methods) + " | " +
+             " | ".join(f"{m} - plain" for m in methods if m != "plain") + " |",
+             "|---" * (3 + 2 * len(methods) - 1) + "|"]
+    for s in sets:
+        for n in neurons:
+            have = [seed for seed in seeds if all(f"{s}{seed}/n{n}/{m}" in results for m in methods)]
+            if not have:
+                continue
+            val = {m: np.array([results[f"{s}{seed}/n{n}/{m}"]["corr_masked"] for seed in have]) for m in methods}
+            cell = lambda x: f"{x.mean():.3f} +- {x.std(ddof=1):.3f}" if len(x) > 1 else f"{x.mean():.3f}"
+            diff = [cell(val[m] - val["plain"]) for m in methods if m != "plain" and "plain" in val]
+            lines.append(f"| {s} | {n} | {','.join(map(str, have))} | " + " | ".join(cell(val[m]) for m in methods)
+                         + " | " + " | ".join(diff) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["kit_spk", "rig_spk"])
@@ -106,7 +127,11 @@ def main():
     ap.add_argument("--methods", nargs="+", default=["plain", "ridge", "amortized"])
     ap.add_argument("--out", default="benchmarks/results/spikes_table.json")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--report", action="store_true", help="print the table of --out (mean, sd over seeds) and exit")
     a = ap.parse_args()
+    if a.report:
+        print(report(json.loads(Path(a.out).read_text())["results"], a.sets, a.seeds, a.neurons, a.methods))
+        return
     for m in a.methods:
         if m != "plain" and m not in METHODS:
             ap.error(f"unknown method {m}; valid: plain, {', '.join(METHODS)}")
