@@ -31,10 +31,11 @@ def trial_scores(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray | None,
     if r.shape[0] < 2:
         raise ValueError(f"trial too short to score: {recon.shape[0]} frames, {skip} skipped")
     m = np.ones(r.shape[1:], bool) if mask is None else mask.astype(bool)
-    per_frame = [pearson(r[i][m], t[i][m]) for i in range(r.shape[0])]
+    per_frame = np.array([pearson(r[i][m], t[i][m]) for i in range(r.shape[0])])
+    finite = per_frame[np.isfinite(per_frame)]  # constant frames have no correlation
     return {
         "pixel_corr": pearson(r[:, m], t[:, m]),
-        "frame_corr": float(np.nanmean(per_frame)),
+        "frame_corr": float(finite.mean()) if finite.size else float("nan"),
         "pixel_corr_full": pearson(r, t),
     }
 
