@@ -124,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--keep-brightness", action="store_true",
                    help="ridge (and the amortized decoder's ridge path) keeps all of each decoded frame's mean "
                    "brightness; by default the share kept (0, 0.25, 0.5, 0.75 or 1) is chosen with the penalty on the "
-                   "validation trials, because ridge's brightness was its least reliable part on the realistic rig "
-                   "(benchmarks/results/ridge_brightness.json)")
+                   "validation trials on calcium, because ridge's brightness was its least reliable part on the "
+                   "realistic rig (benchmarks/results/ridge_brightness.json); on spike counts (responses all "
+                   "non-negative whole numbers) all of it is kept, the share gained on neither simulator there "
+                   "(docs/decoders.md)")
     f.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                    help="train inverse / amortized in N processes on this machine (torchrun: DDP, gloo on CPUs, "
                    "NCCL on GPUs); across machines start 'torchrun ... -m rtdecode fit ...' yourself")

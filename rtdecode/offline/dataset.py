@@ -108,6 +108,18 @@ class Dataset:
             pupil_center=np.nan_to_num(pup[:, :n].astype(np.float32)),
         )
 
+    def modality(self, trials: int = 3) -> str:
+        """"spikes" when the responses of the first `trials` train trials are non-negative whole
+        numbers (spike counts per frame: sorted units, threshold crossings), else "calcium"
+        (deconvolved or dF/F activity, which is never all whole numbers)."""
+        ids = self.require("train")[:trials]
+        for i in ids:
+            r = self.load(i).responses
+            r = r[np.isfinite(r)]
+            if r.size == 0 or r.min() < 0 or not np.array_equal(r, np.round(r)):
+                return "calcium"
+        return "spikes" if ids else "calcium"
+
     def evaluation_mask(self) -> np.ndarray | None:
         """(H, W) bool from the optional `meta/evaluation_mask.npy`, else None (score the full frame)."""
         path = self.root / "meta" / "evaluation_mask.npy"

@@ -41,11 +41,19 @@ class FitJob:
                 "validation_trials": len(self.val_ids), **info}
 
 
+# The grid of the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness) by the responses'
+# modality (Dataset.modality). On spike counts the shrinkage did not gain on both simulators: 1,000 units,
+# seed 0 (the choosing seed), against keeping all brightness, v1_kit -0.005, the project's rig +0.004
+# (benchmarks/results/spikes_choose.json); on calcium it gained +0.04 on the rig
+# (benchmarks/results/ridge_brightness.json), so it stays there.
+BRIGHTNESS_BY_MODALITY = {"calcium": ridge.BRIGHTNESS_KEEP, "spikes": (1.0,)}
+
+
 def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neurons_subset: int | None = None,
                 bins: int | None = None, lag_min: int | None = None, n_basis: int | None = None,
                 val_fraction: float = 0.2, progress: bool = True, checkpoint_every: int | None = None,
                 resume: bool = False, checkpoint_dir: str | Path | None = None, compress=None,
-                brightness_keep=ridge.BRIGHTNESS_KEEP, rank: int | None = 128, val_split: str = "last",
+                brightness_keep=None, rank: int | None = 128, val_split: str = "last",
                 **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
@@ -61,7 +69,8 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     given, the window is chosen on the validation trials among ridge.WINDOWS, with the penalty). `compress`: the activity compression of ridge and
     of the amortized decoder's ridge path (rtdecode.decode.ridge.compress; 0: none; a sequence: chosen
     on the validation trials with the penalty, e.g. (6, 0); None: ridge.COMPRESS). `brightness_keep`: the grid of
-    the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness; (1.0,): keep it all).
+    the ridge's brightness share (rtdecode.decode.ridge.shrink_brightness; (1.0,): keep it all; None: the
+    dataset's modality's default, `BRIGHTNESS_BY_MODALITY`, recorded in the card's training.modality).
     `rank` (ridge only): rtdecode.decode.ridge.fit's truncation (None: full rank). `val_split`: the
     validation trials are the last `val_fraction` of the train trials ("last", contiguous) or as many
     drawn at random with seed 0 ("random").
@@ -100,8 +109,11 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     if checkpoint_every is not None or resume:
         pipeline_options["checkpoints"] = dist.Checkpoints(
             Path(checkpoint_dir) if checkpoint_dir else Path(out) / "checkpoints", checkpoint_every or 0, resume, env)
+    modality = ds.modality()
+    if brightness_keep is None:
+        brightness_keep = BRIGHTNESS_BY_MODALITY[modality]
     options = {"n_basis": n_basis, "compress": compress, "brightness_keep": brightness_keep, "rank": rank,
-               **pipeline_options}
+               "modality": modality, **pipeline_options}
     job = FitJob(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, val_split, bins, lag_min, progress,
                  options)
     return methods.resolve(spec.fit)(job)
@@ -114,6 +126,7 @@ def fit_ridge(job: FitJob) -> ModelCard:
 
     ds, n, o = job.ds, job.n, job.options
     windows = ridge.WINDOWS if job.bins is None and job.lag_min is None else None
+    modality = o.get("modality", "calcium")
 
     def source(ids, desc):
         def it():
@@ -128,7 +141,8 @@ def fit_ridge(job: FitJob) -> ModelCard:
                           mask=ds.evaluation_mask(), brightness_keep=o["brightness_keep"],
                           progress=(lambda s: log.info("ridge: %s", s)))
     card = model_dir.new_card(job.method, n, dec.lag_min, dec.basis.shape[0], dec.frame_shape, 30.0,
-                              training=job.training(validation_split=job.val_split,
+                              training=job.training(validation_split=job.val_split, modality=modality,
+                                                    brightness_keep_grid=list(o["brightness_keep"]),
                                                     neurons_subset=job.neurons_subset, **info))
     model_dir.save(job.out, card, dec.arrays())
     copy_activity_order(job.dataset, job.out)
@@ -141,12 +155,13 @@ def fit_encoder(job: FitJob) -> ModelCard:
     o = dict(job.options)
     for unused in ("n_basis", "rank"):
         o.pop(unused)
+    modality = o.pop("modality", "calcium")
     o["compress_scale"] = o.pop("compress")
     if job.bins is None and job.lag_min is None:  # the linear path's window chosen as method ridge chooses it
         o.setdefault("ridge_windows", ridge.WINDOWS)
     return _fit_pipeline(job.ds, job.dataset, job.out, job.method, job.n, job.neurons_subset, job.fit_ids,
                          job.val_ids, 8 if job.bins is None else job.bins, 0 if job.lag_min is None else job.lag_min,
-                         job.progress, o)
+                         job.progress, o, {"modality": modality, "brightness_keep_grid": list(o["brightness_keep"])})
 
 
 def copy_activity_order(dataset: str | Path, out: str | Path) -> None:
@@ -180,7 +195,8 @@ def load_trials(ds: Dataset, ids: list[str], n: int, progress: bool = False, des
     return out
 
 
-def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min, progress, options):
+def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, bins, lag_min, progress, options,
+                  training_extra=None):
     import time
 
     from rtdecode.decode import distributed as dist
@@ -207,7 +223,8 @@ def _fit_pipeline(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids,
     window = dec.card.window  # the image prior's is wider than the ridge's (rtdecode.decode.image_prior)
     card = model_dir.new_card(method, n, window.lag_min, window.bins, ds.frame_shape, 30.0, normalisation,
                               training={"dataset": str(Path(dataset).resolve()), "train_trials": len(fit_ids),
-                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset, **info},
+                                        "validation_trials": len(val_ids), "neurons_subset": neurons_subset,
+                                        **(training_extra or {}), **info},
                               distributed=env.card_fields(), **fields)
     if env.is_main:
         model_dir.save(out, card, arrays)
