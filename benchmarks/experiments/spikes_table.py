@@ -38,6 +38,8 @@ METHODS = {  # fit_dataset options of each rtdecode method: the defaults a user 
     "amortized": dict(method="amortized", encoder_steps=0),
     "ridge_compress0": dict(method="ridge", compress=0.0),
     "ridge_keepbright": dict(method="ridge", brightness_keep=(1.0,)),  # no brightness shrinkage
+    # fit's default on spike counts before 4acb096: the brightness share chosen on validation
+    "ridge_shrink": dict(method="ridge", brightness_keep=(0.0, 0.25, 0.5, 0.75, 1.0)),
 }
 
 
