@@ -7,8 +7,6 @@ repository root), with this checkout's `rtdecode` first on the path. It binds th
 loopback ports (5555, 5570, 5560, 5561): another program on them makes it fail."""
 
 import os
-import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -17,32 +15,17 @@ from pathlib import Path
 import pytest
 
 from rtdecode.cli_parser import build_parser
+from tests import ROOT, readme_block, rtdecode_commands
 from rtdecode.live.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Rehearse on the virtual rig"
 
 
 def rehearsal_block() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert text.count(HEADING + "\n") == 1, "README.md needs exactly one section headed " + HEADING
-    section = text.split(HEADING + "\n", 1)[1]
-    section = re.split(r"^## ", section, maxsplit=1, flags=re.M)[0]
-    blocks = re.findall(r"^```bash\n(.*?)^```$", section, flags=re.S | re.M)
-    assert len(blocks) == 1 and section.count("```") == 2, "the section holds exactly one fenced bash block"
-    return blocks[0]
+    return readme_block(HEADING)
 
 
-def commands(block: str) -> list[list[str]]:
-    """The rtdecode commands of the block, as argv lists (comments and a trailing & dropped)."""
-    out = []
-    for line in block.splitlines():
-        words = shlex.split(line, comments=True)
-        if words and words[-1] == "&":
-            words = words[:-1]
-        if words and words[0] == "rtdecode":
-            out.append(words[1:])
-    return out
+commands = rtdecode_commands
 
 
 def test_the_rehearsal_block_does_the_whole_workflow_with_valid_commands():
