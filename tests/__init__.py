@@ -5,8 +5,12 @@ and the project-wide checks (test_layout.py: the import layers; test_docs_comman
 in the docs; test_rehearsal.py: the README's rehearsal block; test_registries.py: the registries the
 command line and the rig file share)."""
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -32,3 +36,15 @@ def rtdecode_commands(block: str) -> list[list[str]]:
         if words and words[0] == "rtdecode":
             out.append(words[1:])
     return out
+
+
+def run_block(block: str, workdir: Path, timeout: float) -> tuple[int, str]:
+    """Run a README bash block verbatim in `workdir` (with a copy of configs/), this Python's rtdecode on
+    PATH and the repository on PYTHONPATH. Returns (exit code, stdout + stderr)."""
+    shutil.copytree(ROOT / "configs", workdir / "configs")
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run(["bash", "-c", block], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr

@@ -7,16 +7,11 @@ first on the path. It binds the rig files' fixed loopback ports 5580-5585 (apart
 rehearsal's 5555, 5570, 5560, 5561): another program on them makes it fail."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from rtdecode.cli_parser import build_parser
-from tests import ROOT, readme_block, rtdecode_commands
+from tests import ROOT, readme_block, rtdecode_commands, run_block
 from rtdecode.live.config import load_config
 from rtdecode.sources.address import split_endpoint
 
@@ -63,14 +58,8 @@ def test_the_ephys_rehearsal_block_does_the_whole_workflow_with_valid_commands()
 @pytest.mark.slow
 def test_the_ephys_rehearsal_block_runs_verbatim(tmp_path):
     block = rehearsal_block()
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run(["bash", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=1200)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
+    rc, out = run_block(block, tmp_path, timeout=1200)
+    assert rc == 0, out[-6000:]
     assert "calibration block (no decoder): " in out and "stopped cleanly" in out, out[-6000:]
     assert (tmp_path / "models" / "virtual_ephys" / "card.json").is_file()
     assert (tmp_path / "sessions" / "ephys" / "live.nwb").is_file()
