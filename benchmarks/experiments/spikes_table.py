@@ -21,7 +21,6 @@ Results merge into --out; a (dataset, neurons, method) already there is skipped 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ridge_modality import scorer  # v1_kit's score.py, loaded once (this folder's script)
 
 KIT = Path("/work/shared/v1_kit")
 DATA = Path("/work/spk2")
@@ -53,13 +54,6 @@ def dataset(name: str) -> tuple[Path, Path]:
     if not (d / "done").is_file():
         raise SystemExit(f"{d} is not complete (no 'done' marker): generate it first (see --help)")
     return d, truth
-
-
-def scorer():
-    spec = importlib.util.spec_from_file_location("v1kit_score", KIT / "score.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.score
 
 
 def run(method: str, d: Path, truth: Path, n: int, tmp: Path) -> dict:
