@@ -11,8 +11,8 @@ Published numbers the defaults follow (sources in docs/ephys.md):
 - noise: `NOISE_UV` = 5.5 uV rms per channel in the action-potential band (Neuropixels 1.0: about
   5-6 uV rms, Jun et al. 2017, Nature 551:232);
 - unit density: `UNITS_PER_CHANNEL` = 0.8 units per recording channel, i.e. 300 units on 384
-  channels (Steinmetz et al. 2019, Nature 576:266: 29,134 units from 92 Neuropixels insertions, about
-  317 per insertion);
+  channels (Steinmetz et al. 2019, Nature 576:266: ~30,000 units from 92 Neuropixels insertions, about
+  317 per insertion; the insertion count is not checked, docs/ephys.md);
 - amplitudes: trough amplitudes lognormal, median `AMP_MEDIAN_UV` = 60 uV, spread 0.5 (e-fold), so
   that most sorted units lie between ~25 and ~150 uV and a share of them sit near a 4.5 x noise
   threshold (the range of Kilosort-sorted Neuropixels units, Jun et al. 2017 Fig. 3 / Siegle et al.
