@@ -12,7 +12,8 @@ YAML file. Sockets that rtdecode binds (outputs.publish) bind to 127.0.0.1 unles
 Sections: `rig` (a name); `source` (protocol: rtframe | openephys | eventbroadcaster | scanimage_zmq,
 the registry rtdecode.sources.protocols; addresses; per-protocol keys, each entry's source_keys); `extraction`
 (`two_photon` or `ephys`, the one the protocol needs); `decoder` (optional: model, blas_threads,
-backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers, uncertainty);
+backends; without it `rtdecode run` records a calibration block); `outputs` (publish, record, max_peers, uncertainty,
+refined);
 `triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:
 sender or a TTL line); `freshness` and `max_age_ms`; `session_metadata` (optional: subject,
 experimenter, institution, imaging plane: for the NWB file and DANDI).
@@ -351,7 +352,7 @@ class Outputs(Section):
     """Where the decoded stream goes."""
 
     publish: Endpoint = Field(DEFAULT_PUBLISH, description="the rtframe PUB address of 'decoded', 'uncertainty', "
-                                                            "'activity' and 'stats' (`rtdecode view` reads it); "
+                                                            "'refined', 'activity' and 'stats' (`rtdecode view` reads it); "
                                                             "tcp://*:5560 serves other PCs")
     record: Path | None = Field(None, description="a new session folder to record into (`rtdecode inspect` reads "
                                                   "it); `rtdecode run --record` overrides it")
@@ -366,6 +367,17 @@ class Outputs(Section):
                           "of each decoded frame when the model has a fold ensemble (image-prior amortized models: "
                           "the spread of its 5 fold ridges, computed after the decoded frame is out); models "
                           "without one publish none")
+    refined: bool = Field(
+        False, description="run the warm-start iterative inverse (the model's encoder, started from the decoded "
+                           "frames) on the recent window in a background process of lowered priority, and publish "
+                           "its frames (topic 'refined', beside 'decoded', with their own latency) and record them; "
+                           "never delays 'decoded' (frames it cannot take are skipped and counted); needs a model "
+                           "fitted with an encoder (rtdecode fit --method amortized, encoder steps > 0)")
+    refined_iterations: Annotated[int, Range(ge=1, le=1000)] | None = Field(
+        None, description="the inverse's iterations per refined frame; default: the model card's warm_iterations")
+    refined_frames: Annotated[int, Range(ge=2, le=256)] = Field(
+        16, description="frames of the recent window the refiner inverts (activity and decoded frames); it "
+                        "publishes the refinement of the newest")
 
 
 class RawFrames(Section):

@@ -11,6 +11,9 @@ e2e` / `soak` (bench/e2e.py).
 - `Decoder.uncertainty`: the model's fold ensemble (rtdecode.live.uncertainty.LiveUncertainty) when it
   has one (image-prior amortized models), else None: the live loop then publishes an 'uncertainty'
   frame beside each decoded one; `assemble(uncertainty=...)` records it too.
+- `refiner` (assemble's, a rtdecode.live.refiner.LiveRefiner, `outputs.refined`): the warm-start
+  inverse in a background process, publishing 'refined'; recorded as the extras 'refined' / 'refined_of',
+  stopped by `LiveGraph.close()` (and by `assemble` when something else fails to start).
 - `assemble(...)`: the recorder (with the chain's taps and ROI masks), the publisher and the
   trigger engine around an ingest and a chain, closed together if any of them fails to start;
   `LiveGraph.session()` runs it, `LiveGraph.close()` tears it down.
@@ -29,6 +32,7 @@ from rtdecode.decode.card import ModelCard
 from rtdecode.errors import ConfigError
 from rtdecode.extract.planes import Planes
 from rtdecode.extract.ring import ActivityRing
+from rtdecode.live.refiner import LiveRefiner, record_extras as refined_extras
 from rtdecode.live.session import LiveSession
 from rtdecode.live.taps import record_extraction, record_planes, recorder_extras
 from rtdecode.live.uncertainty import LiveUncertainty
@@ -104,17 +108,21 @@ class LiveGraph:
     planes: Planes | None = None
     uncertainty: LiveUncertainty | None = None
     closed: list = field(default_factory=list)
+    refiner: LiveRefiner | None = None
 
     def session(self, session_cls=LiveSession, **options) -> LiveSession:
         """The live loop over this graph (options: LiveSession's, e.g. lag_min, placement, collect)."""
         return session_cls(self.ingest, self.chain, self.publisher, recorder=self.recorder, triggers=self.triggers,
-                           flips=self.flips, planes=self.planes, uncertainty=self.uncertainty, **options)
+                           flips=self.flips, planes=self.planes, uncertainty=self.uncertainty,
+                           refiner=self.refiner, **options)
 
     def close(self, stats: dict | None = None, error: str | None = None, reason: str | None = None) -> None:
-        """Triggers, then the recorder (end.json from `stats`), the ingest, flips and the publisher."""
+        """The refiner, triggers, then the recorder (end.json from `stats`), the ingest, flips and the publisher."""
         if self.closed:
             return
         self.closed.append(True)
+        if self.refiner is not None:
+            self.refiner.close()
         close_triggers(self.triggers)
         if self.recorder is not None:
             self.recorder.close(stats, error=error, reason=reason)
@@ -141,16 +149,20 @@ def open_recorder(folder, chain: Chain | None, planes: Planes | None, n_neurons:
 def assemble(ingest, chain: Chain | None, publisher: Callable[[], Publisher], *, n_neurons: int, frame_shape,
              fps: float, record=None, meta: dict | None = None, planes: Planes | None = None,
              triggers: Callable | None = None, flips: Callable | None = None, extras: dict | None = None,
-             compress_level: int | None = None, uncertainty: LiveUncertainty | None = None) -> LiveGraph:
+             compress_level: int | None = None, uncertainty: LiveUncertainty | None = None,
+             refiner: LiveRefiner | None = None) -> LiveGraph:
     """The graph around `ingest` and `chain`: flips (`flips()`), the recorder (when `record` is a
     folder), the publisher (`publisher()`) and the trigger engine (`triggers(recorder, publisher)`,
     None for none); `extras`, `compress_level`: open_recorder's. `uncertainty`: the decoder's fold
     ensemble (Decoder.uncertainty) to publish and record per frame (the recording's extra
-    'uncertainty', (H, W) float32, NaN where none), or None. If any of them fails, everything opened is
+    'uncertainty', (H, W) float32, NaN where none), or None. `refiner`: a started
+    rtdecode.live.refiner.LiveRefiner (recorded as 'refined' / 'refined_of'), or None. If any of them fails, everything opened is
     closed (the ingest too; a recorder notes the failure) and the error raised."""
     recorder = trig = pub = fl = None
     if uncertainty is not None:
         extras = (extras or {}) | {"uncertainty": (tuple(frame_shape), "float32")}
+    if refiner is not None:
+        extras = (extras or {}) | refined_extras(frame_shape)
     try:
         fl = flips() if flips is not None else None
         if record is not None:
@@ -159,6 +171,8 @@ def assemble(ingest, chain: Chain | None, publisher: Callable[[], Publisher], *,
         pub = publisher()
         trig = triggers(recorder, pub) if triggers is not None else None
     except BaseException as exc:
+        if refiner is not None:
+            refiner.close()
         ingest.close()
         if fl is not None:
             fl.close()
@@ -168,4 +182,4 @@ def assemble(ingest, chain: Chain | None, publisher: Callable[[], Publisher], *,
         if recorder is not None:  # a start-up failure is an error of the session, never a clean 0-frame stop
             recorder.close(None, error=f"could not start: {type(exc).__name__}: {exc}")
         raise
-    return LiveGraph(ingest, chain, pub, recorder, trig, fl, planes, uncertainty)
+    return LiveGraph(ingest, chain, pub, recorder, trig, fl, planes, uncertainty, refiner=refiner)

@@ -33,6 +33,7 @@ from rtdecode.sources.flips import FlipAligner, TtlFlips
 from rtdecode.extract.planes import Planes
 from rtdecode.live.cpu import Placement
 from rtdecode.live.graph import assemble, live_chain, load_decoder
+from rtdecode.live.refiner import check_refinable, make_refiner
 from rtdecode.live.session import StopOnSignals, limit_blas_threads
 from rtdecode.outputs.peer_limit import raise_descriptor_limit
 from rtdecode.outputs.publish import Publisher
@@ -246,6 +247,8 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
                               f"the model {cfg.decoder.model} has {card.neurons} neurons; they must be equal")
         if planes is not None:
             check_activity_order(cfg, planes)
+    if cfg.outputs.refined:  # before anything is opened: a model without an encoder cannot refine
+        check_refinable(card, cfg.decoder.model if cfg.decoder is not None else None)
     if ephys:  # the extraction runs per block in the adapter, the chain per bin
         if card is not None:
             check_ephys_inputs(cfg, card)
@@ -307,13 +310,21 @@ def _run_session(config, record, seconds, stopper: StopOnSignals) -> dict:
             # the resolved extraction chain, so that `fit --rois` re-extracts raw frames as live would
             **({"extraction_spec": tp.chain_spec()} if not ephys else {}),
             **({"activity_order": planes.order()} if planes is not None and planes.chains is not None else {})}
+    refiner = None
+    if cfg.outputs.refined:  # after the ingest: assemble stops it if anything else fails to start
+        try:
+            refiner = make_refiner(cfg.decoder.model, card, cfg.outputs.refined_iterations, cfg.outputs.refined_frames)
+        except BaseException:
+            ingest.close()
+            raise
     graph = assemble(ingest, chain, lambda: Publisher(cfg.outputs.publish, max_peers=cfg.outputs.max_peers,
                                                       what="the decoded stream"),
                      n_neurons=n_neurons, frame_shape=frame_shape, fps=_frame_rate(cfg), record=record, meta=meta,
                      planes=planes, triggers=lambda recorder, pub: make_triggers(cfg, frame_shape, recorder),
                      flips=lambda: make_flips(cfg), extras=raw_extras,
                      compress_level=None if raw is None else raw.level,
-                     uncertainty=decoder.uncertainty if decoder is not None and cfg.outputs.uncertainty else None)
+                     uncertainty=decoder.uncertainty if decoder is not None and cfg.outputs.uncertainty else None,
+                     refiner=refiner)
     session = graph.session(lag_min=0 if card is None else card.window.lag_min,
                             extraction=ingest.chain if ephys else None, decode=card is not None,
                             max_age_s=cfg.max_age_ms / 1e3, raw_frames=raw_budget,

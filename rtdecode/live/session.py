@@ -54,6 +54,11 @@ K fold ridges run on the same activity window and their spread goes out as an 'u
 'uncertainty'. Its time per frame is `uncertainty.ms` in the stats; when the target stimulus image is
 known, the spread's calibration against |decoded - stimulus| is `uncertainty.calibration`
 (rtdecode.live.uncertainty.SpreadCalibration; with its binned table in the final stats).
+
+Refined stream (`refiner`, a rtdecode.live.refiner.LiveRefiner: the warm-start iterative inverse in a
+background process): last of all per frame, the refiner is handed the frame and polled without blocking;
+what it sends back goes out as 'refined', into the recording's extras 'refined' / 'refined_of', and into
+the stats under 'refined' (see that module's doc).
 """
 
 from __future__ import annotations
@@ -165,7 +170,8 @@ class LiveSession:
                  time_stages: bool = True, extraction: Chain | None = None, planes: Planes | None = None,
                  decode: bool = True, max_age_s: float | None = 0.05, flips=None,
                  raw_frames: int | None = None, raw_shape: tuple[int, int] | None = None,
-                 placement: Placement | None = None, uncertainty: LiveUncertainty | None = None):
+                 placement: Placement | None = None, uncertainty: LiveUncertainty | None = None,
+                 refiner=None):
         self.ingest, self.chain, self.pub = ingest, chain, publisher
         self.raw_budget, self.raw_shape, self.raw_kept = raw_frames, raw_shape, 0
         self.raw_only = chain is None and extraction is None and (planes is None or planes.chains is None)
@@ -226,6 +232,9 @@ class LiveSession:
         self._stim_shape_warned = False
         self.score = LiveScore() if decode else None  # live pixel_corr against the stimulus (full frame)
         self.stop_reason: str | None = None  # set by stop(): the loop ends at its next turn
+        self.refiner = refiner if decode else None  # rtdecode.live.refiner.LiveRefiner, or None
+        if self.refiner is not None:
+            self.refiner.attach(publisher, self.stim, self.target_back, collect)
 
     def stop(self, reason: str) -> None:
         """Ask the loop to end at its next turn (e.g. on SIGTERM: StopOnSignals); safe to call
@@ -463,6 +472,11 @@ class LiveSession:
         spread = None
         if decodable and self.uncertainty is not None:  # after everything the closed loop waits for
             spread = self._spread(out, target, t_pub, target_t, target_local_t, msg.header.get("frameNumberAcq"))
+        refined = None
+        if self.refiner is not None:  # hands over and polls, never waits (rtdecode.live.refiner)
+            refined = self.refiner.on_frame(activity, out if decodable else None, (
+                msg.header.get("frameNumberAcq"), target, target_t, target_local_t, msg.acquired,
+                msg.clock_rejected) if decodable else None)
         if self.recorder is not None:
             # Acquisition frame counter (ScanImage's frameNumberAcq) so gaps mean lost frames.
             i = self.stim.find(local_t)
@@ -477,6 +491,8 @@ class LiveSession:
                 extras = (extras or {}) | ({"raw": raw, "raw_saved": True} if raw is not None else {})
             if spread is not None:
                 extras = (extras or {}) | {"uncertainty": spread}
+            if refined is not None:
+                extras = (extras or {}) | refined
             self.recorder.add(int(msg.header.get("frameNumberAcq", msg.seq)), msg.t, activity, out if decodable else None,
                               shown, target, time.perf_counter() - msg.received, image, extras,
                               local_t=local_t, shown_t=float("nan") if i is None else self.stim.times[i])
@@ -574,6 +590,8 @@ class LiveSession:
             out["uncertainty"] = {"published": r.uncertainty_published, "errors": r.uncertainty_errors,
                                   "folds": self.uncertainty.k, "ms": _p50_p99(r.uncertainty_time),
                                   "calibration": self.calibration.summary(bins=final)}
+        if self.refiner is not None:
+            out["refined"] = self.refiner.stats()
         if self.recorder is not None:
             rec = self.recorder
             out["recorded"] = rec.written

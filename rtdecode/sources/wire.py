@@ -1,6 +1,6 @@
 """The `rtframe` v1 wire format (docs/design.md 3.4): ZeroMQ multipart of three frames.
 
-  1. topic, ASCII: frame, stim, decoded, uncertainty, activity, stats, trigger
+  1. topic, ASCII: frame, stim, decoded, uncertainty, refined, activity, stats, trigger
   2. header, UTF-8 JSON: v (1), seq (per-publisher counter from 0), t (s, sender's clock),
      dtype (numpy string, little-endian or byte-sized), shape, plus per-topic fields
   3. payload: the raw little-endian C-order array, exactly prod(shape) * itemsize bytes
@@ -22,7 +22,7 @@ from rtdecode.errors import WireError
 from rtdecode.sources import safejson
 
 VERSION = 1
-TOPICS = ("frame", "stim", "decoded", "uncertainty", "activity", "stats", "trigger")
+TOPICS = ("frame", "stim", "decoded", "uncertainty", "refined", "activity", "stats", "trigger")
 # Numeric dtypes only: object, string and void dtypes could smuggle structure in the payload.
 DTYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8", "|b1")
 # Required per-topic fields, all integers (checked in range; a trial may be -1: none)

@@ -83,6 +83,16 @@ def test_run_refuses_what_it_cannot_do(rig):
         run_session(tmp / "b.yaml", seconds=1)
 
 
+def test_run_refuses_a_refined_stream_without_an_encoder(rig):
+    """outputs.refined with a ridge model: a ConfigError before anything is opened (rtdecode.live.refiner)."""
+    tmp, _ = rig
+    text = (tmp / "rig.yaml").read_text().replace("outputs: {publish:", "outputs: {refined: true, publish:")
+    (tmp / "r.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="outputs.refined: the model .* has no encoder"):
+        run_session(tmp / "r.yaml", record=tmp / "s", seconds=1)
+    assert not (tmp / "s").exists()
+
+
 def test_run_fires_the_rig_files_trigger_rules(rig):
     """A rule from the YAML file: any frame's mean luminance >= 0 fires (refractory 0), out on its
     own ZeroMQ address and into the session's triggers.jsonl."""
