@@ -4,7 +4,9 @@
    the same extraction chain the live path uses, and a ridge decoder is fitted on the result.
 2. Live block: a separate sender process streams held-out (`oracle`) movies at 30 Hz as rtframe
    messages; rtdecode ingests, extracts, decodes and publishes every frame.
-3. Report: pixel_corr of the decoded stream against the stimulus stream, latency, frames, dropped.
+3. Report: pixel_corr of the decoded stream against the stimulus stream, latency, frames, dropped;
+   a PNG of stimulus vs reconstruction, and an animated GIF (`movie`) of a few seconds of the first
+   scored trial: stimulus | reconstruction | uncertainty (when the model publishes one) side by side.
 """
 
 from __future__ import annotations
@@ -57,6 +59,47 @@ def side_by_side(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, n: int 
             canvas[y0:y0 + h, x0:x0 + w] = np.clip(stim[k], 0, 255)
             canvas[y0 + h + gap:y0 + 2 * h + gap, x0:x0 + w] = np.clip(rec[k], 0, 255)
     Image.fromarray(canvas).resize((canvas.shape[1] * zoom, canvas.shape[0] * zoom), Image.NEAREST).save(path)
+
+
+MOVIE_SECONDS = 5.0  # of the first scored trial, from its frame metrics.SKIP_FRAMES on
+MOVIE_FPS = 10  # every third frame of the 30 Hz stream, played at its real speed (GIF times are in 10 ms)
+MOVIE_TITLES = ("stimulus", "reconstruction", "uncertainty")
+
+
+def movie(rec: np.ndarray, stim: np.ndarray, path: Path, spread: np.ndarray | None = None,
+          seconds: float = MOVIE_SECONDS, fps: int = MOVIE_FPS, zoom: int = 4) -> dict:
+    """Animated GIF (Pillow) of one trial: stimulus | reconstruction | uncertainty side by side, each panel
+    titled, `seconds` of it from frame metrics.SKIP_FRAMES on, every (FPS / fps)-th frame, played at the
+    stream's speed. rec, stim, spread: (T, H, W) on the 0-255 scale (spread None: two panels; else white is
+    its 99th percentile over the clip). Returns {path, frames, fps, panels}; no file when the trial is
+    too short."""
+    from PIL import Image, ImageDraw
+
+    step = max(1, int(round(FPS / fps)))
+    idx = np.arange(metrics.SKIP_FRAMES, stim.shape[0], step)[:int(round(seconds * fps))]
+    panels = [stim, rec] + ([spread] if spread is not None else [])
+    titles = list(MOVIE_TITLES[:len(panels)])
+    if len(idx) == 0:
+        return {"path": None, "frames": 0, "fps": fps, "panels": titles}
+    if spread is not None:
+        top = float(np.percentile(spread[idx], 99)) or 1.0
+        panels[2] = np.asarray(spread, np.float32) * (255.0 / top)
+    h, w = stim.shape[1:]
+    gap, head = 2, 14
+    width = len(panels) * (w + gap) - gap
+    frames = []
+    for k in idx:
+        row = np.full((h, width), 255, np.uint8)
+        for c, p in enumerate(panels):
+            row[:, c * (w + gap):c * (w + gap) + w] = np.clip(p[k], 0, 255)
+        img = Image.new("L", (width * zoom, h * zoom + head), 255)
+        img.paste(Image.fromarray(row).resize((width * zoom, h * zoom), Image.NEAREST), (0, head))
+        draw = ImageDraw.Draw(img)
+        for c, t in enumerate(titles):
+            draw.text((c * (w + gap) * zoom + 2, 1), t if c else f"{t}  frame {int(k)}", fill=0)
+        frames.append(img)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+    return {"path": str(path), "frames": len(frames), "fps": fps, "panels": titles}
 
 
 def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool = True,
@@ -114,7 +157,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
     graph = assemble(Ingest([endpoint]), live_chain(extract_chain.stages, decoder), Publisher,
                      n_neurons=n_neurons, frame_shape=card.frame_shape, fps=FPS, record=session_dir,
                      meta={"source": "rtdecode demo (virtual rig)", "sender": endpoint, "model_card": card.to_dict()},
-                     triggers=triggers)
+                     triggers=triggers, uncertainty=decoder.uncertainty)
     pub, recorder = graph.publisher, graph.recorder
     viewer = None
     if screenshot is not None or (not headless and os.environ.get("DISPLAY")):
@@ -146,7 +189,7 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
             viewer.terminate()
 
     # Group the decoded stream by trial and score it against the stimulus stream.
-    pairs = []
+    pairs, spreads = [], []
     for trial in sorted({k[0] for k in res.stimuli}):
         frames = sorted(f for (t, f) in res.stimuli if t == trial)
         have = [f for f in frames if (trial, f) in res.decoded]
@@ -155,6 +198,8 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         rec = np.stack([res.decoded[(trial, f)] for f in have])
         stim = np.stack([res.stimuli[(trial, f)] for f in have]).astype(np.float32)
         pairs.append((rec, stim))
+        spreads.append(np.stack([res.uncertainty[(trial, f)] for f in have])
+                       if all((trial, f) in res.uncertainty for f in have) else None)
     scores = metrics.score(pairs, rf_patch_mask()) if pairs else {"pixel_corr": float("nan")}
     summary = {
         "pixel_corr": scores["pixel_corr"],
@@ -182,7 +227,10 @@ def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool
         "recorded_frames": recorder.written,
         "triggers": triggers.stats(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if pairs:
         side_by_side(pairs, out / "stimulus_vs_reconstruction.png")
+        clip = movie(*pairs[0], out / "demo_movie.gif", spread=spreads[0])
+        summary |= {"movie": clip["path"], "movie_frames": clip["frames"], "movie_fps": clip["fps"],
+                    "movie_panels": clip["panels"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

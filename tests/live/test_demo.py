@@ -41,3 +41,33 @@ def test_live_reconstruction_resembles_the_held_out_movie(demo):
     _, s = demo
     assert s["trials_scored"] == 1 and s["rig"] == "easy"
     assert s["pixel_corr"] > 0.15
+
+
+def test_the_movie_shows_stimulus_and_reconstruction_for_a_few_seconds(demo):
+    from PIL import Image
+
+    from rtdecode.live.demo import MOVIE_FPS, MOVIE_SECONDS
+
+    out, s = demo
+    assert s["movie"] == str(out / "demo_movie.gif")
+    assert s["movie_panels"] == ["stimulus", "reconstruction"]  # a ridge model has no uncertainty
+    with Image.open(out / "demo_movie.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == s["movie_frames"] == int(MOVIE_SECONDS * MOVIE_FPS)
+        assert gif.info["duration"] == round(1000 / MOVIE_FPS)
+        h, w = json.loads((out / "model" / "card.json").read_text())["frame_shape"]
+        assert gif.size == (4 * (2 * w + 2), 4 * h + 14)  # two panels, zoom 4, a title strip
+
+
+def test_the_movie_has_an_uncertainty_panel_when_the_model_has_one(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from rtdecode.live.demo import movie
+
+    rng = np.random.default_rng(0)
+    rec, stim, spread = (rng.uniform(0, 255, (100, 36, 64)) for _ in range(3))
+    clip = movie(rec, stim, tmp_path / "m.gif", spread=spread, seconds=2, fps=15)
+    assert clip["panels"] == ["stimulus", "reconstruction", "uncertainty"] and clip["frames"] == 30
+    with Image.open(tmp_path / "m.gif") as gif:
+        assert gif.n_frames == 30 and gif.size == (4 * (3 * 64 + 4), 4 * 36 + 14)
+    assert movie(rec[:20], stim[:20], tmp_path / "short.gif")["frames"] == 0  # shorter than the skipped frames
