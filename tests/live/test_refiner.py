@@ -227,3 +227,43 @@ def test_it_needs_a_model_with_an_encoder(tmp_path):
         make_refiner(folder, card)
     assert not has_encoder(SimpleNamespace(encoder={"models": 0})) and has_encoder(SimpleNamespace(encoder={"models": 1}))
     assert _no_refiner_left()
+
+
+def test_rtdecode_run_publishes_and_records_the_refined_stream(encoder_model, tmp_path):
+    """`rtdecode run` with outputs.refined: the rig file's keys reach the refiner, end.json has its stats, the
+    recording its frames, and the process is gone after the session (the virtual rig's sender on loopback)."""
+    import socket
+    import threading
+
+    from rtdecode.live.run import run_session
+    from rtdecode.rig.sender import SenderConfig, run_sender
+    from rtdecode.rig.twophoton import Microscope
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    n = model_dir.load(encoder_model)[0].neurons
+    Microscope(n, seed=7, frame_shape=(128, 128)).save_rois(tmp_path / "rois")
+    port = free_port()
+    (tmp_path / "rig.yaml").write_text(f"""
+rig: test
+source: {{protocol: rtframe, address: "tcp://127.0.0.1:{port}"}}
+extraction: {{two_photon: {{rois: rois, crop: [64, 64]}}}}
+decoder: {{model: {encoder_model}, backends: [numpy]}}
+outputs: {{publish: "tcp://127.0.0.1:{free_port()}", refined: true, refined_iterations: 2, refined_frames: 8}}
+""")
+    cfg = SenderConfig(n_neurons=n, seed=7, n_train=1, n_oracle=1, speed=2.0, frame_shape=(128, 128),
+                       endpoint=f"tcp://127.0.0.1:{port}", max_frames=150, wait_subscriber_s=120)
+    th = threading.Thread(target=run_sender, args=(cfg,), daemon=True)
+    th.start()
+    stats = run_session(tmp_path / "rig.yaml", record=tmp_path / "session", seconds=120)
+    th.join(timeout=30)
+    r = stats["refined"]
+    assert stats["frames"] == 150 and stats["published"] > 0 and stats["stopped_by"] == "source"
+    assert r["iterations"] == 2 and r["frames"] == 8 and r["offered"] == stats["published"]
+    assert r["crashes"] == r["errors"] == 0
+    a = read_session(tmp_path / "session")["arrays"]
+    assert (~np.isnan(a["refined_of"])).sum() == r["published"]
+    assert _no_refiner_left()
