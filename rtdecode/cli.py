@@ -229,6 +229,13 @@ def cmd_run(args, progress) -> int:
         print(f"uncertainty: {unc['published']} frames ({unc['folds']} fold ridges), p50 {unc['ms']['p50']} ms "
               f"p99 {unc['ms']['p99']} ms after each decoded frame; spread vs |error| Pearson "
               + (f"{corr:.3f} over {cal['frames']} frames" if corr is not None else "not measured (no stimulus images)"))
+    ref = st.get("refined")
+    if ref:
+        q, rl = ref["quality"], ref["acquired_to_published_ms"]
+        print(f"refined: {ref['published']} of {ref['offered']} decoded frames ({ref['skipped']} skipped, "
+              f"{ref['not_ready']} before it was ready), acquired -> published p50 {rl['p50']} ms p99 {rl['p99']} ms; "
+              f"pixel_corr refined {q['pixel_corr_refined']} vs decoded {q['pixel_corr_decoded']} on the same frames"
+              + (f"; off: {ref['disabled']}" if ref["disabled"] else ""))
     if st.get("records_lost") or st.get("record_damaged"):
         print(f"recording damaged: {st.get('records_lost', 0)} of {st['frames']} records lost "
               f"({st.get('record_damaged')}); see rtdecode inspect {args.record or ''}".rstrip())
@@ -254,6 +261,10 @@ def cmd_inspect(args, progress) -> int:
             print(f"  uncertainty: {s['uncertainty_frames']} frames, mean spread "
                   + ("-" if mean is None else f"{mean:.2f}") + " (0-255 scale); live spread vs |error| Pearson "
                   + (f"{corr:.3f} over {cal.get('frames')} frames" if corr is not None else "not measured"))
+        if "refined_frames" in s:
+            q = s.get("refined_quality") or {}
+            print(f"  refined: {s['refined_frames']} frames; live pixel_corr refined {q.get('pixel_corr_refined')} "
+                  f"vs decoded {q.get('pixel_corr_decoded')} on the same frames")
         for problem in s["damaged"]:
             print(f"  damaged: {problem}")
     # a session without its end (killed, or still recording) is not a finished one: non-zero too

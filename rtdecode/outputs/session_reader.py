@@ -331,7 +331,8 @@ def read_session(folder: str | Path, skip: tuple[str, ...] = ("raw",)) -> dict:
 
 
 def summarize(session: dict) -> dict:
-    """What a session holds: duration, frames, triggers, gaps, the per-pixel uncertainty when recorded;
+    """What a session holds: duration, frames, triggers, gaps, the per-pixel uncertainty and the refined
+    stream when recorded;
     `ok` False if anything is damaged or missing, or the session ended by an error."""
     a = session["arrays"]
     number = a.get("number", np.zeros(0, np.int64))
@@ -353,7 +354,19 @@ def summarize(session: dict) -> dict:
         "damaged": session["damaged"],
         "ok": not session["damaged"],
         **_uncertainty_summary(a, end),
+        **_refined_summary(a, end),
     }
+
+
+def _refined_summary(arrays: dict, end: dict | None) -> dict:
+    """Sessions with the refined stream (the extras 'refined' / 'refined_of', rtdecode.live.refiner): how many
+    refined frames were recorded, and the live quality from end.json ({} for other sessions)."""
+    of = arrays.get("refined_of")
+    if of is None:
+        return {}
+    live = (end or {}).get("refined") if isinstance(end, dict) else None
+    return {"refined_frames": int((~np.isnan(of)).sum()),
+            "refined_quality": live.get("quality") if isinstance(live, dict) else None}
 
 
 def _uncertainty_summary(arrays: dict, end: dict | None) -> dict:
