@@ -8,7 +8,8 @@ pixel_corr against the decoded stream's on the same frames, per trial.
 3. Two live blocks over real loopback ZeroMQ, the same oracle trials each: a sender thread publishes,
    per frame at 30 Hz, the stimulus image ('stim') and the trial's recorded activity vector ('frame':
    the dataset's responses, i.e. what the extraction chain hands the ring; no imaging, no extraction),
-   into rtdecode's Ingest -> activity ring -> decode stage -> publisher (rtdecode.live.graph), first
+   into rtdecode's Ingest -> activity ring -> decode stage (onnxruntime, after `rtdecode compile`) ->
+   publisher (rtdecode.live.graph), first
    with the refiner off, then on (outputs.refined: rtdecode.live.refiner), so the decoded stream's
    own latency can be compared.
 4. Offline on the same trials, for context: `reconstruct` amortized vs warm (the whole trial's warm
@@ -68,7 +69,7 @@ def sender(endpoint_box: list, trials: list, ready: threading.Event, fps: float 
 
 
 def live_block(model, trials, refined: bool, iterations=None, frames=16) -> dict:
-    dec = load_decoder(model, ("numpy",))
+    dec = load_decoder(model, ("onnxruntime", "numpy"))  # as `rtdecode run` after `rtdecode compile`
     box, ready = [], threading.Event()
     th = threading.Thread(target=sender, args=(box, trials, ready), daemon=True)
     refiner = None
@@ -96,8 +97,8 @@ def live_block(model, trials, refined: bool, iterations=None, frames=16) -> dict
         got.append(wire.decode(sub.recv_multipart()))
     sub.close()
     th.join(10)
-    out = {k: stats[k] for k in ("frames", "published", "dropped", "skipped_frames", "errors", "stopped_by",
-                                 "latency_ms", "acquired_to_published_ms", "stages_ms", "live_quality") if k in stats}
+    out = {"backend": dec.backend, **{k: stats[k] for k in ("frames", "published", "dropped", "skipped_frames", "errors", "stopped_by",
+                                 "latency_ms", "acquired_to_published_ms", "stages_ms", "live_quality") if k in stats}}
     if refiner is not None:
         out["refined"] = stats["refined"]
         out["refined_messages_received"] = len(got)
@@ -181,7 +182,15 @@ def main(argv: list[str] | None = None) -> None:
     if not (model / "card.json").exists():
         fit_dataset(ds_dir, model, method="amortized", progress=False, encoder_steps=a.encoder_steps,
                     amortized_steps=(0, a.amortized_steps), seed=a.seed)
-    t_fit = time.perf_counter() - t0
+        (work / "fit_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    t_fit = float((work / "fit_seconds.txt").read_text()) if (work / "fit_seconds.txt").exists() else None
+    if not (model / "decoder.onnx").exists():
+        from rtdecode.cli import main as rtdecode
+
+        rtdecode(["compile", str(model)])
+    # the live loop with one torch thread, as the tests: two spinning threads on 2 loaded cores made the
+    # decode stage 300 ms a frame in a first run of this script (torch.set_num_threads(2) left from the fit)
+    torch.set_num_threads(1)
     ds = Dataset(ds_dir)
     loaded = [ds.load(i) for i in ds.require("oracle")]
     trials = [(t.responses.astype(np.float32), t.video) for t in loaded]
@@ -205,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                        "loadavg_after": load_after, "note": "2 cores shared with other engineers' jobs; run under nice -n 10"},
            "settings": {"neurons": a.neurons, "train_trials": a.train, "oracle_trials": a.oracle, "rig": a.rig,
                         "seed": a.seed, "encoder_steps": a.encoder_steps, "amortized_steps": a.amortized_steps,
-                        "window": card.get("window"), "dataset_s": round(t_data, 1), "fit_s": round(t_fit, 1)},
+                        "window": card.get("window"), "dataset_s": round(t_data, 1), "fit_s": t_fit,
+                        "backend": off.get("backend")},
            "live_refiner_off": off, "live_refiner_on": on, "offline_warm_vs_amortized": off_line}
     Path(a.out).write_text(json.dumps(res, indent=1, default=float) + "\n")
     print(json.dumps({"refined": {k: on["refined"][k] for k in ("published", "offered", "skipped", "not_ready",
