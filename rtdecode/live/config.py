@@ -290,9 +290,24 @@ class TwoPhoton(Section):
         return list(self.reference) if isinstance(self.reference, list) else [self.reference]
 
 
+# the keys kept from before `stages`: (stage, option) each sets, where the stages list does not
+LEGACY_EPHYS_KEYS = {"band_hz": ("bandpass", "band"), "threshold": ("detect", "k"),
+                     "threshold_uv": ("detect", "threshold_uv"), "reference": ("common_reference", "method")}
+
+
+def _ephys_spec(value):
+    try:
+        stage_registry.parse_spec(value, "ephys")
+    except ConfigError as exc:
+        raise problem(str(exc)) from None
+    return value
+
+
 class Ephys(Section):
     """The ephys chain: band-pass -> common reference -> threshold crossings -> spike counts per bin
-    (openephys), or sorted spikes binned per electrode / unit (eventbroadcaster)."""
+    (openephys), or sorted spikes binned per electrode / unit (eventbroadcaster); `stages` lists it
+    explicitly, each stage with its options
+    ([extraction.ephys.stages](#extractionephysstages-the-ephys-stage-registry))."""
 
     band_hz: tuple[Annotated[float, Range(gt=0.0)], Annotated[float, Range(gt=0.0)]] | None = Field(
         (300.0, 6000.0), description="band-pass edges, Hz (low, high); null: no filter")
@@ -306,6 +321,12 @@ class Ephys(Section):
         33.3, description="the activity bin, ms: one decoder input vector per bin")
     block_samples: Annotated[int, Range(ge=16, le=65536)] = Field(
         1024, description="the extraction's block capacity, samples: blocks are cut at bin edges and at most this long")
+    stages: Annotated[list, BeforeValidator(_ephys_spec)] | None = Field(
+        None, description="the chain's stages in order, each a name or {name: {options}}, e.g. [{bandpass: {band: "
+                          "[300, 3000], order: 2}}, common_reference, {detect: {k: 5}}, bin]; default: bandpass, "
+                          "common_reference, detect, bin (openephys), bin_units (eventbroadcaster). band_hz, "
+                          "threshold, threshold_uv and reference above set their stage's option where this list "
+                          "does not (reference null: no common_reference stage)")
 
     @field_validator("band_hz")
     @classmethod
@@ -313,6 +334,36 @@ class Ephys(Section):
         if v is not None and not v[0] < v[1]:
             raise problem(f"low edge {v[0]} must be below the high edge {v[1]}")
         return v
+
+    @model_validator(mode="after")
+    def _spec(self):
+        try:
+            self.chain_spec()
+        except ConfigError as exc:
+            raise problem(str(exc)) from None
+        return self
+
+    def chain_spec(self, default=stage_registry.DEFAULT_EPHYS_STAGES) -> list[dict]:
+        """The chain spec for rtdecode.extract.ephys_stages.build_ephys_stages: `stages` (or `default`,
+        the protocol's default chain) with the keys of LEGACY_EPHYS_KEYS filled in where the chain has
+        their stage (`reference: null` drops common_reference from the default chain); ConfigError
+        where a key and the list both set an option, or a key is set for a stage the list lacks."""
+        listed = self.stages is not None
+        spec = self.stages if listed else list(default)
+        entries = [(name, opts.model_dump(exclude_unset=True)) for name, opts in stage_registry.parse_spec(spec, "ephys")]
+        if not listed and self.reference is None:
+            entries = [(name, opts) for name, opts in entries if name != "common_reference"]
+        for key, (stage, option) in LEGACY_EPHYS_KEYS.items():
+            value, given = getattr(self, key), key in self.model_fields_set
+            targets = [opts for name, opts in entries if name == stage]
+            if listed and given and not targets and not (key == "reference" and value is None):
+                raise ConfigError(f"stages: {key} is set but the list has no {stage} stage; set its option there")
+            for opts in targets:
+                if given and (option in opts or (key == "reference" and value is None)):
+                    raise ConfigError(f"stages: {key} and {stage}'s {option} are both set; keep one")
+                if option not in opts:
+                    opts[option] = tuple(value) if isinstance(value, (list, tuple)) else value
+        return [{name: opts} for name, opts in entries]
 
 
 class Extraction(Section):

@@ -213,20 +213,36 @@ def _bounds(metadata) -> list[str]:
 
 def stage_sections() -> list[str]:
     """The stage registry (rtdecode.extract.stages): each stage's options, for `stages`."""
-    lines = ["## `extraction.two_photon.stages`: the stage registry", "",
-             "The stages a chain may list (`rtdecode.extract.stages`), each as a name or `{name: {options}}`; "
-             "the default chain is " + ", ".join(f"`{n}`" for n in stage_registry.DEFAULT_STAGES) + ". "
-             "What a stage takes: `frame` (the raw frame), `image` (the registered frame), `vector` (one "
-             "value per ROI).", ""]
-    for entry in stage_registry.STAGES.values():
-        opts = entry.load().Options
-        lines += [f"### `{entry.name}`", "", f"{entry.help} (input: {entry.takes}).", "",
-                  "| option | type | default | allowed | description |", "|---|---|---|---|---|"]
-        for name, info in opts.model_fields.items():
-            text, checks, _ = render(info.annotation)
-            lines.append(f"| `{name}` | {_escape(text)} | {_escape(_default(info))} | "
-                         f"{_escape('; '.join(_bounds(info.metadata) + checks))} | {_escape(info.description or '')} |")
-        lines.append("")
+    intro = {
+        "two_photon": ["## `extraction.two_photon.stages`: the stage registry", "",
+                       "The stages a chain may list (`rtdecode.extract.stages`), each as a name or `{name: {options}}`; "
+                       "the default chain is " + ", ".join(f"`{n}`" for n in stage_registry.DEFAULT_STAGES) + ". "
+                       "What a stage takes: `frame` (the raw frame), `image` (the registered frame), `vector` (one "
+                       "value per ROI).", ""],
+        "ephys": ["## `extraction.ephys.stages`: the ephys stage registry", "",
+                  "The stages an ephys chain may list (`rtdecode.extract.stages`, modality ephys), each as a name or "
+                  "`{name: {options}}`; the default chain is " + ", ".join(f"`{n}`" for n in stage_registry.DEFAULT_EPHYS_STAGES)
+                  + " (openephys) or `bin_units` (eventbroadcaster). What a stage takes: `samples` (a block of "
+                  "samples x channels), `events` (a block of events: threshold crossings or sorted spikes); the "
+                  "first stage must take what the protocol gives (openephys: samples, eventbroadcaster: events) "
+                  "and the chain must end with a bin stage.", ""],
+    }
+    lines = []
+    for modality, head in intro.items():
+        lines += head
+        for name in stage_registry.names(modality):
+            entry = stage_registry.STAGES[name]
+            opts = entry.load().Options
+            lines += [f"### `{entry.name}`", "", f"{entry.help} (input: {entry.takes}).", ""]
+            if not opts.model_fields:
+                lines += ["No options.", ""]
+                continue
+            lines += ["| option | type | default | allowed | description |", "|---|---|---|---|---|"]
+            for key, info in opts.model_fields.items():
+                text, checks, _ = render(info.annotation)
+                lines.append(f"| `{key}` | {_escape(text)} | {_escape(_default(info))} | "
+                             f"{_escape('; '.join(_bounds(info.metadata) + checks))} | {_escape(info.description or '')} |")
+            lines.append("")
     return lines
 
 
