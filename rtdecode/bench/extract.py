@@ -21,7 +21,7 @@ import numpy as np
 from rtdecode.bench import RESULTS, machine_info, parser, positive_float, positive_int, script_main, write_json
 from rtdecode.extract import build_chain, default_spec
 from rtdecode.extract.ephys import reference_detect
-from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages, events
+from rtdecode.extract.ephys_stages import SampleChain, build_ephys_stages, ephys_spec, events
 from rtdecode.extract.kernels import warm_up_kernels
 from rtdecode.extract.rois import from_footprints
 from rtdecode.rig.twophoton import Microscope
@@ -90,8 +90,8 @@ def bench_ephys(C: int = 384, fs: float = 30000.0, seconds: float = 2.0, chunk: 
                 reference: str = "mean") -> dict:
     x = _synthetic_ephys(C, fs, seconds)
     noise = np.full(C, 60 * 0.195, np.float32)
-    chain = SampleChain(build_ephys_stages(C, chunk, reference=reference, k=4.5, noise=noise, scale=0.195,
-                                           in_dtype=x.dtype, binned=False))
+    spec = ephys_spec(reference=reference, k=4.5, binned=False)  # the default chain up to detect
+    chain = SampleChain(build_ephys_stages(C, chunk, spec=spec, noise=noise, scale=0.195, in_dtype=x.dtype))
     chain.warm_up()
     chain.start(fs)
     chain.process(x[:chunk])

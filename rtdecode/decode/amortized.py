@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AmortizedConfig:
+    kind: ClassVar[str] = "standalone"  # rtdecode.decode.methods.LEGACY_AMORTIZED (not in the card: v1 cards have none)
     k: int = 2
     hidden: int = 512
     dropout: float = 0.2

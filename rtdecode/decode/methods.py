@@ -56,20 +56,45 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 @dataclass(frozen=True)
 class AmortizedKind:
-    """`rtdecode fit --method amortized --amortized-kind NAME`: the network trained (the card's amortized.kind)."""
+    """`rtdecode fit --method amortized --amortized-kind NAME`: the network trained (the card's amortized.kind).
+
+    Its config class has a `kind` attribute, its name here; `fit_pipeline` (rtdecode.decode.pipeline)
+    asks the entry of its config's kind (`kind_of`) how to train it."""
 
     name: str
     config: str  # "module:ConfigClass": its default settings (imported when asked for: torch)
     network: str  # "module:function" (arrays, card, prefix) -> the network, from weights.npz
-    ridge_start: bool  # it starts as ridge: its live window is filled as ridge's (amortized.act_mean)
+    ridge_start: bool  # it starts as ridge: its live window is filled as ridge's (amortized.act_mean),
+    # and fit_pipeline's defaults are a ridge start's (no inverse targets, no synthetic movies)
+    fit: str  # "module:function" (job: rtdecode.decode.pipeline.AmortizedJob) -> AmortizedFit
+    prepare: str | None = None  # "module:function" (cfg, job options) -> cfg, checked before any training
 
 
 AMORTIZED_KINDS: dict[str, AmortizedKind] = {k.name: k for k in (  # the first is the default
     AmortizedKind("image_prior", "rtdecode.decode.image_prior:ImagePriorConfig",
-                  "rtdecode.decode.image_prior:from_arrays", ridge_start=True),
+                  "rtdecode.decode.image_prior:from_arrays", ridge_start=True,
+                  fit="rtdecode.decode.pipeline:fit_image_prior_kind",
+                  prepare="rtdecode.decode.pipeline:prepare_image_prior"),
     AmortizedKind("ridge_residual", "rtdecode.decode.residual:ResidualConfig",
-                  "rtdecode.decode.residual:from_arrays", ridge_start=True),
+                  "rtdecode.decode.residual:from_arrays", ridge_start=True,
+                  fit="rtdecode.decode.pipeline:fit_residual_kind"),
 )}
+
+# the older stand-alone network (rtdecode.decode.amortized.AmortizedNet): not a `--amortized-kind`
+# choice and its cards carry no kind (v1 cards load it); kept for the research benchmarks that train it
+LEGACY_AMORTIZED = AmortizedKind("standalone", "rtdecode.decode.amortized:AmortizedConfig",
+                                 "rtdecode.decode.amortized:net_from_arrays", ridge_start=False,
+                                 fit="rtdecode.decode.pipeline:fit_standalone_kind")
+
+
+def kind_of(cfg) -> AmortizedKind:
+    """The entry of an amortized network's config object (its `kind`); ConfigError lists the valid kinds."""
+    name = getattr(cfg, "kind", None)
+    if name in AMORTIZED_KINDS:
+        return AMORTIZED_KINDS[name]
+    if name == LEGACY_AMORTIZED.name:
+        return LEGACY_AMORTIZED
+    raise ConfigError(f"unknown amortized kind {name!r} ({type(cfg).__name__}); valid: {', '.join(AMORTIZED_KINDS)}")
 
 
 def resolve(path: str):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
-from typing import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -173,9 +173,10 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     `amortized_cfg`: an `ImagePriorConfig` (the default: ridge + a U-Net over a clip of cross-fitted
     linear frames, rtdecode.decode.image_prior; trained in one process, `amortized_steps[1]` sets its
     steps when given), a `ResidualConfig` (ridge + a dense residual network initialised at zero,
-    rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network); methods.AMORTIZED_KINDS
-    names them. Defaults that
-    depend on it: `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8),
+    rtdecode.decode.residual) or an `AmortizedConfig` (the older stand-alone network). The config's
+    `kind` names its entry in methods.AMORTIZED_KINDS (methods.LEGACY_AMORTIZED for the stand-alone
+    network), whose `prepare` checks the options and whose `fit` trains it. Defaults that
+    depend on it (a ridge start, `ridge_start`, or not): `inverse_trials` (residual: 0, no warm-start targets; stand-alone: 8),
     `amortized_steps` (residual: (0, 1500); stand-alone: (1000, 1000)), `encoder_steps` (1000:
     the encoder reconstruct --method warm|inverse needs; the warm start gained +0.013 to +0.016 over
     3 seeds, benchmarks/results/warm_start_realistic.json; 0 trains none) and `synth_movies`
@@ -191,18 +192,12 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     network = methods.get(method).live  # amortized: a feed-forward network after the encoder; inverse: none
     inverse_cfg = inverse_cfg or InverseConfig()
     amortized_cfg = amortized_cfg or ip.ImagePriorConfig()
-    image = isinstance(amortized_cfg, ip.ImagePriorConfig)
-    residual = isinstance(amortized_cfg, ResidualConfig) or image  # both start as ridge: same defaults
-    if image and network:
-        if inverse_trials or synth_movies:
-            raise ConfigError("the image-prior amortized decoder learns from cross-fitted calibration pairs only: "
-                              "--inverse-trials and --synth-movies apply to --amortized-kind ridge_residual")
-        if checkpoints is not None or dist.current().distributed:
-            raise ConfigError("the image-prior amortized decoder trains in one process without checkpoints: drop "
-                              "--nproc / torchrun, --checkpoint-every and --resume, or use --amortized-kind "
-                              "ridge_residual")
-        if amortized_steps is not None:
-            amortized_cfg = ip.ImagePriorConfig(**{**asdict(amortized_cfg), "steps": int(amortized_steps[1])})
+    kind = methods.kind_of(amortized_cfg)
+    residual = kind.ridge_start  # the kinds that start as ridge share these defaults
+    if network and kind.prepare is not None:  # the kind's own checks, before any training
+        amortized_cfg = methods.resolve(kind.prepare)(amortized_cfg, inverse_trials=inverse_trials,
+                                                      synth_movies=synth_movies, amortized_steps=amortized_steps,
+                                                      checkpoints=checkpoints)
     if inverse_trials is None:
         inverse_trials = 0 if residual else 8
     if amortized_steps is None:
@@ -259,21 +254,12 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     timings["synth_s"] = time.perf_counter() - t2
     # 5. amortized decoder
     t3 = time.perf_counter()
-    val = ([t[0] for t in val_trials], [t[1] for t in val_trials])
-    if image:
-        net, am_info, fold_arrays = fit_image_prior(trials, val_trials, amortized_cfg, lag_min, bins, seed, progress,
-                                                    say, compress_scale, val_mask, brightness_keep, stash,
-                                                    windows=ridge_windows)
-        arrays.update(fold_arrays)
-    elif residual:
-        net, am_info = fit_residual(trials, val_trials, inv_ids, inv_targets, synth, amortized_cfg, amortized_steps,
-                                    lag_min, bins, batch, seed, progress, say, checkpoints, compress_scale, val_mask,
-                                    brightness_keep)
-    else:
-        net, phases = make_and_phases(N, bins, lag_min, frame_shape, amortized_cfg, trials, inv_ids, inv_targets,
-                                      synth, amortized_steps, warm=True)
-        am_info = am.train_amortized(net, phases, batch=batch, seed=seed, val=val, progress=progress,
-                                     checkpoints=checkpoints, val_mask=val_mask)
+    job = AmortizedJob(trials, val_trials, amortized_cfg, lag_min, bins, frame_shape, inv_ids, inv_targets, synth,
+                       amortized_steps, batch, seed, progress, say, checkpoints, compress_scale, val_mask,
+                       brightness_keep, stash, ridge_windows)
+    fitted = methods.resolve(kind.fit)(job)
+    net, am_info = fitted.net, fitted.info
+    arrays.update(fitted.arrays)
     timings["amortized_s"] = time.perf_counter() - t3
     timings["total_s"] = time.perf_counter() - t0
     arrays.update(am.net_arrays(net))
@@ -283,10 +269,92 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     if stash is not None:
         stash.update({"inv_ids": inv_ids, "inv_targets": inv_targets, "synth": synth, "encoders": encoders,
                       "mask": mask})
-    # the image prior's window is wider than the ridge's (its clip of linear frames)
-    lag_min, bins = (net.lag_min, net.bins) if image else (lag_min, bins)
+    # the kind's live window (the image prior's is wider than the ridge's: its clip of linear frames)
+    lag_min, bins = fitted.window or (lag_min, bins)
     dec = PipelineDecoder(new_card(method, N, lag_min, bins, frame_shape, 30.0, **fields), encoders, net, mask)
     return dec, arrays, {**fields, "training_pipeline": info}
+
+
+@dataclass
+class AmortizedJob:
+    """What fit_pipeline hands an amortized kind's `fit` (rtdecode.decode.methods.AmortizedKind):
+    the trials (responses (N, T), video (T, H, W), behaviour), the kind's config, the ridge window,
+    the inverse's warm-start targets of trials `inv_ids`, the synthetic pairs, and the training options."""
+
+    trials: list
+    val_trials: list
+    cfg: Any
+    lag_min: int
+    bins: int
+    frame_shape: tuple
+    inv_ids: list
+    inv_targets: list
+    synth: list
+    steps: tuple[int, int]
+    batch: int
+    seed: int
+    progress: bool
+    say: Callable[[str], None]
+    checkpoints: Any = None
+    compress_scale: float | None = ridge.COMPRESS
+    val_mask: np.ndarray | None = None
+    brightness_keep: Any = ridge.BRIGHTNESS_KEEP
+    stash: dict | None = None
+    ridge_windows: Any = None
+
+
+@dataclass
+class AmortizedFit:
+    """An amortized kind's `fit` result: the network, its training report, extra arrays for
+    weights.npz (beyond the network's own) and its live window (lag_min, bins) where it is not the
+    ridge's (None)."""
+
+    net: Any
+    info: dict
+    arrays: dict = field(default_factory=dict)
+    window: tuple[int, int] | None = None
+
+
+def prepare_image_prior(cfg: ip.ImagePriorConfig, *, inverse_trials, synth_movies, amortized_steps, checkpoints):
+    """Kind `image_prior`: refuse the options it does not take; `amortized_steps[1]` sets its steps."""
+    if inverse_trials or synth_movies:
+        raise ConfigError("the image-prior amortized decoder learns from cross-fitted calibration pairs only: "
+                          "--inverse-trials and --synth-movies apply to --amortized-kind ridge_residual")
+    if checkpoints is not None or dist.current().distributed:
+        raise ConfigError("the image-prior amortized decoder trains in one process without checkpoints: drop "
+                          "--nproc / torchrun, --checkpoint-every and --resume, or use --amortized-kind "
+                          "ridge_residual")
+    if amortized_steps is not None:
+        cfg = ip.ImagePriorConfig(**{**asdict(cfg), "steps": int(amortized_steps[1])})
+    return cfg
+
+
+def fit_image_prior_kind(job: AmortizedJob) -> AmortizedFit:
+    """Kind `image_prior`: `fit_image_prior`; its window is the clip's, wider than the ridge's."""
+    net, info, fold_arrays = fit_image_prior(job.trials, job.val_trials, job.cfg, job.lag_min, job.bins, job.seed,
+                                             job.progress, job.say, job.compress_scale, job.val_mask,
+                                             job.brightness_keep, job.stash, windows=job.ridge_windows)
+    return AmortizedFit(net, info, fold_arrays, (net.lag_min, net.bins))
+
+
+def fit_residual_kind(job: AmortizedJob) -> AmortizedFit:
+    """Kind `ridge_residual`: `fit_residual`."""
+    net, info = fit_residual(job.trials, job.val_trials, job.inv_ids, job.inv_targets, job.synth, job.cfg, job.steps,
+                             job.lag_min, job.bins, job.batch, job.seed, job.progress, job.say, job.checkpoints,
+                             job.compress_scale, job.val_mask, job.brightness_keep)
+    return AmortizedFit(net, info)
+
+
+def fit_standalone_kind(job: AmortizedJob) -> AmortizedFit:
+    """The stand-alone network (methods.LEGACY_AMORTIZED): warm-started on the inverse's targets,
+    then the true frames and the synthetic pairs."""
+    N = job.trials[0][0].shape[0]
+    net, phases = make_and_phases(N, job.bins, job.lag_min, job.frame_shape, job.cfg, job.trials, job.inv_ids,
+                                  job.inv_targets, job.synth, job.steps, warm=True)
+    val = ([t[0] for t in job.val_trials], [t[1] for t in job.val_trials])
+    info = am.train_amortized(net, phases, batch=job.batch, seed=job.seed, val=val, progress=job.progress,
+                              checkpoints=job.checkpoints, val_mask=job.val_mask)
+    return AmortizedFit(net, info)
 
 
 def fit_image_prior(trials, val_trials, cfg: ip.ImagePriorConfig, lag_min, bins, seed, progress, say,

@@ -3,7 +3,7 @@
 `build_chain(spec, rois, reference)` (stages.py: the stage registry; a spec lists the stages and
 their options, None the default chain) assembles the two-photon path, live and offline;
 `extract_movie` runs a chain over a movie. The ephys stages (band-pass -> common reference -> threshold crossings -> bin counts)
-are in `ephys_stages.py` (`build_ephys_stages`, `SampleChain`).
+are in `ephys_stages.py`, registered in the same registry (modality "ephys"; `build_ephys_stages(n, block, spec)`, `SampleChain`).
 """
 
 from __future__ import annotations

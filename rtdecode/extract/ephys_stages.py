@@ -24,19 +24,28 @@ the event capacity; a block with more events loses the rest (counted in `Detect.
 The sample rate is known only once the stream's first block arrives: the specs do not depend on
 it, so the graph is checked and the kernels compiled before; `SampleChain.start(fs, t0)` then sets
 the filter, the refractory period and the noise window.
+
+The stages are registered (rtdecode.extract.stages, modality "ephys": bandpass, common_reference,
+detect, bin, bin_units), each with `Options` and `from_options(ctx, in_spec, options)` on an
+`EphysContext`; the rig file lists them under `extraction.ephys.stages`, and `build_ephys_stages`
+builds every ephys chain (live, `rtdecode bench extract`, the tests) from such a spec.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract import kernels as _k
+from rtdecode.extract import stages as _registry
 from rtdecode.extract.ephys import ThresholdCrossings, bandpass_sos
-from rtdecode.stage import Chain, Spec, Stage
+from rtdecode.stage import Chain, Spec, Stage, StageOptions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,33 @@ def event_capacity(block_samples: int, n_channels: int) -> int:
     return block_samples * n_channels // 4 + 16
 
 
+@dataclass(frozen=True)
+class EphysContext:
+    """What an ephys chain's stages are built on: `n_inputs` channels (or units), blocks of at most
+    `block_samples`, what the source gives the first stage (`takes`: "samples", or "events": event
+    blocks of `capacity` events), the raw samples' dtype and `scale` (applied by bandpass, e.g.
+    bit_volts for µV), a known (C,) `noise` (None: detect learns it) and the event capacity of a
+    block (None: `event_capacity`)."""
+
+    n_inputs: int
+    block_samples: int = 1024
+    takes: str = "samples"
+    scale: float = 1.0
+    in_dtype: Any = np.float32
+    noise: np.ndarray | None = None
+    capacity: int | None = None
+
+    def samples(self, in_spec) -> tuple[int, int]:
+        """(B, C) of a sample-wise stage: what the stage before gives, or the context's."""
+        return tuple(in_spec.shape) if in_spec is not None else (self.block_samples, self.n_inputs)
+
+    def events(self, in_spec) -> int:
+        """The event capacity E of a stage taking event blocks (2, E + 1)."""
+        if in_spec is not None:
+            return in_spec.shape[1] - 1
+        return self.capacity or event_capacity(self.block_samples, self.n_inputs)
+
+
 class BandPass(Stage):
     """(n <= B, C) samples -> band-passed float32 (Butterworth `order`, `band` Hz; None: no filter).
 
@@ -56,6 +92,24 @@ class BandPass(Stage):
 
     name = "bandpass"
     per_sample = True
+
+    class Options(StageOptions):
+        band: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] | None = Field(
+            (300.0, 6000.0), description="pass band, Hz (low, high; high < the sample rate / 2); null: no filter")
+        order: int = Field(3, ge=1, le=8, description="the Butterworth filter's order")
+
+        @field_validator("band")
+        @classmethod
+        def _band(cls, v):
+            if v is not None and not v[0] < v[1]:
+                raise ValueError(f"low edge {v[0]} must be below the high edge {v[1]}")
+            return v
+
+    @classmethod
+    def from_options(cls, ctx: EphysContext, in_spec, opts: "BandPass.Options") -> "BandPass":
+        """Band-pass of the context's raw blocks (or what the stage before gives), scaled by ctx.scale."""
+        B, C = ctx.samples(in_spec)
+        return cls(C, B, opts.band, opts.order, ctx.scale, ctx.in_dtype if in_spec is None else in_spec.dtype)
 
     def __init__(self, n_channels: int, block_samples: int, band=(300.0, 6000.0), order: int = 3,
                  scale: float = 1.0, in_dtype=np.float32):
@@ -97,6 +151,14 @@ class CommonReference(Stage):
     name = "common_reference"
     per_sample = True
 
+    class Options(StageOptions):
+        method: Literal["mean", "median"] = Field("mean", description="subtract the mean or the median over channels")
+
+    @classmethod
+    def from_options(cls, ctx: EphysContext, in_spec, opts: "CommonReference.Options") -> "CommonReference":
+        B, C = ctx.samples(in_spec)
+        return cls(C, B, opts.method)
+
     def __init__(self, n_channels: int, block_samples: int, method: str = "mean"):
         if method not in ("mean", "median"):
             raise ConfigError(f"extraction.ephys.reference must be 'mean', 'median' or null, got {method!r}")
@@ -124,6 +186,21 @@ class Detect(Stage):
     State: the sample clock (absolute sample numbers), each channel's last sample and last event."""
 
     name = "detect"
+
+    class Options(StageOptions):
+        k: float = Field(4.5, gt=0.0, le=50.0, description="threshold, x each channel's robust noise (negative crossings)")
+        threshold_uv: float | None = Field(None, gt=0.0, le=10000.0,
+                                           description="an absolute threshold, uV (scaled input units), instead of k")
+        noise_s: float = Field(1.0, gt=0.0, le=600.0,
+                               description="the noise is learnt over the first noise_s seconds (no events before)")
+        refractory_ms: float = Field(1.0, ge=0.0, le=1000.0, description="the shortest time between a channel's events, ms")
+
+    @classmethod
+    def from_options(cls, ctx: EphysContext, in_spec, opts: "Detect.Options") -> "Detect":
+        """Crossings of the (B, C) blocks; the event block holds ctx.capacity events (default `event_capacity`)."""
+        B, C = ctx.samples(in_spec)
+        return cls(C, B, k=opts.k, threshold_uv=opts.threshold_uv, noise=ctx.noise, noise_s=opts.noise_s,
+                   refractory_ms=opts.refractory_ms, capacity=ctx.capacity)
 
     def __init__(self, n_channels: int, block_samples: int, *, k: float = 4.5, threshold_uv: float | None = None,
                  noise: np.ndarray | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0,
@@ -183,6 +260,14 @@ class BinCounts(Stage):
 
     name = "bin"
 
+    class Options(StageOptions):
+        pass
+
+    @classmethod
+    def from_options(cls, ctx: EphysContext, in_spec, opts) -> "BinCounts":
+        """Counts of ctx.n_inputs inputs from the event blocks before it (or the source's)."""
+        return cls(ctx.n_inputs, ctx.events(in_spec))
+
     def __init__(self, n_inputs: int, capacity: int, name: str = "bin"):
         self.name = name
         self.in_spec = Spec(np.int64, (2, capacity + 1))
@@ -206,6 +291,15 @@ class BinCounts(Stage):
         _k.warm_up_kernels()
         self.process(self.in_spec.empty(), self.out_spec.empty())
         self.reset()
+
+
+class BinUnits(BinCounts):
+    """BinCounts named `bin_units`: the sorted spikes (eventbroadcaster) per electrode or unit."""
+
+    name = "bin_units"
+
+    def __init__(self, n_inputs: int, capacity: int, name: str = "bin_units"):
+        super().__init__(n_inputs, capacity, name)
 
 
 def events(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,30 +360,48 @@ class SampleChain(Chain):
         self._each("restart", t0)
 
 
-def build_ephys_stages(n_channels: int, block_samples: int = 1024, *, band=(300.0, 6000.0), order: int = 3,
-                       reference: str | None = "mean", k: float = 4.5, threshold_uv: float | None = None,
-                       noise: np.ndarray | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0,
-                       scale: float = 1.0, in_dtype=np.float32, capacity: int | None = None,
-                       binned: bool = True) -> list[Stage]:
-    """[BandPass, CommonReference (unless reference is None), Detect, BinCounts (unless not `binned`:
-    the chain then gives Detect's event blocks, read with `events`)] for C channels in blocks of at
-    most `block_samples`. Wrap them in `SampleChain`, then `start(fs, t0)` it.
+def ephys_spec(band=(300.0, 6000.0), order: int = 3, reference: str | None = "mean", k: float = 4.5,
+               threshold_uv: float | None = None, noise_s: float = 1.0, refractory_ms: float = 1.0,
+               binned: bool = True) -> list[dict]:
+    """The default ephys chain spec (DEFAULT_EPHYS_STAGES) with these options: [bandpass,
+    common_reference (unless reference is None), detect, bin (unless not `binned`: the chain then
+    gives detect's event blocks, read with `events`)].
 
     band: pass band, Hz, or None (data already filtered); reference: "mean", "median" or None;
     k: threshold x each channel's robust noise, or `threshold_uv` (absolute, negative crossings);
-    noise: (C,) noise std in the scaled input's units (None: learnt over the first `noise_s` s);
-    refractory_ms: minimum time between two events of one channel; scale multiplies the raw
-    samples (e.g. bit_volts, for µV); capacity: events per block (default `event_capacity`)."""
-    if block_samples < 1 or n_channels < 1:
-        raise ConfigError(f"ephys: need n_channels >= 1 and block_samples >= 1, got {n_channels}, {block_samples}")
+    refractory_ms: minimum time between two events of one channel; noise_s: the noise window, s."""
     if reference not in ("mean", "median", None):
         raise ConfigError(f"extraction.ephys.reference must be 'mean', 'median' or null, got {reference!r}")
-    cap = capacity or event_capacity(block_samples, n_channels)
-    stages: list[Stage] = [BandPass(n_channels, block_samples, band, order, scale, in_dtype)]
+    spec = [{"bandpass": {"band": band, "order": order}}]
     if reference is not None:
-        stages.append(CommonReference(n_channels, block_samples, reference))
-    stages.append(Detect(n_channels, block_samples, k=k, threshold_uv=threshold_uv, noise=noise, noise_s=noise_s,
-                         refractory_ms=refractory_ms, capacity=cap))
+        spec.append({"common_reference": {"method": reference}})
+    spec.append({"detect": {"k": k, "threshold_uv": threshold_uv, "noise_s": noise_s, "refractory_ms": refractory_ms}})
     if binned:
-        stages.append(BinCounts(n_channels, cap))
-    return stages
+        spec.append("bin")
+    return spec
+
+
+def build_ephys_stages(n_channels: int, block_samples: int = 1024, *, spec=None, takes: str = "samples",
+                       scale: float = 1.0, in_dtype=np.float32, noise: np.ndarray | None = None,
+                       capacity: int | None = None, **options) -> list[Stage]:
+    """The ephys stages of `spec` (rtdecode.extract.stages, modality "ephys"; None: `ephys_spec(**options)`,
+    the default chain) for C = `n_channels` inputs in blocks of at most `block_samples`: the one
+    builder of every ephys chain. Wrap sample stages in `SampleChain`, then `start(fs, t0)` it.
+
+    takes: what the source gives the first stage, "samples" or "events" (sorted spikes);
+    scale multiplies the raw samples (e.g. bit_volts, for µV); noise: (C,) noise std in the scaled
+    input's units (None: learnt over detect's first `noise_s` s); capacity: events per block
+    (default `event_capacity`). ConfigError for an unknown stage or option, or a first stage that
+    does not take what the source gives."""
+    if block_samples < 1 or n_channels < 1:
+        raise ConfigError(f"ephys: need n_channels >= 1 and block_samples >= 1, got {n_channels}, {block_samples}")
+    if spec is None:
+        spec = ephys_spec(**options)
+    elif options:
+        raise ConfigError(f"build_ephys_stages: give a spec or options ({', '.join(options)}), not both")
+    first = _registry.get(_registry.parse_spec(spec, "ephys")[0][0], "ephys")
+    if first.takes != takes:
+        raise ConfigError(f"extraction.ephys.stages: the source gives {takes} but the first stage, "
+                          f"{first.name}, takes {first.takes}")
+    ctx = EphysContext(int(n_channels), int(block_samples), takes, float(scale), np.dtype(in_dtype), noise, capacity)
+    return _registry.build_stages(spec, ctx, "ephys")

@@ -17,11 +17,14 @@ refined);
 `triggers` (each a name, a `rule` saying when it fires and an output kind); `stimulus` (flip times:
 sender or a TTL line); `freshness` and `max_age_ms`; `session_metadata` (optional: subject,
 experimenter, institution, imaging plane: for the NWB file and DANDI).
+
+This module holds `source`, `cpu`, the whole file (`RigConfig`, its cross-section checks) and the
+loaders; the other sections' models are in config_extraction.py, config_outputs.py (decoder,
+outputs, triggers, stimulus) and config_metadata.py, re-exported here (import them from this module).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 from pathlib import Path
@@ -29,17 +32,21 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from rtdecode.decode.backends import BACKENDS, DEFAULT_PREFERENCE
 from rtdecode.errors import ConfigError
-from rtdecode.extract import stages as stage_registry
 from rtdecode.live.config_checks import (Endpoint, Name, NonEmpty, OneOf, Port, Range, Section, config_error,
-                                         endpoint, problem)
+                                         endpoint, one_or_many, problem)
+# the sections in modules of their own (config_extraction, config_outputs, config_metadata), re-exported:
+# import them from this module
+from rtdecode.live.config_extraction import (LEGACY_EPHYS_KEYS, LEGACY_STAGE_KEYS, Ephys,
+                                             Extraction, TwoPhoton)
+from rtdecode.live.config_metadata import (ISO_DURATION, PERSON_FORM, SPECIES_FORM,
+                                           ImagingPlaneInfo, SessionMetadata, Subject, parse_session_metadata,
+                                           resolve_session_metadata)
+from rtdecode.live.config_outputs import (DEFAULT_PUBLISH, RULE_KINDS, TRIGGER_KINDS, Decoder,
+                                          Outputs, RawFrames, Stimulus, Trigger, TriggerRule, Ttl)
 from rtdecode.sources import protocols
-from rtdecode.sources.address import check_endpoint, local_host, split_endpoint  # noqa: F401 (split_endpoint: API)
+from rtdecode.sources.address import local_host, split_endpoint  # split_endpoint: API (rtdecode.live.ephys)
 
-TRIGGER_KINDS = ("zmq", "network_events", "serial")
-RULE_KINDS = ("similarity", "luminance", "motion")
-DEFAULT_PUBLISH = "tcp://127.0.0.1:5560"
 # source keys that only some protocols use (key -> the protocols): from the registry's source_keys
 PROTOCOL_ONLY = protocols.keys_by_protocol()
 
@@ -53,8 +60,7 @@ class Heartbeat(Section):
         2.0, description="seconds between heartbeats (the plugin marks a client dead after 5 s of silence)")
 
 
-def _one_or_many(v):
-    return [v] if isinstance(v, str) else v
+_one_or_many = one_or_many  # the name config_docs recognises
 
 
 MAX_RANGE = 65536  # inputs a range shorthand may expand to
@@ -197,404 +203,6 @@ class Source(Section):
     def frame_fields(self) -> list[tuple[int, int]]:
         """(plane, scan ROI) of each field, in the activity vector's order: plane-major, then scan ROI."""
         return [(p, r) for p in self.frame_planes for r in self.frame_scan_rois]
-
-
-# the keys kept from before `stages`: (stage, option) each sets, where the stages list does not
-LEGACY_STAGE_KEYS = {"crop": ("register", "crop"), "downsample": ("register", "downsample"),
-                     "max_shift": ("register", "max_shift"), "neuropil_r": ("traces", "r"),
-                     "tau_s": ("deconvolve", "tau_s")}
-
-
-def _chain_spec(value):
-    try:
-        stage_registry.parse_spec(value)
-    except ConfigError as exc:
-        raise problem(str(exc)) from None
-    return value
-
-
-class TwoPhoton(Section):
-    """The two-photon chain, one per plane: by default register -> ROI traces - neuropil -> dF/F ->
-    deconvolve; `stages` lists it explicitly, each stage with its options
-    ([extraction.two_photon.stages](#extractiontwo_photonstages-the-stage-registry))."""
-
-    rois: Path | Annotated[list[Path], NonEmpty] | None = Field(
-        None, description="suite2p folder (stat.npy, iscell.npy, ops.npy), or one per plane: a list in source.planes order; "
-                    "the activity vector is the planes' activities one after the other (plane, then ROI order). "
-                    "Multi-ROI scans (source.scan_rois): one folder per (plane, scan ROI), plane-major: "
-                    "[p1 r1, p1 r2, ..., p2 r1, p2 r2, ...], e.g. suite2p's plane0, plane1, ... in that order. Leave it out only to record the raw frames of a new field of "
-                    "view's calibration block (no decoder, outputs.raw_frames and frame_shape set), then find its cells "
-                    "with `rtdecode rois SESSION --out DIR`")
-    frame_shape: tuple[Annotated[int, Range(ge=8, le=8192)], Annotated[int, Range(ge=8, le=8192)]] | None = Field(
-        None, description="the acquisition frame's size, px (height, width); needed without rois (with them: ops.npy's "
-                          "Ly, Lx)")
-    reference: Path | Annotated[list[Path], NonEmpty] | None = Field(
-        None, description=".npy image to register to (one per plane, or per (plane, scan ROI) as rois); default: "
-                          "ops['meanImg'] of the ROI folder")
-    crop: tuple[Annotated[int, Range(ge=8, le=4096)], Annotated[int, Range(ge=8, le=4096)]] | None = Field(
-        None, description="the centred region used for motion estimation, px (height, width); default 320 x 320, "
-                          "clipped to the frame")
-    downsample: Annotated[int, Range(ge=1, le=8)] | None = Field(
-        None, description="the region is binned downsample x downsample before the FFT; default 2 where it is at "
-                          "least 320 px on its shorter side, else 1 (docs/latency.md)")
-    max_shift: Annotated[int, Range(ge=1, le=1024)] | None = Field(
-        None, description="the largest motion searched, px (default: a quarter of the crop)")
-    neuropil_r: Annotated[float, Range(ge=0.0, le=1.0)] = Field(
-        0.7, description="neuropil subtraction factor: F - r * Fneu")
-    tau_s: Annotated[float, Range(gt=0.0, le=10.0)] = Field(
-        0.7, description="the indicator's decay time, s (GCaMP6s ~0.7)")
-    fps: Annotated[float, Range(gt=0.0, le=2000.0)] = Field(
-        30.0, description="the frame rate, Hz (the volume rate with several planes)")
-    frame_dtype: Annotated[str, OneOf(("uint16", "int16"))] = Field(
-        "uint16", description="the raw frames' type (ScanImage acquires int16)")
-    stages: Annotated[list, BeforeValidator(_chain_spec)] | None = Field(
-        None, description="the chain's stages in order, each a name or {name: {options}}, e.g. [{register: {crop: "
-                          "[256, 256]}}, traces, dff, {deconvolve: {method: oasis, lag: 3}}]; default: register, "
-                          "traces, dff, deconvolve. crop, downsample, max_shift, neuropil_r and tau_s above set "
-                          "their stage's option where this list does not")
-
-    @model_validator(mode="after")
-    def _spec(self):
-        try:
-            self.chain_spec()
-        except ConfigError as exc:
-            raise problem(str(exc)) from None
-        return self
-
-    def chain_spec(self) -> list[dict]:
-        """The chain spec for rtdecode.extract.build_chain: `stages` (or the default chain) with the
-        keys of LEGACY_STAGE_KEYS filled in; ConfigError where a key and the list both set an option."""
-        entries = [(name, opts.model_dump(exclude_unset=True)) for name, opts in stage_registry.parse_spec(self.stages)]
-        for key, (stage, option) in LEGACY_STAGE_KEYS.items():
-            value, given = getattr(self, key), key in self.model_fields_set
-            targets = [opts for name, opts in entries if name == stage]
-            if given and not targets:
-                raise ConfigError(f"stages: {key} is set but the list has no {stage} stage; set its option there")
-            for opts in targets:
-                if option in opts and given:
-                    raise ConfigError(f"stages: {key} and {stage}'s {option} are both set; keep one")
-                if option not in opts and value is not None:
-                    opts[option] = tuple(value) if isinstance(value, (list, tuple)) else value
-        return [{name: opts} for name, opts in entries]
-
-    @property
-    def rois_per_plane(self) -> list[Path]:
-        """One suite2p folder per field: per plane, or per (plane, scan ROI) plane-major ([] without rois)."""
-        if self.rois is None:
-            return []
-        return list(self.rois) if isinstance(self.rois, list) else [self.rois]
-
-    @property
-    def reference_per_plane(self) -> list[Path | None]:
-        if self.reference is None:
-            return [None] * len(self.rois_per_plane)
-        return list(self.reference) if isinstance(self.reference, list) else [self.reference]
-
-
-class Ephys(Section):
-    """The ephys chain: band-pass -> common reference -> threshold crossings -> spike counts per bin
-    (openephys), or sorted spikes binned per electrode / unit (eventbroadcaster)."""
-
-    band_hz: tuple[Annotated[float, Range(gt=0.0)], Annotated[float, Range(gt=0.0)]] | None = Field(
-        (300.0, 6000.0), description="band-pass edges, Hz (low, high); null: no filter")
-    threshold: Annotated[float, Range(gt=0.0, le=50.0)] = Field(
-        4.5, description="detection threshold, x the channel's robust noise (negative crossings)")
-    threshold_uv: Annotated[float, Range(gt=0.0, le=10000.0)] | None = Field(
-        None, description="an absolute detection level, uV, instead of `threshold`")
-    reference: Annotated[str, OneOf(("mean", "median"))] | None = Field(
-        "mean", description="common reference over channels; null: none")
-    bin_ms: Annotated[float, Range(ge=1.0, le=1000.0)] = Field(
-        33.3, description="the activity bin, ms: one decoder input vector per bin")
-    block_samples: Annotated[int, Range(ge=16, le=65536)] = Field(
-        1024, description="the extraction's block capacity, samples: blocks are cut at bin edges and at most this long")
-
-    @field_validator("band_hz")
-    @classmethod
-    def _band(cls, v):
-        if v is not None and not v[0] < v[1]:
-            raise problem(f"low edge {v[0]} must be below the high edge {v[1]}")
-        return v
-
-
-class Extraction(Section):
-    """Exactly one of two_photon, ephys: the one the source protocol needs."""
-
-    two_photon: TwoPhoton | None = Field(None, description="two-photon extraction")
-    ephys: Ephys | None = Field(None, description="ephys extraction")
-
-    @model_validator(mode="after")
-    def _one(self):
-        if (self.two_photon is None) == (self.ephys is None):
-            raise problem("give exactly one of two_photon, ephys")
-        return self
-
-
-class Decoder(Section):
-    """The model decoded live; leave the section out to record a calibration block."""
-
-    model: Path = Field(description="a model directory written by `rtdecode fit` (then `rtdecode compile`)")
-    blas_threads: Annotated[int, Range(ge=1, le=256)] = Field(
-        1, description="BLAS threads of the live process: 1 keeps the per-frame mat-vec from fighting acquisition "
-                       "for cores")
-    backends: Annotated[list[Annotated[str, OneOf(BACKENDS)]], NonEmpty] = Field(
-        list(DEFAULT_PREFERENCE), description="preference order over the backend registry "
-                                              "(rtdecode.decode.backends); the first that loads runs")
-
-    @field_validator("backends")
-    @classmethod
-    def _unique(cls, v):
-        if len(set(v)) != len(v):
-            raise problem(f"{v} lists a backend twice")
-        return v
-
-
-class Outputs(Section):
-    """Where the decoded stream goes."""
-
-    publish: Endpoint = Field(DEFAULT_PUBLISH, description="the rtframe PUB address of 'decoded', 'uncertainty', "
-                                                            "'refined', 'activity' and 'stats' (`rtdecode view` reads it); "
-                                                            "tcp://*:5560 serves other PCs")
-    record: Path | None = Field(None, description="a new session folder to record into (`rtdecode inspect` reads "
-                                                  "it); `rtdecode run --record` overrides it")
-    max_peers: Annotated[int, Range(ge=1, le=10000)] = Field(
-        16, description="connections each socket rtdecode binds (publish, zmq triggers) takes; refused beyond, so "
-                        "that idle peers cannot use up the file descriptors")
-    raw_frames: RawFrames | None = Field(
-        None, description="two-photon, one plane: also record the raw frames (e.g. a calibration block, for "
-                          "`rtdecode rois`); needs a record path")
-    uncertainty: bool = Field(
-        True, description="publish (topic 'uncertainty', beside 'decoded') and record the per-pixel uncertainty "
-                          "of each decoded frame when the model has a fold ensemble (image-prior amortized models: "
-                          "the spread of its 5 fold ridges, computed after the decoded frame is out); models "
-                          "without one publish none")
-    refined: bool = Field(
-        False, description="run the warm-start iterative inverse (the model's encoder, started from the decoded "
-                           "frames) on the recent window in a background process of lowered priority, and publish "
-                           "its frames (topic 'refined', beside 'decoded', with their own latency) and record them; "
-                           "never delays 'decoded' (frames it cannot take are skipped and counted); needs a model "
-                           "fitted with an encoder (rtdecode fit --method amortized, encoder steps > 0)")
-    refined_iterations: Annotated[int, Range(ge=1, le=1000)] | None = Field(
-        None, description="the inverse's iterations per refined frame; default: the model card's warm_iterations")
-    refined_frames: Annotated[int, Range(ge=2, le=256)] = Field(
-        16, description="frames of the recent window the refiner inverts (activity and decoded frames); it "
-                        "publishes the refinement of the newest")
-
-
-class RawFrames(Section):
-    """Raw acquisition frames kept in the recording, in its chunks (zlib-compressed): a calibration block of a
-    new field of view keeps them so that `rtdecode rois SESSION` finds its cells, with no second acquisition."""
-
-    max_gib: Annotated[float, Range(gt=0.0, le=1024.0)] = Field(
-        4.0, description="at most this many GiB of raw frames, counted uncompressed (less lands on disk); later "
-                         "frames are not kept (a warning says so, `raw_saved` is false in their rows)")
-    level: Annotated[int, Range(ge=1, le=9)] = Field(
-        1, description="zlib compression level of the chunks: 1 fastest (the default; keeps up at 30 Hz on one "
-                       "core), 9 smallest")
-
-
-class TriggerRule(Section):
-    """When a trigger fires: a score of each decoded frame crosses `threshold` on `consecutive`
-    frames in a row (see rtdecode.outputs.triggers.rules)."""
-
-    kind: Annotated[str, OneOf(RULE_KINDS)] = Field(
-        description="the score: similarity (correlation with `target`), luminance (mean, 0-255) or motion "
-                    "(mean |change| from the previous frame)")
-    threshold: Annotated[float, Range(ge=-1.0, le=255.0)] = Field(description="the score's threshold")
-    below: bool = Field(False, description="fire when the score is at or below the threshold instead of above")
-    consecutive: Annotated[int, Range(ge=1, le=1000)] = Field(
-        1, description="decoded frames in a row that must cross the threshold")
-    region: tuple[int, int, int, int] | None = Field(
-        None, description="y0, y1, x0, x1 in decoded-frame pixels (end exclusive); default: the whole frame")
-    target: Path | None = Field(None, description=".npy image of the decoded frame's shape (similarity only)")
-
-    @model_validator(mode="after")
-    def _target(self):
-        if (self.kind == "similarity") != (self.target is not None):
-            raise problem("target: a .npy image is needed by 'similarity' rules and used by no other kind")
-        if self.region is not None and not (0 <= self.region[0] < self.region[1] and 0 <= self.region[2] < self.region[3]):
-            raise problem(f"region: expected y0 < y1 and x0 < x1, all >= 0, got {list(self.region)}")
-        return self
-
-
-class Trigger(Section):
-    """A closed-loop output: when its `rule` fires on a decoded frame, a message or pulse goes out
-    (never on a frame older than max_age_ms)."""
-
-    name: Name = Field(description="a name for logs, stats and the recording")
-    rule: TriggerRule | None = Field(None, description="when it fires (required by `rtdecode run`)")
-    kind: Annotated[str, OneOf(TRIGGER_KINDS)] = Field(
-        description="the output: zmq (an rtframe 'trigger' message on a PUB socket), network_events (a TTL on the "
-                    "Open Ephys Network Events plugin) or serial (a pulse on a serial line, pyserial)")
-    address: Name = Field(description="tcp://HOST:PORT (zmq, network_events) or a serial device")
-    line: Annotated[int, Range(ge=1, le=256)] | None = Field(
-        None, description="the Network Events TTL line, from 1 (network_events only, required there)")
-    # at least one of the GUI's processing blocks (1024 samples at 30 kHz is 34 ms), or the on and off
-    # edges can land on the same sample number
-    pulse_ms: Annotated[float, Range(ge=1.0, le=10000.0)] = Field(
-        50.0, description="the Network Events pulse width, ms (at least one of the GUI's processing blocks)")
-    min_interval_s: Annotated[float, Range(ge=0.0, le=3600.0)] = Field(
-        0.0, description="the shortest time between two firings, s")
-
-    @model_validator(mode="after")
-    def _kind(self):
-        if self.kind in ("zmq", "network_events"):
-            try:
-                check_endpoint(self.address)
-            except ConfigError as exc:
-                raise problem(f"address: {exc}") from None
-        if self.kind == "network_events" and self.line is None:
-            raise problem("line: network_events triggers need the TTL line (1..256)")
-        return self
-
-
-class Ttl(Section):
-    """Hardware flip times on a TTL line of the Open Ephys Event Broadcaster (rtdecode.sources.flips)."""
-
-    address: Endpoint = Field(description="the Event Broadcaster (JSON output), e.g. tcp://192.168.1.10:5557")
-    line: Annotated[int, Range(ge=1, le=256)] = Field(description="the TTL line, numbered from 1 as in the GUI")
-    edges: Annotated[str, OneOf(("rising", "both"))] = Field(
-        "rising", description="which edges mark a flip (both: a photodiode patch alternating each flip)")
-    tolerance_ms: Annotated[float, Range(gt=0.0, le=100.0)] = Field(
-        8.0, description="how far an edge may be from the expected display latency, ms (8: half a 60 Hz frame)")
-    max_latency_ms: Annotated[float, Range(gt=0.0, le=1000.0)] = Field(
-        100.0, description="the longest display latency looked for before one is known, ms")
-
-
-class Stimulus(Section):
-    """When each stimulus frame started: the stim message's own time (sender) or a TTL edge (ttl)."""
-
-    flip_times: Annotated[str, OneOf(("sender", "ttl"))] = Field(
-        "sender", description="sender: a stimulus frame starts at its stim message's clock-corrected `t`; ttl: at "
-                              "its TTL edge (a photodiode or the stimulus PC's frame clock, recorded by Open Ephys)")
-    ttl: Ttl | None = Field(None, description="the TTL line (flip_times ttl only)")
-
-    @model_validator(mode="after")
-    def _ttl(self):
-        if self.flip_times == "ttl" and self.ttl is None:
-            raise problem("ttl: flip_times ttl needs ttl: {address: tcp://HOST:PORT, line: N}")
-        if self.flip_times != "ttl" and self.ttl is not None:
-            raise problem(f"ttl: only used with flip_times: ttl, not {self.flip_times}")
-        return self
-
-
-# ISO 8601 durations (e.g. P90D, P12W, P1Y2M) and the species forms NWB and DANDI accept (as nwbinspector checks them)
-ISO_DURATION = (r"P(?!$)(\d+(?:\.\d+)?Y)?(\d+(?:\.\d+)?M)?(\d+(?:\.\d+)?W)?(\d+(?:\.\d+)?D)?"
-                r"(T(?=\d)(\d+(?:\.\d+)?H)?(\d+(?:\.\d+)?M)?(\d+(?:\.\d+)?S)?)?")
-SPECIES_FORM = r"([A-Z][a-z]* [a-z]+)|(http://purl\.obolibrary\.org/obo/NCBITaxon_\d+)"
-PERSON_FORM = r"([\w\s\-\.']+),\s+([\w\s\-\.']+)"  # 'Last, First' (DANDI's name pattern)
-
-
-def _age(v):
-    """An ISO 8601 duration, or a range 'LOW/HIGH' or 'LOW/' (NWB's extension for an age known to a range)."""
-    if not isinstance(v, str):
-        raise problem(f"{v!r} is not text; give an ISO 8601 duration such as P90D (90 days) or P12W")
-    parts = v.split("/")
-    if len(parts) > 2 or not re.fullmatch(ISO_DURATION, parts[0]) or (
-            len(parts) == 2 and parts[1] and not re.fullmatch(ISO_DURATION, parts[1])):
-        raise problem(f"{v!r} is not an ISO 8601 duration; e.g. P90D (90 days), P12W, P1Y2M, or a range "
-                      "P60D/P90D, or P90D/ (90 days or older)")
-    return v
-
-
-def _date_of_birth(v):
-    """An ISO 8601 date or date-time (kept as written; a date is midnight UTC in the NWB file)."""
-    if isinstance(v, (datetime.date, datetime.datetime)):
-        return v.isoformat()
-    try:
-        datetime.datetime.fromisoformat(v)
-    except (TypeError, ValueError):
-        raise problem(f"{v!r} is not an ISO 8601 date; e.g. 2026-09-01 or 2026-09-01T08:00:00+01:00") from None
-    return v
-
-
-class Subject(Section):
-    """The animal (NWB Subject; DANDI requires subject_id, species, sex and an age or date of birth)."""
-
-    subject_id: Name | None = Field(None, description="the animal's id in the lab (no '/': DANDI builds paths from "
-                                                      "it); required by DANDI")
-    species: str | None = Field(None, description="Latin binomial, e.g. Mus musculus, or an NCBI taxonomy IRI "
-                                                  "(http://purl.obolibrary.org/obo/NCBITaxon_10090)")
-    sex: Annotated[str, OneOf(("M", "F", "U", "O"))] | None = Field(
-        None, description="M, F, U (unknown) or O (other)")
-    age: Annotated[str, BeforeValidator(_age)] | None = Field(
-        None, description="ISO 8601 duration at the session, e.g. P90D; a range P60D/P90D or P90D/ if not known "
-                          "exactly (give age or date_of_birth)")
-    date_of_birth: Annotated[str, BeforeValidator(_date_of_birth)] | None = Field(
-        None, description="ISO 8601 date or date-time, e.g. 2026-09-01 (a date: midnight UTC)")
-    strain: Name | None = Field(None, description="e.g. C57BL/6J, or a transgenic line such as Ai148 x Cux2-CreERT2")
-    genotype: Name | None = Field(None, description="the genetic modification, if any")
-    description: Name | None = Field(None, description="anything else about the animal (e.g. surgery, window)")
-
-    @field_validator("subject_id")
-    @classmethod
-    def _no_slash(cls, v):
-        if v is not None and "/" in v:
-            raise problem(f"{v!r} contains '/'; DANDI builds file paths from it: use '-' or '_'")
-        return v
-
-    @field_validator("species")
-    @classmethod
-    def _species(cls, v):
-        if v is not None and not re.fullmatch(SPECIES_FORM, v):
-            raise problem(f"{v!r}: give the Latin binomial (e.g. Mus musculus, Rattus norvegicus) or an NCBI "
-                          "taxonomy IRI (http://purl.obolibrary.org/obo/NCBITaxon_10090)")
-        return v
-
-
-class ImagingPlaneInfo(Section):
-    """Where and what the two-photon microscope images (NWB ImagingPlane, OpticalChannel)."""
-
-    location: Name | None = Field(None, description="the brain area, as an Allen Mouse Brain CCF name or acronym "
-                                                    "(e.g. VISp, or Primary visual area)")
-    indicator: Name | None = Field(None, description="the calcium indicator, e.g. GCaMP6s, jGCaMP8m")
-    excitation_nm: Annotated[float, Range(ge=200.0, le=2000.0)] | None = Field(
-        None, description="the excitation wavelength, nm (e.g. 920)")
-    emission_nm: Annotated[float, Range(ge=200.0, le=2000.0)] | None = Field(
-        None, description="the emission filter's centre wavelength, nm (e.g. 510)")
-
-
-class SessionMetadata(Section):
-    """Who recorded what, for the NWB file (`rtdecode export --nwb`) and DANDI; recorded into
-    session.json with the rig file. `rtdecode export` options override these keys."""
-
-    subject: Subject | None = Field(None, description="the animal")
-    experimenter: Annotated[list[str], NonEmpty, BeforeValidator(_one_or_many)] | None = Field(
-        None, description="'Last, First' or a list of them")
-    institution: Name | None = Field(None, description="e.g. University College London")
-    lab: Name | None = Field(None, description="the lab's name")
-    experiment_description: Name | None = Field(None, description="what the experiment is about, a sentence or two")
-    keywords: Annotated[list[Name], NonEmpty] | None = Field(
-        None, description="search terms added to rtdecode's own (closed-loop, neural decoding, ...)")
-    imaging_plane: ImagingPlaneInfo | None = Field(None, description="two-photon: the imaged area and indicator")
-
-    @field_validator("experimenter")
-    @classmethod
-    def _people(cls, v):
-        for name in v or []:
-            if not re.fullmatch(PERSON_FORM, name):
-                raise problem(f"{name!r}: write 'Last, First' (e.g. 'Doe, Jane'), the form NWB and DANDI read")
-        return v
-
-
-def parse_session_metadata(data, source: str = "session_metadata") -> SessionMetadata:
-    """A SessionMetadata from a dict (the rig file's section, or `rtdecode export` options);
-    ConfigError names the key and what is allowed."""
-    try:
-        return SessionMetadata.model_validate(data or {})
-    except ValidationError as exc:
-        raise config_error(exc, source) from None
-
-
-def resolve_session_metadata(session: str | Path, overrides: dict | None = None) -> dict:
-    """The metadata `rtdecode export` writes: the rig file's `session_metadata` as recorded in the
-    session's session.json, each key overridden by `overrides` (the export options; the subject and
-    the imaging plane field by field), checked by SessionMetadata as a whole. ConfigError names
-    the key and what is allowed."""
-    from rtdecode.offline.nwb_export import merge_metadata, recorded_metadata
-
-    merged = merge_metadata(recorded_metadata(session), overrides)
-    return parse_session_metadata(merged, "session metadata (the rig file's session_metadata recorded in "
-                                          "session.json, then the export options)").model_dump(exclude_none=True)
 
 
 class Cpu(Section):
@@ -793,3 +401,12 @@ def load_config(path) -> RigConfig:
         if loader is not None:
             loader.dispose()
     return parse_config(data, str(path), base=path.resolve().parent)
+
+
+__all__ = [  # this module's API: its own models and loaders, and the sections it re-exports
+    "DEFAULT_PUBLISH", "ISO_DURATION", "LEGACY_EPHYS_KEYS", "LEGACY_STAGE_KEYS", "MAX_CONFIG_BYTES", "MAX_CONFIG_DEPTH",
+    "MAX_CONFIG_NODES", "PERSON_FORM", "PROTOCOL_ONLY", "RULE_KINDS", "SPECIES_FORM", "TRIGGER_KINDS", "Cpu", "Decoder",
+    "Ephys", "Extraction", "Heartbeat", "ImagingPlaneInfo", "Outputs", "RawFrames", "RigConfig", "SessionMetadata",
+    "Source", "Stimulus", "Subject", "Trigger", "TriggerRule", "TwoPhoton", "Ttl", "load_config", "parse_config",
+    "parse_session_metadata", "resolve_session_metadata", "split_endpoint",
+]

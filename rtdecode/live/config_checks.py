@@ -75,6 +75,11 @@ def endpoint(value):
         raise problem(str(exc)) from None
 
 
+def one_or_many(v):
+    """A value or a list of them -> a list (a text value is one)."""
+    return [v] if isinstance(v, str) else v
+
+
 Endpoint = Annotated[str, BeforeValidator(endpoint)]
 Port = Annotated[int, Range(ge=1, le=65535)]
 Name = Annotated[str, NonEmpty]

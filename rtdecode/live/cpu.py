@@ -128,3 +128,20 @@ def _name(tid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def limit_blas_threads(n: int | None) -> int | None:
+    """Set the BLAS thread count of this process (None: leave it); returns the count before.
+
+    On a small rig PC the live loop shares cores with acquisition: spare BLAS threads spin and get
+    descheduled every frame, so live sessions run with 1 (benchmarks/results/bench_e2e.json,
+    `rtdecode bench e2e`: the rank-128 decode stage p50 0.35 ms with the default 2 threads vs
+    0.32 ms with 1; the full-rank decoder was slower still with 2, a result not kept).
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=None)
+    if n is not None:
+        threadpool_limits(n, user_api="blas")
+    return before
+

@@ -78,16 +78,19 @@ def ephys_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
 
 
 def openephys_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
-    """Protocol `openephys`: [bandpass, common_reference (unless reference is null), detect, bin],
-    blocks of at most extraction.ephys.block_samples x n_inputs channels."""
+    """Protocol `openephys`: extraction.ephys.stages on blocks of samples (default: bandpass,
+    common_reference (unless reference is null), detect, bin), blocks of at most
+    extraction.ephys.block_samples x n_inputs channels."""
     ep = cfg.extraction.ephys
-    return build_ephys_stages(n_inputs, ep.block_samples, band=ep.band_hz, reference=ep.reference,
-                              k=ep.threshold, threshold_uv=ep.threshold_uv)
+    return build_ephys_stages(n_inputs, ep.block_samples, spec=ep.chain_spec())
 
 
 def eventbroadcaster_stages(cfg: RigConfig, n_inputs: int) -> list[Stage]:
-    """Protocol `eventbroadcaster`: [bin_units], the sorted spikes counted per input and bin."""
-    return [BinCounts(n_inputs, SPIKES_PER_EVENT_BLOCK, name="bin_units")]
+    """Protocol `eventbroadcaster`: extraction.ephys.stages on event blocks of sorted spikes (default:
+    [bin_units], the spikes counted per input and bin)."""
+    ep = cfg.extraction.ephys
+    return build_ephys_stages(n_inputs, ep.block_samples, spec=ep.chain_spec(["bin_units"]), takes="events",
+                              capacity=SPIKES_PER_EVENT_BLOCK)
 
 
 class EphysIngest:

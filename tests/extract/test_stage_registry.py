@@ -1,12 +1,13 @@
-"""The stage registry's contract, over every registered stage: it builds from its default options,
-its in / out specs chain after what it takes, it warms up, processes a frame and resets; the chain's
-taps come from the stages' own declarations."""
+"""The stage registry's contract, over every registered two-photon stage: it builds from its default
+options, its in / out specs chain after what it takes, it warms up, processes a frame and resets; the
+chain's taps come from the stages' own declarations. The ephys stages: tests/extract/test_ephys_registry.py."""
 
 import numpy as np
 import pytest
 
 from rtdecode.errors import ConfigError, StageError
 from rtdecode.extract import DEFAULT_STAGES, STAGES, build_chain, default_spec, extract_movie, parse_spec
+from rtdecode.extract.stages import names
 from rtdecode.extract.rois import from_footprints
 from rtdecode.stage import Stage, StageOptions, check_graph
 
@@ -34,7 +35,7 @@ def frames(n=40, seed=0):
 REFERENCE = np.asarray(frames(1)[0], np.float32)
 
 
-@pytest.mark.parametrize("name", list(STAGES))
+@pytest.mark.parametrize("name", names("two_photon"))
 def test_every_registered_stage_keeps_the_contract(name):
     entry = STAGES[name]
     cls = entry.load()
@@ -55,8 +56,10 @@ def test_every_registered_stage_keeps_the_contract(name):
 
 
 def test_an_unknown_stage_or_option_names_what_is_valid():
-    with pytest.raises(ConfigError, match=f"unknown extraction stage 'bleach'; valid: {', '.join(STAGES)}"):
+    with pytest.raises(ConfigError, match=f"unknown extraction stage 'bleach'; valid: {', '.join(names('two_photon'))}"):
         parse_spec(["register", "bleach"])
+    with pytest.raises(ConfigError, match="unknown extraction stage 'bandpass'"):
+        parse_spec(["bandpass", "traces"])  # an ephys stage in a two-photon chain
     with pytest.raises(ConfigError, match=r"stage 3 \(deconvolve\): method: .*options: method, lag"):
         parse_spec(["register", "traces", "dff", {"deconvolve": {"method": "cascade"}}])
     with pytest.raises(ConfigError, match="no default extraction stage has an option 'bogus'"):
