@@ -120,7 +120,11 @@ class PipelineDecoder:
         encs = [enc.from_arrays(arrays, f"encoder{k}.", n, (h, w), card.encoder) for k in range(card.encoder["models"])]
         net = am.net_from_arrays(arrays, card) if card.amortized is not None else None
         dec = cls(card, encs, net, arrays["mask"])
-        if isinstance(net, ip.ImagePriorNet) and all(k in arrays for k in ip.FOLD_KEYS):
+        if net is not None and all(k in arrays for k in ip.FOLD_KEYS):
+            # a fold ensemble (the uncertainty) is saved beside networks with a linear path (w_in, w_out)
+            if getattr(net, "w_in", None) is None or getattr(net, "w_out", None) is None:
+                raise ModelError(f"weights.npz holds a fold ensemble but the '{card.amortized.get('kind')}' network "
+                                 "has no linear path it could belong to; fit the model again")
             w_in, w_out = (arrays[k] for k in ip.FOLD_KEYS)
             if w_in.shape[1:] != tuple(net.w_in.shape) or w_out.shape[1:] != tuple(net.w_out.shape) \
                     or len(w_in) != len(w_out) or len(w_in) < 2:
