@@ -222,6 +222,14 @@ def cmd_run(args, progress) -> int:
               f"ignored {ignored}")
     print("stage latency (ms): " + ", ".join(f"{name} p50 {s['p50']} p99 {s['p99']}"
                                              for name, s in st["stages_ms"].items()))
+    acq = st.get("acquired_to_published_ms") or {}
+    if acq.get("p50") is not None:
+        print(f"acquired -> published (ms): p50 {acq['p50']} p99 {acq['p99']} (from the sender's acquisition clock)")
+    q = st.get("live_quality")
+    if q and q.get("trials"):
+        per = ", ".join(f"{k}: {v}" for k, v in q["per_trial"].items())
+        where = q["mask"] if isinstance(q["mask"], str) else f"{q['mask']} pixels of the evaluation mask"
+        print(f"live pixel_corr {q['pixel_corr']:.3f} ({where}; {q['trials']} stimulus trials: {per})")
     unc = st.get("uncertainty")
     if unc:
         cal = unc["calibration"]

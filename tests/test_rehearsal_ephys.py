@@ -61,6 +61,7 @@ def test_the_ephys_rehearsal_block_runs_verbatim(tmp_path):
     rc, out = run_block(block, tmp_path, timeout=1200)
     assert rc == 0, out[-6000:]
     assert "calibration block (no decoder): " in out and "stopped cleanly" in out, out[-6000:]
+    assert "live pixel_corr " in out and "acquired -> published (ms): p50 " in out, out[-6000:]
     assert (tmp_path / "models" / "virtual_ephys" / "card.json").is_file()
     assert (tmp_path / "sessions" / "ephys" / "live.nwb").is_file()
     end = json.loads((tmp_path / "sessions" / "ephys" / "live" / "end.json").read_text())
