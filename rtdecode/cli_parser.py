@@ -41,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--headless", action="store_true", help="no window; write summary.json and a PNG")
     d.add_argument("--seconds", type=positive_float, default=40.0, help="length of the live block (default 40)")
     d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    d.add_argument("--neurons", type=positive_int, default=1000, help="neurons / ROIs (default 1000)")
-    d.add_argument("--train-trials", type=positive_int, default=30,
-                   help="10-s movies in the calibration block (default 30: about two thirds of the demo's time, "
-                        "benchmarks/results/demo_realistic.json)")
+    d.add_argument("--neurons", type=positive_int, default=2000,
+                   help="neurons / ROIs (default 2000; 1000 with --train-trials 30 takes half the time and scores "
+                        "~0.1 less, benchmarks/results/demo_defaults.json)")
+    d.add_argument("--train-trials", type=positive_int, default=60,
+                   help="10-s movies in the calibration block (default 60: about three quarters of the demo's "
+                        "3 min, benchmarks/results/demo_realistic.json)")
     d.add_argument("--speed", type=float, default=1.0, help="playback speed, 1 = real time 30 Hz (default 1)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--rig", default="realistic", choices=tuple(PROFILES),

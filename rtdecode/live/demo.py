@@ -103,7 +103,7 @@ def movie(rec: np.ndarray, stim: np.ndarray, path: Path, spread: np.ndarray | No
 
 
 def run_demo(out: str | Path = "demo_out", seconds: float = 40.0, headless: bool = True,
-             n_neurons: int = 1000, n_train: int = 30, seed: int = 0, speed: float = 1.0,
+             n_neurons: int = 2000, n_train: int = 60, seed: int = 0, speed: float = 1.0,
              frame_shape: tuple[int, int] = (512, 512), progress: bool = True,
              screenshot: str | Path | None = None, rig: str = "realistic") -> dict:
     """Run the demo; returns the summary (also written to out/summary.json). `screenshot`: a PNG the
