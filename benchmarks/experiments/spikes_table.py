@@ -99,9 +99,11 @@ def report(results: dict, sets, seeds, neurons, methods) -> str:
     have it, and each rtdecode method minus the plain ridge, paired per seed."""
     import numpy as np
 
+    vs_ridge = [m for m in methods if m not in ("plain", "ridge")] if "ridge" in methods else []
     lines = ["| data | units | seeds | " + " | ".join(methods) + " | " +
-             " | ".join(f"{m} - plain" for m in methods if m != "plain") + " |",
-             "|---" * (3 + 2 * len(methods) - 1) + "|"]
+             " | ".join(f"{m} - plain" for m in methods if m != "plain") +
+             "".join(f" | {m} - ridge (trials up)" for m in vs_ridge) + " |",
+             "|---" * (3 + 2 * len(methods) - 1 + len(vs_ridge)) + "|"]
     for s in sets:
         for n in neurons:
             have = [seed for seed in seeds if all(f"{s}{seed}/n{n}/{m}" in results for m in methods)]
@@ -110,6 +112,11 @@ def report(results: dict, sets, seeds, neurons, methods) -> str:
             val = {m: np.array([results[f"{s}{seed}/n{n}/{m}"]["corr_masked"] for seed in have]) for m in methods}
             cell = lambda x: f"{x.mean():.3f} +- {x.std(ddof=1):.3f}" if len(x) > 1 else f"{x.mean():.3f}"
             diff = [cell(val[m] - val["plain"]) for m in methods if m != "plain" and "plain" in val]
+            for m in vs_ridge:  # paired per oracle trial: how many went up by more than 1e-4 (ties: neither)
+                up = sum(int(np.sum(np.array(results[f"{s}{seed}/n{n}/{m}"]["per_trial"]) >
+                                    np.array(results[f"{s}{seed}/n{n}/ridge"]["per_trial"]) + 1e-4)) for seed in have)
+                tot = sum(len(results[f"{s}{seed}/n{n}/ridge"]["per_trial"]) for seed in have)
+                diff.append(f"{cell(val[m] - val['ridge'])} ({up}/{tot})")
             lines.append(f"| {s} | {n} | {','.join(map(str, have))} | " + " | ".join(cell(val[m]) for m in methods)
                          + " | " + " | ".join(diff) + " |")
     return "\n".join(lines)
