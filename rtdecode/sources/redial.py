@@ -53,8 +53,9 @@ class Redial:
         self.sock.connect(self.endpoint)
         self.redials += 1
         if self.redials <= 10 or self.redials % 1000 == 0:
-            log.warning("%s: the connection to %s was dropped and not retried (e.g. a message over the size "
-                        "limit); reconnected (%d time(s))", self.what, self.endpoint, self.redials)
+            log.warning("%s: the connection to %s was dropped and not re-established within %.1f s (the sender "
+                        "stopped or restarted, or refused a message over the size limit); dialling it again "
+                        "(%d time(s))", self.what, self.endpoint, self.grace_s, self.redials)
         return 1
 
     def close(self) -> None:
