@@ -28,7 +28,20 @@ def _chain_spec(value):
     return value
 
 
-class TwoPhoton(Section):
+class ChainSection(Section):
+    """A section that lists a chain of stages: its `chain_spec()` is checked when the rig file loads,
+    so a bad stage list is reported with the other problems of the file."""
+
+    @model_validator(mode="after")
+    def _spec(self):
+        try:
+            self.chain_spec()
+        except ConfigError as exc:
+            raise problem(str(exc)) from None
+        return self
+
+
+class TwoPhoton(ChainSection):
     """The two-photon chain, one per plane: by default register -> ROI traces - neuropil -> dF/F ->
     deconvolve; `stages` lists it explicitly, each stage with its options
     ([extraction.two_photon.stages](#extractiontwo_photonstages-the-stage-registry))."""
@@ -68,13 +81,6 @@ class TwoPhoton(Section):
                           "traces, dff, deconvolve. crop, downsample, max_shift, neuropil_r and tau_s above set "
                           "their stage's option where this list does not")
 
-    @model_validator(mode="after")
-    def _spec(self):
-        try:
-            self.chain_spec()
-        except ConfigError as exc:
-            raise problem(str(exc)) from None
-        return self
 
     def chain_spec(self) -> list[dict]:
         """The chain spec for rtdecode.extract.build_chain: `stages` (or the default chain) with the
@@ -119,7 +125,7 @@ def _ephys_spec(value):
     return value
 
 
-class Ephys(Section):
+class Ephys(ChainSection):
     """The ephys chain: band-pass -> common reference -> threshold crossings -> spike counts per bin
     (openephys), or sorted spikes binned per electrode / unit (eventbroadcaster); `stages` lists it
     explicitly, each stage with its options
@@ -151,13 +157,6 @@ class Ephys(Section):
             raise problem(f"low edge {v[0]} must be below the high edge {v[1]}")
         return v
 
-    @model_validator(mode="after")
-    def _spec(self):
-        try:
-            self.chain_spec()
-        except ConfigError as exc:
-            raise problem(str(exc)) from None
-        return self
 
     def chain_spec(self, default=stage_registry.DEFAULT_EPHYS_STAGES) -> list[dict]:
         """The chain spec for rtdecode.extract.ephys_stages.build_ephys_stages: `stages` (or `default`,
