@@ -104,14 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--inverse-trials", type=int, default=None,
                    help="calibration trials inverted as warm-start training targets (default 0: measured no gain)")
     f.add_argument("--synth-movies", type=int, default=None,
-                   help="extra movies turned into training pairs by the encoder (default 0; needs --encoder-steps)")
+                   help="extra movies turned into training pairs by the encoder (default 0; needs the encoder). The image "
+                   "prior: K procedural movies (dead leaves under eye movements, no photographs) pre-train its U-Net "
+                   "before the calibration pairs (docs/decoders.md)")
     f.add_argument("--amortized-steps", type=int, nargs=2, default=None, metavar=("WARM", "FINETUNE"),
                    help="amortized training steps on the inverse's reconstructions (used only with "
                    "--inverse-trials), then on true frames (default 0 1500)")
     f.add_argument("--amortized-kind", default=None, choices=tuple(methods.AMORTIZED_KINDS),
                    help="the network --method amortized trains: image_prior (default: a U-Net over a clip of linear "
                    "frames, learned from cross-fitted calibration pairs; docs/decoders.md) or ridge_residual (the "
-                   "earlier dense residual; needed for --inverse-trials, --synth-movies, --nproc, checkpoints)")
+                   "earlier dense residual; needed for --inverse-trials, --nproc, checkpoints)")
     f.add_argument("--neurons-subset", type=positive_int, default=None, metavar="K", help="use the first K neurons")
     f.add_argument("--window", type=positive_int, default=None,
                    help="activity bins per decoded frame (default 8; ridge without --window and --lag-min chooses "

@@ -55,6 +55,11 @@ class ImagePriorConfig:
     # The trained network replaces the linear decoder only if its validation gain, paired per trial,
     # is this many standard errors above zero (rtdecode.decode.amortized.confident_gain).
     min_gain_z: float = 2.0
+    # Pre-training on synthetic pairs (issue #24 item 3, rtdecode.decode.synthetic): `synth_movies`
+    # procedural movies through the encoder and calibration-residual noise, `pretrain_steps` batches on
+    # them before the calibration pairs. Off (0) by default: benchmarks/results/image_prior_synth.json.
+    synth_movies: int = 0
+    pretrain_steps: int = 0
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -199,13 +204,16 @@ def clips(frames: np.ndarray, back: int, fwd: int) -> np.ndarray:
 
 
 def train(net: ImagePriorNet, train_pairs: list, val_pairs: list, *, seed: int = 0, progress: bool = False,
-          val_mask: np.ndarray | None = None, say=None) -> dict:
+          val_mask: np.ndarray | None = None, say=None, pretrain_pairs: list | None = None) -> dict:
     """Train `net.unet` in place. `train_pairs` / `val_pairs`: lists of (linear frames
     (back + T + fwd, H, W) from `linear_frames`, true video (T, H, W)), the linear frames out of
     fold. Every `cfg.eval_every` steps the validation trials are scored (pixel_corr, DESIGN 3.3, over
     `val_mask`) against step 0 (the linear decoder itself); a step replaces the best only if its
     per-trial gain over step 0 is `cfg.min_gain_z` standard errors above zero. Returns info; the
-    best step is kept (step 0: the network stays the linear decoder)."""
+    best step is kept (step 0: the network stays the linear decoder). `pretrain_pairs` (synthetic
+    pairs, rtdecode.decode.synthetic) with `cfg.pretrain_steps` > 0: the U-Net is first trained on
+    them (synthetic.pretrain), validated as a candidate of its own (history step 'pretrained',
+    kept as info['kept'] 'pretrained', best_step 0, if it wins), then trained as above."""
     from tqdm import tqdm
 
     from rtdecode import metrics
@@ -237,6 +245,18 @@ def train(net: ImagePriorNet, train_pairs: list, val_pairs: list, *, seed: int =
     best = (base, {k: v.detach().clone() for k, v in net.unet.state_dict().items()}, 0)
     history = [{"step": 0, "val_pixel_corr": base}]
     say(f"linear decoder (step 0): validation pixel_corr {base:.4f}")
+    pre_info, kept = {}, "linear"
+    if pretrain_pairs and cfg.pretrain_steps > 0:  # issue #24 item 3 (rtdecode.decode.synthetic)
+        from rtdecode.decode import synthetic
+
+        pre_info = synthetic.pretrain(net, pretrain_pairs, cfg.pretrain_steps, seed=seed, say=say)
+        s, per = val_scores()
+        gain, se, ok = confident_gain(per, base_trials, cfg.min_gain_z)
+        history.append({"step": "pretrained", "val_pixel_corr": s, "gain_over_linear": gain, "gain_se": se,
+                        "confident": ok})
+        say(f"pre-trained: validation pixel_corr {s:.4f} (gain {gain:+.4f} +- {se:.4f} over linear)")
+        if s > best[0] and ok:
+            best, kept = (s, {k: v.detach().clone() for k, v in net.unet.state_dict().items()}, 0), "pretrained"
     total, n = 0.0, 0
     net.train()
     for step in tqdm(range(1, cfg.steps + 1), desc="image prior", unit="step", disable=not progress, leave=False):
@@ -260,11 +280,12 @@ def train(net: ImagePriorNet, train_pairs: list, val_pairs: list, *, seed: int =
             total, n = 0.0, 0
             if s > best[0] and ok:
                 best = (s, {k: v.detach().clone() for k, v in net.unet.state_dict().items()}, step)
+                kept = "finetuned" if pre_info else "trained"
     net.unet.load_state_dict(best[1])
     net.eval()
     return {"history": history, "best_step": best[2], "val_pixel_corr_linear": base, "val_pixel_corr": best[0],
             "train_pairs": int(len(Y)), "train_seconds": time.perf_counter() - t0, "config": asdict(cfg),
-            "macs_per_frame": net.macs_per_frame()}
+            "macs_per_frame": net.macs_per_frame(), "kept": kept, **pre_info}
 
 
 def from_arrays(arrays: dict, card, prefix: str = "amortized.") -> ImagePriorNet:

@@ -210,6 +210,12 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
         encoder_steps = 1000
     if synth_movies is None:
         synth_movies = 0 if residual else 20
+    if isinstance(amortized_cfg, ip.ImagePriorConfig):
+        # its synthetic pairs are its own (procedural movies, cfg.synth_movies), made in fit_image_prior
+        if network and amortized_cfg.synth_movies and amortized_cfg.pretrain_steps and encoder_steps == 0:
+            raise ConfigError("--synth-movies with the image-prior decoder needs the dynamic encoder (the "
+                              "simulator that turns the procedural movies into activity): drop --encoder-steps 0")
+        synth_movies = 0
     N = trials[0][0].shape[0]
     timings = {}
     t0 = time.perf_counter()
@@ -260,7 +266,7 @@ def fit_pipeline(trials: list, val_trials: list, *, method: str = "amortized", l
     t3 = time.perf_counter()
     job = AmortizedJob(trials, val_trials, amortized_cfg, lag_min, bins, frame_shape, inv_ids, inv_targets, synth,
                        amortized_steps, batch, seed, progress, say, checkpoints, compress_scale, val_mask,
-                       brightness_keep, stash, ridge_windows)
+                       brightness_keep, stash, ridge_windows, encoders)
     fitted = methods.resolve(kind.fit)(job)
     net, am_info = fitted.net, fitted.info
     arrays.update(fitted.arrays)
@@ -305,6 +311,7 @@ class AmortizedJob:
     brightness_keep: Any = ridge.BRIGHTNESS_KEEP
     stash: dict | None = None
     ridge_windows: Any = None
+    encoders: list = field(default_factory=list)  # the dynamic encoder(s): the image prior's synthetic pairs
 
 
 @dataclass
@@ -320,16 +327,23 @@ class AmortizedFit:
 
 
 def prepare_image_prior(cfg: ip.ImagePriorConfig, *, inverse_trials, synth_movies, amortized_steps, checkpoints):
-    """Kind `image_prior`: refuse the options it does not take; `amortized_steps[1]` sets its steps."""
-    if inverse_trials or synth_movies:
+    """Kind `image_prior`: refuse the options it does not take; `amortized_steps[1]` sets its steps;
+    `synth_movies` K > 0 pre-trains its U-Net on K procedural movies through the encoder
+    (rtdecode.decode.synthetic; `pretrain_steps` default: as many as its training steps)."""
+    if inverse_trials:
         raise ConfigError("the image-prior amortized decoder learns from cross-fitted calibration pairs only: "
-                          "--inverse-trials and --synth-movies apply to --amortized-kind ridge_residual")
+                          "--inverse-trials applies to --amortized-kind ridge_residual")
     if checkpoints is not None or dist.current().distributed:
         raise ConfigError("the image-prior amortized decoder trains in one process without checkpoints: drop "
                           "--nproc / torchrun, --checkpoint-every and --resume, or use --amortized-kind "
                           "ridge_residual")
     if amortized_steps is not None:
         cfg = ip.ImagePriorConfig(**{**asdict(cfg), "steps": int(amortized_steps[1])})
+    if synth_movies is not None:
+        if synth_movies < 0:
+            raise ConfigError(f"--synth-movies must be >= 0, got {synth_movies}")
+        cfg = ip.ImagePriorConfig(**{**asdict(cfg), "synth_movies": int(synth_movies),
+                                     "pretrain_steps": (cfg.pretrain_steps or cfg.steps) if synth_movies else 0})
     return cfg
 
 
@@ -337,7 +351,8 @@ def fit_image_prior_kind(job: AmortizedJob) -> AmortizedFit:
     """Kind `image_prior`: `fit_image_prior`; its window is the clip's, wider than the ridge's."""
     net, info, fold_arrays = fit_image_prior(job.trials, job.val_trials, job.cfg, job.lag_min, job.bins, job.seed,
                                              job.progress, job.say, job.compress_scale, job.val_mask,
-                                             job.brightness_keep, job.stash, windows=job.ridge_windows)
+                                             job.brightness_keep, job.stash, windows=job.ridge_windows,
+                                             encoders=job.encoders)
     return AmortizedFit(net, info, fold_arrays, (net.lag_min, net.bins))
 
 
@@ -363,14 +378,17 @@ def fit_standalone_kind(job: AmortizedJob) -> AmortizedFit:
 
 def fit_image_prior(trials, val_trials, cfg: ip.ImagePriorConfig, lag_min, bins, seed, progress, say,
                     compress_scale=ridge.COMPRESS, val_mask=None, brightness_keep=ridge.BRIGHTNESS_KEEP, stash=None,
-                    windows=None):
+                    windows=None, encoders=None):
     """Ridge (penalty and brightness share chosen on the validation trials, refitted on all), its
     cross-fitted reconstructions of every trial (rtdecode.decode.crossfit), then the image prior's
     U-Net trained on the fit trials' out-of-fold clips and validated on the validation trials' ones
     (rtdecode.decode.image_prior.train: kept only if it beats the linear decoder there). Returns
     (net, info, arrays of the K fold decoders' weights: the ensemble whose spread is the uncertainty,
     rtdecode.decode.image_prior.FOLD_KEYS). `windows`: ridge.fit's window candidates (None: `lag_min`,
-    `bins`), so the linear path is the ridge `rtdecode fit --method ridge` would fit."""
+    `bins`), so the linear path is the ridge `rtdecode fit --method ridge` would fit. With
+    `cfg.synth_movies` and `cfg.pretrain_steps` > 0 the U-Net is first pre-trained on synthetic pairs:
+    procedural movies (no photographs) through `encoders` and calibration-residual noise, decoded by
+    the live ridge (rtdecode.decode.synthetic)."""
     say("ridge (the image prior's linear path)")
     dec_all, rinfo = ridge.fit(lambda: ((t[0], t[1]) for t in trials), lambda: ((t[0], t[1]) for t in val_trials),
                                lag_min=lag_min, bins=bins, windows=windows, compress_scale=compress_scale,
@@ -387,10 +405,24 @@ def fit_image_prior(trials, val_trials, cfg: ip.ImagePriorConfig, lag_min, bins,
     n = len(trials)
     if stash is not None:  # for reports and experiments: the out-of-fold frames and the live ridge
         stash.update({"oof_frames": oof, "ridge": dec_all})
+    pre, synth_info = None, {}
+    if cfg.synth_movies and cfg.pretrain_steps:
+        from rtdecode.decode import synthetic
+        from rtdecode.stimuli import procedural
+
+        if not encoders:
+            raise ConfigError("the image prior's synthetic pairs (synth_movies) need the dynamic encoder")
+        t_syn = time.perf_counter()
+        say(f"synthetic pairs: {cfg.synth_movies} procedural movies through the encoder")
+        mean, std = procedural.match_stats([t[1] for t in trials])
+        movies = procedural.movies(cfg.synth_movies, max(len(t[1]) for t in trials), seed, dec_all.frame_shape,
+                                   mean, std)
+        pre = synthetic.synth_pairs(dec_all, encoders, list(trials), movies, cfg.back, cfg.fwd, seed)
+        synth_info = {"synth_seconds": time.perf_counter() - t_syn, "synth_noise": synthetic.NOISE}
     say("image prior (U-Net over out-of-fold linear clips)")
     info = ip.train(net, [(f, t[1]) for f, t in zip(oof[:n], trials)], [(f, t[1]) for f, t in zip(oof[n:], val_trials)],
-                    seed=seed, progress=progress, val_mask=val_mask, say=say)
-    info.update({"ridge": rinfo, "folds": folds})
+                    seed=seed, progress=progress, val_mask=val_mask, say=say, pretrain_pairs=pre)
+    info.update({"ridge": rinfo, "folds": folds, **synth_info})
     return net, info, ip.fold_arrays(fold_decs)
 
 

@@ -139,6 +139,13 @@ def test_legacy_options_are_refused_with_the_image_prior(tiny_dataset, tmp_path)
     from rtdecode.offline.fit import fit_dataset
 
     with pytest.raises(ConfigError, match="ridge_residual"):
+        fit_dataset(tiny_dataset, tmp_path / "m", method="amortized", progress=False, encoder_steps=0, inverse_trials=2)
+
+
+def test_synthetic_movies_need_the_encoder(tiny_dataset, tmp_path):
+    from rtdecode.offline.fit import fit_dataset
+
+    with pytest.raises(ConfigError, match="encoder"):
         fit_dataset(tiny_dataset, tmp_path / "m", method="amortized", progress=False, encoder_steps=0, synth_movies=2)
 
 
