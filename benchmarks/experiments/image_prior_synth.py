@@ -200,11 +200,21 @@ def run_dataset(name, dataset, truth, a, out):
         return r
 
     rec["rows"] = []
-    # 1. today's U-Net
-    net = fresh(cfg0)
-    t0 = time.perf_counter()
-    info = ip.train(net, pairs[:nf], pairs[nf:], val_mask=val_mask, say=lambda s: None)
-    rec["rows"].append(row("unet", net, info, time.perf_counter() - t0))
+    # 1. today's U-Net (or its row from an image_prior_explore.py JSON of the same cache and settings:
+    # the same seeded training, so the same numbers; kit_s0 here reproduced its row to the last digit)
+    old = [r for src in a.unet_from for r in json.loads(Path(src).read_text())["rows"]
+           if r["name"] == name and json.loads(r["variant"]) == {"steps": 600, "lr": 0.0005}] if a.steps is None else []
+    if old:
+        r = old[0]
+        rec["rows"].append({"variant": "unet", **{k: r[k] for k in ("linear", "amortized", "gain", "gain_se", "trials_up",
+                                                                     "best_step", "history", "train_seconds")},
+                            "kept": "trained" if r["best_step"] else "linear", "from": a.unet_from})
+        print(f"{name} unet: from {a.unet_from}: gain {r['gain']:+.4f}, kept step {r['best_step']}", flush=True)
+    else:
+        net = fresh(cfg0)
+        t0 = time.perf_counter()
+        info = ip.train(net, pairs[:nf], pairs[nf:], val_mask=val_mask, say=lambda s: None)
+        rec["rows"].append(row("unet", net, info, time.perf_counter() - t0))
     # 2. pre-trained only (synthetic pairs, no calibration pairs; not gated: what pre-training alone learned)
     cfg = ip.ImagePriorConfig(**{**asdict(cfg0), "synth_movies": len(movies), "pretrain_steps": a.pretrain_steps})
     net = fresh(cfg)
@@ -254,6 +264,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--pretrain-steps", type=int, default=600)
     ap.add_argument("--noise", default="bootstrap")
+    ap.add_argument("--unet-from", nargs="*", default=[],
+                    help="image_prior_explore.py JSONs whose default-settings rows stand in for the 'unet' variant")
     ap.add_argument("--steps", type=int, default=None, help="the U-Net's steps (default: ImagePriorConfig's)")
     a = ap.parse_args()
     torch.set_num_threads(1)
