@@ -39,11 +39,27 @@ def replay(history, gate, z):
     return best_step, best_oracle
 
 
+def table_of(rows) -> None:
+    """Markdown: per row, the kept network against linear on the oracle trials, and per validated step
+    its validation gain and its oracle gain (the latter only where the probe recorded it)."""
+    print("| data | variant | linear | amortized | gain (+- se) | trials up | kept step | validation gain by step | oracle gain by step |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        h = r["history"][1:]
+        vg = " / ".join(f"{x['gain_over_linear']:+.3f}" for x in h)
+        og = " / ".join(f"{x['oracle_gain']:+.3f}" for x in h) if all("oracle_gain" in x for x in h) else "-"
+        print(f"| {r['name']} | `{r['variant']}` | {r['linear']:.3f} | {r['amortized']:.3f} | {r['gain']:+.3f} +- "
+              f"{r['gain_se']:.3f} | {r['trials_up']}/10 | {r['best_step']} | {vg} | {og} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("probe")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--table", action="store_true", help="print every row as a markdown table first")
     a = ap.parse_args()
+    if a.table:
+        table_of(json.loads(Path(a.probe).read_text())["rows"])
     rows = [r for r in json.loads(Path(a.probe).read_text())["rows"]
             if all("oracle_gain" in h for h in r["history"]) and all("val_trial_gains" in h for h in r["history"][1:])]
     table = {}

@@ -88,6 +88,10 @@ def test_training_keeps_the_linear_decoder_unless_validation_agrees(tiny_trials)
     hist = info["history"]
     assert [h["step"] for h in hist] == [0, 3, 6]
     eligible = [h for h in hist if h["step"] == 0 or h["confident"]]
+    # the default gate ("halves_twice") wants two validations in a row: never the first one
+    assert net.cfg.gate == "halves_twice" and not hist[1]["confident"]
+    assert hist[2]["confident"] == ip.gate_passes(hist[2]["val_trial_gains"], hist[1]["val_trial_gains"],
+                                                  "halves_twice", net.cfg.min_gain_z)
     assert info["val_pixel_corr"] == max(h["val_pixel_corr"] for h in eligible)
     if info["best_step"] == 0:  # kept the linear decoder: the U-Net's last layer is zero again
         assert float(net.unet.out.weight.detach().abs().max()) == 0.0
