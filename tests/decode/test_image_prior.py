@@ -88,6 +88,10 @@ def test_training_keeps_the_linear_decoder_unless_validation_agrees(tiny_trials)
     hist = info["history"]
     assert [h["step"] for h in hist] == [0, 3, 6]
     eligible = [h for h in hist if h["step"] == 0 or h["confident"]]
+    # the default gate ("halves_twice") wants two validations in a row: never the first one
+    assert net.cfg.gate == "halves_twice" and not hist[1]["confident"]
+    assert hist[2]["confident"] == ip.gate_passes(hist[2]["val_trial_gains"], hist[1]["val_trial_gains"],
+                                                  "halves_twice", net.cfg.min_gain_z)
     assert info["val_pixel_corr"] == max(h["val_pixel_corr"] for h in eligible)
     if info["best_step"] == 0:  # kept the linear decoder: the U-Net's last layer is zero again
         assert float(net.unet.out.weight.detach().abs().max()) == 0.0
@@ -185,3 +189,51 @@ def test_its_linear_path_chooses_the_window_as_method_ridge_does(tiny_model):
     # the network's window is the chosen ridge window widened by its clip of linear frames
     assert card.window.lag_min == best["lag_min"] - back
     assert card.window.bins == best["bins"] + back + card.amortized["fwd"]
+
+
+def test_a_zero_mean_correction_leaves_every_frame_mean_unchanged(tiny_trials):
+    dec, _ = _ridge_on(tiny_trials)
+    torch.manual_seed(0)
+    clip = torch.from_numpy(ip.clips(ip.linear_frames(dec, tiny_trials[6][0], 4, 4), 4, 4)[:20])
+    outs = {}
+    for zm in (False, True):
+        net = _net(dec, zero_mean=zm)
+        torch.manual_seed(1)
+        with torch.no_grad():  # the same non-identity U-Net for both
+            for p in net.unet.parameters():
+                p.normal_(0, 0.05)
+            outs[zm] = net.refine(clip).numpy().astype(np.float64)
+    centre = clip[:, 4].numpy().astype(np.float64)
+    # without the option the correction moves each frame's mean; with it, only the pattern changes
+    assert np.abs(outs[False].mean((1, 2)) - centre.mean((1, 2))).max() > 0.1
+    np.testing.assert_allclose(outs[True].mean((1, 2)), centre.mean((1, 2)), atol=1e-3)
+    assert not np.allclose(outs[True], centre, atol=1e-2)
+
+
+def test_the_masked_loss_ignores_pixels_outside_the_mask():
+    g = torch.Generator().manual_seed(0)
+    pred, y = torch.rand(3, 36, 64, generator=g) * 255, torch.rand(3, 36, 64, generator=g) * 255
+    mask = torch.zeros(36, 64, dtype=torch.bool)
+    mask[8:28, 16:48] = True
+    y2 = torch.where(mask, y, 255.0 - y)  # outside the mask: another target
+    for loss in ip.LOSSES:
+        assert float(ip.loss_of(pred, y, loss, mask)) == float(ip.loss_of(pred, y2, loss, mask))
+        assert float(ip.loss_of(pred, y, loss)) != float(ip.loss_of(pred, y2, loss))
+    assert abs(float(ip.loss_of(y, y, "corr"))) < 1e-6 and float(ip.loss_of(y, y)) == 0.0
+    with pytest.raises(ModelError, match="loss"):
+        ip.loss_of(pred, y, "l1")
+
+
+def test_the_gate_wants_the_gain_on_both_halves_and_twice():
+    split = [0.05] * 6 + [-0.001] * 6  # confident over all 12 trials, but the second half lost
+    steady = [0.03, 0.02, 0.025, 0.035, 0.02, 0.03] * 2
+    assert ip.gate_passes(split, None, "z", 2.0)
+    assert not ip.gate_passes(split, None, "halves", 2.0)
+    assert ip.gate_passes(steady, None, "halves", 2.0)
+    assert not ip.gate_passes(steady, None, "twice", 2.0)  # no earlier validation
+    assert not ip.gate_passes(steady, [0.01, -0.02] * 6, "twice", 2.0)
+    assert ip.gate_passes(steady, steady, "halves_twice", 2.0)
+    assert not ip.gate_passes(steady, split, "halves_twice", 2.0)
+    assert not ip.gate_passes([-x for x in steady], None, "z", 2.0)
+    with pytest.raises(ModelError, match="gate"):
+        ip.gate_passes(steady, None, "vote", 2.0)
