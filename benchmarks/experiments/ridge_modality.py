@@ -10,6 +10,10 @@ Datasets (1,000 neurons, 60 train + 10 oracle trials):
 Every reconstruction is scored with v1_kit's score.py (corr_masked: Bauer's masked pixel correlation over
 the oracle trials; the rig's mask is its meta/evaluation_mask.npy, copied to a truth folder under /work/spk).
 
+Variants 'oof', 'oof_rankfull', 'new_rankfull', 'new_valrandom' are the defaults with one option changed
+(benchmarks/results/ridge_oof_choice.json; 'new' is copied from 'oof' when both chose the same share, the
+same decoder). --neurons K uses the first K neurons (results keyed NAME@K).
+
 Variants: 'plain' is ridge_baseline.py (--neurons-subset 1000); the others are rtdecode.offline.fit.fit_dataset
 with every option given explicitly ('old' = the defaults before this branch), so the numbers do not move when
 the defaults do. Seeds 0-4 choose, 5-9 report. Results are merged into --out (a (dataset, variant) already
@@ -56,6 +60,7 @@ VARIANTS = {
     "oof": {"NEW": True, "brightness_choice": "oof"},  # the defaults, the brightness share chosen out of fold
     "oof_rankfull": {"NEW": True, "brightness_choice": "oof", "rank": None},
     "new_rankfull": {"NEW": True, "rank": None},
+    "new_valrandom": {"NEW": True, "val_split": "random"},  # the defaults, 12 random validation trials
 }
 
 
@@ -161,7 +166,16 @@ def main():
                     key = f"{name}/{v}"
                     if key in doc["results"] and not a.force:
                         continue
-                    e = run_variant(v, d, truth, Path(tmp), a.neurons)
+                    o = doc["results"].get(f"{name}/oof")
+                    if v == "new" and o and o["fit"]["brightness_keep_validation"] == o["fit"]["brightness_keep"]:
+                        # the default's fit is the oof fit up to the share (same window, penalty, weights:
+                        # tests/decode/test_ridge_oof_brightness.py); with the same share it is the same decoder
+                        e = {k: o[k] for k in ("corr_masked", "corr_full", "per_trial")}
+                        e.update(same_as="oof", seconds=0.0, fit={**o["fit"], "brightness_choice": "validation",
+                                                                  "brightness_oof": None,
+                                                                  "brightness_keep_validation": None})
+                    else:
+                        e = run_variant(v, d, truth, Path(tmp), a.neurons)
                     e["commit"] = commit + ("-dirty" if dirty else "")
                     doc["results"][key] = e
                     print(f"{key:28s} {e['corr_masked']:.4f}  {e.get('fit', '')}  {e['seconds']}s", flush=True)
