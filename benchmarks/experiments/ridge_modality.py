@@ -10,7 +10,7 @@ Datasets (1,000 neurons, 60 train + 10 oracle trials):
 Every reconstruction is scored with v1_kit's score.py (corr_masked: Bauer's masked pixel correlation over
 the oracle trials; the rig's mask is its meta/evaluation_mask.npy, copied to a truth folder under /work/spk).
 
-Variants 'oof', 'oof_rankfull', 'new_rankfull', 'new_valrandom' are the defaults with one option changed
+Variants 'oof', 'oof_rankfull', 'new_rankfull', 'new_valrandom', 'new_keepbright' are the defaults with one option changed
 (benchmarks/results/ridge_oof_choice.json; 'new' is copied from 'oof' when both chose the same share, the
 same decoder). --neurons K uses the first K neurons (results keyed NAME@K).
 
@@ -61,6 +61,7 @@ VARIANTS = {
     "oof_rankfull": {"NEW": True, "brightness_choice": "oof", "rank": None},
     "new_rankfull": {"NEW": True, "rank": None},
     "new_valrandom": {"NEW": True, "val_split": "random"},  # the defaults, 12 random validation trials
+    "new_keepbright": {"NEW": True, "brightness_keep": (1.0,)},  # the defaults, all brightness kept
 }
 
 
