@@ -42,7 +42,9 @@ ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram m
 # Shares of the decoded frame brightness (its mean over the frame, less the training mean) that may be
 # kept; one is chosen on the validation trials with the penalty (`shrink_brightness`).
 BRIGHTNESS_KEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
-OOF_FOLDS = 5  # folds of the out-of-fold brightness choice (brightness_choice="oof"), as crossfit.py
+# Folds of the out-of-fold brightness choice (brightness_choice="oof", as crossfit.py). An option, not the
+# default: it gained on neither simulator's choosing seeds (benchmarks/results/ridge_oof_choice.json).
+OOF_FOLDS = 5
 # OpenBLAS's Cholesky (numpy's and scipy's wheels) segfaults on this machine at 24,000 x 24,000 and
 # works at 16,000 (observed crashes, not a saved result); the temporal basis shrinks so the features stay within this.
 MAX_FEATURES = 16_000
@@ -417,9 +419,9 @@ def _oof_brightness(every, n, G, C, alpha, keeps, folds, rank, mask, act_scale, 
     in units of its own mean Gram diagonal, and rank, as crossfit.out_of_fold). The shrinkage is a
     linear map of the output, so every share is scored from one set of reconstructions. G, C: the
     normal equations of all of `every` (left unchanged). One pass over the data per fold."""
-    from rtdecode.decode.crossfit import fold_of  # here: crossfit imports this module
-
-    which = fold_of(n, folds)
+    if not 2 <= folds <= n:  # as crossfit.fold_of (which imports this module)
+        raise ConfigError(f"the out-of-fold choice needs between 2 and {n} folds (one per trial at most), got {folds}")
+    which = np.arange(n) % folds  # interleaved, as crossfit.fold_of
     m = brightness_vector(frame_shape)
     pairs = []
     for k in range(folds):
