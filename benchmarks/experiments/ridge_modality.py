@@ -10,6 +10,10 @@ Datasets (1,000 neurons, 60 train + 10 oracle trials):
 Every reconstruction is scored with v1_kit's score.py (corr_masked: Bauer's masked pixel correlation over
 the oracle trials; the rig's mask is its meta/evaluation_mask.npy, copied to a truth folder under /work/spk).
 
+Variants 'oof', 'oof_rankfull', 'new_rankfull', 'new_valrandom', 'new_keepbright' are the defaults with one option changed
+(benchmarks/results/ridge_oof_choice.json; 'new' is copied from 'oof' when both chose the same share, the
+same decoder). --neurons K uses the first K neurons (results keyed NAME@K).
+
 Variants: 'plain' is ridge_baseline.py (--neurons-subset 1000); the others are rtdecode.offline.fit.fit_dataset
 with every option given explicitly ('old' = the defaults before this branch), so the numbers do not move when
 the defaults do. Seeds 0-4 choose, 5-9 report. Results are merged into --out (a (dataset, variant) already
@@ -53,6 +57,11 @@ VARIANTS = {
     "compress0_win12": dict(compress=0.0, lag_min=-4, bins=12),
     "winchoice": dict(lag_min=None, bins=None),  # the window chosen on validation among ridge.WINDOWS
     "new": "NEW",                           # the branch's defaults: fit_dataset with no options
+    "oof": {"NEW": True, "brightness_choice": "oof"},  # the defaults, the brightness share chosen out of fold
+    "oof_rankfull": {"NEW": True, "brightness_choice": "oof", "rank": None},
+    "new_rankfull": {"NEW": True, "rank": None},
+    "new_valrandom": {"NEW": True, "val_split": "random"},  # the defaults, 12 random validation trials
+    "new_keepbright": {"NEW": True, "brightness_keep": (1.0,)},  # the defaults, all brightness kept
 }
 
 
@@ -82,7 +91,7 @@ def scorer():
     return mod.score
 
 
-def run_variant(name: str, d: Path, truth: Path, tmp: Path) -> dict:
+def run_variant(name: str, d: Path, truth: Path, tmp: Path, neurons: int = NEURONS) -> dict:
     score = scorer()
     t0 = time.time()
     recon = tmp / "recon"
@@ -90,21 +99,28 @@ def run_variant(name: str, d: Path, truth: Path, tmp: Path) -> dict:
     entry: dict = {}
     if name == "plain":
         out = subprocess.run([sys.executable, str(KIT / "ridge_baseline.py"), "--dataset", str(d), "--out", str(recon),
-                              "--neurons-subset", str(NEURONS)], cwd=KIT, capture_output=True, text=True, check=True)
+                              "--neurons-subset", str(neurons)], cwd=KIT, capture_output=True, text=True, check=True)
         entry["log"] = out.stdout.strip().splitlines()[-1]
     else:
         from rtdecode.offline.fit import fit_dataset
         from rtdecode.offline.reconstruct import reconstruct
 
-        opts = {} if VARIANTS[name] == "NEW" else {**OLD, **VARIANTS[name]}
+        v = VARIANTS[name]
+        if v == "NEW":
+            opts = {}
+        elif isinstance(v, dict) and v.get("NEW"):  # the defaults with these options
+            opts = {k: x for k, x in v.items() if k != "NEW"}
+        else:
+            opts = {**OLD, **v}
         model = tmp / "model"
         shutil.rmtree(model, ignore_errors=True)
-        card = fit_dataset(d, model, "ridge", NEURONS, progress=False, **opts)
+        card = fit_dataset(d, model, "ridge", neurons, progress=False, **opts)
         reconstruct(model, d, recon, progress=False)
         tr = card.training
         entry["options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()} or "defaults"
         entry["fit"] = {k: tr.get(k) for k in ("alpha", "brightness_keep", "compress", "act_scale", "rank",
-                                               "validation_split", "choice_search")}
+                                               "validation_split", "choice_search", "brightness_choice",
+                                               "brightness_keep_validation", "brightness_oof")}
         entry["fit"]["window"] = [card.window.lag_min, card.window.bins]
         entry["fit"]["val_pixel_corr"] = max(max(r["val_pixel_corr"].values()) for r in tr["alpha_search"])
     res, errors = score(str(d), str(truth), str(recon))
@@ -122,6 +138,8 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["plain", "old"])
     ap.add_argument("--out", default="benchmarks/results/ridge_modality.json")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--neurons", type=int, default=NEURONS, help="the first K neurons (results keyed NAME@K "
+                    "when not 1,000)")
     a = ap.parse_args()
     for v in a.variants:
         if v != "plain" and v not in VARIANTS:
@@ -134,7 +152,7 @@ def main():
     doc.setdefault("runs", []).append({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                                        "commit": commit + ("-dirty" if dirty else ""),
                                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
-    doc["neurons"] = NEURONS
+    doc["neurons"] = NEURONS if a.neurons == NEURONS else doc.get("neurons", NEURONS)
     doc["metric"] = "v1_kit score.py corr_masked, mean over the 10 oracle trials"
     doc["variants"] = {"plain": "ridge_baseline.py --neurons-subset 1000", "old": OLD,
                        **{k: v for k, v in VARIANTS.items() if k != "old"}}
@@ -143,11 +161,22 @@ def main():
             for seed in a.seeds:
                 name = f"{s}{seed}"
                 d, truth = dataset(name)
+                if a.neurons != NEURONS:
+                    name = f"{name}@{a.neurons}"
                 for v in a.variants:
                     key = f"{name}/{v}"
                     if key in doc["results"] and not a.force:
                         continue
-                    e = run_variant(v, d, truth, Path(tmp))
+                    o = doc["results"].get(f"{name}/oof")
+                    if v == "new" and o and o["fit"]["brightness_keep_validation"] == o["fit"]["brightness_keep"]:
+                        # the default's fit is the oof fit up to the share (same window, penalty, weights:
+                        # tests/decode/test_ridge_oof_brightness.py); with the same share it is the same decoder
+                        e = {k: o[k] for k in ("corr_masked", "corr_full", "per_trial")}
+                        e.update(same_as="oof", seconds=0.0, fit={**o["fit"], "brightness_choice": "validation",
+                                                                  "brightness_oof": None,
+                                                                  "brightness_keep_validation": None})
+                    else:
+                        e = run_variant(v, d, truth, Path(tmp), a.neurons)
                     e["commit"] = commit + ("-dirty" if dirty else "")
                     doc["results"][key] = e
                     print(f"{key:28s} {e['corr_masked']:.4f}  {e.get('fit', '')}  {e['seconds']}s", flush=True)

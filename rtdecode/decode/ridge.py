@@ -18,6 +18,7 @@ lost 0.016 to a different penalty choice). act_scale 0 means no compression (mod
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -41,6 +42,9 @@ ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)  # times the mean diagonal of the Gram m
 # Shares of the decoded frame brightness (its mean over the frame, less the training mean) that may be
 # kept; one is chosen on the validation trials with the penalty (`shrink_brightness`).
 BRIGHTNESS_KEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Folds of the out-of-fold brightness choice (brightness_choice="oof", as crossfit.py). An option, not the
+# default: it gained on neither simulator's choosing seeds (benchmarks/results/ridge_oof_choice.json).
+OOF_FOLDS = 5
 # OpenBLAS's Cholesky (numpy's and scipy's wheels) segfaults on this machine at 24,000 x 24,000 and
 # works at 16,000 (observed crashes, not a saved result); the temporal basis shrinks so the features stay within this.
 MAX_FEATURES = 16_000
@@ -282,7 +286,8 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
         n_basis: int | None = None, alphas=ALPHAS, rank: int | None = 128,
         progress: Callable[[str], None] | None = None, keep_fit_only: bool = False,
         refine: bool = True, compress_scale=COMPRESS, mask: np.ndarray | None = None,
-        brightness_keep=BRIGHTNESS_KEEP, windows=None) -> tuple[RidgeDecoder, dict]:
+        brightness_keep=BRIGHTNESS_KEEP, windows=None, brightness_choice: str = "validation",
+        oof_folds: int = OOF_FOLDS) -> tuple[RidgeDecoder, dict]:
     """Fit on `trials` and choose the ridge penalty on `val_trials`, then refit on both.
 
     Each source is a callable returning an iterable of (responses (N, T), video (T, H, W)) so the data
@@ -302,6 +307,12 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     `lag_min`, `bins`) or a sequence of (lag_min, bins) offered the same way (info['window']); with
     more than one candidate (windows x compressions) every candidate's best validation score, penalty
     and brightness share are in info['choice_search'].
+    `brightness_choice`: "validation" (the share chosen with the penalty on `val_trials`) or "oof": the
+    window and penalty are chosen as before, then the share is chosen again on out-of-fold
+    reconstructions of every trial (`trials` and `val_trials`, `oof_folds` interleaved folds, each
+    solved at the chosen penalty on the other folds: `_oof_brightness`); info['brightness_oof'] has
+    each share's score there and info['brightness_keep_validation'] the share the validation chose.
+    The live decoder is fitted on every trial either way.
     """
     say = progress or (lambda s: None)
     scales = tuple(compress_scale) if isinstance(compress_scale, (tuple, list)) else (compress_scale,)
@@ -321,6 +332,8 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     keeps = tuple(float(k) for k in brightness_keep) or (1.0,)
     if not all(0.0 <= k <= 1.0 for k in keeps):
         raise ConfigError(f"brightness_keep values must lie in [0, 1], got {list(keeps)}")
+    if brightness_choice not in ("validation", "oof"):
+        raise ConfigError(f"brightness_choice must be 'validation' or 'oof', got {brightness_choice!r}")
     windows = ((lag_min, bins),) if windows is None else tuple((int(lm), int(b)) for lm, b in windows)
     if not windows or not all(b >= 1 for _, b in windows):
         raise ConfigError(f"windows must be (lag_min, bins >= 1) pairs, got {list(windows)}")
@@ -355,6 +368,13 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     G += G_va
     C += C_va
     del G_va
+    keep_val, oof_scores = keep, None
+    if brightness_choice == "oof" and len(keeps) > 1:
+        say(f"brightness share on out-of-fold reconstructions ({oof_folds} folds)")
+        every = lambda: itertools.chain(trials(), iter(val))
+        oof_scores = _oof_brightness(every, c["trials"], G, C, alpha, keeps, oof_folds, rank, mask, act_scale, act_mean, act_std,
+                                     pixel_mean, basis, lag_min, frame_shape)
+        keep = max(keeps, key=lambda k: (oof_scores[str(k)], k))
     w = _solve(G, C, alpha * c["scale"], keep=False)
     del G  # frees the Gram matrix
 
@@ -365,7 +385,9 @@ def fit(trials: TrialSource, val_trials: TrialSource, *, lag_min: int = 0, bins:
     info = {"alpha": alpha, "brightness_keep": keep, "act_scale": act_scale, "compress": c["compress"],
             "window": [lag_min, int(basis.shape[0])],
             "alpha_search": c["results"], "features": int(C.shape[0]), "frames": int(c["frames"]),
-            "rank": None if w_out is None else int(rank)}
+            "rank": None if w_out is None else int(rank), "brightness_choice": brightness_choice}
+    if oof_scores is not None:
+        info.update(brightness_keep_validation=keep_val, brightness_oof=oof_scores, oof_folds=int(oof_folds))
     if len(candidates) > 1:
         info["choice_search"] = search
     if keep_fit_only:
@@ -389,15 +411,56 @@ def _normal_equations(src, act_scale, act_mean, act_std, pixel_mean, basis, lag_
     return G, C
 
 
+def _oof_brightness(every, n, G, C, alpha, keeps, folds, rank, mask, act_scale, act_mean, act_std, pixel_mean, basis,
+                    lag_min, frame_shape) -> dict[str, float]:
+    """Pixel correlation (over `mask`) of the out-of-fold reconstructions of every trial of the source
+    `every` (`n` trials) at each brightness share in `keeps`: trial i is in fold i mod `folds`; each fold is decoded
+    by the ridge solved on the other folds ((G - G_k, C - C_k), the same normalisation, penalty `alpha`
+    in units of its own mean Gram diagonal, and rank, as crossfit.out_of_fold). The shrinkage is a
+    linear map of the output, so every share is scored from one set of reconstructions. G, C: the
+    normal equations of all of `every` (left unchanged). One pass over the data per fold."""
+    if not 2 <= folds <= n:  # as crossfit.fold_of (which imports this module)
+        raise ConfigError(f"the out-of-fold choice needs between 2 and {n} folds (one per trial at most), got {folds}")
+    which = np.arange(n) % folds  # interleaved, as crossfit.fold_of
+    m = brightness_vector(frame_shape)
+    pairs = []
+    for k in range(folds):
+        xs, ys = [], []
+        Gk = np.zeros_like(G); Ck = np.zeros_like(C)
+        for i, (resp, video) in enumerate(every()):
+            if which[i] != k:
+                continue
+            x = window_features(((compress(resp, act_scale).T - act_mean) / act_std).astype(np.float32), basis, lag_min)
+            Gk += x.T @ x; Ck += x.T @ (video.reshape(video.shape[0], -1) - pixel_mean)
+            xs.append(x); ys.append(video)
+        A = G - Gk
+        del Gk
+        w = _solve(A, C - Ck, alpha * float(np.mean(np.diag(A))), keep=False)
+        del A, Ck
+        w, w_out = truncate_weights(w, rank, 1.0, m)
+        for x, video in zip(xs, ys):
+            p = x @ w
+            pairs.append((p if w_out is None else p @ w_out, video))
+    out = {}
+    for keep in keeps:
+        preds = []
+        for p, video in pairs:
+            q = p - np.float32(1.0 - keep) * (p @ m.astype(np.float32))[:, None]
+            preds.append(((q + pixel_mean).reshape(video.shape), video))
+        out[str(keep)] = float(metrics.score(preds, mask)["pixel_corr"])
+    return out
+
+
 def _search(trials, val, act_scale, *, lag_min, bins, n_basis, alphas, refine, mask, keeps, keep_fit_only, say,
             keep_normal_equations):
     """Normalisation statistics at `act_scale`, normal equations of `trials`, and the penalty and
     brightness search on the (already loaded) `val` trials. Returns a dict of all of it; its 'G' and
     'C' only with `keep_normal_equations` (they are 2 GB at Sensorium scale; `fit` recomputes them)."""
     # Pass 1: normalisation statistics.
-    n_t, s1, s2, pix = 0, None, None, None
+    n_t, n_trials, s1, s2, pix = 0, 0, None, None, None
     for src in (trials, lambda: iter(val)):
         for resp, video in src():
+            n_trials += 1
             resp = compress(resp, act_scale)
             if s1 is None:
                 s1 = np.zeros(resp.shape[0]); s2 = np.zeros(resp.shape[0]); pix = np.zeros(video[0].size)
@@ -450,7 +513,7 @@ def _search(trials, val, act_scale, *, lag_min, bins, n_basis, alphas, refine, m
             try_alpha(float(a))
     out = {"score": best[0], "alpha": best[1], "w_fit": best[2], "keep": best[3], "results": results,
            "act_scale": act_scale, "act_mean": act_mean, "act_std": act_std, "pixel_mean": pixel_mean,
-           "basis": basis, "frame_shape": frame_shape, "scale": scale, "frames": n_t}
+           "basis": basis, "frame_shape": frame_shape, "scale": scale, "frames": n_t, "trials": n_trials}
     if keep_normal_equations:
         out["G"], out["C"] = G, C
     return out

@@ -54,7 +54,7 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
                 val_fraction: float = 0.2, progress: bool = True, checkpoint_every: int | None = None,
                 resume: bool = False, checkpoint_dir: str | Path | None = None, compress=None,
                 brightness_keep=None, rank: int | None = 128, val_split: str = "last",
-                **pipeline_options) -> ModelCard:
+                brightness_choice: str = "validation", **pipeline_options) -> ModelCard:
     """Fit `method` on the dataset's train trials; write a model directory to `out`; return its card.
 
     The method's registry entry (rtdecode.decode.methods) names its fit function, which gets a FitJob.
@@ -73,7 +73,9 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
     dataset's modality's default, `BRIGHTNESS_BY_MODALITY`, recorded in the card's training.modality).
     `rank` (ridge only): rtdecode.decode.ridge.fit's truncation (None: full rank). `val_split`: the
     validation trials are the last `val_fraction` of the train trials ("last", contiguous) or as many
-    drawn at random with seed 0 ("random").
+    drawn at random with seed 0 ("random"). `brightness_choice` (ridge only): the share chosen with the
+    penalty on the validation trials ("validation") or afterwards on out-of-fold reconstructions of
+    every train trial ("oof"; rtdecode.decode.ridge.fit).
     Validation scores use the dataset's evaluation mask (meta/evaluation_mask.npy) when it has one."""
     from rtdecode.decode import distributed as dist
 
@@ -114,6 +116,10 @@ def fit_dataset(dataset: str | Path, out: str | Path, method: str = "ridge", neu
         brightness_keep = BRIGHTNESS_BY_MODALITY[modality]
     options = {"n_basis": n_basis, "compress": compress, "brightness_keep": brightness_keep, "rank": rank,
                "modality": modality, **pipeline_options}
+    if method == "ridge":
+        options["brightness_choice"] = brightness_choice
+    elif brightness_choice != "validation":
+        raise ConfigError(f"brightness_choice applies to --method ridge only (got {method})")
     job = FitJob(ds, dataset, out, method, n, neurons_subset, fit_ids, val_ids, val_split, bins, lag_min, progress,
                  options)
     return methods.resolve(spec.fit)(job)
@@ -139,6 +145,7 @@ def fit_ridge(job: FitJob) -> ModelCard:
                           lag_min=0 if job.lag_min is None else job.lag_min, bins=8 if job.bins is None else job.bins,
                           windows=windows, n_basis=o["n_basis"], compress_scale=o["compress"], rank=o["rank"],
                           mask=ds.evaluation_mask(), brightness_keep=o["brightness_keep"],
+                          brightness_choice=o.get("brightness_choice", "validation"),
                           progress=(lambda s: log.info("ridge: %s", s)))
     card = model_dir.new_card(job.method, n, dec.lag_min, dec.basis.shape[0], dec.frame_shape, 30.0,
                               training=job.training(validation_split=job.val_split, modality=modality,
