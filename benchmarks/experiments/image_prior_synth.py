@@ -219,7 +219,7 @@ def run_dataset(name, dataset, truth, a, out):
     cfg = ip.ImagePriorConfig(**{**asdict(cfg0), "synth_movies": len(movies), "pretrain_steps": a.pretrain_steps})
     net = fresh(cfg)
     t0 = time.perf_counter()
-    pre_info = synthetic.pretrain(net, syn, a.pretrain_steps, seed=0, say=lambda s: None)
+    pre_info = ip.pretrain(net, syn, a.pretrain_steps, seed=0, say=lambda s: None)
     pre_secs = time.perf_counter() - t0
     pre_state = {k: v.clone() for k, v in net.unet.state_dict().items()}
     vpreds = []
@@ -234,20 +234,20 @@ def run_dataset(name, dataset, truth, a, out):
     rec["rows"].append(pre_row)
     # 3. pre-trained then trained on the calibration pairs (the product's path: ip.train with pretrain_pairs).
     # Pre-training is deterministic (seeded, no dropout), so the state of step 2 stands in for recomputing it.
-    orig = synthetic.pretrain
+    orig = ip.pretrain
 
     def replay(net_, pairs_, steps, seed=0, say=None):
         net_.unet.load_state_dict(pre_state)
         net_.eval()
         return dict(pre_info)
 
-    synthetic.pretrain = replay
+    ip.pretrain = replay
     try:
         net = fresh(cfg)
         t0 = time.perf_counter()
         info = ip.train(net, pairs[:nf], pairs[nf:], val_mask=val_mask, say=lambda s: None, pretrain_pairs=syn)
     finally:
-        synthetic.pretrain = orig
+        ip.pretrain = orig
     rec["rows"].append(row("pre_ft", net, info, time.perf_counter() - t0 + pre_secs))
     out["datasets"] = [d for d in out["datasets"] if d["name"] != name] + [rec]
     Path(a.json).write_text(json.dumps(out, indent=1) + "\n")

@@ -266,6 +266,40 @@ def gate_passes(gains, prev_gains, gate: str, z: float) -> bool:
     return True
 
 
+def pretrain(net, pairs: list, steps: int, *, seed: int = 0, say=None) -> dict:
+    """Train `net.unet` in place on synthetic pairs (rtdecode.decode.synthetic.synth_pairs) for `steps`
+    batches: the same loss, batch, learning-rate schedule (AdamW, one cycle), weight decay and flips
+    as `image_prior.train`'s training on the calibration pairs. Returns info (train loss, seconds)."""
+    cfg, say = net.cfg, say or (lambda s: log.info("image prior: %s", s))
+    t0 = time.perf_counter()
+    rng = np.random.default_rng([seed, 2404])
+    frames = torch.from_numpy(np.concatenate([np.asarray(f, np.float32) for f, _ in pairs]))
+    Y = torch.from_numpy(np.concatenate([np.asarray(v, np.float32) for _, v in pairs]))
+    offsets = np.cumsum([0] + [len(f) for f, _ in pairs[:-1]])
+    start = torch.from_numpy(np.concatenate([o + np.arange(len(v)) for o, (_, v) in zip(offsets, pairs)]))
+    span = torch.arange(net.clip)
+    opt = torch.optim.AdamW(net.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
+    net.train()
+    losses = []
+    for step in range(1, steps + 1):
+        idx = torch.from_numpy(rng.integers(0, len(Y), cfg.batch))
+        x, y = frames[start[idx][:, None] + span], Y[idx]
+        if cfg.flip and rng.random() < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        loss = loss_of(net.refine(x), y, cfg.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step(); sched.step()
+        losses.append(float(loss.detach()))
+        if step % max(cfg.eval_every, 1) == 0 or step == steps:
+            say(f"pre-training step {step}/{steps}: train loss {np.mean(losses[-cfg.eval_every:]):.4f}")
+    net.eval()
+    return {"pretrain_steps": steps, "pretrain_pairs": int(len(Y)), "pretrain_movies": len(pairs),
+            "pretrain_loss_last": float(np.mean(losses[-max(cfg.eval_every, 1):])) if losses else None,
+            "pretrain_seconds": time.perf_counter() - t0}
+
+
 def train(net: ImagePriorNet, train_pairs: list, val_pairs: list, *, seed: int = 0, progress: bool = False,
           val_mask: np.ndarray | None = None, say=None, pretrain_pairs: list | None = None, on_eval=None) -> dict:
     """Train `net.unet` in place. `train_pairs` / `val_pairs`: lists of (linear frames
@@ -275,7 +309,7 @@ def train(net: ImagePriorNet, train_pairs: list, val_pairs: list, *, seed: int =
     per-trial gain over step 0 is `cfg.min_gain_z` standard errors above zero. Returns info; the
     best step is kept (step 0: the network stays the linear decoder). `pretrain_pairs` (synthetic
     pairs, rtdecode.decode.synthetic) with `cfg.pretrain_steps` > 0: the U-Net is first trained on
-    them (synthetic.pretrain), validated as a candidate of its own (history step 'pretrained',
+    them (`pretrain`), validated as a candidate of its own (history step 'pretrained',
     kept as info['kept'] 'pretrained', best_step 0, if it wins), then trained as above. `on_eval(step, net)` (experiments): called at step 0
     and after every validation; a dict it returns is added to that step's history."""
     from tqdm import tqdm
@@ -318,9 +352,7 @@ def train(net: ImagePriorNet, train_pairs: list, val_pairs: list, *, seed: int =
     say(f"linear decoder (step 0): validation pixel_corr {base:.4f}")
     pre_info, kept = {}, "linear"
     if pretrain_pairs and cfg.pretrain_steps > 0:  # issue #24 item 3 (rtdecode.decode.synthetic)
-        from rtdecode.decode import synthetic
-
-        pre_info = synthetic.pretrain(net, pretrain_pairs, cfg.pretrain_steps, seed=seed, say=say)
+        pre_info = pretrain(net, pretrain_pairs, cfg.pretrain_steps, seed=seed, say=say)
         s, per = val_scores()
         gain, se, _ = confident_gain(per, base_trials, cfg.min_gain_z)
         gains = [float(a - b) for a, b in zip(per, base_trials)]

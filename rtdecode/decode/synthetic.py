@@ -22,11 +22,9 @@ Noise models (activity and residuals in the dataset's units, (T, N) per trial):
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rtdecode.errors import ConfigError
 
@@ -112,39 +110,3 @@ def synth_pairs(dec, encoders: list, trials: list, movies: list[np.ndarray], bac
         act = synth_activity(encoders, m, trials, resid, rng, noise, sd)
         out.append((ip.linear_frames(dec, act, back, fwd), np.asarray(m, np.float32)))
     return out
-
-
-def pretrain(net, pairs: list, steps: int, *, seed: int = 0, say=None) -> dict:
-    """Train `net.unet` (an `image_prior.ImagePriorNet`) in place on synthetic pairs for `steps`
-    batches: the same loss, batch, learning-rate schedule (AdamW, one cycle), weight decay and flips
-    as `image_prior.train`'s training on the calibration pairs. Returns info (train loss, seconds)."""
-    from rtdecode.decode.image_prior import PIX_SCALE
-
-    cfg, say = net.cfg, say or (lambda s: log.info("image prior: %s", s))
-    t0 = time.perf_counter()
-    rng = np.random.default_rng([seed, 2404])
-    frames = torch.from_numpy(np.concatenate([np.asarray(f, np.float32) for f, _ in pairs]))
-    Y = torch.from_numpy(np.concatenate([np.asarray(v, np.float32) for _, v in pairs]))
-    offsets = np.cumsum([0] + [len(f) for f, _ in pairs[:-1]])
-    start = torch.from_numpy(np.concatenate([o + np.arange(len(v)) for o, (_, v) in zip(offsets, pairs)]))
-    span = torch.arange(net.clip)
-    opt = torch.optim.AdamW(net.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.1)
-    net.train()
-    losses = []
-    for step in range(1, steps + 1):
-        idx = torch.from_numpy(rng.integers(0, len(Y), cfg.batch))
-        x, y = frames[start[idx][:, None] + span], Y[idx]
-        if cfg.flip and rng.random() < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        loss = F.mse_loss(net.refine(x), y) / PIX_SCALE ** 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step(); sched.step()
-        losses.append(float(loss.detach()))
-        if step % max(cfg.eval_every, 1) == 0 or step == steps:
-            say(f"pre-training step {step}/{steps}: train loss {np.mean(losses[-cfg.eval_every:]):.4f}")
-    net.eval()
-    return {"pretrain_steps": steps, "pretrain_pairs": int(len(Y)), "pretrain_movies": len(pairs),
-            "pretrain_loss_last": float(np.mean(losses[-max(cfg.eval_every, 1):])) if losses else None,
-            "pretrain_seconds": time.perf_counter() - t0}
