@@ -108,15 +108,7 @@ def main() -> None:
             info = ip.train(net, pairs[:nf], pairs[nf:], val_mask=None if truth else mask, say=lambda s: None,
                             on_eval=oracle_at)
             secs = time.perf_counter() - t0
-            lin, full = [], []
-            with torch.no_grad():
-                for i in range(nt):
-                    c = torch.from_numpy(ip.clips(_pad(z[f"test{i}"], b, f), b, f))
-                    lin.append((c[:, b].numpy(), z[f"testvideo{i}"]))
-                    full.append((torch.cat([net.refine(c[s:s + 256]) for s in range(0, len(c), 256)]).numpy(),
-                                 z[f"testvideo{i}"]))
-            pl = np.array([t["pixel_corr"] for t in metrics.score(lin, mask)["per_trial"]])
-            pf = np.array([t["pixel_corr"] for t in metrics.score(full, mask)["per_trial"]])
+            pl, pf = score_net(net, z, nt, b, f, mask)
             g = pf - pl
             row = {"name": name, "variant": vs, "linear": float(pl.mean()), "amortized": float(pf.mean()),
                    "gain": float(g.mean()), "gain_se": float(g.std(ddof=1) / np.sqrt(len(g))),
@@ -128,6 +120,23 @@ def main() -> None:
                   f"val {[round(h['val_pixel_corr'], 4) for h in info['history']]}, "
                   f"oracle gain by step {[round(h['oracle_gain'], 4) for h in info['history']]}, {secs:.0f} s", flush=True)
             Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+def score_net(net, z, nt, b, f, mask):
+    """Per-oracle-trial pixel_corr of the linear decoder and of `net` (clips of cached linear frames)."""
+    from rtdecode import metrics
+    from rtdecode.decode import image_prior as ip
+
+    lin, full = [], []
+    with torch.no_grad():
+        for i in range(nt):
+            c = torch.from_numpy(ip.clips(_pad(z[f"test{i}"], b, f), b, f))
+            lin.append((c[:, b].numpy(), z[f"testvideo{i}"]))
+            full.append((torch.cat([net.refine(c[s:s + 256]) for s in range(0, len(c), 256)]).numpy(),
+                         z[f"testvideo{i}"]))
+    pl = np.array([t["pixel_corr"] for t in metrics.score(lin, mask)["per_trial"]])
+    pf = np.array([t["pixel_corr"] for t in metrics.score(full, mask)["per_trial"]])
+    return pl, pf
 
 
 def _pad(frames, back, fwd):

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from image_prior_explore import _pad, score_net  # this folder's script
+
 CACHE = Path("/work/res/synth_cache")
 OOF_CACHE = Path("/work/res/ip_cache")  # image_prior_explore.py's (ridge, out-of-fold frames, oracle frames)
 PAD = 8  # linear frames cached beyond each trial's ends (image_prior_explore.PAD)
@@ -92,27 +94,6 @@ def movies_of(name, k, frames, mean, std):
         np.save(path, np.stack(procedural.movies(k, frames, seed=0, mean=mean, std=std)))
         print(f"{name}: {k} procedural movies in {time.perf_counter() - t0:.0f} s", flush=True)
     return list(np.load(path))
-
-
-def _pad(frames, back, fwd):
-    return frames[PAD - back: len(frames) - (PAD - fwd)]
-
-
-def score_net(net, z, nt, b, f, mask):
-    """Per-oracle-trial pixel_corr of the linear decoder and of `net` (clips of cached linear frames)."""
-    from rtdecode import metrics
-    from rtdecode.decode import image_prior as ip
-
-    lin, full = [], []
-    with torch.no_grad():
-        for i in range(nt):
-            c = torch.from_numpy(ip.clips(_pad(z[f"test{i}"], b, f), b, f))
-            lin.append((c[:, b].numpy(), z[f"testvideo{i}"]))
-            full.append((torch.cat([net.refine(c[s:s + 256]) for s in range(0, len(c), 256)]).numpy(),
-                         z[f"testvideo{i}"]))
-    pl = np.array([t["pixel_corr"] for t in metrics.score(lin, mask)["per_trial"]])
-    pf = np.array([t["pixel_corr"] for t in metrics.score(full, mask)["per_trial"]])
-    return pl, pf
 
 
 def run_dataset(name, dataset, truth, a, out):
